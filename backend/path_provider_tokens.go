@@ -1,0 +1,431 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const (
+	// providerTokenPrefix is seal-wrapped: its entries hold provider secrets.
+	providerTokenPrefix = "provider-tokens/"
+
+	maxProviderValueLength = 16 * 1024
+
+	// secretHintMinLength is the shortest secret whose last characters a
+	// read may show; shorter ones would give away too much of themselves.
+	secretHintMinLength = 12
+	secretHintLength    = 4
+)
+
+// providerTokenOwner is whose provider tokens a request addresses: a user's
+// or an organization's.
+type providerTokenOwner struct {
+	user string
+	org  string
+}
+
+// providerTokenOwnerOf tells the two path families apart by their schema,
+// never by request data, which a caller controls.
+func providerTokenOwnerOf(d *framework.FieldData) providerTokenOwner {
+	if _, ok := d.Schema["org"]; ok {
+		return providerTokenOwner{org: d.Get("org").(string)}
+	}
+	return providerTokenOwner{user: d.Get("user").(string)}
+}
+
+func (o providerTokenOwner) storagePrefix() string {
+	if o.org != "" {
+		return providerTokenPrefix + "orgs/" + o.org + "/"
+	}
+	return providerTokenPrefix + "users/" + o.user + "/"
+}
+
+// authorize applies the engine's own check: organizations need a member to
+// read and an owner or maintainer to write; users' tokens need the user.
+func (b *backend) authorizeProviderTokens(ctx context.Context, req *logical.Request, o providerTokenOwner, write bool) (*logical.Response, error) {
+	if o.org == "" {
+		return b.authorizeUser(ctx, req, o.user)
+	}
+	need := roleMember
+	if write {
+		need = roleMaintainer
+	}
+	return b.authorizeOrg(ctx, req, o.org, need)
+}
+
+// providerTokenEntry is a stored provider access token.
+type providerTokenEntry struct {
+	Provider string            `json:"provider"`
+	Values   map[string]string `json:"values"`
+	// SecretFields are the fields that were secret when the token was
+	// written, so that a later catalogue change cannot expose them.
+	SecretFields []string  `json:"secret_fields"`
+	Version      int       `json:"version"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+	UpdatedBy    string    `json:"updated_by"`
+}
+
+// toResponseData returns the entry's metadata: never a secret value.
+func (e *providerTokenEntry) toResponseData(o providerTokenOwner) map[string]interface{} {
+	secret := make(map[string]bool, len(e.SecretFields))
+	for _, name := range e.SecretFields {
+		secret[name] = true
+	}
+	fields := make([]string, 0, len(e.Values))
+	hints := make(map[string]interface{})
+	settings := make(map[string]interface{})
+	for name, value := range e.Values {
+		fields = append(fields, name)
+		if secret[name] {
+			hints[name] = secretHint(value)
+		} else {
+			settings[name] = value
+		}
+	}
+	sort.Strings(fields)
+
+	data := e.commonResponseData(o)
+	data["fields"] = fields
+	data["secret_hints"] = hints
+	data["settings"] = settings
+	data["created_at"] = formatTime(e.CreatedAt)
+	data["updated_at"] = formatTime(e.UpdatedAt)
+	data["updated_by"] = e.UpdatedBy
+	return data
+}
+
+func (e *providerTokenEntry) commonResponseData(o providerTokenOwner) map[string]interface{} {
+	data := map[string]interface{}{
+		"provider": e.Provider,
+		"version":  e.Version,
+	}
+	if o.org != "" {
+		data["org"] = o.org
+	} else {
+		data["user"] = o.user
+	}
+	return data
+}
+
+func secretHint(value string) string {
+	runes := []rune(value)
+	if len(runes) < secretHintMinLength {
+		return "****"
+	}
+	return "****" + string(runes[len(runes)-secretHintLength:])
+}
+
+func pathProviderTokens(b *backend) []*framework.Path {
+	userField := &framework.FieldSchema{
+		Type:        framework.TypeString,
+		Description: "Name of the user: the Vault identity entity's name.",
+		Required:    true,
+	}
+	orgField := &framework.FieldSchema{
+		Type:        framework.TypeString,
+		Description: "Name of the organization (the planqk_org metadata of its identity groups).",
+		Required:    true,
+	}
+	providerField := &framework.FieldSchema{
+		Type:        framework.TypeString,
+		Description: "Name of the provider in the catalogue at providers/.",
+		Required:    true,
+	}
+	tokenOperations := func(suffix string) map[logical.Operation]framework.OperationHandler {
+		return map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.pathProviderTokenRead,
+				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: suffix},
+			},
+			logical.UpdateOperation: &framework.PathOperation{
+				Callback:                  b.pathProviderTokenWrite,
+				ForwardPerformanceStandby: true,
+				DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "write", OperationSuffix: suffix},
+			},
+			logical.DeleteOperation: &framework.PathOperation{
+				Callback:                  b.pathProviderTokenDelete,
+				ForwardPerformanceStandby: true,
+				DisplayAttrs:              &framework.DisplayAttributes{OperationSuffix: suffix},
+			},
+		}
+	}
+	listOperations := func(suffix string) map[logical.Operation]framework.OperationHandler {
+		return map[logical.Operation]framework.OperationHandler{
+			logical.ListOperation: &framework.PathOperation{
+				Callback:     b.pathProviderTokensList,
+				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: suffix},
+			},
+		}
+	}
+
+	return []*framework.Path{
+		{
+			Pattern:         "users/" + framework.GenericNameRegex("user") + "/provider-tokens/?$",
+			DisplayAttrs:    &framework.DisplayAttributes{OperationPrefix: operationPrefixPlanqk},
+			Fields:          map[string]*framework.FieldSchema{"user": userField},
+			Operations:      listOperations("user-provider-tokens"),
+			HelpSynopsis:    pathProviderTokensListHelpSynopsis,
+			HelpDescription: pathProviderTokensListHelpDescription,
+		},
+		{
+			Pattern:      "users/" + framework.GenericNameRegex("user") + "/provider-tokens/" + providerNameRegex + "$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefixPlanqk},
+			Fields: map[string]*framework.FieldSchema{
+				"user":     userField,
+				"provider": providerField,
+			},
+			TakesArbitraryInput: true,
+			Operations:          tokenOperations("user-provider-token"),
+			HelpSynopsis:        pathProviderTokenHelpSynopsis,
+			HelpDescription:     pathProviderTokenHelpDescription,
+		},
+		{
+			Pattern: "orgs/?$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefixPlanqk,
+				OperationSuffix: "organizations",
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{
+					Callback: b.pathOrgsList,
+				},
+			},
+			HelpSynopsis:    pathOrgsListHelpSynopsis,
+			HelpDescription: pathOrgsListHelpDescription,
+		},
+		{
+			Pattern:         "orgs/" + framework.GenericNameRegex("org") + "/provider-tokens/?$",
+			DisplayAttrs:    &framework.DisplayAttributes{OperationPrefix: operationPrefixPlanqk},
+			Fields:          map[string]*framework.FieldSchema{"org": orgField},
+			Operations:      listOperations("organization-provider-tokens"),
+			HelpSynopsis:    pathProviderTokensListHelpSynopsis,
+			HelpDescription: pathProviderTokensListHelpDescription,
+		},
+		{
+			Pattern:      "orgs/" + framework.GenericNameRegex("org") + "/provider-tokens/" + providerNameRegex + "$",
+			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefixPlanqk},
+			Fields: map[string]*framework.FieldSchema{
+				"org":      orgField,
+				"provider": providerField,
+			},
+			TakesArbitraryInput: true,
+			Operations:          tokenOperations("organization-provider-token"),
+			HelpSynopsis:        pathProviderTokenHelpSynopsis,
+			HelpDescription:     pathProviderTokenHelpDescription,
+		},
+	}
+}
+
+func (b *backend) pathProviderTokensList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	owner := providerTokenOwnerOf(d)
+	if denied, err := b.authorizeProviderTokens(ctx, req, owner, false); denied != nil || err != nil {
+		return denied, err
+	}
+	providers, err := req.Storage.List(ctx, owner.storagePrefix())
+	if err != nil {
+		return nil, fmt.Errorf("listing provider tokens: %w", err)
+	}
+	return logical.ListResponse(providers), nil
+}
+
+func (b *backend) pathProviderTokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	owner := providerTokenOwnerOf(d)
+	if denied, err := b.authorizeProviderTokens(ctx, req, owner, false); denied != nil || err != nil {
+		return denied, err
+	}
+	entry, err := getProviderToken(ctx, req.Storage, owner, d.Get("provider").(string))
+	if err != nil || entry == nil {
+		return nil, err
+	}
+	return &logical.Response{Data: entry.toResponseData(owner)}, nil
+}
+
+func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	owner := providerTokenOwnerOf(d)
+	name := d.Get("provider").(string)
+	if msg := checkName("org", owner.org) + checkName("user", owner.user); msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+	if denied, err := b.authorizeProviderTokens(ctx, req, owner, true); denied != nil || err != nil {
+		return denied, err
+	}
+	provider, _, err := getProvider(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if provider == nil {
+		return logical.ErrorResponse(fmt.Sprintf("unknown provider %q: see providers/ for the catalogue", name)), nil
+	}
+	values, msg := validateProviderValues(name, provider, req.Data)
+	if msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+
+	key := owner.storagePrefix() + name
+	lock := b.lockFor(key)
+	lock.Lock()
+	defer lock.Unlock()
+
+	existing, err := getProviderToken(ctx, req.Storage, owner, name)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	entry := &providerTokenEntry{
+		Provider:  name,
+		Values:    values,
+		Version:   1,
+		CreatedAt: now,
+		UpdatedAt: now,
+		UpdatedBy: req.EntityID,
+	}
+	if existing != nil {
+		entry.Version = existing.Version + 1
+		entry.CreatedAt = existing.CreatedAt
+	}
+	for _, f := range provider.Fields {
+		if f.Secret {
+			entry.SecretFields = append(entry.SecretFields, f.Name)
+		}
+	}
+
+	storageEntry, err := logical.StorageEntryJSON(key, entry)
+	if err != nil {
+		return nil, fmt.Errorf("encoding provider token: %w", err)
+	}
+	if err := req.Storage.Put(ctx, storageEntry); err != nil {
+		return nil, fmt.Errorf("storing provider token: %w", err)
+	}
+	return &logical.Response{Data: entry.toResponseData(owner)}, nil
+}
+
+// validateProviderValues checks a write's body against the provider's
+// fields; the message names the offending field, never its value.
+func validateProviderValues(name string, provider *providerEntry, data map[string]interface{}) (map[string]string, string) {
+	values := make(map[string]string, len(data))
+	for key, raw := range data {
+		if _, ok := provider.field(key); !ok {
+			return nil, fmt.Sprintf("unknown field %q for provider %q (fields: %s)", key, name, provider.fieldNames())
+		}
+		value, ok := raw.(string)
+		switch {
+		case !ok:
+			return nil, fmt.Sprintf("field %q must be a string", key)
+		case !utf8.ValidString(value):
+			return nil, fmt.Sprintf("field %q must be valid UTF-8", key)
+		case len(value) > maxProviderValueLength:
+			return nil, fmt.Sprintf("field %q must be at most %d bytes", key, maxProviderValueLength)
+		case value != "":
+			values[key] = value
+		}
+	}
+	for _, f := range provider.Fields {
+		if _, ok := values[f.Name]; f.Required && !ok {
+			return nil, fmt.Sprintf("missing required field %q for provider %q", f.Name, name)
+		}
+	}
+	return values, ""
+}
+
+func (p *providerEntry) fieldNames() string {
+	names := make([]string, 0, len(p.Fields))
+	for _, f := range p.Fields {
+		names = append(names, f.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+func (b *backend) pathProviderTokenDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	owner := providerTokenOwnerOf(d)
+	if denied, err := b.authorizeProviderTokens(ctx, req, owner, true); denied != nil || err != nil {
+		return denied, err
+	}
+	key := owner.storagePrefix() + d.Get("provider").(string)
+	lock := b.lockFor(key)
+	lock.Lock()
+	defer lock.Unlock()
+	if err := req.Storage.Delete(ctx, key); err != nil {
+		return nil, fmt.Errorf("deleting provider token: %w", err)
+	}
+	return nil, nil
+}
+
+// pathOrgsList lists the organizations that have provider tokens; a caller
+// with an entity sees only its own organizations unless it is an admin.
+func (b *backend) pathOrgsList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	caller, denied, err := b.callerIdentity(ctx, req)
+	if denied != nil || err != nil {
+		return denied, err
+	}
+	keys, err := req.Storage.List(ctx, providerTokenPrefix+"orgs/")
+	if err != nil {
+		return nil, fmt.Errorf("listing organizations: %w", err)
+	}
+	orgs := make([]string, 0, len(keys))
+	for _, key := range keys {
+		org := strings.TrimSuffix(key, "/")
+		if caller == nil || caller.roleIn(org) >= roleMember {
+			orgs = append(orgs, org)
+		}
+	}
+	return logical.ListResponse(orgs), nil
+}
+
+func getProviderToken(ctx context.Context, s logical.Storage, o providerTokenOwner, provider string) (*providerTokenEntry, error) {
+	entry, err := s.Get(ctx, o.storagePrefix()+provider)
+	if err != nil {
+		return nil, fmt.Errorf("reading provider token: %w", err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	var token providerTokenEntry
+	if err := entry.DecodeJSON(&token); err != nil {
+		return nil, fmt.Errorf("decoding provider token: %w", err)
+	}
+	return &token, nil
+}
+
+const pathProviderTokensListHelpSynopsis = `List the providers for which a user or an organization has stored an access token.`
+
+const pathProviderTokensListHelpDescription = `
+Lists provider names. An organization's list needs any role in it.
+`
+
+const pathProviderTokenHelpSynopsis = `Store, read or delete a user's or an organization's own provider access token.`
+
+const pathProviderTokenHelpDescription = `
+"Bring your own token": credentials for a quantum backend provider, used by
+runtimes through resolve/<provider>. The body's keys are the provider's
+fields (see providers/<provider>); unknown fields, non-string values and
+missing required fields are refused. Each write replaces the token and
+increments its version.
+
+Reads return metadata only - the field names, a hint of each secret (its
+last 4 characters, for secrets of 12 characters or more), non-secret
+settings, version, created_at, updated_at and updated_by (entity id) - and
+never a secret value.
+
+For an organization, a request carrying an identity entity needs the owner
+or maintainer role to write or delete and any role to read; requests
+without an entity are governed by ACL policies alone.
+
+  vault write planqk/users/alice/provider-tokens/ibm-quantum token=... instance=ibm-q/open/main
+  vault write planqk/orgs/acme/provider-tokens/aws-braket access_key_id=... secret_access_key=... region=us-east-1
+  vault read  planqk/orgs/acme/provider-tokens/aws-braket
+`
+
+const pathOrgsListHelpSynopsis = `List the organizations that have provider access tokens.`
+
+const pathOrgsListHelpDescription = `
+A caller with an identity entity sees only the organizations it belongs to
+(platform admins see all).
+`

@@ -1,0 +1,106 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func pathResolve(b *backend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern: "resolve/" + providerNameRegex + "$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefixPlanqk,
+				OperationVerb:   "resolve",
+				OperationSuffix: "provider-token",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"provider": {
+					Type:        framework.TypeString,
+					Description: "Name of the provider.",
+					Required:    true,
+				},
+				"org": {
+					Type:        framework.TypeString,
+					Description: "Organization whose token to prefer; the caller must be a member.",
+					Query:       true,
+				},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: &framework.PathOperation{
+					Callback: b.pathResolve,
+				},
+			},
+			HelpSynopsis:    pathResolveHelpSynopsis,
+			HelpDescription: pathResolveHelpDescription,
+		},
+	}
+}
+
+func (b *backend) pathResolve(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	provider, org := d.Get("provider").(string), d.Get("org").(string)
+	if req.EntityID == "" {
+		return logical.ErrorResponse("resolve needs the request's token to have an identity entity: provider tokens are resolved for a user"), nil
+	}
+	caller, denied, err := b.callerIdentity(ctx, req)
+	if denied != nil || err != nil {
+		return denied, err
+	}
+
+	if org != "" {
+		if caller.roleIn(org) < roleMember {
+			return forbidden(fmt.Sprintf("entity %q is not a member of organization %q", caller.name, org)), nil
+		}
+		orgOwner := providerTokenOwner{org: org}
+		entry, err := getProviderToken(ctx, req.Storage, orgOwner, provider)
+		if err != nil {
+			return nil, err
+		}
+		if entry != nil {
+			return resolvedResponse(entry, orgOwner, "organization"), nil
+		}
+	}
+
+	userOwner := providerTokenOwner{user: caller.name}
+	entry, err := getProviderToken(ctx, req.Storage, userOwner, provider)
+	if err != nil {
+		return nil, err
+	}
+	if entry == nil {
+		if org != "" {
+			return notFound(fmt.Sprintf("no %q token is stored for organization %q or for user %q", provider, org, caller.name)), nil
+		}
+		return notFound(fmt.Sprintf("no %q token is stored for user %q", provider, caller.name)), nil
+	}
+	return resolvedResponse(entry, userOwner, "user"), nil
+}
+
+// resolvedResponse returns the token's values as top-level string fields -
+// which audit devices HMAC - for templates such as {{ .Data.token }}.
+func resolvedResponse(entry *providerTokenEntry, owner providerTokenOwner, source string) *logical.Response {
+	data := entry.commonResponseData(owner)
+	for name, value := range entry.Values {
+		data[name] = value
+	}
+	data["source"] = source
+	data["org"] = owner.org
+	return &logical.Response{Data: data}
+}
+
+const pathResolveHelpSynopsis = `Return the caller's effective provider access token, with its secret values.`
+
+const pathResolveHelpDescription = `
+What a runtime injects to run jobs on a provider. With org, the caller must
+be a member of the organization (any role): the organization's token is
+returned if one is stored, otherwise the caller's own. Without org, the
+caller's own token. None: 404.
+
+The response holds the provider's fields with their values, and source
+("organization" or "user"), org, provider and version. Needs a token with
+an identity entity.
+
+  vault read planqk/resolve/ibm-quantum org=acme
+`

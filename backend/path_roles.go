@@ -1,0 +1,240 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const (
+	rolePrefix = "roles/"
+
+	defaultRoleTTL    = time.Hour
+	defaultRoleMaxTTL = 24 * time.Hour
+)
+
+// roleEntry is a template for short-lived PATs issued as Vault leases.
+type roleEntry struct {
+	TTL         time.Duration `json:"ttl"`
+	MaxTTL      time.Duration `json:"max_ttl"`
+	Description string        `json:"description"`
+}
+
+func (r *roleEntry) toResponseData() map[string]interface{} {
+	return map[string]interface{}{
+		"ttl":         int64(r.TTL.Seconds()),
+		"max_ttl":     int64(r.MaxTTL.Seconds()),
+		"description": r.Description,
+	}
+}
+
+func pathRoles(b *backend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern: "roles/?$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefixPlanqk,
+				OperationSuffix: "roles",
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{
+					Callback: b.pathRolesList,
+				},
+			},
+			HelpSynopsis:    pathRolesListHelpSynopsis,
+			HelpDescription: pathRolesListHelpDescription,
+		},
+		{
+			Pattern: "roles/" + framework.GenericNameRegex("role") + "$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefixPlanqk,
+				OperationSuffix: "role",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"role": {
+					Type:        framework.TypeString,
+					Description: "Name of the role.",
+					Required:    true,
+				},
+				"ttl": {
+					Type:        framework.TypeDurationSecond,
+					Description: "Lease TTL of the tokens issued for this role.",
+					Default:     int(defaultRoleTTL.Seconds()),
+				},
+				"max_ttl": {
+					Type:        framework.TypeDurationSecond,
+					Description: "Longest a lease of this role may be renewed to; the mount's max_lease_ttl and the engine's max_ttl also cap it.",
+					Default:     int(defaultRoleMaxTTL.Seconds()),
+				},
+				"description": {
+					Type:        framework.TypeString,
+					Description: "What the role's tokens are for.",
+				},
+			},
+			ExistenceCheck: b.pathRoleExistenceCheck,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.CreateOperation: &framework.PathOperation{
+					Callback:                  b.pathRoleWrite,
+					ForwardPerformanceStandby: true,
+				},
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback:                  b.pathRoleWrite,
+					ForwardPerformanceStandby: true,
+				},
+				logical.ReadOperation: &framework.PathOperation{
+					Callback: b.pathRoleRead,
+				},
+				logical.DeleteOperation: &framework.PathOperation{
+					Callback:                  b.pathRoleDelete,
+					ForwardPerformanceStandby: true,
+				},
+			},
+			HelpSynopsis:    pathRoleHelpSynopsis,
+			HelpDescription: pathRoleHelpDescription,
+		},
+	}
+}
+
+func (b *backend) pathRoleExistenceCheck(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+	role, err := b.getRole(ctx, req.Storage, d.Get("role").(string))
+	return role != nil, err
+}
+
+func (b *backend) pathRolesList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	names, err := req.Storage.List(ctx, rolePrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing roles: %w", err)
+	}
+	return logical.ListResponse(names), nil
+}
+
+func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	role, err := b.getRole(ctx, req.Storage, d.Get("role").(string))
+	if err != nil || role == nil {
+		return nil, err
+	}
+	return &logical.Response{Data: role.toResponseData()}, nil
+}
+
+func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("role").(string)
+	if msg := checkName("role", name); msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+
+	lock := b.lockFor(rolePrefix + name)
+	lock.Lock()
+	defer lock.Unlock()
+
+	role, err := b.getRole(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	updated := roleEntry{TTL: defaultRoleTTL, MaxTTL: defaultRoleMaxTTL}
+	if role != nil {
+		updated = *role
+	}
+	if v, ok := d.GetOk("ttl"); ok {
+		updated.TTL = time.Duration(v.(int)) * time.Second
+	}
+	if v, ok := d.GetOk("max_ttl"); ok {
+		updated.MaxTTL = time.Duration(v.(int)) * time.Second
+	}
+	if v, ok := d.GetOk("description"); ok {
+		updated.Description = v.(string)
+	}
+
+	switch {
+	case updated.TTL <= 0:
+		return logical.ErrorResponse("ttl must be greater than zero"), nil
+	case updated.MaxTTL <= 0:
+		return logical.ErrorResponse("max_ttl must be greater than zero"), nil
+	case updated.TTL > updated.MaxTTL:
+		return logical.ErrorResponse(fmt.Sprintf("ttl %s exceeds max_ttl %s", updated.TTL, updated.MaxTTL)), nil
+	}
+	if msg := checkDescription(updated.Description); msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+
+	entry, err := logical.StorageEntryJSON(rolePrefix+name, &updated)
+	if err != nil {
+		return nil, fmt.Errorf("encoding role: %w", err)
+	}
+	if err := req.Storage.Put(ctx, entry); err != nil {
+		return nil, fmt.Errorf("storing role: %w", err)
+	}
+	b.cacheLock.Lock()
+	b.roles[name] = &updated
+	b.cacheLock.Unlock()
+	return nil, nil
+}
+
+func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("role").(string)
+	lock := b.lockFor(rolePrefix + name)
+	lock.Lock()
+	defer lock.Unlock()
+
+	if err := req.Storage.Delete(ctx, rolePrefix+name); err != nil {
+		return nil, fmt.Errorf("deleting role: %w", err)
+	}
+	b.cacheLock.Lock()
+	delete(b.roles, name)
+	b.cacheLock.Unlock()
+	return nil, nil
+}
+
+// getRole returns the named role, or nil when there is none. Roles are read
+// on every lease issue, so they are served from memory after the first read
+// and dropped by invalidate when another node changes them.
+func (b *backend) getRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
+	b.cacheLock.RLock()
+	role, ok := b.roles[name]
+	b.cacheLock.RUnlock()
+	if ok {
+		return role, nil
+	}
+
+	entry, err := s.Get(ctx, rolePrefix+name)
+	if err != nil {
+		return nil, fmt.Errorf("reading role: %w", err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	role = &roleEntry{}
+	if err := entry.DecodeJSON(role); err != nil {
+		return nil, fmt.Errorf("decoding role: %w", err)
+	}
+
+	b.cacheLock.Lock()
+	b.roles[name] = role
+	b.cacheLock.Unlock()
+	return role, nil
+}
+
+const pathRolesListHelpSynopsis = `List the roles for short-lived personal access tokens.`
+
+const pathRolesListHelpDescription = `
+Roles are templates for the short-lived PATs that runtimes read from
+users/<user>/creds/<role> as Vault leases.
+`
+
+const pathRoleHelpSynopsis = `Manage a role for short-lived personal access tokens issued as leases.`
+
+const pathRoleHelpDescription = `
+A role sets the lease of the PATs issued at users/<user>/creds/<role>:
+
+  ttl          lease TTL (default 1h)
+  max_ttl      longest the lease may be renewed to (default 24h)
+  description  what the role's tokens are for
+
+The lease is also capped by the engine's max_ttl and by the mount's
+max_lease_ttl. When the lease expires or is revoked the token stops
+verifying.
+
+  vault write planqk/roles/runtime ttl=15m max_ttl=2h description="job runtimes"
+`

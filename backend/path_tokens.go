@@ -1,0 +1,320 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func pathTokens(b *backend) []*framework.Path {
+	userField := &framework.FieldSchema{
+		Type:        framework.TypeString,
+		Description: "Name of the user: the Vault identity entity's name.",
+		Required:    true,
+	}
+	nameField := &framework.FieldSchema{
+		Type:        framework.TypeString,
+		Description: "Name of the personal access token, unique per user.",
+		Required:    true,
+	}
+	ttlField := &framework.FieldSchema{
+		Type:        framework.TypeDurationSecond,
+		Description: "Lifetime of the token; defaults to the configured default_ttl and may not exceed max_ttl.",
+	}
+
+	return []*framework.Path{
+		{
+			Pattern: "users/" + framework.GenericNameRegex("user") + "/tokens/?$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefixPlanqk,
+				OperationSuffix: "personal-access-tokens",
+			},
+			Fields: map[string]*framework.FieldSchema{"user": userField},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{
+					Callback: b.pathTokensList,
+				},
+			},
+			HelpSynopsis:    pathTokensListHelpSynopsis,
+			HelpDescription: pathTokensListHelpDescription,
+		},
+		{
+			Pattern: "users/" + framework.GenericNameRegex("user") + "/tokens/" + framework.GenericNameRegex("name") + "$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefixPlanqk,
+				OperationSuffix: "personal-access-token",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"user": userField,
+				"name": nameField,
+				"ttl":  ttlField,
+				"description": {
+					Type:        framework.TypeString,
+					Description: fmt.Sprintf("What the token is for (at most %d characters).", maxDescriptionLength),
+				},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback:                  b.pathTokenCreate,
+					ForwardPerformanceStandby: true,
+					DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "create"},
+				},
+				logical.ReadOperation: &framework.PathOperation{
+					Callback: b.pathTokenRead,
+				},
+				logical.DeleteOperation: &framework.PathOperation{
+					Callback:                  b.pathTokenDelete,
+					ForwardPerformanceStandby: true,
+					DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "revoke"},
+				},
+			},
+			HelpSynopsis:    pathTokenHelpSynopsis,
+			HelpDescription: pathTokenHelpDescription,
+		},
+		{
+			Pattern: "users/" + framework.GenericNameRegex("user") + "/tokens/" + framework.GenericNameRegex("name") + "/rotate$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefixPlanqk,
+				OperationSuffix: "personal-access-token",
+				OperationVerb:   "rotate",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"user": userField,
+				"name": nameField,
+				"ttl": {
+					Type:        framework.TypeDurationSecond,
+					Description: "Lifetime of the new secret; defaults to the lifetime the token was created with, capped by max_ttl.",
+				},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback:                  b.pathTokenRotate,
+					ForwardPerformanceStandby: true,
+				},
+			},
+			HelpSynopsis:    pathTokenRotateHelpSynopsis,
+			HelpDescription: pathTokenRotateHelpDescription,
+		},
+	}
+}
+
+func (b *backend) pathTokensList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	user := d.Get("user").(string)
+	if denied, err := b.authorizeUser(ctx, req, user); denied != nil || err != nil {
+		return denied, err
+	}
+	index, err := getTokenIndex(ctx, req.Storage, user)
+	if err != nil {
+		return nil, err
+	}
+
+	names := make([]string, 0, len(index.Tokens))
+	keyInfo := make(map[string]interface{}, len(index.Tokens))
+	for name, summary := range index.Tokens {
+		names = append(names, name)
+		keyInfo[name] = map[string]interface{}{
+			"token_id":   summary.TokenID,
+			"created_at": formatTime(summary.CreatedAt),
+			"expires_at": formatTime(summary.ExpiresAt),
+		}
+	}
+	sort.Strings(names)
+	return logical.ListResponseWithInfo(names, keyInfo), nil
+}
+
+func (b *backend) pathTokenCreate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	user, name := d.Get("user").(string), d.Get("name").(string)
+	description := d.Get("description").(string)
+	for _, msg := range []string{checkName("user", user), checkName("name", name), checkDescription(description)} {
+		if msg != "" {
+			return logical.ErrorResponse(msg), nil
+		}
+	}
+
+	owner, errResp, err := b.requireTokenOwner(ctx, req, user)
+	if errResp != nil || err != nil {
+		return errResp, err
+	}
+	cfg, err := b.getConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	ttl, err := cfg.tokenTTL(time.Duration(d.Get("ttl").(int)) * time.Second)
+	if err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+
+	lock := b.lockFor(userLockKey(user))
+	lock.Lock()
+	defer lock.Unlock()
+
+	index, err := getTokenIndex(ctx, req.Storage, user)
+	if err != nil {
+		return nil, err
+	}
+	if _, exists := index.Tokens[name]; exists {
+		return logical.ErrorResponse(fmt.Sprintf("user %q already has a token named %q: rotate it at users/%s/tokens/%s/rotate or delete it first", user, name, user, name)), nil
+	}
+	if len(index.Tokens) >= maxTokensPerUser {
+		return logical.ErrorResponse(fmt.Sprintf("user %q already has %d tokens, the most a user may have: delete unused ones first", user, maxTokensPerUser)), nil
+	}
+
+	token, err := b.newToken(ctx, req.Storage, cfg)
+	if err != nil {
+		return nil, err
+	}
+	record, summary := token.named(user, name, owner.entityID, description, ttl)
+	if err := b.storeNamedToken(ctx, req.Storage, index, record, summary); err != nil {
+		return nil, err
+	}
+
+	data := summary.toResponseData(user, name)
+	data["token"] = token.secret
+	return &logical.Response{Data: data}, nil
+}
+
+func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	user, name := d.Get("user").(string), d.Get("name").(string)
+	if denied, err := b.authorizeUser(ctx, req, user); denied != nil || err != nil {
+		return denied, err
+	}
+	index, err := getTokenIndex(ctx, req.Storage, user)
+	if err != nil {
+		return nil, err
+	}
+	summary, ok := index.Tokens[name]
+	if !ok {
+		return nil, nil
+	}
+	return &logical.Response{Data: summary.toResponseData(user, name)}, nil
+}
+
+func (b *backend) pathTokenDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	user, name := d.Get("user").(string), d.Get("name").(string)
+	if denied, err := b.authorizeUser(ctx, req, user); denied != nil || err != nil {
+		return denied, err
+	}
+
+	lock := b.lockFor(userLockKey(user))
+	lock.Lock()
+	defer lock.Unlock()
+
+	index, err := getTokenIndex(ctx, req.Storage, user)
+	if err != nil {
+		return nil, err
+	}
+	summary, ok := index.Tokens[name]
+	if !ok {
+		return nil, nil
+	}
+	// The record goes first so the token stops verifying at once; a crash
+	// before the index write leaves a listed token that no longer verifies
+	// and can be deleted again.
+	if err := deleteTokenRecord(ctx, req.Storage, summary.Hash); err != nil {
+		return nil, err
+	}
+	delete(index.Tokens, name)
+	if err := putTokenIndex(ctx, req.Storage, user, index); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
+func (b *backend) pathTokenRotate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	user, name := d.Get("user").(string), d.Get("name").(string)
+	owner, errResp, err := b.requireTokenOwner(ctx, req, user)
+	if errResp != nil || err != nil {
+		return errResp, err
+	}
+	cfg, err := b.getConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+
+	lock := b.lockFor(userLockKey(user))
+	lock.Lock()
+	defer lock.Unlock()
+
+	index, err := getTokenIndex(ctx, req.Storage, user)
+	if err != nil {
+		return nil, err
+	}
+	old, ok := index.Tokens[name]
+	if !ok {
+		return notFound(fmt.Sprintf("user %q has no token named %q", user, name)), nil
+	}
+
+	requested := time.Duration(d.Get("ttl").(int)) * time.Second
+	if requested == 0 {
+		requested = old.ExpiresAt.Sub(old.CreatedAt)
+		if cfg.MaxTTL > 0 && requested > cfg.MaxTTL {
+			requested = cfg.MaxTTL
+		}
+	}
+	ttl, err := cfg.tokenTTL(requested)
+	if err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+
+	token, err := b.newToken(ctx, req.Storage, cfg)
+	if err != nil {
+		return nil, err
+	}
+	record, summary := token.named(user, name, owner.entityID, old.Description, ttl)
+
+	// The old secret is revoked before anything else, so that no failure
+	// or crash below can leave it verifying.
+	if err := deleteTokenRecord(ctx, req.Storage, old.Hash); err != nil {
+		return nil, err
+	}
+	if err := b.storeNamedToken(ctx, req.Storage, index, record, summary); err != nil {
+		return nil, err
+	}
+
+	data := summary.toResponseData(user, name)
+	data["token"] = token.secret
+	return &logical.Response{Data: data}, nil
+}
+
+const pathTokensListHelpSynopsis = `List a user's personal access tokens.`
+
+const pathTokensListHelpDescription = `
+Lists the names of the user's personal access tokens, with key_info giving
+each token's token_id, created_at and expires_at. Never shows a secret.
+`
+
+const pathTokenHelpSynopsis = `Create, read or revoke a personal access token (PAT).`
+
+const pathTokenHelpDescription = `
+PATs let a user call the PlanQK API (CLI, Quantum SDK, custom apps) in every
+organization the user belongs to, for as long as they belong to it.
+
+Write (create) issues a new PAT for the caller. Only the user's own identity
+entity may create it - never root or a token without an entity, since
+organizations cannot have PATs. Fields: ttl (default: default_ttl, at most
+max_ttl) and description. The response holds the secret in "token" - shown
+this once, stored only as an HMAC - and token_id, name, user, created_at and
+expires_at. Writing a name that exists is refused: rotate it instead.
+
+Read returns the token's metadata, never the secret.
+
+Delete revokes the token: it stops verifying at once.
+
+  vault write planqk/users/alice/tokens/laptop ttl=720h description="CLI"
+  vault read planqk/users/alice/tokens/laptop
+  vault delete planqk/users/alice/tokens/laptop
+`
+
+const pathTokenRotateHelpSynopsis = `Replace a personal access token's secret, keeping its name.`
+
+const pathTokenRotateHelpDescription = `
+Issues a new secret (and token_id) under the same name; the old secret stops
+verifying at once. Only the token's owner may rotate it. The new secret lives
+as long as the old one was created for, or ttl when given (at most max_ttl).
+
+  vault write -f planqk/users/alice/tokens/laptop/rotate
+`

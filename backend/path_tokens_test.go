@@ -1,0 +1,291 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/stretchr/testify/require"
+)
+
+func TestTokens_createShowsSecretOnceAndStoresOnlyItsHMAC(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+
+	created := env.createToken("alice", alice, "laptop", map[string]interface{}{"ttl": "48h", "description": "CLI on my laptop"})
+	token := created["token"].(string)
+	require.True(t, strings.HasPrefix(token, "plqk_"))
+	require.NotEmpty(t, created["token_id"])
+	require.Equal(t, "laptop", created["name"])
+	require.Equal(t, "alice", created["user"])
+	createdAt, err := time.Parse(time.RFC3339, created["created_at"].(string))
+	require.NoError(t, err)
+	expiresAt, err := time.Parse(time.RFC3339, created["expires_at"].(string))
+	require.NoError(t, err)
+	require.Equal(t, 48*time.Hour, expiresAt.Sub(createdAt))
+
+	read := env.ok(logical.ReadOperation, "users/alice/tokens/laptop", alice, nil).Data
+	require.NotContains(t, read, "token")
+	require.Equal(t, created["token_id"], read["token_id"])
+	require.Equal(t, "CLI on my laptop", read["description"])
+	require.Equal(t, created["expires_at"], read["expires_at"])
+
+	list := env.ok(logical.ListOperation, "users/alice/tokens/", alice, nil).Data
+	require.Equal(t, []string{"laptop"}, list["keys"])
+	info := list["key_info"].(map[string]interface{})["laptop"].(map[string]interface{})
+	require.Equal(t, created["token_id"], info["token_id"])
+	require.Equal(t, created["created_at"], info["created_at"])
+	require.Equal(t, created["expires_at"], info["expires_at"])
+
+	for key, value := range env.storageSnapshot() {
+		require.NotContains(t, value, token, "plaintext token stored at %s", key)
+		require.NotContains(t, key, token)
+	}
+	require.Equal(t, true, env.verify(token)["active"])
+}
+
+func TestTokens_createIsRefusedToAnyoneButTheUser(t *testing.T) {
+	env := newTestEnv(t)
+	env.addUser("alice")
+	bob := env.addUser("bob")
+
+	msg := env.userError(logical.UpdateOperation, "users/alice/tokens/laptop", "", nil)
+	require.Contains(t, msg, "personal access tokens can only be created for user accounts")
+
+	msg = env.userError(logical.UpdateOperation, "users/alice/tokens/laptop", bob, nil)
+	require.Contains(t, msg, `"alice"`)
+	require.Contains(t, msg, `"bob"`)
+
+	msg = env.userError(logical.ReadOperation, "users/alice/creds/runtime", "", nil)
+	require.Contains(t, msg, "personal access tokens can only be created for user accounts")
+
+	require.Equal(t, 403, env.statusOf(logical.UpdateOperation, "users/alice/tokens/laptop", "entity-ghost", nil))
+	require.Empty(t, env.storageSnapshot())
+}
+
+func TestTokens_badInputIsRefusedAndWritesNothing(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"max_ttl": "100h", "default_ttl": "10h"})
+	env.createToken("alice", alice, "laptop", nil)
+	before := env.storageSnapshot()
+
+	cases := []struct {
+		name, path string
+		data       map[string]interface{}
+		wantField  string
+	}{
+		{"duplicate name", "users/alice/tokens/laptop", nil, "rotate"},
+		{"ttl over max", "users/alice/tokens/ci", map[string]interface{}{"ttl": "101h"}, "ttl"},
+		{"negative ttl", "users/alice/tokens/ci", map[string]interface{}{"ttl": "-5s"}, "ttl"},
+		{"ttl not a duration", "users/alice/tokens/ci", map[string]interface{}{"ttl": "soon"}, "ttl"},
+		{"ttl of wrong type", "users/alice/tokens/ci", map[string]interface{}{"ttl": []interface{}{1}}, "ttl"},
+		{"description too long", "users/alice/tokens/ci", map[string]interface{}{"description": strings.Repeat("x", maxDescriptionLength+1)}, "description"},
+		{"description not UTF-8", "users/alice/tokens/ci", map[string]interface{}{"description": "\xff\xfe"}, "description"},
+		{"description of wrong type", "users/alice/tokens/ci", map[string]interface{}{"description": map[string]interface{}{"a": 1}}, "description"},
+		{"name too long", "users/alice/tokens/" + strings.Repeat("n", maxNameLength+1), nil, "name"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			msg := env.userError(logical.UpdateOperation, c.path, alice, c.data)
+			require.Contains(t, msg, c.wantField)
+			require.Equal(t, before, env.storageSnapshot())
+		})
+	}
+}
+
+func TestTokens_defaultAndCappedTTL(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+
+	created := env.createToken("alice", alice, "default", nil)
+	require.Equal(t, 720*time.Hour, lifetime(t, created))
+
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"default_ttl": "2h", "max_ttl": "3h"})
+	require.Equal(t, 2*time.Hour, lifetime(t, env.createToken("alice", alice, "short", nil)))
+	require.Equal(t, 3*time.Hour, lifetime(t, env.createToken("alice", alice, "max", map[string]interface{}{"ttl": "3h"})))
+}
+
+func lifetime(t *testing.T, data map[string]interface{}) time.Duration {
+	t.Helper()
+	created, err := time.Parse(time.RFC3339, data["created_at"].(string))
+	require.NoError(t, err)
+	expires, err := time.Parse(time.RFC3339, data["expires_at"].(string))
+	require.NoError(t, err)
+	return expires.Sub(created)
+}
+
+func TestTokens_deleteRevokesAtOnce(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	token := env.createToken("alice", alice, "laptop", nil)["token"].(string)
+	keep := env.createToken("alice", alice, "ci", nil)["token"].(string)
+
+	env.ok(logical.DeleteOperation, "users/alice/tokens/laptop", alice, nil)
+	require.Equal(t, false, env.verify(token)["active"])
+	require.Equal(t, true, env.verify(keep)["active"])
+	require.Equal(t, 404, env.statusOf(logical.ReadOperation, "users/alice/tokens/laptop", alice, nil))
+	require.Equal(t, []string{"ci"}, env.ok(logical.ListOperation, "users/alice/tokens/", alice, nil).Data["keys"])
+
+	// Deleting again, or a name that never existed, is not an error.
+	require.Equal(t, 204, env.statusOf(logical.DeleteOperation, "users/alice/tokens/laptop", alice, nil))
+
+	// The last token gone, the index goes too.
+	env.ok(logical.DeleteOperation, "users/alice/tokens/ci", alice, nil)
+	_, hasIndex := env.storageSnapshot()[tokenIndexPath("alice")]
+	require.False(t, hasIndex)
+	require.Equal(t, 404, env.statusOf(logical.ListOperation, "users/alice/tokens/", alice, nil))
+}
+
+func TestTokens_rootMayRevokeButOtherUsersMayNot(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	bob := env.addUser("bob")
+	admin := env.addUser("admin")
+	env.setRole(admin, adminOrg, "admin")
+	env.createToken("alice", alice, "laptop", nil)
+	env.createToken("alice", alice, "ci", nil)
+
+	for _, op := range []logical.Operation{logical.ReadOperation, logical.DeleteOperation} {
+		require.Equal(t, 403, env.statusOf(op, "users/alice/tokens/laptop", bob, nil), op)
+	}
+	require.Equal(t, 403, env.statusOf(logical.ListOperation, "users/alice/tokens/", bob, nil))
+
+	env.ok(logical.DeleteOperation, "users/alice/tokens/laptop", "", nil)
+	env.ok(logical.DeleteOperation, "users/alice/tokens/ci", admin, nil)
+	require.Equal(t, 404, env.statusOf(logical.ListOperation, "users/alice/tokens/", alice, nil))
+}
+
+func TestTokens_rotateReplacesTheSecret(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	bob := env.addUser("bob")
+	created := env.createToken("alice", alice, "laptop", map[string]interface{}{"ttl": "5h", "description": "d"})
+	oldToken := created["token"].(string)
+
+	rotated := env.ok(logical.UpdateOperation, "users/alice/tokens/laptop/rotate", alice, nil).Data
+	newToken := rotated["token"].(string)
+	require.NotEqual(t, oldToken, newToken)
+	require.NotEqual(t, created["token_id"], rotated["token_id"])
+	require.Equal(t, "laptop", rotated["name"])
+	require.Equal(t, "d", rotated["description"])
+	require.Equal(t, 5*time.Hour, lifetime(t, rotated))
+
+	require.Equal(t, false, env.verify(oldToken)["active"])
+	verified := env.verify(newToken)
+	require.Equal(t, true, verified["active"])
+	require.Equal(t, rotated["token_id"], verified["token_id"])
+	require.Equal(t, []string{"laptop"}, env.ok(logical.ListOperation, "users/alice/tokens/", alice, nil).Data["keys"])
+
+	// One record for the one name: the old one is gone from storage.
+	records := 0
+	for key := range env.storageSnapshot() {
+		if strings.HasPrefix(key, tokenRecordPrefix) {
+			records++
+		}
+	}
+	require.Equal(t, 1, records)
+
+	withTTL := env.ok(logical.UpdateOperation, "users/alice/tokens/laptop/rotate", alice, map[string]interface{}{"ttl": "1h"}).Data
+	require.Equal(t, time.Hour, lifetime(t, withTTL))
+
+	require.Equal(t, 404, env.statusOf(logical.UpdateOperation, "users/alice/tokens/missing/rotate", alice, nil))
+	require.Equal(t, 400, env.statusOf(logical.UpdateOperation, "users/alice/tokens/laptop/rotate", bob, nil))
+	require.Equal(t, 400, env.statusOf(logical.UpdateOperation, "users/alice/tokens/laptop/rotate", "", nil))
+}
+
+func TestTokens_perUserLimit(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	ctx := context.Background()
+
+	index := &tokenIndex{Tokens: make(map[string]*tokenSummary)}
+	for i := 0; i < maxTokensPerUser; i++ {
+		index.Tokens[fmt.Sprintf("t%d", i)] = &tokenSummary{TokenID: fmt.Sprint(i), Hash: strings.Repeat("0", 64)}
+	}
+	require.NoError(t, putTokenIndex(ctx, env.storage, "alice", index))
+	msg := env.userError(logical.UpdateOperation, "users/alice/tokens/one-too-many", alice, nil)
+	require.Contains(t, msg, fmt.Sprint(maxTokensPerUser))
+}
+
+// Many goroutines creating, rotating and deleting one user's tokens at once
+// lose no index entry, never duplicate a token id and never leave two live
+// secrets under one name. Run with -race.
+func TestTokens_concurrentWritesForOneUser(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	const workers, perWorker = 16, 12
+
+	var mu sync.Mutex
+	secrets := make(map[string][]string) // name -> every secret issued for it
+	ids := make(map[string]bool)
+	record := func(data map[string]interface{}) {
+		mu.Lock()
+		defer mu.Unlock()
+		id := data["token_id"].(string)
+		require.False(t, ids[id], "duplicate token id %s", id)
+		ids[id] = true
+		name := data["name"].(string)
+		secrets[name] = append(secrets[name], data["token"].(string))
+	}
+
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < perWorker; i++ {
+				name := fmt.Sprintf("w%d-t%d", w, i)
+				resp, err := env.do(logical.UpdateOperation, "users/alice/tokens/"+name, alice, nil)
+				require.NoError(t, err)
+				record(resp.Data)
+				// Every worker also races on one shared name.
+				resp, err = env.do(logical.UpdateOperation, "users/alice/tokens/shared", alice, nil)
+				require.NoError(t, err)
+				if !resp.IsError() {
+					record(resp.Data)
+				}
+				if i%3 == 0 {
+					resp, err = env.do(logical.UpdateOperation, "users/alice/tokens/"+name+"/rotate", alice, nil)
+					require.NoError(t, err)
+					record(resp.Data)
+				}
+				if i%4 == 0 {
+					_, err = env.do(logical.DeleteOperation, "users/alice/tokens/"+name, alice, nil)
+					require.NoError(t, err)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+
+	require.Len(t, secrets["shared"], 1, "two concurrent creates produced two tokens under one name")
+	listed := env.ok(logical.ListOperation, "users/alice/tokens/", alice, nil).Data["keys"].([]string)
+	want := 1 // "shared"
+	for w := 0; w < workers; w++ {
+		for i := 0; i < perWorker; i++ {
+			if i%4 != 0 {
+				want++
+			}
+		}
+	}
+	require.Len(t, listed, want)
+
+	for name, issued := range secrets {
+		deleted := false
+		if name != "shared" {
+			var w, i int
+			_, err := fmt.Sscanf(name, "w%d-t%d", &w, &i)
+			require.NoError(t, err)
+			deleted = i%4 == 0
+		}
+		for n, secret := range issued {
+			live := !deleted && n == len(issued)-1
+			require.Equal(t, live, env.verify(secret)["active"], "token %s secret %d", name, n)
+		}
+	}
+}

@@ -1,0 +1,127 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const secretPATType = "planqk_personal_access_token"
+
+// leaseInternalData is everything Renew and Revoke need, carried by the
+// lease itself so that they work without any other state.
+type leaseInternalData struct {
+	Hash    string
+	User    string
+	Role    string
+	TokenID string
+}
+
+func (l leaseInternalData) toMap() map[string]interface{} {
+	return map[string]interface{}{
+		"token_hash": l.Hash,
+		"user":       l.User,
+		"role":       l.Role,
+		"token_id":   l.TokenID,
+	}
+}
+
+var errBadLeaseData = errors.New("lease internal data is missing or malformed")
+
+func parseLeaseInternalData(secret *logical.Secret) (leaseInternalData, error) {
+	var l leaseInternalData
+	if secret == nil {
+		return l, errBadLeaseData
+	}
+	fields := map[string]*string{"token_hash": &l.Hash, "user": &l.User, "role": &l.Role, "token_id": &l.TokenID}
+	for key, dst := range fields {
+		v, ok := secret.InternalData[key].(string)
+		if !ok {
+			return l, fmt.Errorf("%w: %s", errBadLeaseData, key)
+		}
+		*dst = v
+	}
+	if !validTokenHash(l.Hash) {
+		return l, fmt.Errorf("%w: token_hash", errBadLeaseData)
+	}
+	return l, nil
+}
+
+func secretPAT(b *backend) *framework.Secret {
+	return &framework.Secret{
+		Type: secretPATType,
+		Fields: map[string]*framework.FieldSchema{
+			"token": {
+				Type:        framework.TypeString,
+				Description: "The personal access token.",
+			},
+		},
+		Renew:  b.secretPATRenew,
+		Revoke: b.secretPATRevoke,
+	}
+}
+
+func (b *backend) secretPATRenew(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	lease, err := parseLeaseInternalData(req.Secret)
+	if err != nil {
+		return nil, err
+	}
+	role, err := b.getRole(ctx, req.Storage, lease.Role)
+	if err != nil {
+		return nil, err
+	}
+	if role == nil {
+		return logical.ErrorResponse(fmt.Sprintf("role %q no longer exists; the lease cannot be renewed", lease.Role)), nil
+	}
+	cfg, err := b.getConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	roleTTL, maxTTL := role.leaseTTLs(cfg)
+
+	lock := b.lockFor(tokenRecordPath(lease.Hash))
+	lock.Lock()
+	defer lock.Unlock()
+
+	record, err := getTokenRecord(ctx, req.Storage, lease.Hash)
+	if err != nil {
+		return nil, err
+	}
+	if record == nil {
+		return logical.ErrorResponse("the token of this lease was revoked; it cannot be renewed"), nil
+	}
+
+	ttl, warnings, err := framework.CalculateTTL(b.System(), req.Secret.Increment, roleTTL, 0, maxTTL, 0, req.Secret.IssueTime)
+	if err != nil {
+		return nil, err
+	}
+	record.ExpiresAt = time.Now().UTC().Add(ttl).Truncate(time.Second)
+	if err := putTokenRecord(ctx, req.Storage, record); err != nil {
+		return nil, err
+	}
+
+	resp := &logical.Response{Secret: req.Secret}
+	resp.Secret.TTL = ttl
+	resp.Secret.MaxTTL = maxTTL
+	for _, warning := range warnings {
+		resp.AddWarning(warning)
+	}
+	return resp, nil
+}
+
+// secretPATRevoke deletes the token's record; a record that is already gone
+// counts as revoked, so that revocations never pile up in Vault's retries.
+func (b *backend) secretPATRevoke(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	lease, err := parseLeaseInternalData(req.Secret)
+	if err != nil {
+		return nil, err
+	}
+	if err := deleteTokenRecord(ctx, req.Storage, lease.Hash); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}

@@ -1,0 +1,98 @@
+package backend
+
+import (
+	"crypto/rand"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestGenerateToken_isWellFormedAndUnique(t *testing.T) {
+	seen := make(map[string]bool)
+	for i := 0; i < 1000; i++ {
+		token, err := generateToken("plqk_", rand.Reader)
+		require.NoError(t, err)
+		require.Len(t, token, len("plqk_")+tokenRandomLength+tokenChecksumLength)
+		require.True(t, strings.HasPrefix(token, "plqk_"))
+		require.True(t, wellFormedToken(token, "plqk_"), token)
+		require.False(t, seen[token])
+		seen[token] = true
+	}
+}
+
+func TestWellFormedToken_rejectsGarbledTokens(t *testing.T) {
+	token, err := generateToken("plqk_", rand.Reader)
+	require.NoError(t, err)
+	body := token[len("plqk_"):]
+
+	swapped := []byte(body)
+	swapped[3], swapped[4] = swapped[4], swapped[3]
+	if swapped[3] == swapped[4] {
+		swapped[3] = 'A' + (swapped[3]-'A'+1)%26
+	}
+	changed := []byte(body)
+	if changed[0] == 'A' {
+		changed[0] = 'B'
+	} else {
+		changed[0] = 'A'
+	}
+
+	cases := map[string]string{
+		"other prefix":        "ghp_" + body,
+		"no prefix":           body,
+		"truncated":           token[:len(token)-1],
+		"extended":            token + "A",
+		"one character wrong": "plqk_" + string(changed),
+		"transposed":          "plqk_" + string(swapped),
+		"checksum altered":    token[:len(token)-1] + string(nextBase62(token[len(token)-1])),
+		"non base62":          token[:10] + "_" + token[11:],
+		"non ASCII":           token[:10] + "é" + token[12:],
+		"empty":               "",
+		"prefix only":         "plqk_",
+	}
+	for name, garbled := range cases {
+		t.Run(name, func(t *testing.T) {
+			require.False(t, wellFormedToken(garbled, "plqk_"))
+		})
+	}
+}
+
+func nextBase62(c byte) byte {
+	i := strings.IndexByte(base62Alphabet, c)
+	return base62Alphabet[(i+1)%len(base62Alphabet)]
+}
+
+func TestTokenChecksum_isFixedWidthBase62(t *testing.T) {
+	for _, random := range []string{"", "A", strings.Repeat("z", tokenRandomLength), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"} {
+		sum := tokenChecksum(random)
+		require.Len(t, sum, tokenChecksumLength)
+		for i := 0; i < len(sum); i++ {
+			require.GreaterOrEqual(t, base62Values[sum[i]], int8(0))
+		}
+	}
+}
+
+// FuzzWellFormedToken checks that parsing never panics and accepts only
+// tokens of the exact shape whose checksum matches their random part.
+func FuzzWellFormedToken(f *testing.F) {
+	valid, err := generateToken("plqk_", rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, seed := range []string{valid, "", "plqk_", valid[:len(valid)-1], valid + "x", "ghp_" + valid[5:], "plqk_\x00\xff", strings.Repeat("A", 41)} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, token string) {
+		if !wellFormedToken(token, "plqk_") {
+			return
+		}
+		if len(token) != len("plqk_")+tokenRandomLength+tokenChecksumLength || !strings.HasPrefix(token, "plqk_") {
+			t.Fatalf("accepted a token of the wrong shape: %q", token)
+		}
+		random := token[len("plqk_") : len("plqk_")+tokenRandomLength]
+		if tokenChecksum(random) != token[len(token)-tokenChecksumLength:] {
+			t.Fatalf("accepted a token whose checksum does not match: %q", token)
+		}
+	})
+}
