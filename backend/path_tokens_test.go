@@ -289,3 +289,21 @@ func TestTokens_concurrentWritesForOneUser(t *testing.T) {
 		}
 	}
 }
+
+// Creating a named token costs one read of the user's index and two writes
+// (record and index) once configuration, key and identity are cached.
+func TestTokens_createStorageRoundTrips(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	env.createToken("alice", alice, "first", nil)
+
+	env.storage.reset()
+	lookups := env.sys.lookups.Load()
+	env.createToken("alice", alice, "second", nil)
+	require.Equal(t, roundTrips{Gets: 1, Puts: 2}, env.storage.counted())
+	require.Equal(t, lookups, env.sys.lookups.Load())
+
+	env.storage.reset()
+	env.ok(logical.ListOperation, "users/alice/tokens/", alice, nil)
+	require.Equal(t, roundTrips{Gets: 1}, env.storage.counted())
+}

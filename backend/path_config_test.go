@@ -1,0 +1,70 @@
+package backend
+
+import (
+	"context"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/stretchr/testify/require"
+)
+
+func TestConfig_defaults(t *testing.T) {
+	env := newTestEnv(t)
+	require.Equal(t, map[string]interface{}{
+		"token_prefix":       "plqk_",
+		"default_ttl":        int64(720 * 3600),
+		"max_ttl":            int64(8760 * 3600),
+		"identity_cache_ttl": int64(5),
+		"tidy_interval":      int64(3600),
+	}, env.ok(logical.ReadOperation, "config", "", nil).Data)
+}
+
+func TestConfig_updateIsPartialAndPersisted(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	resp := env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"token_prefix": "acme_", "max_ttl": "0"})
+	require.Len(t, resp.Warnings, 1)
+	require.Contains(t, resp.Warnings[0], "acme_")
+
+	// A fresh backend on the same storage reads what was stored.
+	env.b.invalidate(context.Background(), configPath)
+	got := env.ok(logical.ReadOperation, "config", "", nil).Data
+	require.Equal(t, "acme_", got["token_prefix"])
+	require.Equal(t, int64(0), got["max_ttl"])
+	require.Equal(t, int64(720*3600), got["default_ttl"])
+
+	token := env.createToken("alice", alice, "long", map[string]interface{}{"ttl": "100000h"})["token"].(string)
+	require.Regexp(t, `^acme_[A-Za-z0-9]{36}$`, token)
+	require.Equal(t, true, env.verify(token)["active"])
+
+	// Tokens with the old prefix stop verifying once it changes.
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"token_prefix": "plqk_"})
+	require.Equal(t, false, env.verify(token)["active"])
+}
+
+func TestConfig_badInput(t *testing.T) {
+	env := newTestEnv(t)
+	cases := []struct {
+		name  string
+		data  map[string]interface{}
+		field string
+	}{
+		{"prefix without underscore", map[string]interface{}{"token_prefix": "plqk"}, "token_prefix"},
+		{"prefix upper case", map[string]interface{}{"token_prefix": "PLQK_"}, "token_prefix"},
+		{"prefix empty", map[string]interface{}{"token_prefix": ""}, "token_prefix"},
+		{"prefix too long", map[string]interface{}{"token_prefix": "abcdefghijklmnopq_"}, "token_prefix"},
+		{"prefix of wrong type", map[string]interface{}{"token_prefix": []interface{}{"a"}}, "token_prefix"},
+		{"zero default ttl", map[string]interface{}{"default_ttl": "0"}, "default_ttl"},
+		{"default over max", map[string]interface{}{"default_ttl": "10h", "max_ttl": "5h"}, "default_ttl"},
+		{"negative max", map[string]interface{}{"max_ttl": "-1h"}, "max_ttl"},
+		{"max not a duration", map[string]interface{}{"max_ttl": "forever"}, "max_ttl"},
+		{"identity cache too long", map[string]interface{}{"identity_cache_ttl": "1h"}, "identity_cache_ttl"},
+		{"negative tidy interval", map[string]interface{}{"tidy_interval": "-1s"}, "tidy_interval"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			require.Contains(t, env.userError(logical.UpdateOperation, "config", "", c.data), c.field)
+			require.Empty(t, env.storageSnapshot())
+		})
+	}
+}

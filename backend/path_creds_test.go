@@ -1,0 +1,142 @@
+package backend
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/stretchr/testify/require"
+)
+
+func TestCreds_issuesALeasedToken(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	env.setRole(alice, "acme", "member")
+	env.ok(logical.CreateOperation, "roles/runtime", "", map[string]interface{}{"ttl": "15m", "max_ttl": "2h"})
+
+	resp := env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil)
+	require.NotNil(t, resp.Secret)
+	require.Equal(t, 15*time.Minute, resp.Secret.TTL)
+	require.Equal(t, 2*time.Hour, resp.Secret.MaxTTL)
+	require.True(t, resp.Secret.Renewable)
+	require.Equal(t, secretPATType, resp.Secret.InternalData["secret_type"])
+	require.Equal(t, 15*time.Minute, lifetime(t, resp.Data))
+
+	token := resp.Data["token"].(string)
+	for key := range resp.Secret.InternalData {
+		require.NotEqual(t, token, resp.Secret.InternalData[key], "the secret must not travel in internal data (%s)", key)
+	}
+	got := env.verify(token)
+	require.Equal(t, true, got["active"])
+	require.Equal(t, "runtime", got["role"])
+	require.Equal(t, "alice", got["user"])
+	require.Equal(t, []map[string]interface{}{{"name": "acme", "role": "member"}}, got["organizations"])
+
+	// Leased tokens are not named tokens: they do not appear in the list.
+	require.Equal(t, 404, env.statusOf(logical.ListOperation, "users/alice/tokens/", alice, nil))
+}
+
+func TestCreds_revokeAndRenewThroughTheLease(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	env.ok(logical.CreateOperation, "roles/runtime", "", map[string]interface{}{"ttl": "10m", "max_ttl": "1h"})
+	resp := env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil)
+	token := resp.Data["token"].(string)
+
+	secret := resp.Secret
+	secret.IssueTime = time.Now()
+	secret.Increment = 30 * time.Minute
+	ageToken(t, env, token, 5*time.Minute)
+	renewed, err := env.b.HandleRequest(context.Background(), &logical.Request{
+		Operation: logical.RenewOperation, Path: "users/alice/creds/runtime", Storage: env.storage, Secret: secret,
+	})
+	require.NoError(t, err)
+	require.False(t, renewed.IsError())
+	require.Equal(t, 30*time.Minute, renewed.Secret.TTL)
+	ctx := context.Background()
+	hmacKey, err := env.b.getSalt(ctx, env.storage)
+	require.NoError(t, err)
+	record, err := getTokenRecord(ctx, env.storage, hmacKey.GetHMAC(token))
+	require.NoError(t, err)
+	require.WithinDuration(t, time.Now().Add(30*time.Minute), record.ExpiresAt, 2*time.Second)
+
+	revoke := func() {
+		_, err := env.b.HandleRequest(ctx, &logical.Request{
+			Operation: logical.RevokeOperation, Path: "users/alice/creds/runtime", Storage: env.storage, Secret: secret,
+		})
+		require.NoError(t, err)
+	}
+	revoke()
+	require.Equal(t, false, env.verify(token)["active"])
+	// Revoking what is already gone succeeds, so Vault never retries it.
+	revoke()
+
+	renewed, err = env.b.HandleRequest(ctx, &logical.Request{
+		Operation: logical.RenewOperation, Path: "users/alice/creds/runtime", Storage: env.storage, Secret: secret,
+	})
+	require.NoError(t, err)
+	require.Contains(t, renewed.Error().Error(), "revoked")
+}
+
+func TestCreds_leaseExpiryStopsVerification(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	env.ok(logical.CreateOperation, "roles/runtime", "", nil)
+	token := env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil).Data["token"].(string)
+	ageToken(t, env, token, 2*time.Hour)
+	require.Equal(t, false, env.verify(token)["active"])
+}
+
+func TestCreds_malformedLeaseDataIsRefused(t *testing.T) {
+	env := newTestEnv(t)
+	for name, internal := range map[string]map[string]interface{}{
+		"missing hash":   {"user": "alice", "role": "r", "token_id": "x"},
+		"hash not hex":   {"token_hash": "../config", "user": "alice", "role": "r", "token_id": "x"},
+		"hash of a type": {"token_hash": 42, "user": "alice", "role": "r", "token_id": "x"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			internal["secret_type"] = secretPATType
+			_, err := env.b.HandleRequest(context.Background(), &logical.Request{
+				Operation: logical.RevokeOperation, Storage: env.storage,
+				Secret: &logical.Secret{InternalData: internal},
+			})
+			require.ErrorIs(t, err, errBadLeaseData)
+		})
+	}
+}
+
+func TestCreds_refusals(t *testing.T) {
+	env := newTestEnv(t)
+	env.addUser("alice")
+	bob := env.addUser("bob")
+	alice := "entity-alice"
+	env.ok(logical.CreateOperation, "roles/runtime", "", nil)
+
+	require.Contains(t, env.userError(logical.ReadOperation, "users/alice/creds/runtime", "", nil), "user accounts")
+	require.Contains(t, env.userError(logical.ReadOperation, "users/alice/creds/runtime", bob, nil), `"bob"`)
+	require.Contains(t, env.userError(logical.ReadOperation, "users/alice/creds/missing", alice, nil), `"missing"`)
+}
+
+func TestCreds_ttlIsCappedByMaxTTL(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"default_ttl": "10m", "max_ttl": "30m"})
+	env.ok(logical.CreateOperation, "roles/runtime", "", map[string]interface{}{"ttl": "1h", "max_ttl": "2h"})
+	resp := env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil)
+	require.Equal(t, 30*time.Minute, resp.Secret.TTL)
+	require.Equal(t, 30*time.Minute, resp.Secret.MaxTTL)
+}
+
+// Issuing a lease costs one storage write once the role, the configuration
+// and the HMAC key are cached.
+func TestCreds_storageRoundTrips(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	env.ok(logical.CreateOperation, "roles/runtime", "", nil)
+	env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil)
+
+	env.storage.reset()
+	env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil)
+	require.Equal(t, roundTrips{Puts: 1}, env.storage.counted())
+}

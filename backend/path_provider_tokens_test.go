@@ -1,0 +1,190 @@
+package backend
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/stretchr/testify/require"
+)
+
+const ibmSecret = "ibmq-secret-0123456789abcdef"
+
+func TestProviderTokens_readsShowMetadataNeverSecrets(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+
+	written := env.ok(logical.UpdateOperation, "users/alice/provider-tokens/ibm-quantum", alice,
+		map[string]interface{}{"token": ibmSecret, "instance": "ibm-q/open/main"}).Data
+	require.Equal(t, 1, written["version"])
+
+	got := env.ok(logical.ReadOperation, "users/alice/provider-tokens/ibm-quantum", alice, nil).Data
+	require.Equal(t, "ibm-quantum", got["provider"])
+	require.Equal(t, "alice", got["user"])
+	require.Equal(t, []string{"instance", "token"}, got["fields"])
+	require.Equal(t, map[string]interface{}{"token": "****cdef"}, got["secret_hints"])
+	require.Equal(t, map[string]interface{}{"instance": "ibm-q/open/main"}, got["settings"])
+	require.Equal(t, alice, got["updated_by"])
+	require.NotEmpty(t, got["created_at"])
+	require.NotContains(t, strings.Join(flatten(got), " "), ibmSecret)
+
+	// A rewrite replaces the token and increments its version.
+	env.ok(logical.UpdateOperation, "users/alice/provider-tokens/ibm-quantum", alice, map[string]interface{}{"token": "short"})
+	got = env.ok(logical.ReadOperation, "users/alice/provider-tokens/ibm-quantum", alice, nil).Data
+	require.Equal(t, 2, got["version"])
+	require.Equal(t, []string{"token"}, got["fields"])
+	require.Equal(t, map[string]interface{}{"token": "****"}, got["secret_hints"], "short secrets get no hint")
+
+	require.Equal(t, []string{"ibm-quantum"}, env.ok(logical.ListOperation, "users/alice/provider-tokens/", alice, nil).Data["keys"])
+	env.ok(logical.DeleteOperation, "users/alice/provider-tokens/ibm-quantum", alice, nil)
+	require.Equal(t, 404, env.statusOf(logical.ReadOperation, "users/alice/provider-tokens/ibm-quantum", alice, nil))
+}
+
+func flatten(data map[string]interface{}) []string {
+	var out []string
+	for k, v := range data {
+		out = append(out, k)
+		switch v := v.(type) {
+		case map[string]interface{}:
+			out = append(out, flatten(v)...)
+		case []string:
+			out = append(out, v...)
+		case string:
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func TestProviderTokens_badWritesAreRefusedAndWriteNothing(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	env.ok(logical.UpdateOperation, "users/alice/provider-tokens/dwave", alice, map[string]interface{}{"token": "dwave-token"})
+	before := env.storageSnapshot()
+
+	cases := []struct {
+		name, path string
+		data       map[string]interface{}
+		want       string
+	}{
+		{"unknown provider", "users/alice/provider-tokens/rigetti", map[string]interface{}{"api_key": "k"}, `unknown provider "rigetti"`},
+		{"unknown field", "users/alice/provider-tokens/dwave", map[string]interface{}{"token": "t", "solver": "x"}, `unknown field "solver"`},
+		{"missing required", "users/alice/provider-tokens/aws-braket", map[string]interface{}{"access_key_id": "AKIA"}, `missing required field "secret_access_key"`},
+		{"empty required", "users/alice/provider-tokens/dwave", map[string]interface{}{"token": ""}, `missing required field "token"`},
+		{"empty body", "users/alice/provider-tokens/dwave", nil, `missing required field "token"`},
+		{"number value", "users/alice/provider-tokens/dwave", map[string]interface{}{"token": 12345}, `field "token" must be a string`},
+		{"list value", "users/alice/provider-tokens/dwave", map[string]interface{}{"token": []interface{}{"a"}}, `field "token" must be a string`},
+		{"object value", "users/alice/provider-tokens/dwave", map[string]interface{}{"token": map[string]interface{}{}}, `field "token" must be a string`},
+		{"not UTF-8", "users/alice/provider-tokens/dwave", map[string]interface{}{"token": "\xff\xfe"}, `field "token" must be valid UTF-8`},
+		{"oversized", "users/alice/provider-tokens/dwave", map[string]interface{}{"token": strings.Repeat("t", maxProviderValueLength+1)}, `field "token" must be at most`},
+		{"path parameter in body", "users/alice/provider-tokens/dwave", map[string]interface{}{"token": "t", "org": "acme"}, `unknown field "org"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			msg := env.userError(logical.UpdateOperation, c.path, alice, c.data)
+			require.Contains(t, msg, c.want)
+			require.NotContains(t, msg, "dwave-token")
+			require.Equal(t, before, env.storageSnapshot())
+		})
+	}
+}
+
+// The role matrix of organization provider tokens as the engine itself
+// enforces it for requests that carry an entity.
+func TestProviderTokens_organizationRoleMatrix(t *testing.T) {
+	env := newTestEnv(t)
+	callers := map[string]string{}
+	for _, role := range []string{"owner", "maintainer", "member"} {
+		callers[role] = env.addUser(role)
+		env.setRole(callers[role], "acme", role)
+	}
+	callers["outsider"] = env.addUser("outsider")
+	env.setRole(callers["outsider"], "globex", "owner")
+	callers["admin"] = env.addUser("admin")
+	env.setRole(callers["admin"], adminOrg, "admin")
+	callers["root"] = ""
+
+	want := map[string]map[string]int{
+		//               write read list delete resolve
+		"owner":      {"write": 200, "read": 200, "list": 200, "delete": 204, "resolve": 200},
+		"maintainer": {"write": 200, "read": 200, "list": 200, "delete": 204, "resolve": 200},
+		"member":     {"write": 403, "read": 200, "list": 200, "delete": 403, "resolve": 200},
+		"outsider":   {"write": 403, "read": 403, "list": 403, "delete": 403, "resolve": 403},
+		"admin":      {"write": 200, "read": 200, "list": 200, "delete": 204, "resolve": 200},
+		"root":       {"write": 200, "read": 200, "list": 200, "delete": 204, "resolve": 400},
+	}
+	const path = "orgs/acme/provider-tokens/ionq"
+	for name, entity := range callers {
+		t.Run(name, func(t *testing.T) {
+			reset := func() {
+				env.ok(logical.UpdateOperation, path, "", map[string]interface{}{"api_key": "ionq-org-key-1234567890"})
+			}
+			reset()
+			got := map[string]int{
+				"write":   env.statusOf(logical.UpdateOperation, path, entity, map[string]interface{}{"api_key": "ionq-new-key-1234567890"}),
+				"read":    env.statusOf(logical.ReadOperation, path, entity, nil),
+				"list":    env.statusOf(logical.ListOperation, "orgs/acme/provider-tokens/", entity, nil),
+				"resolve": env.statusOf(logical.ReadOperation, "resolve/ionq", entity, map[string]interface{}{"org": "acme"}),
+				"delete":  env.statusOf(logical.DeleteOperation, path, entity, nil),
+			}
+			require.Equal(t, want[name], got)
+		})
+	}
+
+	msg := env.refusal(403, logical.UpdateOperation, path, callers["member"], map[string]interface{}{"api_key": "k"})
+	require.Equal(t, `entity "member" needs the role maintainer or stronger in organization "acme"`, msg)
+}
+
+func TestProviderTokens_orgsListShowsCallersOrganizations(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	env.setRole(alice, "acme", "member")
+	for _, org := range []string{"acme", "globex"} {
+		env.ok(logical.UpdateOperation, "orgs/"+org+"/provider-tokens/dwave", "", map[string]interface{}{"token": "t"})
+	}
+	require.Equal(t, []string{"acme", "globex"}, env.ok(logical.ListOperation, "orgs/", "", nil).Data["keys"])
+	require.Equal(t, []string{"acme"}, env.ok(logical.ListOperation, "orgs/", alice, nil).Data["keys"])
+}
+
+func TestProviderTokens_userPathsRefuseOtherEntities(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	bob := env.addUser("bob")
+	env.ok(logical.UpdateOperation, "users/alice/provider-tokens/dwave", alice, map[string]interface{}{"token": "t"})
+	for _, op := range []logical.Operation{logical.ReadOperation, logical.DeleteOperation, logical.UpdateOperation} {
+		require.Equal(t, 403, env.statusOf(op, "users/alice/provider-tokens/dwave", bob, map[string]interface{}{"token": "x"}), op)
+	}
+	require.Equal(t, 403, env.statusOf(logical.ListOperation, "users/alice/provider-tokens/", bob, nil))
+	require.Equal(t, 200, env.statusOf(logical.ReadOperation, "users/alice/provider-tokens/dwave", "", nil))
+}
+
+// FuzzValidateProviderValues checks that a write is either refused with a
+// message that never contains a submitted value, or yields only known,
+// non-empty string fields with every required one present.
+func FuzzValidateProviderValues(f *testing.F) {
+	f.Add("token", "secret-value", "instance", "hub/group/project")
+	f.Add("token", "", "", "")
+	f.Add("unknown", "value", "token", "t")
+	f.Add("instance", "\xff", "token", "secret")
+	provider := builtinProviders["ibm-quantum"]
+	f.Fuzz(func(t *testing.T, key1, value1, key2, value2 string) {
+		data := map[string]interface{}{key1: value1, key2: value2}
+		values, msg := validateProviderValues("ibm-quantum", provider, data)
+		if msg != "" {
+			for _, v := range []string{value1, value2} {
+				if len(v) >= 8 && strings.Contains(msg, v) {
+					t.Fatalf("message %q repeats a submitted value", msg)
+				}
+			}
+			return
+		}
+		if values["token"] == "" {
+			t.Fatalf("accepted a write without the required token: %v", data)
+		}
+		for k := range values {
+			if _, ok := provider.field(k); !ok {
+				t.Fatalf("accepted unknown field %q", k)
+			}
+		}
+	})
+}

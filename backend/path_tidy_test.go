@@ -1,0 +1,103 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/helper/consts"
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/stretchr/testify/require"
+)
+
+func TestTidy_removesExpiredTokensWithTheirIndexEntries(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	bob := env.addUser("bob")
+	var expired []string
+	for i := 0; i < 3; i++ {
+		token := env.createToken("alice", alice, fmt.Sprintf("old%d", i), nil)["token"].(string)
+		ageToken(t, env, token, 800*time.Hour)
+		expired = append(expired, token)
+	}
+	live := env.createToken("alice", alice, "live", nil)["token"].(string)
+	bobsOld := env.createToken("bob", bob, "old", nil)["token"].(string)
+	ageToken(t, env, bobsOld, 800*time.Hour)
+
+	got := env.ok(logical.UpdateOperation, "tidy", "", nil).Data
+	require.Equal(t, 2, got["users_scanned"])
+	require.Equal(t, 4, got["expired_removed"])
+
+	require.Equal(t, []string{"live"}, env.ok(logical.ListOperation, "users/alice/tokens/", alice, nil).Data["keys"])
+	require.Equal(t, 404, env.statusOf(logical.ListOperation, "users/bob/tokens/", bob, nil))
+	require.Equal(t, true, env.verify(live)["active"])
+	records := 0
+	for key := range env.storageSnapshot() {
+		if strings.HasPrefix(key, tokenRecordPrefix) {
+			records++
+		}
+	}
+	require.Equal(t, 1, records)
+}
+
+func TestTidy_repairRemovesWhatInterruptedWritesLeft(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	alice := env.addUser("alice")
+	env.ok(logical.CreateOperation, "roles/runtime", "", nil)
+	kept := env.createToken("alice", alice, "kept", nil)["token"].(string)
+	dangling := env.createToken("alice", alice, "dangling", nil)["token"].(string)
+	lease := env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil).Data["token"].(string)
+	expiredLease := env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil).Data["token"].(string)
+	ageToken(t, env, expiredLease, 3*time.Hour)
+
+	// A crash between a create's two writes: a record no index lists.
+	hmacKey, err := env.b.getSalt(ctx, env.storage)
+	require.NoError(t, err)
+	orphan := &tokenRecord{Hash: hmacKey.GetHMAC("plqk_orphan"), TokenID: "x", Name: "orphan", User: "alice", EntityID: alice, ExpiresAt: time.Now().Add(time.Hour)}
+	require.NoError(t, putTokenRecord(ctx, env.storage, orphan))
+	// A crash between a delete's two writes: an index entry without record.
+	require.NoError(t, deleteTokenRecord(ctx, env.storage, hmacKey.GetHMAC(dangling)))
+
+	plain := env.ok(logical.UpdateOperation, "tidy", "", nil).Data
+	require.Equal(t, 0, plain["orphans_removed"], "repair runs only on request")
+
+	got := env.ok(logical.UpdateOperation, "tidy", "", map[string]interface{}{"repair": true}).Data
+	require.Equal(t, 1, got["dangling_removed"])
+	require.Equal(t, 2, got["orphans_removed"], "the orphan and the expired lease record")
+	require.Equal(t, 4, got["records_scanned"])
+
+	require.Equal(t, []string{"kept"}, env.ok(logical.ListOperation, "users/alice/tokens/", alice, nil).Data["keys"])
+	require.Equal(t, true, env.verify(kept)["active"])
+	require.Equal(t, true, env.verify(lease)["active"])
+	snapshot := env.storageSnapshot()
+	require.NotContains(t, snapshot, tokenRecordPath(orphan.Hash))
+}
+
+func TestTidy_periodicSweepRespectsIntervalAndReplication(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	alice := env.addUser("alice")
+	old := env.createToken("alice", alice, "old", nil)["token"].(string)
+	ageToken(t, env, old, 800*time.Hour)
+	req := &logical.Request{Storage: env.storage}
+
+	env.sys.ReplicationStateVal = consts.ReplicationPerformanceStandby
+	require.NoError(t, env.b.periodicTidy(ctx, req))
+	require.Equal(t, int64(0), env.b.periodicTidys.Load(), "a performance standby must not sweep")
+
+	env.sys.ReplicationStateVal = 0
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"tidy_interval": "0"})
+	require.NoError(t, env.b.periodicTidy(ctx, req))
+	require.Equal(t, int64(0), env.b.periodicTidys.Load(), "tidy_interval=0 disables the sweep")
+
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"tidy_interval": "1h"})
+	require.NoError(t, env.b.periodicTidy(ctx, req))
+	require.Equal(t, int64(1), env.b.periodicTidys.Load())
+	require.Equal(t, 404, env.statusOf(logical.ListOperation, "users/alice/tokens/", alice, nil))
+
+	require.NoError(t, env.b.periodicTidy(ctx, req))
+	require.Equal(t, int64(1), env.b.periodicTidys.Load(), "the next sweep waits for tidy_interval")
+}
