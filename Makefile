@@ -1,0 +1,56 @@
+# PlanQK secrets engine for HashiCorp Vault.
+#   make dev    build everything and run the engine live in a Vault dev server
+#   make test   the whole test suite: unit (-race), fuzz seed corpora, end-to-end in real Vault
+
+VERSION     ?= v0.1.0
+PLUGIN      := vault-plugin-secrets-planqk
+MODULE      := github.com/planqk/vault-plugin-secrets-planqk
+LDFLAGS     := -X $(MODULE)/backend.Version=$(VERSION)
+GO          ?= go
+
+.PHONY: all build vault dev dev-existing test test-unit test-e2e fuzz vet fmt clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/$(PLUGIN) ./cmd/$(PLUGIN)
+	$(GO) build -trimpath -o bin/planqk-bootstrap ./cmd/planqk-bootstrap
+
+# bin/vault, built once from Vault's Go module; VAULT_BIN or a vault 1.21 on PATH is used instead when present.
+vault:
+	@scripts/ensure-vault.sh >/dev/null
+
+dev: build
+	@VERSION=$(VERSION) scripts/dev.sh
+
+# The engine in an existing Vault (VAULT_ADDR, VAULT_TOKEN); see the README.
+dev-existing: build
+	@VERSION=$(VERSION) scripts/dev.sh --existing
+
+test: vet test-unit test-e2e
+
+vet:
+	$(GO) vet ./...
+	$(GO) vet -tags e2e ./scripts/...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+# Unit tests in process, with the race detector; the fuzz targets' seed corpora run as tests.
+test-unit:
+	$(GO) test -race -count=1 ./backend/... ./bootstrap/...
+
+test-e2e: build vault
+	VAULT_BIN=$$(scripts/ensure-vault.sh) PLANQK_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN) PLANQK_PLUGIN_VERSION=$(VERSION) \
+		$(GO) test -tags e2e -count=1 -timeout 10m ./scripts/e2e/...
+
+# Fuzz each target for FUZZTIME (default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./backend -run '^$$' -fuzz '^FuzzWellFormedToken$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./backend -run '^$$' -fuzz '^FuzzValidateProviderValues$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./backend -run '^$$' -fuzz '^FuzzBuildProvider$$' -fuzztime $(FUZZTIME)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin/$(PLUGIN) bin/planqk-bootstrap bin/plugins

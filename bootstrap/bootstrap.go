@@ -1,0 +1,310 @@
+// Package bootstrap maps PlanQK users, organizations and roles onto Vault:
+// ACL policies from the HCL files in policies/, identity entities for
+// users, and identity groups (metadata planqk_org, planqk_role) for each
+// organization's owners, maintainers and members. Every step is idempotent.
+package bootstrap
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"fmt"
+	"slices"
+	"text/template"
+
+	"github.com/hashicorp/vault/api"
+)
+
+//go:embed policies/*.hcl
+var policyFiles embed.FS
+
+// Roles in an organization, weakest first, and the platform admin role.
+var orgRoles = []string{"member", "maintainer", "owner"}
+
+const (
+	adminRole  = "admin"
+	adminOrg   = "*"
+	adminGroup = "planqk-admins"
+)
+
+// Bootstrapper applies the PlanQK model to one Vault through its API.
+type Bootstrapper struct {
+	Client *api.Client
+	// Mount is the engine's mount path, without slashes (default "planqk").
+	Mount string
+	// AuthMount is the userpass mount users log in with (default "userpass").
+	AuthMount string
+}
+
+func (b *Bootstrapper) logical() *api.Logical { return b.Client.Logical() }
+
+// Policy renders the named policy file for the mount and organization.
+func (b *Bootstrapper) Policy(file, org string) (string, error) {
+	raw, err := policyFiles.ReadFile("policies/" + file + ".hcl")
+	if err != nil {
+		return "", err
+	}
+	tmpl, err := template.New(file).Delims("[[", "]]").Option("missingkey=error").Parse(string(raw))
+	if err != nil {
+		return "", err
+	}
+	var out bytes.Buffer
+	if err := tmpl.Execute(&out, map[string]string{"Mount": b.Mount, "Org": org}); err != nil {
+		return "", err
+	}
+	return out.String(), nil
+}
+
+func (b *Bootstrapper) putPolicy(ctx context.Context, name, file, org string) error {
+	policy, err := b.Policy(file, org)
+	if err != nil {
+		return err
+	}
+	if err := b.Client.Sys().PutPolicyWithContext(ctx, name, policy); err != nil {
+		return fmt.Errorf("writing policy %s: %w", name, err)
+	}
+	return nil
+}
+
+// Init writes the platform policies, enables the userpass auth mount if it
+// is missing, and creates the platform admins' group.
+func (b *Bootstrapper) Init(ctx context.Context) error {
+	for _, name := range []string{"planqk-admin", "planqk-user", "planqk-verifier"} {
+		if err := b.putPolicy(ctx, name, name, ""); err != nil {
+			return err
+		}
+	}
+	auths, err := b.Client.Sys().ListAuthWithContext(ctx)
+	if err != nil {
+		return fmt.Errorf("listing auth mounts: %w", err)
+	}
+	if _, ok := auths[b.AuthMount+"/"]; !ok {
+		err := b.Client.Sys().EnableAuthWithOptionsWithContext(ctx, b.AuthMount, &api.EnableAuthOptions{Type: "userpass"})
+		if err != nil {
+			return fmt.Errorf("enabling userpass at %s: %w", b.AuthMount, err)
+		}
+	}
+	return b.putGroup(ctx, adminGroup, adminOrg, adminRole, "planqk-admin")
+}
+
+// Org writes organization org's policies and its owners', maintainers' and
+// members' groups.
+func (b *Bootstrapper) Org(ctx context.Context, org string) error {
+	for _, role := range orgRoles {
+		policy := orgPolicyName(org, role)
+		if err := b.putPolicy(ctx, policy, "org-"+role, org); err != nil {
+			return err
+		}
+		if err := b.putGroup(ctx, orgGroupName(org, role), org, role, policy); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func orgPolicyName(org, role string) string { return "planqk-org-" + org + "-" + role }
+func orgGroupName(org, role string) string  { return "planqk-" + org + "-" + role + "s" }
+
+// groupFor returns the group that holds role in org.
+func groupFor(org, role string) (string, error) {
+	if role == adminRole {
+		if org != adminOrg {
+			return "", fmt.Errorf("the admin role is platform-wide: use the organization %q", adminOrg)
+		}
+		return adminGroup, nil
+	}
+	if !slices.Contains(orgRoles, role) {
+		return "", fmt.Errorf("unknown role %q: use owner, maintainer, member or admin", role)
+	}
+	return orgGroupName(org, role), nil
+}
+
+// putGroup creates or updates a group's policy and metadata, keeping its members.
+func (b *Bootstrapper) putGroup(ctx context.Context, name, org, role, policy string) error {
+	_, err := b.logical().WriteWithContext(ctx, "identity/group/name/"+name, map[string]interface{}{
+		"type":     "internal",
+		"policies": []string{policy},
+		"metadata": map[string]string{"planqk_org": org, "planqk_role": role},
+	})
+	if err != nil {
+		return fmt.Errorf("writing group %s: %w", name, err)
+	}
+	return nil
+}
+
+// User creates the user: an identity entity named name, an alias for it on
+// the userpass mount, and a userpass login with the planqk-user policy. A
+// password is needed to create the login; without one an existing login is
+// left as it is. It returns the entity's id.
+func (b *Bootstrapper) User(ctx context.Context, name, password string) (string, error) {
+	userPath := "auth/" + b.AuthMount + "/users/" + name
+	existing, err := b.logical().ReadWithContext(ctx, userPath)
+	if err != nil {
+		return "", fmt.Errorf("reading userpass user %s: %w", name, err)
+	}
+	if existing == nil || password != "" {
+		if password == "" {
+			return "", fmt.Errorf("user %s has no userpass login yet: give a password", name)
+		}
+		_, err := b.logical().WriteWithContext(ctx, userPath, map[string]interface{}{
+			"password":       password,
+			"token_policies": "planqk-user",
+		})
+		if err != nil {
+			return "", fmt.Errorf("writing userpass user %s: %w", name, err)
+		}
+	}
+
+	entityID, err := b.ensureEntity(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	return entityID, b.ensureAlias(ctx, name, entityID)
+}
+
+func (b *Bootstrapper) ensureEntity(ctx context.Context, name string) (string, error) {
+	if id, err := b.EntityID(ctx, name); err != nil || id != "" {
+		return id, err
+	}
+	if _, err := b.logical().WriteWithContext(ctx, "identity/entity/name/"+name, map[string]interface{}{}); err != nil {
+		return "", fmt.Errorf("creating entity %s: %w", name, err)
+	}
+	id, err := b.EntityID(ctx, name)
+	if err == nil && id == "" {
+		err = fmt.Errorf("entity %s was not created", name)
+	}
+	return id, err
+}
+
+// EntityID returns the id of the entity named name, or "" if there is none.
+func (b *Bootstrapper) EntityID(ctx context.Context, name string) (string, error) {
+	secret, err := b.logical().ReadWithContext(ctx, "identity/entity/name/"+name)
+	if err != nil {
+		return "", fmt.Errorf("reading entity %s: %w", name, err)
+	}
+	if secret == nil {
+		return "", nil
+	}
+	id, _ := secret.Data["id"].(string)
+	return id, nil
+}
+
+func (b *Bootstrapper) ensureAlias(ctx context.Context, name, entityID string) error {
+	auths, err := b.Client.Sys().ListAuthWithContext(ctx)
+	if err != nil {
+		return fmt.Errorf("listing auth mounts: %w", err)
+	}
+	mount, ok := auths[b.AuthMount+"/"]
+	if !ok {
+		return fmt.Errorf("auth mount %s is not enabled: run init first", b.AuthMount)
+	}
+	lookup, err := b.logical().WriteWithContext(ctx, "identity/lookup/entity", map[string]interface{}{
+		"alias_name":           name,
+		"alias_mount_accessor": mount.Accessor,
+	})
+	if err != nil {
+		return fmt.Errorf("looking up alias %s: %w", name, err)
+	}
+	if lookup != nil {
+		if owner, _ := lookup.Data["id"].(string); owner != entityID {
+			return fmt.Errorf("the userpass login %s belongs to another entity (%s)", name, owner)
+		}
+		return nil
+	}
+	_, err = b.logical().WriteWithContext(ctx, "identity/entity-alias", map[string]interface{}{
+		"name":           name,
+		"canonical_id":   entityID,
+		"mount_accessor": mount.Accessor,
+	})
+	if err != nil {
+		return fmt.Errorf("creating alias %s: %w", name, err)
+	}
+	return nil
+}
+
+// SetMember gives the user role in org, replacing any other role it had
+// there. Role admin with org "*" makes the user a platform admin.
+func (b *Bootstrapper) SetMember(ctx context.Context, org, user, role string) error {
+	target, err := groupFor(org, role)
+	if err != nil {
+		return err
+	}
+	entityID, err := b.requireEntity(ctx, user)
+	if err != nil {
+		return err
+	}
+	if role != adminRole {
+		for _, other := range orgRoles {
+			if other != role {
+				if err := b.updateMembers(ctx, orgGroupName(org, other), entityID, false); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return b.updateMembers(ctx, target, entityID, true)
+}
+
+// RemoveMember takes every role in org away from the user.
+func (b *Bootstrapper) RemoveMember(ctx context.Context, org, user string) error {
+	entityID, err := b.requireEntity(ctx, user)
+	if err != nil {
+		return err
+	}
+	groups := []string{adminGroup}
+	if org != adminOrg {
+		groups = groups[:0]
+		for _, role := range orgRoles {
+			groups = append(groups, orgGroupName(org, role))
+		}
+	}
+	for _, group := range groups {
+		if err := b.updateMembers(ctx, group, entityID, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *Bootstrapper) requireEntity(ctx context.Context, user string) (string, error) {
+	id, err := b.EntityID(ctx, user)
+	if err == nil && id == "" {
+		err = fmt.Errorf("no entity named %s: create the user first", user)
+	}
+	return id, err
+}
+
+// updateMembers adds or removes the entity in the group's member list,
+// writing only when the list changes.
+func (b *Bootstrapper) updateMembers(ctx context.Context, group, entityID string, member bool) error {
+	secret, err := b.logical().ReadWithContext(ctx, "identity/group/name/"+group)
+	if err != nil {
+		return fmt.Errorf("reading group %s: %w", group, err)
+	}
+	if secret == nil {
+		return fmt.Errorf("no group %s: create the organization first", group)
+	}
+	var members []string
+	if raw, ok := secret.Data["member_entity_ids"].([]interface{}); ok {
+		for _, m := range raw {
+			if id, ok := m.(string); ok {
+				members = append(members, id)
+			}
+		}
+	}
+	present := slices.Contains(members, entityID)
+	switch {
+	case member && !present:
+		members = append(members, entityID)
+	case !member && present:
+		members = slices.DeleteFunc(members, func(id string) bool { return id == entityID })
+	default:
+		return nil
+	}
+	if _, err := b.logical().WriteWithContext(ctx, "identity/group/name/"+group, map[string]interface{}{
+		"member_entity_ids": members,
+	}); err != nil {
+		return fmt.Errorf("updating members of group %s: %w", group, err)
+	}
+	return nil
+}

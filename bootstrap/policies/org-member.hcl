@@ -1,0 +1,6 @@
+# Members of organization [[.Org]]: see which provider tokens the
+# organization has (metadata only, never a secret) and run jobs with them
+# through resolve/<provider>?org=[[.Org]] (granted by planqk-user).
+path "[[.Mount]]/orgs/[[.Org]]/provider-tokens/*" {
+  capabilities = ["read", "list"]
+}

@@ -1,0 +1,37 @@
+# planqk-user: every PlanQK user. Templated on the caller's identity entity,
+# so a user reaches only their own users/<user>/ paths. The engine checks
+# the entity again itself.
+
+# Own personal access tokens: list, create, read, rotate, revoke.
+path "[[.Mount]]/users/{{identity.entity.name}}/tokens/*" {
+  capabilities = ["read", "update", "delete", "list"]
+}
+
+# Short-lived PATs issued as leases, for runtimes.
+path "[[.Mount]]/users/{{identity.entity.name}}/creds/*" {
+  capabilities = ["read"]
+}
+
+# Own provider access tokens ("bring your own token").
+path "[[.Mount]]/users/{{identity.entity.name}}/provider-tokens/*" {
+  capabilities = ["read", "update", "delete", "list"]
+}
+
+# The effective provider token for a job; the engine checks membership
+# when an organization is asked for.
+path "[[.Mount]]/resolve/*" {
+  capabilities = ["read"]
+}
+
+# The provider catalogue and the roles, to know what can be asked for.
+path "[[.Mount]]/providers/*" {
+  capabilities = ["read", "list"]
+}
+path "[[.Mount]]/roles/*" {
+  capabilities = ["read", "list"]
+}
+
+# The organizations with provider tokens; the engine shows only the caller's.
+path "[[.Mount]]/orgs/" {
+  capabilities = ["list"]
+}

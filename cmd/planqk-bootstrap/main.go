@@ -1,0 +1,90 @@
+// Command planqk-bootstrap maps PlanQK users, organizations and roles onto a
+// Vault server: policies, identity entities and groups. It talks to the
+// Vault at VAULT_ADDR with VAULT_TOKEN, like the vault CLI, and every
+// command can be run again without changing anything.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/planqk/vault-plugin-secrets-planqk/bootstrap"
+)
+
+const usage = `usage: planqk-bootstrap [-mount planqk] [-auth-mount userpass] <command> [args]
+
+commands:
+  init                          write the planqk-admin, planqk-user and planqk-verifier
+                                policies, enable userpass, create the planqk-admins group
+  org <org>                     write the organization's policies and its owners,
+                                maintainers and members groups
+  user <name> [password]        create the user: entity, userpass login (policy
+                                planqk-user) and alias; prints the entity id
+  member add <org> <user> <role>
+                                give the user role owner, maintainer or member in org
+                                (replacing another role there); "member add '*' <user> admin"
+                                makes a platform admin
+  member remove <org> <user>    take the user's roles in org away
+  policy <name> [org]           print a rendered policy (planqk-admin, planqk-user,
+                                planqk-verifier, org-owner, org-maintainer, org-member)
+`
+
+func main() {
+	flags := flag.NewFlagSet("planqk-bootstrap", flag.ExitOnError)
+	flags.Usage = func() { fmt.Fprint(os.Stderr, usage) }
+	mount := flags.String("mount", "planqk", "mount path of the PlanQK secrets engine")
+	authMount := flags.String("auth-mount", "userpass", "mount path of the userpass auth method")
+	_ = flags.Parse(os.Args[1:])
+
+	client, err := api.NewClient(api.DefaultConfig())
+	if err != nil {
+		fail(err)
+	}
+	b := &bootstrap.Bootstrapper{Client: client, Mount: *mount, AuthMount: *authMount}
+	if err := run(context.Background(), b, flags.Args()); err != nil {
+		fail(err)
+	}
+}
+
+func run(ctx context.Context, b *bootstrap.Bootstrapper, args []string) error {
+	arg := func(i int) string {
+		if i < len(args) {
+			return args[i]
+		}
+		return ""
+	}
+	switch {
+	case arg(0) == "init" && len(args) == 1:
+		return b.Init(ctx)
+	case arg(0) == "org" && len(args) == 2:
+		return b.Org(ctx, arg(1))
+	case arg(0) == "user" && (len(args) == 2 || len(args) == 3):
+		id, err := b.User(ctx, arg(1), arg(2))
+		if err == nil {
+			fmt.Println(id)
+		}
+		return err
+	case arg(0) == "member" && arg(1) == "add" && len(args) == 5:
+		return b.SetMember(ctx, arg(2), arg(3), arg(4))
+	case arg(0) == "member" && arg(1) == "remove" && len(args) == 4:
+		return b.RemoveMember(ctx, arg(2), arg(3))
+	case arg(0) == "policy" && (len(args) == 2 || len(args) == 3):
+		policy, err := b.Policy(arg(1), arg(2))
+		if err == nil {
+			fmt.Print(policy)
+		}
+		return err
+	}
+	fmt.Fprint(os.Stderr, usage)
+	os.Exit(2)
+	return nil
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "planqk-bootstrap:", err)
+	os.Exit(1)
+}

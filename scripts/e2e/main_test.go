@@ -1,0 +1,262 @@
+//go:build e2e
+
+// Package e2e proves the engine inside a real Vault server: the role
+// matrix under the bootstrap policies, the PAT lifecycle through the vault
+// CLI, provider tokens, Vault Agent injecting tokens into a runtime, the
+// audit log free of secrets, and complete help and OpenAPI output.
+//
+// It needs VAULT_BIN, PLANQK_PLUGIN_BIN and PLANQK_PLUGIN_VERSION; `make
+// test` builds both binaries and sets them.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/planqk/vault-plugin-secrets-planqk/bootstrap"
+	"github.com/planqk/vault-plugin-secrets-planqk/scripts/internal/vaultharness"
+)
+
+const (
+	mount     = "planqk"
+	authMount = "userpass"
+)
+
+// The cast: organization acme with one user in each role, a user who is
+// an owner elsewhere (globex), a user in no organization, and a user whose
+// membership the lifecycle test changes.
+var cast = []struct{ user, org, role string }{
+	{"olivia", "acme", "owner"},
+	{"max", "acme", "maintainer"},
+	{"mia", "acme", "member"},
+	{"nina", "globex", "owner"},
+	{"paul", "", ""},
+	{"lea", "acme", "member"},
+}
+
+// suite is the server and the people the tests share.
+type suite struct {
+	srv      *vaultharness.Server
+	boot     *bootstrap.Bootstrapper
+	tokens   map[string]string // user -> Vault token from a userpass login
+	verifier string            // a token with only planqk-verifier
+
+	mu      sync.Mutex
+	secrets map[string]string // plaintext secret -> what it is; must never reach a log
+}
+
+var s *suite
+
+func TestMain(m *testing.M) {
+	code, err := run(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) (int, error) {
+	ctx := context.Background()
+	env := map[string]string{}
+	for _, name := range []string{"VAULT_BIN", "PLANQK_PLUGIN_BIN", "PLANQK_PLUGIN_VERSION"} {
+		if env[name] = os.Getenv(name); env[name] == "" {
+			return 1, fmt.Errorf("%s is not set: run the suite with `make test`", name)
+		}
+	}
+	dir, err := os.MkdirTemp("", "planqk-e2e-")
+	if err != nil {
+		return 1, err
+	}
+	_, sha, err := vaultharness.InstallPlugin(env["PLANQK_PLUGIN_BIN"], dir)
+	if err != nil {
+		return 1, err
+	}
+	srv, err := vaultharness.StartDev(ctx, env["VAULT_BIN"], dir)
+	if err != nil {
+		return 1, err
+	}
+	defer srv.Stop()
+
+	s = &suite{srv: srv, tokens: map[string]string{}, secrets: map[string]string{}}
+	if err := s.setUp(ctx, sha, env["PLANQK_PLUGIN_VERSION"]); err != nil {
+		return 1, fmt.Errorf("setting up (logs in %s): %w", dir, err)
+	}
+
+	code := m.Run()
+	srv.Stop()
+	if leaks := s.leakedSecrets(); len(leaks) > 0 {
+		fmt.Fprintf(os.Stderr, "secrets found in logs under %s:\n  %s\n", dir, strings.Join(leaks, "\n  "))
+		code = 1
+	}
+	if code == 0 {
+		os.RemoveAll(dir)
+	} else {
+		fmt.Fprintln(os.Stderr, "e2e: server, audit and agent logs kept in", dir)
+	}
+	return code, nil
+}
+
+func (st *suite) setUp(ctx context.Context, sha, version string) error {
+	root := st.srv.Root()
+	// The audit device is on before the engine is even mounted, so every
+	// request of the suite is in the audit log the leak check reads.
+	if err := root.Sys().EnableAuditWithOptionsWithContext(ctx, "file", &api.EnableAuditOptions{
+		Type:    "file",
+		Options: map[string]string{"file_path": filepath.Join(st.srv.Dir, "audit.log")},
+	}); err != nil {
+		return err
+	}
+	if err := st.srv.RegisterPlugin(ctx, sha, version); err != nil {
+		return err
+	}
+	if err := st.srv.Mount(ctx, mount, version); err != nil {
+		return err
+	}
+
+	st.boot = &bootstrap.Bootstrapper{Client: root, Mount: mount, AuthMount: authMount}
+	if err := st.boot.Init(ctx); err != nil {
+		return err
+	}
+	for _, org := range []string{"acme", "globex"} {
+		if err := st.boot.Org(ctx, org); err != nil {
+			return err
+		}
+	}
+	for _, c := range cast {
+		password := "pw-" + c.user + "-e2e-4f9a"
+		st.remember(password, "password of "+c.user)
+		if _, err := st.boot.User(ctx, c.user, password); err != nil {
+			return err
+		}
+		if c.org != "" {
+			if err := st.boot.SetMember(ctx, c.org, c.user, c.role); err != nil {
+				return err
+			}
+		}
+		token, err := st.srv.Login(ctx, authMount, c.user, password)
+		if err != nil {
+			return fmt.Errorf("login of %s: %w", c.user, err)
+		}
+		st.tokens[c.user] = token
+	}
+
+	verifier, err := root.Auth().Token().CreateWithContext(ctx, &api.TokenCreateRequest{
+		Policies: []string{"planqk-verifier"}, NoDefaultPolicy: true, TTL: "1h",
+	})
+	if err != nil {
+		return err
+	}
+	st.verifier = verifier.Auth.ClientToken
+
+	_, err = root.Logical().WriteWithContext(ctx, mount+"/roles/runtime", map[string]interface{}{"ttl": "10m", "max_ttl": "1h"})
+	return err
+}
+
+// remember registers a plaintext secret that no log may contain.
+func (st *suite) remember(secret, what string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.secrets[secret] = what
+}
+
+// leakedSecrets returns what of the remembered secrets the audit or server
+// log contains.
+func (st *suite) leakedSecrets() []string {
+	var leaks []string
+	logs := map[string][]byte{}
+	for _, name := range []string{"audit.log", "server.log", "agent.log"} {
+		data, err := os.ReadFile(filepath.Join(st.srv.Dir, name))
+		if err == nil {
+			logs[name] = data
+		}
+	}
+	if len(logs["audit.log"]) == 0 {
+		return []string{"the audit log is empty: the leak check would prove nothing"}
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for secret, what := range st.secrets {
+		for name, data := range logs {
+			if strings.Contains(string(data), secret) {
+				leaks = append(leaks, fmt.Sprintf("%s in %s", what, name))
+			}
+		}
+	}
+	return leaks
+}
+
+// as returns an API client with the user's token ("root", "verifier" and
+// "" for no token are understood too).
+func as(t *testing.T, who string) *api.Client {
+	t.Helper()
+	token := s.tokens[who]
+	switch who {
+	case "root":
+		token = s.srv.RootToken
+	case "verifier":
+		token = s.verifier
+	}
+	client, err := s.srv.Client(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client
+}
+
+// cli runs the vault CLI as who with -format=json and decodes the output.
+func cli(t *testing.T, who string, args ...string) (interface{}, error) {
+	t.Helper()
+	token := s.tokens[who]
+	switch who {
+	case "root":
+		token = s.srv.RootToken
+	case "verifier":
+		token = s.verifier
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	full := append([]string{args[0], "-format=json"}, args[1:]...)
+	out, err := s.srv.CLI(ctx, token, full...)
+	if err != nil {
+		return nil, err
+	}
+	var decoded interface{}
+	if strings.TrimSpace(out) == "" {
+		return nil, nil
+	}
+	if err := json.Unmarshal([]byte(out), &decoded); err != nil {
+		return nil, fmt.Errorf("decoding %q: %w", out, err)
+	}
+	return decoded, nil
+}
+
+// dataOf returns the "data" of a decoded CLI response.
+func dataOf(t *testing.T, decoded interface{}) map[string]interface{} {
+	t.Helper()
+	response, _ := decoded.(map[string]interface{})
+	data, ok := response["data"].(map[string]interface{})
+	if !ok {
+		t.Fatalf("no data in %v", decoded)
+	}
+	return data
+}
+
+// verify introspects a PAT as the PlanQK API does.
+func verify(t *testing.T, token string) map[string]interface{} {
+	t.Helper()
+	secret, err := as(t, "verifier").Logical().Write(mount+"/verify", map[string]interface{}{"token": token})
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	return secret.Data
+}
