@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# make dev: the PlanQK engine live in a Vault dev server on 127.0.0.1, with
+# the bootstrap policies, a demo organization "acme" and demo users.
+# make dev-existing (--existing): the same in the Vault at VAULT_ADDR with
+# VAULT_TOKEN, whose plugin directory is PLUGIN_DIR, without starting one.
+set -euo pipefail
+
+top="$(cd "$(dirname "$0")/.." && pwd)"
+plugin=vault-plugin-secrets-planqk
+version="${VERSION:-v0.1.0}"
+mount="${MOUNT:-planqk}"
+port="${DEV_PORT:-8200}"
+vault="$("$top/scripts/ensure-vault.sh")"
+bootstrap="$top/bin/planqk-bootstrap"
+
+existing=false
+[ "${1:-}" = "--existing" ] && existing=true
+
+if $existing; then
+	: "${VAULT_ADDR:?set VAULT_ADDR to the Vault to use}"
+	: "${VAULT_TOKEN:?set VAULT_TOKEN to a token that may manage plugins, mounts, policies and identity}"
+	: "${PLUGIN_DIR:?set PLUGIN_DIR to the plugin_directory of that Vault server}"
+	plugin_dir="$PLUGIN_DIR"
+else
+	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+		echo "Port $port on 127.0.0.1 is taken; run with DEV_PORT=<free port>." >&2
+		exit 1
+	fi
+	work="$(mktemp -d -t planqk-dev-XXXXXX)"
+	plugin_dir="$work/plugins"
+	mkdir -p "$plugin_dir"
+	export VAULT_ADDR="http://127.0.0.1:$port" VAULT_TOKEN=root
+fi
+cp "$top/bin/$plugin" "$plugin_dir/$plugin"
+sha="$(sha256sum "$plugin_dir/$plugin" | cut -d' ' -f1)"
+
+if ! $existing; then
+	"$vault" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$port" \
+		-dev-plugin-dir="$plugin_dir" >"$work/vault.log" 2>&1 &
+	vault_pid=$!
+	stop() {
+		echo
+		echo "Stopping Vault (pid $vault_pid)..."
+		kill "$vault_pid" 2>/dev/null || true
+		wait "$vault_pid" 2>/dev/null || true
+		rm -rf "$work"
+	}
+	trap stop EXIT
+	trap 'exit 0' INT TERM
+	for _ in $(seq 1 100); do
+		"$vault" status >/dev/null 2>&1 && break
+		kill -0 "$vault_pid" 2>/dev/null || { cat "$work/vault.log" >&2; exit 1; }
+		sleep 0.2
+	done
+	"$vault" status >/dev/null
+fi
+
+quiet() { "$@" >/dev/null; }
+
+quiet "$vault" plugin register -sha256="$sha" -version="$version" -command="$plugin" secret "$plugin"
+if ! "$vault" secrets list -format=json | grep -q "\"$mount/\""; then
+	quiet "$vault" secrets enable -path="$mount" -plugin-version="$version" "$plugin"
+fi
+
+"$bootstrap" -mount="$mount" init
+"$bootstrap" -mount="$mount" org acme
+declare -A roles=([olivia]=owner [max]=maintainer [mia]=member [paul]="")
+for user in olivia max mia paul; do
+	quiet "$bootstrap" -mount="$mount" user "$user" "$user-password"
+	if [ -n "${roles[$user]}" ]; then
+		"$bootstrap" -mount="$mount" member add acme "$user" "${roles[$user]}"
+	fi
+done
+quiet "$vault" write "$mount/roles/runtime" ttl=15m max_ttl=2h description="job runtimes"
+verifier="$("$vault" token create -policy=planqk-verifier -no-default-policy -ttl=24h -field=token)"
+
+cat <<EOF
+
+  PlanQK secrets engine $version is live at $VAULT_ADDR, mounted at $mount/.
+
+  Demo organization acme: olivia (owner), max (maintainer), mia (member);
+  paul belongs to no organization. Each user's password is <name>-password.
+  Root token: $VAULT_TOKEN   Verifier token (planqk-verifier, for the PlanQK API): $verifier
+
+  Try, in another shell:
+    export VAULT_ADDR=$VAULT_ADDR PATH="$(dirname "$vault"):\$PATH"
+    vault login -method=userpass username=mia password=mia-password
+    vault write $mount/users/mia/tokens/laptop ttl=24h description="my laptop"
+    vault list $mount/users/mia/tokens
+    VAULT_TOKEN=$verifier vault write $mount/verify token=<the token above>
+    vault read $mount/users/mia/creds/runtime                     # a leased, short-lived PAT
+
+    vault login -method=userpass username=max password=max-password
+    vault write $mount/orgs/acme/provider-tokens/ibm-quantum token=<IBM token> instance=ibm-q/open/main
+    vault login -method=userpass username=mia password=mia-password
+    vault read $mount/orgs/acme/provider-tokens/ibm-quantum          # metadata only
+    vault read $mount/resolve/ibm-quantum org=acme                   # what a runtime injects
+
+    vault path-help $mount/verify
+
+EOF
+
+if ! $existing; then
+	echo "  Server log: $work/vault.log. Press Ctrl-C to stop."
+	wait "$vault_pid"
+fi
