@@ -84,14 +84,14 @@ func TestProviderTokensAndResolve(t *testing.T) {
 		t.Fatalf("plain user's own token: %d", status)
 	}
 
-	// The organization has no D-Wave token and neither has Mia: 404. Once
+	// The organization has no IBM Cloud key and neither has Mia: 404. Once
 	// Mia stores one, it is her fallback.
-	if _, status = resolve("mia", "dwave", "acme"); status != 404 {
+	if _, status = resolve("mia", "ibm-cloud", "acme"); status != 404 {
 		t.Fatalf("no token anywhere: got %d, want 404", status)
 	}
-	write("mia", "users/mia/provider-tokens/dwave", map[string]interface{}{"token": "mia-dwave-token-aa01"})
-	s.remember("mia-dwave-token-aa01", "mia's D-Wave token")
-	got, status = resolve("mia", "dwave", "acme")
+	write("mia", "users/mia/provider-tokens/ibm-cloud", map[string]interface{}{"api_key": "mia-ibm-cloud-key-aa01"})
+	s.remember("mia-ibm-cloud-key-aa01", "mia's IBM Cloud key")
+	got, status = resolve("mia", "ibm-cloud", "acme")
 	if status != 200 || got["source"] != "user" {
 		t.Fatalf("fallback to the member's own token: %d %v", status, got["source"])
 	}

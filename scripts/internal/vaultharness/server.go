@@ -91,9 +91,15 @@ func StartDev(ctx context.Context, vaultBin, dir string) (*Server, error) {
 		Dir:       dir,
 		LogPath:   filepath.Join(dir, "server.log"),
 	}
+	// sys/raw lets tests compare the engine's storage before and after a request.
+	extra := filepath.Join(dir, "dev-extra.hcl")
+	if err := os.WriteFile(extra, []byte("raw_storage_endpoint = true\n"), 0o644); err != nil {
+		return nil, err
+	}
 	args := []string{"server", "-dev", "-dev-root-token-id=root",
 		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
 		"-dev-plugin-dir=" + filepath.Join(dir, "plugins"),
+		"-config=" + extra,
 		"-log-level=info"}
 	if err := s.start(args); err != nil {
 		return nil, err

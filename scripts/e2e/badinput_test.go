@@ -1,0 +1,198 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/planqk/vault-plugin-secrets-planqk/scripts/internal/vaultharness"
+)
+
+// badRequest is one malformed request and how it must be answered.
+type badRequest struct {
+	name   string
+	who    string
+	method string
+	path   string // under the mount; may carry a query string
+	body   string // raw request body
+	status int
+	want   string // what the error message must name
+}
+
+var badRequests = []badRequest{
+	// Personal access tokens.
+	{"ttl not a duration", "mia", "POST", "users/mia/tokens/bad", `{"ttl":"soon"}`, 400, "ttl"},
+	{"negative ttl", "mia", "POST", "users/mia/tokens/bad", `{"ttl":"-5s"}`, 400, "ttl"},
+	{"ttl over max_ttl", "mia", "POST", "users/mia/tokens/bad", `{"ttl":"9000h"}`, 400, "max_ttl"},
+	{"ttl of the wrong JSON type", "mia", "POST", "users/mia/tokens/bad", `{"ttl":[1,2]}`, 400, "ttl"},
+	{"description too long", "mia", "POST", "users/mia/tokens/bad", `{"description":"` + strings.Repeat("d", 257) + `"}`, 400, "description"},
+	{"description of the wrong JSON type", "mia", "POST", "users/mia/tokens/bad", `{"description":{"a":1}}`, 400, "description"},
+	{"name too long", "mia", "POST", "users/mia/tokens/" + strings.Repeat("n", 129), `{}`, 400, "name"},
+	{"name with bad characters", "mia", "POST", "users/mia/tokens/bad$name", `{}`, 404, "unsupported path"},
+	{"name not UTF-8", "mia", "POST", "users/mia/tokens/%FF%FE", `{}`, 404, "unsupported path"},
+	{"empty name", "root", "POST", "users/mia/tokens/", `{}`, 405, "unsupported operation"},
+	{"existing name", "mia", "POST", "users/mia/tokens/existing", `{}`, 400, "rotate"},
+	{"rotate a missing token", "mia", "POST", "users/mia/tokens/missing/rotate", `{}`, 404, "no token named"},
+	{"created by root", "root", "POST", "users/mia/tokens/bad", `{}`, 400, "user accounts"},
+	{"created for another user", "mia", "POST", "users/max/tokens/bad", `{}`, 403, "permission denied"},
+	{"malformed JSON", "mia", "POST", "users/mia/tokens/bad", `{"ttl" "1h"}`, 400, "JSON"},
+	{"JSON array body", "mia", "POST", "users/mia/tokens/bad", `["ttl"]`, 400, "JSON"},
+	// Verify.
+	{"verify without a body", "verifier", "POST", "verify", ``, 400, "token"},
+	{"verify with an empty token", "verifier", "POST", "verify", `{"token":""}`, 400, "token"},
+	{"verify with a token of the wrong JSON type", "verifier", "POST", "verify", `{"token":["plqk_a"]}`, 400, "token"},
+	{"verify with the token in the query", "verifier", "POST", "verify?token=plqk_abc", ``, 400, "token"},
+	{"verify by GET", "root", "GET", "verify?token=plqk_abc", ``, 405, "unsupported operation"},
+	{"verify with the token in the path", "root", "POST", "verify/plqk_abc", `{}`, 404, "unsupported path"},
+	// Configuration and roles.
+	{"prefix without underscore", "root", "POST", "config", `{"token_prefix":"plqk"}`, 400, "token_prefix"},
+	{"prefix with capitals", "root", "POST", "config", `{"token_prefix":"PLQK_"}`, 400, "token_prefix"},
+	{"zero default_ttl", "root", "POST", "config", `{"default_ttl":0}`, 400, "default_ttl"},
+	{"negative max_ttl", "root", "POST", "config", `{"max_ttl":"-1h"}`, 400, "max_ttl"},
+	{"identity cache too long", "root", "POST", "config", `{"identity_cache_ttl":"1h"}`, 400, "identity_cache_ttl"},
+	{"role ttl over its max_ttl", "root", "POST", "roles/bad", `{"ttl":"2h","max_ttl":"1h"}`, 400, "ttl"},
+	{"role ttl not a duration", "root", "POST", "roles/bad", `{"ttl":"later"}`, 400, "ttl"},
+	{"role name with bad characters", "root", "POST", "roles/bad%20role", `{}`, 404, "unsupported path"},
+	{"creds of an unknown role", "mia", "GET", "users/mia/creds/nonexistent", ``, 400, "nonexistent"},
+	{"tidy repair not a bool", "root", "POST", "tidy", `{"repair":"perhaps"}`, 400, "repair"},
+	// Provider catalogue.
+	{"provider without required fields", "root", "POST", "providers/rigetti", `{"optional_fields":"region"}`, 400, "required_fields"},
+	{"provider field name invalid", "root", "POST", "providers/rigetti", `{"required_fields":"API-Key"}`, 400, "API-Key"},
+	{"provider field name reserved", "root", "POST", "providers/rigetti", `{"required_fields":"source"}`, 400, "reserved"},
+	{"provider secret field unknown", "root", "POST", "providers/rigetti", `{"required_fields":"a","secret_fields":"b"}`, 400, "secret_fields"},
+	{"provider with a huge field list", "root", "POST", "providers/rigetti", `{"required_fields":"` + hugeFieldList(5000) + `"}`, 400, "at most"},
+	{"provider name with capitals", "root", "POST", "providers/Rigetti", `{"required_fields":"a"}`, 404, "unsupported path"},
+	{"delete a built-in provider", "root", "DELETE", "providers/dwave", ``, 400, "built in"},
+	// Provider tokens.
+	{"token for an unknown provider", "mia", "POST", "users/mia/provider-tokens/rigetti", `{"api_key":"k"}`, 400, "unknown provider"},
+	{"token with an unknown field", "mia", "POST", "users/mia/provider-tokens/dwave", `{"token":"t","solver":"s"}`, 400, "unknown field"},
+	{"token without a required field", "mia", "POST", "users/mia/provider-tokens/aws-braket", `{"access_key_id":"AKIA"}`, 400, "secret_access_key"},
+	{"token with an empty body", "mia", "POST", "users/mia/provider-tokens/dwave", `{}`, 400, "missing required field"},
+	{"token value a number", "mia", "POST", "users/mia/provider-tokens/dwave", `{"token":12345}`, 400, "must be a string"},
+	{"token value a list", "mia", "POST", "users/mia/provider-tokens/dwave", `{"token":["a","b"]}`, 400, "must be a string"},
+	{"token value null", "mia", "POST", "users/mia/provider-tokens/dwave", `{"token":null}`, 400, "must be a string"},
+	{"token value oversized", "mia", "POST", "users/mia/provider-tokens/dwave", `{"token":"` + strings.Repeat("t", 16*1024+1) + `"}`, 400, "at most"},
+	{"token with a thousand fields", "mia", "POST", "users/mia/provider-tokens/dwave", hugeObject(1000), 400, "unknown field"},
+	{"organization token by a member", "mia", "POST", "orgs/acme/provider-tokens/dwave", `{"token":"t"}`, 403, "permission denied"},
+	{"organization token, bad org name", "root", "POST", "orgs/bad%2Forg/provider-tokens/dwave", `{"token":"t"}`, 404, "unsupported path"},
+	{"resolve without an entity", "root", "GET", "resolve/dwave", ``, 400, "identity entity"},
+	{"resolve for a foreign organization", "paul", "GET", "resolve/dwave?org=acme", ``, 403, "not a member"},
+	{"resolve an unknown provider name", "mia", "GET", "resolve/No_Such", ``, 404, "unsupported path"},
+}
+
+func hugeFieldList(n int) string {
+	fields := make([]string, n)
+	for i := range fields {
+		fields[i] = fmt.Sprintf("f%d", i)
+	}
+	return strings.Join(fields, ",")
+}
+
+func hugeObject(n int) string {
+	parts := make([]string, n)
+	for i := range parts {
+		parts[i] = fmt.Sprintf(`"f%d":"v"`, i)
+	}
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// TestBadInputIsRefusedAndChangesNothing sends every malformed request of
+// the table to the real server: each is answered with its 4xx and a
+// message naming the problem, and the engine's storage (read through
+// sys/raw) is the same before and after.
+func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
+	ctx := context.Background()
+	if len(badRequests) < 40 {
+		t.Fatalf("the table has %d cases; it must keep at least 40", len(badRequests))
+	}
+	if _, err := as(t, "mia").Logical().Write(mount+"/users/mia/tokens/existing", nil); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, c := range badRequests {
+		t.Run(c.name, func(t *testing.T) {
+			before, err := vaultharness.StorageSnapshot(ctx, as(t, "root"), mount)
+			if err != nil {
+				t.Fatal(err)
+			}
+			status, msg := send(t, c.who, c.method, c.path, c.body)
+			if status != c.status || !strings.Contains(msg, c.want) {
+				t.Errorf("%s %s: got %d %q, want %d naming %q", c.method, c.path, status, msg, c.status, c.want)
+			}
+			after, err := vaultharness.StorageSnapshot(ctx, as(t, "root"), mount)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(before, after) {
+				t.Errorf("%s %s changed the engine's storage", c.method, c.path)
+			}
+		})
+	}
+}
+
+// TestGarbledTokensAreInactive covers the malformed tokens, which verify
+// answers - by contract - with 200 and active=false, touching nothing.
+func TestGarbledTokensAreInactive(t *testing.T) {
+	created, err := as(t, "mia").Logical().Write(mount+"/users/mia/tokens/garble-source", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := created.Data["token"].(string)
+	s.remember(token, "mia's garble-source PAT")
+	last := token[len(token)-1]
+	other := byte('A')
+	if last == 'A' {
+		other = 'B'
+	}
+	for name, garbled := range map[string]string{
+		"wrong prefix":   "ghp_" + token[len("plqk_"):],
+		"wrong checksum": token[:len(token)-1] + string(other),
+		"too short":      token[:len(token)-3],
+		"too long":       token + "AAA",
+		"not base62":     token[:10] + "-" + token[11:],
+	} {
+		if got := verify(t, garbled); !reflect.DeepEqual(got, map[string]interface{}{"active": false}) {
+			t.Errorf("%s: %v", name, got)
+		}
+	}
+	if _, err := as(t, "mia").Logical().Delete(mount + "/users/mia/tokens/garble-source"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// send makes a raw request and returns its status and error message.
+func send(t *testing.T, who, method, path, body string) (int, string) {
+	t.Helper()
+	client := as(t, who)
+	p, query, _ := strings.Cut(path, "?")
+	req := client.NewRequest(method, "/v1/"+mount+"/"+p)
+	if query != "" {
+		for _, kv := range strings.Split(query, "&") {
+			k, v, _ := strings.Cut(kv, "=")
+			req.Params.Add(k, v)
+		}
+	}
+	if body != "" {
+		req.BodyBytes = []byte(body)
+	}
+	resp, err := client.RawRequest(req)
+	if resp != nil {
+		defer resp.Body.Close()
+	}
+	var respErr *api.ResponseError
+	switch {
+	case errors.As(err, &respErr):
+		return respErr.StatusCode, strings.Join(respErr.Errors, "; ")
+	case err != nil:
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return resp.StatusCode, http.StatusText(resp.StatusCode)
+}

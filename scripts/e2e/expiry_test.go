@@ -1,0 +1,57 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/planqk/vault-plugin-secrets-planqk/scripts/internal/vaultharness"
+)
+
+// TestExpiredTokensStopAtTheirExpiryAndTidyRemovesThem checks that a PAT
+// stops verifying at its expiry instant, not only after tidy, and that
+// tidy then removes its record and its index entry.
+func TestExpiredTokensStopAtTheirExpiryAndTidyRemovesThem(t *testing.T) {
+	ctx := context.Background()
+	created, err := as(t, "max").Logical().Write(mount+"/users/max/tokens/short-lived", map[string]interface{}{"ttl": "2s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := created.Data["token"].(string)
+	s.remember(token, "max's short-lived PAT")
+	expiresAt, err := time.Parse(time.RFC3339, created.Data["expires_at"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if verify(t, token)["active"] != true {
+		t.Fatal("the PAT does not verify before its expiry")
+	}
+	time.Sleep(time.Until(expiresAt))
+	if got := verify(t, token); got["active"] != false {
+		t.Fatalf("the PAT still verifies at its expiry instant: %v", got)
+	}
+
+	tidy, err := as(t, "root").Logical().Write(mount+"/tidy", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if removed, _ := tidy.Data["expired_removed"].(interface{ String() string }); removed == nil || removed.String() == "0" {
+		t.Fatalf("tidy removed nothing: %v", tidy.Data)
+	}
+	read, err := as(t, "max").Logical().Read(mount + "/users/max/tokens/short-lived")
+	if err != nil || read != nil {
+		t.Fatalf("the expired token is still listed after tidy: %v %v", read, err)
+	}
+	snapshot, err := vaultharness.StorageSnapshot(ctx, as(t, "root"), mount)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, value := range snapshot {
+		if strings.Contains(value, created.Data["token_id"].(string)) {
+			t.Errorf("tidy left %s holding the expired token", key)
+		}
+	}
+}
