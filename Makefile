@@ -2,13 +2,14 @@
 #   make dev    build everything and run the engine live in a Vault dev server
 #   make test   the whole test suite: unit (-race), fuzz seed corpora, end-to-end in real Vault
 
+SHELL       := /bin/bash
 VERSION     ?= v0.1.0
 PLUGIN      := vault-plugin-secrets-planqk
 MODULE      := github.com/planqk/vault-plugin-secrets-planqk
 LDFLAGS     := -X $(MODULE)/backend.Version=$(VERSION)
 GO          ?= go
 
-.PHONY: all build vault dev dev-existing test test-unit test-e2e fuzz vet fmt clean
+.PHONY: all build vault dev dev-existing test test-unit test-e2e test-reliability fuzz vet fmt clean
 
 all: build
 
@@ -32,6 +33,7 @@ test: vet test-unit test-e2e
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./scripts/...
+	$(GO) vet -tags reliability ./scripts/...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
 # Unit tests in process, with the race detector; the fuzz targets' seed corpora run as tests.
@@ -41,6 +43,12 @@ test-unit:
 test-e2e: build vault
 	VAULT_BIN=$$(scripts/ensure-vault.sh) PLANQK_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN) PLANQK_PLUGIN_VERSION=$(VERSION) \
 		$(GO) test -tags e2e -count=1 -timeout 10m ./scripts/e2e/...
+
+# The 3-node raft cluster: forwarding, failover under load, restarts, plugin crash, log leaks (2-3 minutes).
+test-reliability: build vault
+	VAULT_BIN=$$(scripts/ensure-vault.sh) PLANQK_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN) PLANQK_PLUGIN_VERSION=$(VERSION) \
+		$(GO) test -tags reliability -count=1 -timeout 15m -v ./scripts/reliability/... 2>&1 | \
+		grep -v -E '^(=== (RUN|PAUSE|CONT)|    --- PASS)'; exit $${PIPESTATUS[0]}
 
 # Fuzz each target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s

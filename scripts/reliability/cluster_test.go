@@ -1,0 +1,261 @@
+//go:build reliability
+
+package reliability
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/planqk/vault-plugin-secrets-planqk/scripts/internal/vaultharness"
+)
+
+// TestHACluster starts three raft nodes, mounts the engine once (the
+// catalogue and mounts replicate) and checks that requests sent to
+// standbys are forwarded, and reads after writes see the writes.
+func TestHACluster(t *testing.T) {
+	ctx := context.Background()
+	start := time.Now()
+	c, sha, err := vaultharness.StartCluster(ctx, vaultBin, pluginBin, filepath.Join(workDir, "cluster"), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster = c
+	leader, err := c.WaitLeader(ctx, time.Minute)
+	must(t, err)
+	report("3-node raft cluster up, unsealed, engine mounted", time.Since(start).Round(time.Second))
+	setUpEngine(ctx, t, clientFor(t, leader, c.RootToken), sha)
+	login(ctx, t, leader)
+
+	forwarded := 0
+	for i, writer := range c.Nodes {
+		reader := c.Nodes[(i+1)%len(c.Nodes)]
+		name := fmt.Sprintf("ha-%d", i)
+		created, err := clientFor(t, writer, userTokens["alice"]).Logical().Write(mount+"/users/alice/tokens/"+name, nil)
+		if err != nil {
+			t.Fatalf("create through %s: %v", writer.Addr, err)
+		}
+		secret := created.Data["token"].(string)
+		remember(secret, "alice's "+name+" PAT")
+		ackedMu.Lock()
+		acked[secret] = "alice/" + name
+		ackedMu.Unlock()
+		if writer != leader {
+			forwarded++
+		}
+
+		read, err := clientFor(t, reader, userTokens["alice"]).Logical().Read(mount + "/users/alice/tokens/" + name)
+		if err != nil || read == nil || read.Data["token_id"] != created.Data["token_id"] {
+			t.Fatalf("read through %s after a write through %s: %v %v", reader.Addr, writer.Addr, read, err)
+		}
+		verified, err := clientFor(t, reader, verifierToken).Logical().Write(mount+"/verify", map[string]interface{}{"token": secret})
+		if err != nil || verified.Data["active"] != true {
+			t.Fatalf("verify through %s: %v %v", reader.Addr, verified, err)
+		}
+		value := fmt.Sprintf("ionq-alice-ha-%d-5d1e", i)
+		remember(value, "alice's IonQ key")
+		if _, err := clientFor(t, writer, userTokens["alice"]).Logical().Write(mount+"/users/alice/provider-tokens/ionq", map[string]interface{}{"api_key": value}); err != nil {
+			t.Fatalf("provider token through %s: %v", writer.Addr, err)
+		}
+		ackedMu.Lock()
+		providerAcked["alice"]++
+		ackedMu.Unlock()
+		resolved, err := clientFor(t, reader, userTokens["alice"]).Logical().Read(mount + "/resolve/ionq")
+		if err != nil || resolved.Data["api_key"] != value {
+			t.Fatalf("resolve through %s after a write through %s: %v", reader.Addr, writer.Addr, err)
+		}
+	}
+	report("writes through standbys (forwarded), each read back elsewhere", forwarded)
+}
+
+// TestFailoverWithoutLoss issues PATs and writes provider tokens through
+// all three nodes while the active node is killed with SIGKILL; afterwards
+// every acknowledged write is present, nothing half-written remains, and
+// issuing continues.
+func TestFailoverWithoutLoss(t *testing.T) {
+	if cluster == nil {
+		t.Fatal("no cluster: TestHACluster failed")
+	}
+	ctx := context.Background()
+	leader, err := cluster.WaitLeader(ctx, time.Minute)
+	must(t, err)
+
+	const workers, duration, killAfter = 6, 14 * time.Second, 4 * time.Second
+	var ackedWrites, attempted, errorsSeen atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopLoad()
+	userNames := []string{"alice", "bob", "carol"}
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			user := userNames[w%len(userNames)]
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				node := cluster.Nodes[(w+i)%len(cluster.Nodes)]
+				if !node.Running() {
+					continue
+				}
+				client := clientFor(t, node, userTokens[user])
+				name := fmt.Sprintf("failover-w%d-%d", w, i)
+				attempted.Add(1)
+				created, err := client.Logical().Write(mount+"/users/"+user+"/tokens/"+name, nil)
+				if err != nil {
+					errorsSeen.Add(1)
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
+				secret := created.Data["token"].(string)
+				remember(secret, user+"'s "+name+" PAT")
+				ackedMu.Lock()
+				acked[secret] = user + "/" + name
+				ackedMu.Unlock()
+				ackedWrites.Add(1)
+
+				if w < len(userNames) { // one writer per user keeps versions countable
+					value := fmt.Sprintf("ionq-%s-failover-%d-8c2", user, i)
+					remember(value, user+"'s IonQ key")
+					attempted.Add(1)
+					if _, err := client.Logical().Write(mount+"/users/"+user+"/provider-tokens/ionq", map[string]interface{}{"api_key": value}); err != nil {
+						errorsSeen.Add(1)
+						continue
+					}
+					ackedMu.Lock()
+					providerAcked[user]++
+					ackedMu.Unlock()
+					ackedWrites.Add(1)
+				}
+			}
+		}(w)
+	}
+
+	time.Sleep(killAfter)
+	killedAt := time.Now()
+	leader.Kill()
+	newLeader, err := cluster.WaitLeader(ctx, time.Minute)
+	must(t, err)
+	election := time.Since(killedAt)
+	time.Sleep(duration - killAfter - election)
+	stopLoad()
+
+	if newLeader == leader {
+		t.Fatal("the killed node is still the leader")
+	}
+	presentPATs := checkAcknowledged(t, newLeader)
+	presentProviderWrites := checkProviderTokens(t, newLeader)
+
+	// Interrupted writes (the kill landed between a create's two storage
+	// writes) may have left halves behind, never acknowledged; repair
+	// removes them, and a second pass must find nothing.
+	root := clientFor(t, newLeader, cluster.RootToken)
+	first, err := root.Logical().Write(mount+"/tidy", map[string]interface{}{"repair": true})
+	must(t, err)
+	second, err := root.Logical().Write(mount+"/tidy", map[string]interface{}{"repair": true})
+	must(t, err)
+	if fmt.Sprint(second.Data["orphans_removed"]) != "0" || fmt.Sprint(second.Data["dangling_removed"]) != "0" {
+		t.Errorf("half-written entries remain after repair: %v", second.Data)
+	}
+	if again := checkAcknowledged(t, newLeader); again != len(acked) {
+		t.Errorf("repair removed acknowledged tokens: %d of %d verify", again, len(acked))
+	}
+
+	// Issuing continues, through every surviving node.
+	for _, node := range cluster.Running() {
+		if _, err := clientFor(t, node, userTokens["bob"]).Logical().Write(mount+"/users/bob/tokens/after-failover-"+fmt.Sprint(node.Port), nil); err != nil {
+			t.Errorf("issuing through %s after the failover: %v", node.Addr, err)
+		}
+	}
+
+	report("failover: writes attempted", attempted.Load())
+	report("failover: writes acknowledged", ackedWrites.Load())
+	report("failover: acknowledged PATs verifying afterwards (whole run)", fmt.Sprintf("%d of %d", presentPATs, len(acked)))
+	report("failover: acknowledged provider-token writes present", presentProviderWrites)
+	report("failover: errors seen during the election", errorsSeen.Load())
+	report("failover: time to a new active node", election.Round(time.Millisecond))
+	report("failover: half-written entries repaired (unacknowledged)", fmt.Sprintf("%v orphan records, %v dangling index entries", first.Data["orphans_removed"], first.Data["dangling_removed"]))
+
+	// The killed node comes back and rejoins as a standby.
+	must(t, leader.Restart(ctx))
+	must(t, leader.Unseal(ctx, cluster.UnsealKey))
+}
+
+// TestPluginCrash kills the active node's plugin process while requests
+// run; Vault starts it again and nothing is lost.
+func TestPluginCrash(t *testing.T) {
+	if cluster == nil {
+		t.Fatal("no cluster: TestHACluster failed")
+	}
+	ctx := context.Background()
+	leader, err := cluster.WaitLeader(ctx, time.Minute)
+	must(t, err)
+	pids, err := leader.PluginPIDs()
+	must(t, err)
+	if len(pids) == 0 {
+		t.Fatal("the active node runs no plugin process")
+	}
+
+	var ok, failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopLoad()
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			client := clientFor(t, leader, userTokens["carol"])
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				name := fmt.Sprintf("crash-w%d-%d", w, i)
+				created, err := client.Logical().Write(mount+"/users/carol/tokens/"+name, nil)
+				if err != nil {
+					failed.Add(1)
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+				ok.Add(1)
+				secret := created.Data["token"].(string)
+				remember(secret, "carol's "+name+" PAT")
+				ackedMu.Lock()
+				acked[secret] = "carol/" + name
+				ackedMu.Unlock()
+			}
+		}(w)
+	}
+	time.Sleep(time.Second)
+	before := ok.Load()
+	for _, pid := range pids {
+		must(t, syscall.Kill(pid, syscall.SIGKILL))
+	}
+	time.Sleep(3 * time.Second)
+	after := ok.Load()
+	stopLoad()
+
+	newPIDs, err := leader.PluginPIDs()
+	must(t, err)
+	if len(newPIDs) == 0 || newPIDs[0] == pids[0] {
+		t.Errorf("the plugin was not restarted: %v -> %v", pids, newPIDs)
+	}
+	if after <= before {
+		t.Error("no request succeeded after the plugin was killed")
+	}
+	present := checkAcknowledged(t, leader)
+	report("plugin crash: requests failed while it restarted", failed.Load())
+	report("plugin crash: requests succeeded after the kill", after-before)
+	report("plugin crash: acknowledged PATs verifying afterwards", fmt.Sprintf("%d of %d", present, len(acked)))
+}
