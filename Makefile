@@ -9,7 +9,7 @@ MODULE      := github.com/planqk/vault-plugin-secrets-planqk
 LDFLAGS     := -X $(MODULE)/backend.Version=$(VERSION)
 GO          ?= go
 
-.PHONY: all build vault dev dev-existing test test-unit test-e2e test-reliability fuzz vet fmt clean
+.PHONY: all build vault dev dev-existing test test-unit test-e2e test-reliability bench bench-scale fuzz vet fmt clean
 
 all: build
 
@@ -49,6 +49,17 @@ test-reliability: build vault
 	VAULT_BIN=$$(scripts/ensure-vault.sh) PLANQK_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN) PLANQK_PLUGIN_VERSION=$(VERSION) \
 		$(GO) test -tags reliability -count=1 -timeout 15m -v ./scripts/reliability/... 2>&1 | \
 		grep -v -E '^(=== (RUN|PAUSE|CONT)|    --- PASS)'; exit $${PIPESTATUS[0]}
+
+# Throughput against KV v2 and a no-op plugin in one freshly started server; BENCH_FLAGS=-raft for integrated storage.
+BENCH_FLAGS ?=
+bench: build vault
+	$(GO) build -trimpath -o bin/bench-noop ./scripts/bench/noop
+	VAULT_BIN=$$(scripts/ensure-vault.sh) PLANQK_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN) PLANQK_PLUGIN_VERSION=$(VERSION) NOOP_PLUGIN_BIN=$(CURDIR)/bin/bench-noop \
+		$(GO) run ./scripts/bench $(BENCH_FLAGS)
+
+# The same, then 100,000 PATs across 1,000 users: verify, list and tidy at scale (several minutes).
+bench-scale:
+	$(MAKE) bench BENCH_FLAGS="$(BENCH_FLAGS) -scale"
 
 # Fuzz each target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s
