@@ -31,6 +31,8 @@ const (
 // Factory returns a configured instance of the backend.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := newBackend()
+	b.replication = &cachedReplicationState{SystemView: conf.System}
+	conf.System = b.replication
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
@@ -52,6 +54,10 @@ type backend struct {
 	roles     map[string]*roleEntry
 
 	identities *lru.Cache[string, *identity]
+
+	// replication is the system view the framework uses, with the
+	// replication state cached.
+	replication *cachedReplicationState
 
 	tidyRunning   atomic.Bool
 	lastTidyUnix  atomic.Int64

@@ -154,6 +154,12 @@ func (e *testEnv) deleteEntity(entityID string) {
 	e.b.identities.Purge()
 }
 
+// setReplicationState makes the node a performance standby, a secondary...
+func (e *testEnv) setReplicationState(state consts.ReplicationState) {
+	e.sys.ReplicationStateVal = state
+	e.b.replication.forget()
+}
+
 // do sends a request as the entity (none when entityID is "").
 func (e *testEnv) do(op logical.Operation, path, entityID string, data map[string]interface{}) (*logical.Response, error) {
 	return e.b.HandleRequest(context.Background(), &logical.Request{
@@ -261,7 +267,7 @@ func TestBackend_reportsVersionAndType(t *testing.T) {
 func TestBackend_writesOnPerformanceStandbyAreForwarded(t *testing.T) {
 	env := newTestEnv(t)
 	alice := env.addUser("alice")
-	env.sys.ReplicationStateVal = consts.ReplicationPerformanceStandby
+	env.setReplicationState(consts.ReplicationPerformanceStandby)
 
 	writes := []struct {
 		op   logical.Operation
@@ -341,4 +347,32 @@ func TestBackend_everyPathHasHelp(t *testing.T) {
 	}
 	resp := env.ok(logical.HelpOperation, "users/alice/tokens/laptop", "", nil)
 	require.Contains(t, resp.Data["help"], "personal access token")
+}
+
+// The framework asks for the replication state on every request; the
+// backend answers from memory for replicationStateTTL.
+func TestBackend_replicationStateIsAskedOncePerTTL(t *testing.T) {
+	env := newTestEnv(t)
+	counting := &countingReplicationState{SystemView: env.sys}
+	env.b.replication.SystemView = counting
+	env.b.replication.forget()
+
+	for i := 0; i < 50; i++ {
+		env.verify("plqk_x")
+	}
+	require.Equal(t, int64(1), counting.asks.Load())
+
+	env.b.replication.cached.Store(&replicationStateAt{expires: time.Now().Add(-time.Millisecond)})
+	env.verify("plqk_x")
+	require.Equal(t, int64(2), counting.asks.Load(), "an expired state is asked for again")
+}
+
+type countingReplicationState struct {
+	logical.SystemView
+	asks atomic.Int64
+}
+
+func (c *countingReplicationState) ReplicationState() consts.ReplicationState {
+	c.asks.Add(1)
+	return c.SystemView.ReplicationState()
 }

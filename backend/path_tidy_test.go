@@ -84,11 +84,11 @@ func TestTidy_periodicSweepRespectsIntervalAndReplication(t *testing.T) {
 	ageToken(t, env, old, 800*time.Hour)
 	req := &logical.Request{Storage: env.storage}
 
-	env.sys.ReplicationStateVal = consts.ReplicationPerformanceStandby
+	env.setReplicationState(consts.ReplicationPerformanceStandby)
 	require.NoError(t, env.b.periodicTidy(ctx, req))
 	require.Equal(t, int64(0), env.b.periodicTidys.Load(), "a performance standby must not sweep")
 
-	env.sys.ReplicationStateVal = 0
+	env.setReplicationState(0)
 	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"tidy_interval": "0"})
 	require.NoError(t, env.b.periodicTidy(ctx, req))
 	require.Equal(t, int64(0), env.b.periodicTidys.Load(), "tidy_interval=0 disables the sweep")
