@@ -59,9 +59,8 @@ type backend struct {
 	// replication state cached.
 	replication *cachedReplicationState
 
-	tidyRunning   atomic.Bool
-	lastTidyUnix  atomic.Int64
-	periodicTidys atomic.Int64
+	tidyRunning  atomic.Bool
+	lastTidyUnix atomic.Int64
 }
 
 func newBackend() *backend {

@@ -40,6 +40,13 @@ func providerTokenOwnerOf(d *framework.FieldData) providerTokenOwner {
 	return providerTokenOwner{user: d.Get("user").(string)}
 }
 
+func (o providerTokenOwner) checkName() string {
+	if o.org != "" {
+		return checkName("org", o.org)
+	}
+	return checkName("user", o.user)
+}
+
 func (o providerTokenOwner) storagePrefix() string {
 	if o.org != "" {
 		return providerTokenPrefix + "orgs/" + o.org + "/"
@@ -251,7 +258,7 @@ func (b *backend) pathProviderTokenRead(ctx context.Context, req *logical.Reques
 func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	owner := providerTokenOwnerOf(d)
 	name := d.Get("provider").(string)
-	if msg := checkName("org", owner.org) + checkName("user", owner.user); msg != "" {
+	if msg := owner.checkName(); msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
 	if denied, err := b.authorizeProviderTokens(ctx, req, owner, true); denied != nil || err != nil {

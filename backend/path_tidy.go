@@ -97,7 +97,6 @@ func (b *backend) periodicTidy(ctx context.Context, req *logical.Request) error 
 		return err
 	}
 	b.lastTidyUnix.Store(time.Now().Unix())
-	b.periodicTidys.Add(1)
 	if result.ExpiredRemoved > 0 {
 		b.Logger().Info("removed expired personal access tokens", "count", result.ExpiredRemoved, "users_scanned", result.UsersScanned)
 	}

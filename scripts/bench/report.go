@@ -34,6 +34,7 @@ type operationReport struct {
 	P99Millis float64            `json:"p99_ms"`
 	Ratios    map[string]float64 `json:"ratios,omitempty"` // to each reference
 	Primary   string             `json:"primary_reference,omitempty"`
+	Compared  []string           `json:"compared_to,omitempty"`
 	Target    float64            `json:"target,omitempty"`
 	Met       *bool              `json:"target_met,omitempty"`
 	Errors    map[string]int     `json:"errors,omitempty"`
@@ -71,7 +72,7 @@ func buildReport(o options, f *fixtures, ops []operation, results map[string]*op
 					entry.Ratios[ref] = entry.OpsPerSec / refOps
 				}
 			}
-			entry.Primary = op.comparedTo[0]
+			entry.Primary, entry.Compared = op.comparedTo[0], op.comparedTo
 			if op.target > 0 {
 				met := entry.Ratios[entry.Primary] >= op.target
 				entry.Target, entry.Met = op.target, &met
@@ -112,13 +113,12 @@ func (r *report) markdown() string {
 		ratio, target := "", ""
 		if op.Primary != "" {
 			var parts []string
-			for _, ref := range []string{op.Primary} {
-				parts = append(parts, fmt.Sprintf("**%.2f** × %s", op.Ratios[ref], ref))
-			}
-			for ref, v := range op.Ratios {
-				if ref != op.Primary {
-					parts = append(parts, fmt.Sprintf("%.2f × %s", v, ref))
+			for i, ref := range op.Compared {
+				format := "%.2f × %s"
+				if i == 0 {
+					format = "**%.2f** × %s"
 				}
+				parts = append(parts, fmt.Sprintf(format, op.Ratios[ref], ref))
 			}
 			ratio = strings.Join(parts, "; ")
 		}

@@ -228,18 +228,22 @@ func (st *suite) leakedSecrets() []string {
 	return leaks
 }
 
-// as returns an API client with the user's token ("root", "verifier" and
-// "" for no token are understood too).
-func as(t *testing.T, who string) *api.Client {
-	t.Helper()
-	token := s.tokens[who]
+// tokenOf returns the Vault token of a user, of "root" or of "verifier";
+// "" for anyone else.
+func tokenOf(who string) string {
 	switch who {
 	case "root":
-		token = s.srv.RootToken
+		return s.srv.RootToken
 	case "verifier":
-		token = s.verifier
+		return s.verifier
 	}
-	client, err := s.srv.Client(token)
+	return s.tokens[who]
+}
+
+// as returns an API client with the token of who.
+func as(t *testing.T, who string) *api.Client {
+	t.Helper()
+	client, err := s.srv.Client(tokenOf(who))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,17 +253,10 @@ func as(t *testing.T, who string) *api.Client {
 // cli runs the vault CLI as who with -format=json and decodes the output.
 func cli(t *testing.T, who string, args ...string) (interface{}, error) {
 	t.Helper()
-	token := s.tokens[who]
-	switch who {
-	case "root":
-		token = s.srv.RootToken
-	case "verifier":
-		token = s.verifier
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	full := append([]string{args[0], "-format=json"}, args[1:]...)
-	out, err := s.srv.CLI(ctx, token, full...)
+	out, err := s.srv.CLI(ctx, tokenOf(who), full...)
 	if err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -37,6 +38,10 @@ type Server struct {
 	cmd  *exec.Cmd
 	done chan error
 	log  *os.File
+
+	clientOnce sync.Once
+	base       *api.Client
+	baseErr    error
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -201,11 +206,18 @@ func (s *Server) signal(sig syscall.Signal, grace time.Duration) {
 }
 
 // Client returns an API client for the server with token (none when "").
+// All clients of a server share one connection pool.
 func (s *Server) Client(token string) (*api.Client, error) {
-	config := api.DefaultConfig()
-	config.Address = s.Addr
-	config.MaxRetries = 0
-	client, err := api.NewClient(config)
+	s.clientOnce.Do(func() {
+		config := api.DefaultConfig()
+		config.Address = s.Addr
+		config.MaxRetries = 0
+		s.base, s.baseErr = api.NewClient(config)
+	})
+	if s.baseErr != nil {
+		return nil, s.baseErr
+	}
+	client, err := s.base.Clone()
 	if err != nil {
 		return nil, err
 	}
