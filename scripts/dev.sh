@@ -31,7 +31,11 @@ else
 	mkdir -p "$plugin_dir"
 	export VAULT_ADDR="http://127.0.0.1:$port" VAULT_TOKEN=root
 fi
-cp "$top/bin/$plugin" "$plugin_dir/$plugin"
+# Replaced by rename, since a running plugin's binary cannot be overwritten.
+if ! cmp -s "$top/bin/$plugin" "$plugin_dir/$plugin"; then
+	cp "$top/bin/$plugin" "$plugin_dir/.$plugin.new"
+	mv -f "$plugin_dir/.$plugin.new" "$plugin_dir/$plugin"
+fi
 sha="$(sha256sum "$plugin_dir/$plugin" | cut -d' ' -f1)"
 
 if ! $existing; then
