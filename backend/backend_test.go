@@ -376,3 +376,22 @@ func (c *countingReplicationState) ReplicationState() consts.ReplicationState {
 	c.asks.Add(1)
 	return c.SystemView.ReplicationState()
 }
+
+// badInput is a request body that must be refused with a 400 naming field.
+type badInput struct {
+	name  string
+	data  map[string]interface{}
+	field string
+}
+
+// requireRefusedWithoutWrites sends each bad input to an empty engine and
+// checks that it is refused, naming the field, and that nothing is stored.
+func (e *testEnv) requireRefusedWithoutWrites(t *testing.T, op logical.Operation, path string, cases []badInput) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			require.Contains(t, e.userError(op, path, "", c.data), c.field)
+			require.Empty(t, e.storageSnapshot())
+		})
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -202,10 +201,3 @@ func (b *backend) authorizeOrg(ctx context.Context, req *logical.Request, org st
 	}
 	return nil, nil
 }
-
-// validOrgName accepts the organization names that path segments accept.
-func validOrgName(org string) bool {
-	return org != "" && len(org) <= maxNameLength && genericNameRegex.MatchString(org)
-}
-
-var genericNameRegex = mustCompileAnchored(framework.GenericNameRegex("name"))

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"regexp"
 	"unicode/utf8"
+
+	"github.com/hashicorp/vault/sdk/framework"
 )
 
 const (
@@ -36,3 +38,10 @@ func checkDescription(description string) string {
 	}
 	return ""
 }
+
+// validOrgName accepts the organization names that path segments accept.
+func validOrgName(org string) bool {
+	return org != "" && len(org) <= maxNameLength && genericNameRegex.MatchString(org)
+}
+
+var genericNameRegex = mustCompileAnchored(framework.GenericNameRegex("name"))

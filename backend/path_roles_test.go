@@ -42,21 +42,11 @@ func TestRoles_existenceCheckSeparatesCreateFromUpdate(t *testing.T) {
 
 func TestRoles_badInput(t *testing.T) {
 	env := newTestEnv(t)
-	cases := []struct {
-		name  string
-		data  map[string]interface{}
-		field string
-	}{
+	env.requireRefusedWithoutWrites(t, logical.CreateOperation, "roles/runtime", []badInput{
 		{"ttl over max_ttl", map[string]interface{}{"ttl": "2h", "max_ttl": "1h"}, "ttl"},
 		{"zero ttl", map[string]interface{}{"ttl": "0"}, "ttl"},
 		{"zero max_ttl", map[string]interface{}{"max_ttl": "0"}, "max_ttl"},
 		{"ttl not a duration", map[string]interface{}{"ttl": "a while"}, "ttl"},
 		{"long description", map[string]interface{}{"description": string(make([]byte, 300))}, "description"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			require.Contains(t, env.userError(logical.CreateOperation, "roles/runtime", "", c.data), c.field)
-			require.Empty(t, env.storageSnapshot())
-		})
-	}
+	})
 }
