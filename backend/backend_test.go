@@ -304,7 +304,7 @@ func TestBackend_invalidateDropsCaches(t *testing.T) {
 	env := newTestEnv(t)
 	ctx := context.Background()
 	env.ok(logical.UpdateOperation, "roles/runtime", "", map[string]interface{}{"ttl": "10m"})
-	_, err := env.b.getSalt(ctx, env.storage)
+	_, err := env.b.getSalt(ctx, env.storage, true)
 	require.NoError(t, err)
 	_, err = env.b.getConfig(ctx, env.storage)
 	require.NoError(t, err)

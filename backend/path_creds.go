@@ -65,20 +65,10 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now().UTC().Truncate(time.Second)
 	// The record's expiry is the lease's: Vault revokes the lease, and with
 	// it the record, at that instant, and verify refuses the token from then
 	// on even before the revocation runs.
-	record := &tokenRecord{
-		Hash:      token.hash,
-		TokenID:   token.tokenID,
-		Name:      roleName,
-		User:      user,
-		EntityID:  owner.entityID,
-		Role:      roleName,
-		CreatedAt: now,
-		ExpiresAt: now.Add(ttl),
-	}
+	record := token.record(user, roleName, owner.entityID, roleName, ttl)
 	if err := putTokenRecord(ctx, req.Storage, record); err != nil {
 		return nil, err
 	}

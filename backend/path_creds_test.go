@@ -55,7 +55,7 @@ func TestCreds_revokeAndRenewThroughTheLease(t *testing.T) {
 	require.False(t, renewed.IsError())
 	require.Equal(t, 30*time.Minute, renewed.Secret.TTL)
 	ctx := context.Background()
-	hmacKey, err := env.b.getSalt(ctx, env.storage)
+	hmacKey, err := env.b.getSalt(ctx, env.storage, true)
 	require.NoError(t, err)
 	record, err := getTokenRecord(ctx, env.storage, hmacKey.GetHMAC(token))
 	require.NoError(t, err)

@@ -328,6 +328,10 @@ func validateProviderValues(name string, provider *providerEntry, data map[strin
 			return nil, fmt.Sprintf("field %q must be a string", key)
 		case !utf8.ValidString(value):
 			return nil, fmt.Sprintf("field %q must be valid UTF-8", key)
+		case strings.ContainsRune(value, utf8.RuneError):
+			// Vault's JSON decoding turns bytes that are not UTF-8 into
+			// U+FFFD; storing that would silently corrupt a credential.
+			return nil, fmt.Sprintf("field %q contains U+FFFD: the value was not valid UTF-8 as sent", key)
 		case len(value) > maxProviderValueLength:
 			return nil, fmt.Sprintf("field %q must be at most %d bytes", key, maxProviderValueLength)
 		case value != "":

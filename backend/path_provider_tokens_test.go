@@ -76,6 +76,7 @@ func TestProviderTokens_badWritesAreRefusedAndWriteNothing(t *testing.T) {
 		{"list value", "users/alice/provider-tokens/dwave", map[string]interface{}{"token": []interface{}{"a"}}, `field "token" must be a string`},
 		{"object value", "users/alice/provider-tokens/dwave", map[string]interface{}{"token": map[string]interface{}{}}, `field "token" must be a string`},
 		{"not UTF-8", "users/alice/provider-tokens/dwave", map[string]interface{}{"token": "\xff\xfe"}, `field "token" must be valid UTF-8`},
+		{"not UTF-8 as sent", "users/alice/provider-tokens/dwave", map[string]interface{}{"token": "abc\uFFFDdef"}, `field "token" contains U+FFFD`},
 		{"oversized", "users/alice/provider-tokens/dwave", map[string]interface{}{"token": strings.Repeat("t", maxProviderValueLength+1)}, `field "token" must be at most`},
 		{"path parameter in body", "users/alice/provider-tokens/dwave", map[string]interface{}{"token": "t", "org": "acme"}, `unknown field "org"`},
 	}

@@ -216,6 +216,13 @@ func (b *backend) removeIfOrphan(ctx context.Context, s logical.Storage, hash st
 		if !record.expired(now) {
 			return false, nil
 		}
+		// A renewal holds this lock while it extends the record.
+		lock := b.lockFor(tokenRecordPath(hash))
+		lock.Lock()
+		defer lock.Unlock()
+		if record, err = getTokenRecord(ctx, s, hash); err != nil || record == nil || !record.expired(now) {
+			return false, err
+		}
 		return true, deleteTokenRecord(ctx, s, hash)
 	}
 

@@ -33,6 +33,9 @@ func TestTidy_removesExpiredTokensWithTheirIndexEntries(t *testing.T) {
 	require.Equal(t, []string{"live"}, env.ok(logical.ListOperation, "users/alice/tokens/", alice, nil).Data["keys"])
 	require.Equal(t, 404, env.statusOf(logical.ListOperation, "users/bob/tokens/", bob, nil))
 	require.Equal(t, true, env.verify(live)["active"])
+	for _, token := range append(expired, bobsOld) {
+		require.Equal(t, false, env.verify(token)["active"])
+	}
 	records := 0
 	for key := range env.storageSnapshot() {
 		if strings.HasPrefix(key, tokenRecordPrefix) {
@@ -54,7 +57,7 @@ func TestTidy_repairRemovesWhatInterruptedWritesLeft(t *testing.T) {
 	ageToken(t, env, expiredLease, 3*time.Hour)
 
 	// A crash between a create's two writes: a record no index lists.
-	hmacKey, err := env.b.getSalt(ctx, env.storage)
+	hmacKey, err := env.b.getSalt(ctx, env.storage, true)
 	require.NoError(t, err)
 	orphan := &tokenRecord{Hash: hmacKey.GetHMAC("plqk_orphan"), TokenID: "x", Name: "orphan", User: "alice", EntityID: alice, ExpiresAt: time.Now().Add(time.Hour)}
 	require.NoError(t, putTokenRecord(ctx, env.storage, orphan))

@@ -167,7 +167,8 @@ func (b *backend) pathTokenCreate(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return nil, err
 	}
-	record, summary := token.named(user, name, owner.entityID, description, ttl)
+	record := token.record(user, name, owner.entityID, "", ttl)
+	summary := record.summary(description)
 	if err := b.storeNamedToken(ctx, req.Storage, index, record, summary); err != nil {
 		return nil, err
 	}
@@ -264,7 +265,8 @@ func (b *backend) pathTokenRotate(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return nil, err
 	}
-	record, summary := token.named(user, name, owner.entityID, old.Description, ttl)
+	record := token.record(user, name, owner.entityID, "", ttl)
+	summary := record.summary(old.Description)
 
 	// The old secret is revoked before anything else, so that no failure
 	// or crash below can leave it verifying.

@@ -49,9 +49,12 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 	if !wellFormedToken(token, cfg.TokenPrefix) {
 		return inactive(), nil
 	}
-	hmacKey, err := b.getSalt(ctx, req.Storage)
+	hmacKey, err := b.getSalt(ctx, req.Storage, false)
 	if err != nil {
 		return nil, err
+	}
+	if hmacKey == nil {
+		return inactive(), nil
 	}
 	record, err := getTokenRecord(ctx, req.Storage, hmacKey.GetHMAC(token))
 	if err != nil {

@@ -98,7 +98,7 @@ func TestVerify_inactiveTokens(t *testing.T) {
 func ageToken(t *testing.T, env *testEnv, token string, d time.Duration) {
 	t.Helper()
 	ctx := context.Background()
-	hmacKey, err := env.b.getSalt(ctx, env.storage)
+	hmacKey, err := env.b.getSalt(ctx, env.storage, true)
 	require.NoError(t, err)
 	record, err := getTokenRecord(ctx, env.storage, hmacKey.GetHMAC(token))
 	require.NoError(t, err)
@@ -179,4 +179,16 @@ func TestVerify_storageRoundTrips(t *testing.T) {
 	garbled := token[:len(token)-1] + string(nextBase62(token[len(token)-1]))
 	require.Equal(t, false, env.verify(garbled)["active"])
 	require.Equal(t, roundTrips{}, env.storage.counted())
+}
+
+// Before any token is issued there is no HMAC key; verify answers inactive
+// without creating one, since it must not write (performance standbys
+// answer it themselves).
+func TestVerify_writesNothingBeforeTheFirstToken(t *testing.T) {
+	env := newTestEnv(t)
+	token, err := generateToken("plqk_", strings.NewReader(strings.Repeat("y", 200)))
+	require.NoError(t, err)
+	require.Equal(t, map[string]interface{}{"active": false}, env.verify(token))
+	require.Empty(t, env.storageSnapshot())
+	require.Equal(t, int64(0), env.storage.puts.Load())
 }

@@ -120,6 +120,11 @@ func (b *backend) secretPATRevoke(ctx context.Context, req *logical.Request, _ *
 	if err != nil {
 		return nil, err
 	}
+	// Under the record's lock, so that a renewal in flight cannot write the
+	// record back after it is gone.
+	lock := b.lockFor(tokenRecordPath(lease.Hash))
+	lock.Lock()
+	defer lock.Unlock()
 	if err := deleteTokenRecord(ctx, req.Storage, lease.Hash); err != nil {
 		return nil, err
 	}

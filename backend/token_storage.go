@@ -162,9 +162,10 @@ func putTokenIndex(ctx context.Context, s logical.Storage, user string, index *t
 }
 
 // getSalt returns the mount's HMAC key, generating and storing it on first
-// use. It is cached in memory and dropped by invalidate if another node
-// writes it.
-func (b *backend) getSalt(ctx context.Context, s logical.Storage) (*salt.Salt, error) {
+// use when create is set; without create it returns nil while there is no
+// key, so that read paths such as verify never write. The key is cached in
+// memory and dropped by invalidate if another node writes it.
+func (b *backend) getSalt(ctx context.Context, s logical.Storage, create bool) (*salt.Salt, error) {
 	b.cacheLock.RLock()
 	cached := b.salt
 	b.cacheLock.RUnlock()
@@ -181,6 +182,13 @@ func (b *backend) getSalt(ctx context.Context, s logical.Storage) (*salt.Salt, e
 	b.cacheLock.RUnlock()
 	if cached != nil {
 		return cached, nil
+	}
+	if !create {
+		// No key yet means no token was ever issued.
+		entry, err := s.Get(ctx, saltPath)
+		if err != nil || entry == nil {
+			return nil, err
+		}
 	}
 
 	generated, err := salt.NewSalt(ctx, s, &salt.Config{
@@ -209,7 +217,7 @@ type issuedToken struct {
 // newToken generates a token with the configured prefix from the backend's
 // entropy source.
 func (b *backend) newToken(ctx context.Context, s logical.Storage, cfg *configEntry) (*issuedToken, error) {
-	hmacKey, err := b.getSalt(ctx, s)
+	hmacKey, err := b.getSalt(ctx, s, true)
 	if err != nil {
 		return nil, err
 	}
@@ -224,26 +232,31 @@ func (b *backend) newToken(ctx context.Context, s logical.Storage, cfg *configEn
 	return &issuedToken{secret: secret, hash: hmacKey.GetHMAC(secret), tokenID: tokenID}, nil
 }
 
-// named returns the record and index entry of token as the user's token name.
-func (t *issuedToken) named(user, name, entityID, description string, ttl time.Duration) (*tokenRecord, *tokenSummary) {
+// record returns the token's record, issued now for ttl; role is set for
+// tokens issued as leases.
+func (t *issuedToken) record(user, name, entityID, role string, ttl time.Duration) *tokenRecord {
 	now := time.Now().UTC().Truncate(time.Second)
-	record := &tokenRecord{
+	return &tokenRecord{
 		Hash:      t.hash,
 		TokenID:   t.tokenID,
 		Name:      name,
 		User:      user,
 		EntityID:  entityID,
+		Role:      role,
 		CreatedAt: now,
 		ExpiresAt: now.Add(ttl),
 	}
-	summary := &tokenSummary{
-		TokenID:     t.tokenID,
-		Hash:        t.hash,
+}
+
+// summary returns the entry of a named token in its user's index.
+func (r *tokenRecord) summary(description string) *tokenSummary {
+	return &tokenSummary{
+		TokenID:     r.TokenID,
+		Hash:        r.Hash,
 		Description: description,
-		CreatedAt:   now,
-		ExpiresAt:   record.ExpiresAt,
+		CreatedAt:   r.CreatedAt,
+		ExpiresAt:   r.ExpiresAt,
 	}
-	return record, summary
 }
 
 // storeNamedToken writes a named token's record, then lists it in the

@@ -40,7 +40,9 @@ func StorageSnapshot(ctx context.Context, root *api.Client, mount string) (map[s
 				}
 				continue
 			}
-			entry, err := root.Logical().ReadWithContext(ctx, "sys/raw/"+prefix+dir+key)
+			// compressed=false: sys/raw otherwise tries to decompress any
+			// value whose first byte looks like a compression canary.
+			entry, err := root.Logical().ReadWithDataWithContext(ctx, "sys/raw/"+prefix+dir+key, map[string][]string{"compressed": {"false"}})
 			if err != nil {
 				return err
 			}
