@@ -1,31 +1,90 @@
 package backend
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"unicode/utf8"
-
-	"github.com/hashicorp/vault/sdk/framework"
 )
 
+// Name rules. Every name the engine takes from a path or a body, and every
+// name the bootstrap tool renders into an ACL policy or a group name, must
+// pass them: they admit no character that means something to HCL, to ACL
+// path matching ('+', '*', '"', '{', '}', '/') or to Vault's storage ('..').
 const (
-	// maxNameLength bounds user, token, role, organization and provider names.
-	maxNameLength = 128
-	// maxDescriptionLength bounds descriptions, which sit in per-user indexes.
-	maxDescriptionLength = 256
+	// MaxNameLength bounds user, token, role and organization names.
+	MaxNameLength = 128
+	// maxDescriptionBytes bounds descriptions, which sit in per-user indexes
+	// of up to maxTokensPerUser entries: bytes, not characters, so that an
+	// index stays far below the storage backends' entry limits (1 MiB for
+	// raft) whatever the script.
+	maxDescriptionBytes = 256
 )
 
-func mustCompileAnchored(pattern string) *regexp.Regexp {
-	return regexp.MustCompile("^" + pattern + "$")
+var (
+	// nameRegex is framework.GenericNameRegex's alphabet.
+	nameRegex = regexp.MustCompile(`^\w(?:[\w.-]*\w)?$`)
+	// userNameRegex adds '@' so that e-mail addresses, the usual entity
+	// names of OIDC users, can be user names.
+	userNameRegex = regexp.MustCompile(`^\w(?:[\w.@-]*\w)?$`)
+
+	errNameRules     = errors.New("use 1-128 letters, digits, '_', '-' and '.', starting and ending with a letter, digit or '_', without '..'")
+	errUserNameRules = errors.New("use 1-128 letters, digits, '_', '-', '.' and '@', starting and ending with a letter, digit or '_', without '..'")
+)
+
+// pathSegment captures one path segment for a handler to validate, so that
+// a name breaking the rules gets a 400 naming the rule rather than the
+// framework's "unsupported path".
+func pathSegment(field string) string {
+	return `(?P<` + field + `>[^/]+)`
 }
 
-// checkName returns a message naming field when value is too long for it;
-// the path patterns already restrict the characters.
-func checkName(field, value string) string {
-	if len(value) > maxNameLength {
-		return fmt.Sprintf("%s must be at most %d characters", field, maxNameLength)
+// CheckUserName returns nil if name may be a user's (an identity entity's)
+// name in the engine's paths.
+func CheckUserName(name string) error {
+	return checkAgainst(name, userNameRegex, errUserNameRules)
+}
+
+// CheckOrgName returns nil if name may be an organization's name.
+func CheckOrgName(name string) error {
+	return checkAgainst(name, nameRegex, errNameRules)
+}
+
+// checkResourceName returns nil if name may name a token or a role.
+func checkResourceName(name string) error {
+	return checkAgainst(name, nameRegex, errNameRules)
+}
+
+func checkAgainst(name string, rules *regexp.Regexp, errRules error) error {
+	if len(name) > MaxNameLength || strings.Contains(name, "..") || !rules.MatchString(name) {
+		return errRules
+	}
+	return nil
+}
+
+// checkNames returns a message naming the first field whose value breaks
+// its rule, or "". The value itself is never repeated: a caller who pasted
+// a secret into a path must not see it echoed into logs.
+func checkNames(fields ...namedValue) string {
+	for _, f := range fields {
+		if err := f.check(f.value); err != nil {
+			return fmt.Sprintf("%s is not a valid name: %v", f.field, err)
+		}
 	}
 	return ""
+}
+
+type namedValue struct {
+	field string
+	value string
+	check func(string) error
+}
+
+func userName(v string) namedValue { return namedValue{"user", v, CheckUserName} }
+func orgName(v string) namedValue  { return namedValue{"org", v, CheckOrgName} }
+func resourceName(field, v string) namedValue {
+	return namedValue{field, v, checkResourceName}
 }
 
 // checkDescription returns a message when a description is too long or not UTF-8.
@@ -33,15 +92,13 @@ func checkDescription(description string) string {
 	switch {
 	case !utf8.ValidString(description):
 		return "description must be valid UTF-8"
-	case utf8.RuneCountInString(description) > maxDescriptionLength:
-		return fmt.Sprintf("description must be at most %d characters", maxDescriptionLength)
+	case len(description) > maxDescriptionBytes:
+		return fmt.Sprintf("description must be at most %d bytes of UTF-8", maxDescriptionBytes)
 	}
 	return ""
 }
 
-// validOrgName accepts the organization names that path segments accept.
+// validOrgName reports whether org may be an organization's name.
 func validOrgName(org string) bool {
-	return org != "" && len(org) <= maxNameLength && genericNameRegex.MatchString(org)
+	return CheckOrgName(org) == nil
 }
-
-var genericNameRegex = mustCompileAnchored(framework.GenericNameRegex("name"))

@@ -42,9 +42,9 @@ func providerTokenOwnerOf(d *framework.FieldData) providerTokenOwner {
 
 func (o providerTokenOwner) checkName() string {
 	if o.org != "" {
-		return checkName("org", o.org)
+		return checkNames(orgName(o.org))
 	}
-	return checkName("user", o.user)
+	return checkNames(userName(o.user))
 }
 
 func (o providerTokenOwner) storagePrefix() string {

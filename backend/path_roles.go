@@ -121,7 +121,7 @@ func (b *backend) pathRoleRead(ctx context.Context, req *logical.Request, d *fra
 
 func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("role").(string)
-	if msg := checkName("role", name); msg != "" {
+	if msg := checkNames(resourceName("role", name)); msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
 

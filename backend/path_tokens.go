@@ -54,7 +54,7 @@ func pathTokens(b *backend) []*framework.Path {
 				"ttl":  ttlField,
 				"description": {
 					Type:        framework.TypeString,
-					Description: fmt.Sprintf("What the token is for (at most %d characters).", maxDescriptionLength),
+					Description: fmt.Sprintf("What the token is for (at most %d bytes of UTF-8).", maxDescriptionBytes),
 				},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
@@ -129,7 +129,7 @@ func (b *backend) pathTokensList(ctx context.Context, req *logical.Request, d *f
 func (b *backend) pathTokenCreate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	user, name := d.Get("user").(string), d.Get("name").(string)
 	description := d.Get("description").(string)
-	for _, msg := range []string{checkName("user", user), checkName("name", name), checkDescription(description)} {
+	for _, msg := range []string{checkNames(userName(user), resourceName("name", name)), checkDescription(description)} {
 		if msg != "" {
 			return logical.ErrorResponse(msg), nil
 		}

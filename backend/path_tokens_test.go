@@ -84,10 +84,11 @@ func TestTokens_badInputIsRefusedAndWritesNothing(t *testing.T) {
 		{"negative ttl", "users/alice/tokens/ci", map[string]interface{}{"ttl": "-5s"}, "ttl"},
 		{"ttl not a duration", "users/alice/tokens/ci", map[string]interface{}{"ttl": "soon"}, "ttl"},
 		{"ttl of wrong type", "users/alice/tokens/ci", map[string]interface{}{"ttl": []interface{}{1}}, "ttl"},
-		{"description too long", "users/alice/tokens/ci", map[string]interface{}{"description": strings.Repeat("x", maxDescriptionLength+1)}, "description"},
+		{"description too long", "users/alice/tokens/ci", map[string]interface{}{"description": strings.Repeat("x", maxDescriptionBytes+1)}, "description"},
+		{"description too many bytes", "users/alice/tokens/ci", map[string]interface{}{"description": strings.Repeat("é", maxDescriptionBytes/2+1)}, "description"},
 		{"description not UTF-8", "users/alice/tokens/ci", map[string]interface{}{"description": "\xff\xfe"}, "description"},
 		{"description of wrong type", "users/alice/tokens/ci", map[string]interface{}{"description": map[string]interface{}{"a": 1}}, "description"},
-		{"name too long", "users/alice/tokens/" + strings.Repeat("n", maxNameLength+1), nil, "name"},
+		{"name too long", "users/alice/tokens/" + strings.Repeat("n", MaxNameLength+1), nil, "name"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
