@@ -3,7 +3,10 @@
 #   make test   the whole test suite: unit (-race), fuzz seed corpora, end-to-end in real Vault
 
 SHELL       := /bin/bash
-VERSION     ?= v0.1.0
+VERSION     ?= v0.2.0
+# The release the end-to-end suite upgrades from, and its commit.
+PREVIOUS        := v0.1.0
+PREVIOUS_COMMIT := efe7a95
 PLUGIN      := vault-plugin-secrets-planqk
 MODULE      := github.com/planqk/vault-plugin-secrets-planqk
 LDFLAGS     := -X $(MODULE)/backend.Version=$(VERSION)
@@ -40,9 +43,15 @@ vet:
 test-unit:
 	$(GO) test -race -count=1 ./backend/... ./bootstrap/...
 
-test-e2e: build vault
+test-e2e: build vault bin/$(PLUGIN)-$(PREVIOUS)
 	VAULT_BIN=$$(scripts/ensure-vault.sh) PLANQK_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN) PLANQK_PLUGIN_VERSION=$(VERSION) \
+		PLANQK_PREVIOUS_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN)-$(PREVIOUS) PLANQK_PREVIOUS_VERSION=$(PREVIOUS) \
 		$(GO) test -tags e2e -count=1 -timeout 10m ./scripts/e2e/...
+
+# The previous release, built from the repository's own history, for the
+# end-to-end upgrade test.
+bin/$(PLUGIN)-$(PREVIOUS):
+	scripts/build-release.sh $(PREVIOUS) $(PREVIOUS_COMMIT) $@
 
 # The 3-node raft cluster: forwarding, failover under load, restarts, plugin crash, log leaks (2-3 minutes).
 test-reliability: build vault
