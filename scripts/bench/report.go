@@ -253,12 +253,25 @@ func (r *report) writeJSON(path string) error {
 }
 
 // writeSVG draws every comparison as a bar at its median ratio with a
-// whisker over its range across rounds and the target marked.
+// whisker over its range across rounds and the target marked: first those
+// with a target, then those shown for information.
 func (r *report) writeSVG(path string) error {
-	const width, left, right, barHeight, gap, top = 1000, 470, 40, 18, 10, 62
-	rows := r.Comparisons
+	const width, left, right, barHeight, gap, top = 1120, 560, 40, 18, 10, 62
+	type line struct {
+		heading string
+		c       comparisonReport
+	}
+	var lines []line
+	for _, withTarget := range []bool{true, false} {
+		lines = append(lines, line{heading: map[bool]string{true: "With a target", false: "For information"}[withTarget]})
+		for _, c := range r.Comparisons {
+			if (c.Target > 0) == withTarget {
+				lines = append(lines, line{c: c})
+			}
+		}
+	}
 	axisMax := 1.25
-	for _, c := range rows {
+	for _, c := range r.Comparisons {
 		if c.Ratio.known() && c.Ratio.Max*1.05 > axisMax {
 			axisMax = math.Min(math.Ceil(c.Ratio.Max*1.05*4)/4, 4)
 		}
@@ -267,7 +280,7 @@ func (r *report) writeSVG(path string) error {
 	if axisMax > 2 {
 		step = 0.5
 	}
-	height := top + len(rows)*(barHeight+gap) + 40
+	height := top + len(lines)*(barHeight+gap) + 40
 	x := func(ratio float64) float64 {
 		return float64(left) + float64(width-left-right)*math.Min(ratio, axisMax)/axisMax
 	}
@@ -275,7 +288,7 @@ func (r *report) writeSVG(path string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", width, height)
 	b.WriteString(`<rect width="100%" height="100%" fill="white"/>` + "\n")
-	fmt.Fprintf(&b, `<text x="10" y="20" font-size="15" font-weight="bold">Engine throughput ÷ reference: median of per-round ratios, bar = range over %d rounds</text>`+"\n", r.Method.Rounds)
+	fmt.Fprintf(&b, `<text x="10" y="20" font-size="15" font-weight="bold">Engine throughput ÷ reference: median of the per-round ratios; whisker: range over %d rounds</text>`+"\n", r.Method.Rounds)
 	fmt.Fprintf(&b, `<text x="10" y="38" fill="#555">%s; Vault %s, %s; %d clients. Black tick: target. Blue: met, red: missed, grey: no target.</text>`+"\n",
 		html.EscapeString(r.Machine.String()), html.EscapeString(r.Vault), html.EscapeString(r.Storage), r.Method.Concurrency)
 	for mark := 0.0; mark <= axisMax+1e-9; mark += step {
@@ -286,13 +299,20 @@ func (r *report) writeSVG(path string) error {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s"/>`+"\n", x(mark), top-6, x(mark), height-30, stroke)
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle" fill="#777">%.2g×</text>`+"\n", x(mark), height-14, mark)
 	}
-	for i, c := range rows {
+	for i, l := range lines {
 		y := top + i*(barHeight+gap)
-		label := c.Operation + " ÷ " + c.Reference
-		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", left-8, y+13, html.EscapeString(label))
+		if l.heading != "" {
+			fmt.Fprintf(&b, `<text x="10" y="%d" font-weight="bold">%s</text>`+"\n", y+13, html.EscapeString(l.heading))
+			continue
+		}
+		c := l.c
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", left-8, y+13, html.EscapeString(c.Operation+" ÷ "+c.Reference))
 		if !c.Ratio.known() {
 			fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#777">%s</text>`+"\n", left+4, y+13, html.EscapeString(firstNonEmpty(c.Unavailable, "n/a")))
 			continue
+		}
+		if c.Target > 0 {
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="black" stroke-width="3"/>`+"\n", x(c.Target), y-3, x(c.Target), y+barHeight+3)
 		}
 		colour := "#9aa5b1"
 		switch c.Verdict {
@@ -306,9 +326,6 @@ func (r *report) writeSVG(path string) error {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="black"/>`+"\n", x(c.Ratio.Min), mid, x(c.Ratio.Max), mid)
 		for _, end := range []float64{c.Ratio.Min, c.Ratio.Max} {
 			fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="black"/>`+"\n", x(end), mid-4, x(end), mid+4)
-		}
-		if c.Target > 0 {
-			fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="black" stroke-width="3"/>`+"\n", x(c.Target), y-3, x(c.Target), y+barHeight+3)
 		}
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d">%.2f</text>`+"\n", math.Max(x(c.Ratio.Max), x(c.Target))+6, y+13, c.Ratio.Median)
 	}

@@ -37,7 +37,6 @@ type scaleReport struct {
 // Scale operation names.
 const (
 	opVerifyAtScale   = "verify (POST), at scale"
-	opListHundred     = "PAT list (one user's 100)"
 	opInventoryFirst  = "inventory/tokens, first page of 100"
 	opInventoryDeep   = "inventory/tokens, page of 100 deep in the listing"
 	opListAtScaleName = opList + ", at scale"
@@ -177,7 +176,7 @@ func scaleOperations(f *fixtures, users []*benchUser, active []string, perUser i
 				}
 			},
 			check: checkActive(true, "data")},
-		{name: opListHundred, caller: asUser, request: "LIST planqk/users/<user>/tokens", status: 200,
+		{name: fmt.Sprintf("PAT list (one user's %d)", perUser), caller: asUser, request: "LIST planqk/users/<user>/tokens", status: 200,
 			targeter: func() vegeta.Targeter {
 				return func(t *vegeta.Target) error {
 					u := users[rand.IntN(len(users))]
@@ -258,6 +257,7 @@ func (f *fixtures) probeInventory(inventory string, s *scaleReport, deep *string
 			return "", nil
 		}
 		target := s.PATs / inventoryPageSize / 2
+		s.DeepPage = 2
 		for n := 2; n <= target; n++ {
 			progress("scale: paging the inventory to page %d of about %d", n, 2*target)
 			status, data, err = page(cursor)
