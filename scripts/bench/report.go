@@ -188,10 +188,10 @@ func (r *report) markdown() string {
 			b.WriteString(c.markdownRow())
 		}
 	}
-	b.WriteString("\nFor information (no target):\n\n| operation | against | ratio | | |\n|---|---|---:|---:|---|\n")
+	b.WriteString("\nFor information (no target):\n\n| operation | against | ratio |\n|---|---|---:|\n")
 	for _, c := range r.Comparisons {
 		if c.Target == 0 {
-			b.WriteString(c.markdownRow())
+			fmt.Fprintf(&b, "| %s | %s | %s |\n", c.Operation, c.Reference, firstNonEmpty(c.Unavailable, formatSpread(c.Ratio, "%.2f")))
 		}
 	}
 
@@ -227,21 +227,15 @@ func (r *report) markdown() string {
 }
 
 func (c comparisonReport) markdownRow() string {
+	target := fmt.Sprintf("≥ %.2f (%s)", c.Target, c.Source)
 	if c.Unavailable != "" {
-		return fmt.Sprintf("| %s | %s | %s | %s | n/a |\n", c.Operation, c.Reference, c.Unavailable, c.targetText())
+		return fmt.Sprintf("| %s | %s | %s | %s | n/a |\n", c.Operation, c.Reference, c.Unavailable, target)
 	}
 	v := string(c.Verdict)
 	if c.Verdict == verdictMissed {
 		v = "**missed**"
 	}
-	return fmt.Sprintf("| %s | %s | %s | %s | %s |\n", c.Operation, c.Reference, formatSpread(c.Ratio, "%.2f"), c.targetText(), v)
-}
-
-func (c comparisonReport) targetText() string {
-	if c.Target == 0 {
-		return ""
-	}
-	return fmt.Sprintf("≥ %.2f (%s)", c.Target, c.Source)
+	return fmt.Sprintf("| %s | %s | %s | %s | %s |\n", c.Operation, c.Reference, formatSpread(c.Ratio, "%.2f"), target, v)
 }
 
 func (r *report) writeJSON(path string) error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -65,17 +66,30 @@ func evaluate(op *operation, results []*vegeta.Result, elapsed time.Duration) ro
 // attack runs op with c concurrent clients, each sending its next request
 // as soon as the last one is answered, for d. Bodies are kept and checked
 // after the attack, so checking costs no time inside the measured window.
-func attack(op *operation, d time.Duration, c int) ([]*vegeta.Result, time.Duration) {
-	attacker := vegeta.NewAttacker(
-		vegeta.Workers(uint64(c)), vegeta.MaxWorkers(uint64(c)),
-		vegeta.Connections(c), vegeta.KeepAlive(true), vegeta.Timeout(30*time.Second),
-	)
+// The client's connections outlive the attack: the measured attack reuses
+// those its settling load opened.
+func attack(op *operation, d time.Duration, c int, client *http.Client) ([]*vegeta.Result, time.Duration) {
+	attacker := vegeta.NewAttacker(vegeta.Workers(uint64(c)), vegeta.MaxWorkers(uint64(c)), vegeta.Client(client))
 	var results []*vegeta.Result
 	start := time.Now()
 	for res := range attacker.Attack(op.targeter(), vegeta.Rate{Freq: 0}, d, op.name) {
 		results = append(results, res)
 	}
 	return results, time.Since(start)
+}
+
+// loadClient is the HTTP client of c concurrent clients with keep-alive.
+func loadClient(c int) *http.Client {
+	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			DialContext:         dialer.DialContext,
+			MaxIdleConnsPerHost: c,
+			MaxConnsPerHost:     c,
+			IdleConnTimeout:     5 * time.Minute,
+		},
+	}
 }
 
 // runner measures operations in interleaved rounds.
@@ -85,6 +99,7 @@ type runner struct {
 	ops     []*operation
 	config  map[string]interface{} // the engine configuration in force
 	rng     *rand.Rand
+	client  *http.Client
 	figures map[string][]roundFigures // per operation, one entry per round
 }
 
@@ -94,7 +109,8 @@ func newRunner(o options, f *fixtures, ops []*operation) *runner {
 		config[k] = v
 	}
 	return &runner{o: o, f: f, ops: ops, config: config,
-		rng: rand.New(rand.NewPCG(o.seed, o.seed^0x9e3779b97f4a7c15)), figures: map[string][]roundFigures{}}
+		rng:    rand.New(rand.NewPCG(o.seed, o.seed^0x9e3779b97f4a7c15)),
+		client: loadClient(o.concurrency), figures: map[string][]roundFigures{}}
 }
 
 // available returns the operations that are measured.
@@ -178,7 +194,7 @@ func (r *runner) unrecorded(ctx context.Context, op *operation, d time.Duration)
 	if d <= 0 {
 		return nil
 	}
-	results, _ := attack(op, d, r.o.concurrency)
+	results, _ := attack(op, d, r.o.concurrency, r.client)
 	return r.cleanup(ctx, op, results)
 }
 
@@ -202,7 +218,7 @@ func (r *runner) measure(ctx context.Context, op *operation) error {
 	if err := r.unrecorded(ctx, op, r.o.settle); err != nil {
 		return err
 	}
-	results, elapsed := attack(op, r.o.duration, r.o.concurrency)
+	results, elapsed := attack(op, r.o.duration, r.o.concurrency, r.client)
 	r.figures[op.name] = append(r.figures[op.name], evaluate(op, results, elapsed))
 	return r.cleanup(ctx, op, results)
 }
