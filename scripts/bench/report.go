@@ -179,7 +179,8 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "%d concurrent clients; %d rounds, each running every operation once in a random order (seed %d), "+
 		"%s measured after %s unrecorded; verify picks at random among %d PATs of %d users.\n",
 		m.Concurrency, m.Rounds, m.Seed, m.Duration, m.Settle, m.Users*m.PATsPerUser, m.Users)
-	b.WriteString("Ops/s count right answers only (median [min–max] over rounds); ratios are computed round by round, " +
+	b.WriteString("The engine runs with its default configuration (identity cache, last-use recording) unless a row says otherwise. " +
+		"Ops/s count right answers only (median [min–max] over rounds); ratios are computed round by round, " +
 		"then their median [min–max]; a verdict compares that median with the target.\n\n")
 
 	b.WriteString("| operation | against | ratio | target | verdict |\n|---|---|---:|---:|---|\n")
