@@ -254,7 +254,7 @@ func operations(f *fixtures) []*operation {
 // probeServed sends one request: a 404 or 405 means the engine does not
 // serve the operation (yet).
 func probeServed(ctx context.Context, op *operation) (string, error) {
-	status, _, err := sendOnce(ctx, op)
+	status, err := sendOnce(ctx, op)
 	if err != nil || (status != http.StatusNotFound && status != http.StatusMethodNotAllowed) {
 		return "", err
 	}

@@ -141,23 +141,23 @@ func (r *runner) probe(ctx context.Context) error {
 	return nil
 }
 
-// sendOnce sends one of op's requests and returns the status and body.
-func sendOnce(ctx context.Context, op *operation) (int, []byte, error) {
+// sendOnce sends one of op's requests and returns the status.
+func sendOnce(ctx context.Context, op *operation) (int, error) {
 	var target vegeta.Target
 	if err := op.targeter()(&target); err != nil {
-		return 0, nil, err
+		return 0, err
 	}
 	req, err := target.Request()
 	if err != nil {
-		return 0, nil, err
+		return 0, err
 	}
 	resp, err := http.DefaultClient.Do(req.WithContext(ctx))
 	if err != nil {
-		return 0, nil, err
+		return 0, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, body, err
+	_, err = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, err
 }
 
 // useConfig puts the engine configuration op needs in force: the defaults
