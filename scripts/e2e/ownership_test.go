@@ -4,8 +4,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -355,5 +357,62 @@ func TestLeasedPATsAreCappedByTheMountsMaxLeaseTTL(t *testing.T) {
 	}
 	if _, err := root.Logical().Delete(mount + "/roles/long"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The verifier checks a PAT sent in X-Auth-Token by GET, as a gateway
+// forwards the PlanQK SDKs' header unchanged; the bootstrap tuned the mount
+// to pass the header through. The token reaches no log (the suite's leak
+// check reads the audit and server logs).
+func TestVerifyByHeaderAndIntrospect(t *testing.T) {
+	created, err := as(t, "mia").Logical().Write(mount+"/users/mia/tokens/header-"+fmt.Sprint(loginSeq.Add(1)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := created.Data["token"].(string)
+	s.remember(token, "mia's PAT sent in a header")
+
+	req, err := http.NewRequest("GET", s.srv.Addr+"/v1/"+mount+"/verify", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Vault-Token", s.verifier)
+	req.Header.Set("X-Auth-Token", token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Data map[string]interface{} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || body.Data["active"] != true || body.Data["user"] != "mia" {
+		t.Fatalf("GET verify with X-Auth-Token: %d %v", resp.StatusCode, redacted(body.Data))
+	}
+
+	form := strings.NewReader("token=" + token + "&token_type_hint=access_token")
+	req, err = http.NewRequest("POST", s.srv.Addr+"/v1/"+mount+"/introspect", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.verifier)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var introspection map[string]interface{}
+	if err := json.NewDecoder(resp.Body).Decode(&introspection); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || introspection["active"] != true || introspection["username"] != "mia" || introspection["scope"] != "api quantum_tokens" {
+		t.Fatalf("introspect: %d %v", resp.StatusCode, introspection)
+	}
+	if _, enveloped := introspection["data"]; enveloped {
+		t.Fatalf("introspect answered in Vault's envelope: %v", introspection)
 	}
 }
