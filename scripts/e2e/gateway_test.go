@@ -51,11 +51,13 @@ func TestGatewayAcceptsPATsThroughIntrospection(t *testing.T) {
 			t.Errorf("the backend got %q, want /jobs?limit=1", got.Path)
 		}
 		got.assertClaims(t, wantClaims)
+		got.assertWithout(t, pat)
 	})
 
 	t.Run("an active PAT in x-auth-token, as the PlanQK SDKs send it, is accepted too", func(t *testing.T) {
 		got := gw.mustReach(t, "/jobs", http.Header{"x-auth-token": {pat}})
 		got.assertClaims(t, wantClaims)
+		got.assertWithout(t, pat)
 	})
 
 	t.Run("claim headers a client sends are replaced by the introspected ones", func(t *testing.T) {
@@ -383,6 +385,19 @@ func (got *echoed) assertClaims(t *testing.T, want map[string]string) {
 	}
 	if h := got.Headers.Values("X-Remote-User"); len(h) != 1 || h[0] != want["username"] {
 		t.Errorf("X-Remote-User reached the backend as %q, want %q", h, want["username"])
+	}
+}
+
+// assertWithout checks that no header reaching the backend holds secret:
+// the gateway forwards the claims, not the PAT.
+func (got *echoed) assertWithout(t *testing.T, secret string) {
+	t.Helper()
+	for name, values := range got.Headers {
+		for _, value := range values {
+			if strings.Contains(value, secret) {
+				t.Errorf("the PAT reached the backend in %s", name)
+			}
+		}
 	}
 }
 

@@ -56,19 +56,14 @@ type Config struct {
 	VerifierToken string
 	// Backend is the protected resource, e.g. http://127.0.0.1:8080.
 	Backend string
-	// CacheSeconds is how long the module may reuse an introspection result;
-	// 0 means never (every request is introspected, so a revoked token is
-	// refused at once).
-	CacheSeconds int
 }
 
 // Gateway is one running Apache httpd.
 type Gateway struct {
-	URL     string // http://127.0.0.1:<port>
-	Port    int
-	Dir     string
-	LogPath string // Apache's error log
-	// AccessLogPath is Apache's access log.
+	URL           string // http://127.0.0.1:<port>
+	Port          int
+	Dir           string
+	LogPath       string // Apache's error log
 	AccessLogPath string
 
 	cmd  *exec.Cmd
@@ -268,26 +263,14 @@ func (g *Gateway) Stop() {
 	}
 }
 
-// Logs returns the contents of Apache's error and access logs by file name.
-func (g *Gateway) Logs() (map[string][]byte, error) {
-	logs := map[string][]byte{}
-	for _, path := range []string{g.LogPath, g.AccessLogPath} {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		logs[filepath.Base(path)] = data
-	}
-	return logs, nil
-}
-
 // writeConfig writes httpd.conf and the verifier token's include file.
 func writeConfig(cfg Config, port int) (string, error) {
 	ca, err := os.ReadFile(cfg.CABundle)
 	if err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(cfg.Dir, caFile), ca, 0o644); err != nil {
+	caPath := filepath.Join(cfg.Dir, caFile)
+	if err := os.WriteFile(caPath, ca, 0o644); err != nil {
 		return "", err
 	}
 	tokenConf := filepath.Join(cfg.Dir, "verifier-token.conf")
@@ -295,20 +278,15 @@ func writeConfig(cfg Config, port int) (string, error) {
 	if err := os.WriteFile(tokenConf, []byte("OIDCOAuthIntrospectionClientAuthBearerToken "+cfg.VerifierToken+"\n"), 0o600); err != nil {
 		return "", err
 	}
-	cache := cfg.CacheSeconds
-	if cache <= 0 {
-		cache = -1 // the module's "introspect on every request"
-	}
 	data := struct {
 		Config
-		Port            int
-		User, Group     string
-		TokenConf       string
-		IntrospectEvery int
-		Prefix          string
-	}{Config: cfg, Port: port, TokenConf: tokenConf, IntrospectEvery: cache, Prefix: ProtectedPrefix}
+		Port              int
+		User, Group       string
+		CAPath, TokenConf string
+		Prefix            string
+	}{Config: cfg, Port: port, CAPath: caPath, TokenConf: tokenConf, Prefix: ProtectedPrefix}
 	if os.Geteuid() == 0 {
-		// Apache refuses to serve requests as root; Debian's package creates www-data.
+		// Apache will not serve requests as root; Debian's package creates www-data.
 		if _, err := user.Lookup("www-data"); err != nil {
 			return "", fmt.Errorf("running as root needs the www-data user: %w", err)
 		}
@@ -358,7 +336,7 @@ CustomLog "{{.Dir}}/access.log" gateway
 # The engine's RFC 7662 endpoint, over https with its certificate validated.
 OIDCOAuthIntrospectionEndpoint {{.IntrospectionURL}}
 OIDCOAuthSSLValidateServer On
-OIDCCABundlePath "{{.Dir}}/introspection-ca.pem"
+OIDCCABundlePath "{{.CAPath}}"
 
 # The gateway authenticates with a Vault token holding planqk-verifier.
 # The module sends it only when a client id and secret are set as well;
@@ -368,9 +346,10 @@ Include "{{.TokenConf}}"
 OIDCOAuthClientID planqk-gateway
 OIDCOAuthClientSecret unused-by-vault
 
-# How long an introspection result may be reused: a revoked PAT keeps
-# working for up to this long (-1 = introspect every request).
-OIDCOAuthTokenIntrospectionInterval {{.IntrospectEvery}}
+# No reuse of introspection results: every request is introspected, so a
+# revoked PAT is refused at once. (Production caches for some seconds and
+# accepts a revoked PAT for up to that long; see the README.)
+OIDCOAuthTokenIntrospectionInterval -1
 
 # Claims reach the backend as OIDC_CLAIM_* headers (incoming headers of
 # that name are scrubbed), the user name also as X-Remote-User.
@@ -387,6 +366,10 @@ RequestHeader edit Authorization "^Bearer $" "" early
 <Location "{{.Prefix}}">
     AuthType oauth20
     Require valid-user
+    # The backend gets the claims, never the PAT (these run after authentication).
+    RequestHeader unset Authorization
+    RequestHeader unset X-Auth-Token
+    RequestHeader unset OIDC_access_token
     ProxyPass "{{.Backend}}/"
 </Location>
 `))
