@@ -51,8 +51,12 @@ func (e *gatewayEngine) interimEndpoint(t *testing.T) (url, caBundle string) {
 			parsed, _ := time.Parse(time.RFC3339, verified.Data[key].(string))
 			return parsed.Unix()
 		}
+		var scopes []string
+		for _, scope := range verified.Data["scopes"].([]interface{}) {
+			scopes = append(scopes, scope.(string))
+		}
 		_ = json.NewEncoder(w).Encode(map[string]interface{}{
-			"active": true, "scope": "api quantum_tokens", "username": verified.Data["user"],
+			"active": true, "scope": strings.Join(scopes, " "), "username": verified.Data["user"],
 			"sub": verified.Data["entity_id"], "exp": at("expires_at"), "iat": at("created_at"),
 			"jti": verified.Data["token_id"], "token_type": "personal_access_token",
 			"client_id": verified.Data["name"], "organizations": verified.Data["organizations"],
