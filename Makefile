@@ -3,7 +3,10 @@
 #   make test   the whole test suite: unit (-race), fuzz seed corpora, end-to-end in real Vault
 
 SHELL       := /bin/bash
-VERSION     ?= v0.1.0
+VERSION     ?= v0.2.0
+# The release the end-to-end suite upgrades from, and its commit.
+PREVIOUS        := v0.1.0
+PREVIOUS_COMMIT := efe7a95
 PLUGIN      := vault-plugin-secrets-planqk
 MODULE      := github.com/planqk/vault-plugin-secrets-planqk
 LDFLAGS     := -X $(MODULE)/backend.Version=$(VERSION)
@@ -41,12 +44,20 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
 # Unit tests in process, with the race detector; the fuzz targets' seed corpora run as tests.
+# The benchmark's statistics, checks and report (no Vault, well under a second).
 test-unit:
 	$(GO) test -race -count=1 ./backend/... ./bootstrap/...
+	$(GO) test -count=1 ./scripts/bench/...
 
-test-e2e: build vault apache
+test-e2e: build vault apache bin/$(PLUGIN)-$(PREVIOUS)
 	VAULT_BIN=$$(scripts/ensure-vault.sh) PLANQK_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN) PLANQK_PLUGIN_VERSION=$(VERSION) \
+		PLANQK_PREVIOUS_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN)-$(PREVIOUS) PLANQK_PREVIOUS_VERSION=$(PREVIOUS) \
 		$(GO) test -tags e2e -count=1 -timeout 10m ./scripts/e2e/...
+
+# The previous release, built from the repository's own history, for the
+# end-to-end upgrade test.
+bin/$(PLUGIN)-$(PREVIOUS):
+	scripts/build-release.sh $(PREVIOUS) $(PREVIOUS_COMMIT) $@
 
 # The 3-node raft cluster: forwarding, failover under load, restarts, plugin crash, log leaks (2-3 minutes).
 test-reliability: build vault
@@ -54,14 +65,17 @@ test-reliability: build vault
 		$(GO) test -tags reliability -count=1 -timeout 15m -v ./scripts/reliability/... 2>&1 | \
 		grep -v -E '^(=== (RUN|PAUSE|CONT)|    --- PASS)'; exit $${PIPESTATUS[0]}
 
-# Throughput against KV v2 and a no-op plugin in one freshly started server; BENCH_FLAGS=-raft for integrated storage.
+# The engine against the cheapest no-op plugin operations, Vault's token store and KV v2, in one
+# freshly started server: 5 interleaved rounds, per-round ratios, verdicts (about 10 minutes).
+# BENCH_FLAGS: -raft (integrated storage), -rounds, -duration, -users, -pats-per-user, -seed; e.g. a
+# smoke run: BENCH_FLAGS="-rounds 2 -duration 300ms -settle 100ms -warmup 100ms -users 10 -out /tmp/bench"
 BENCH_FLAGS ?=
 bench: build vault
 	$(GO) build -trimpath -o bin/bench-noop ./scripts/bench/noop
 	VAULT_BIN=$$(scripts/ensure-vault.sh) PLANQK_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN) PLANQK_PLUGIN_VERSION=$(VERSION) NOOP_PLUGIN_BIN=$(CURDIR)/bin/bench-noop \
 		$(GO) run ./scripts/bench $(BENCH_FLAGS)
 
-# The same, then 100,000 PATs across 1,000 users: verify, list and tidy at scale (several minutes).
+# The same, then 100,000 PATs across 1,000 users: verify, lists, inventory paging and tidy at scale.
 bench-scale:
 	$(MAKE) bench BENCH_FLAGS="$(BENCH_FLAGS) -scale"
 

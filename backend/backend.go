@@ -107,6 +107,7 @@ func newBackend() *backend {
 			pathRoles(b),
 			pathCreds(b),
 			pathVerify(b),
+			pathIntrospect(b),
 			pathProviders(b),
 			pathProviderTokens(b),
 			pathResolve(b),
