@@ -29,8 +29,7 @@ import (
 func TestGatewayAcceptsPATsThroughIntrospection(t *testing.T) {
 	engine := startGatewayEngine(t)
 	backend := startEchoBackend(t)
-	interimURL, interimCA := engine.interimEndpoint(t)
-	gw := startGateway(t, engine, interimURL, interimCA, backend)
+	gw := startGateway(t, engine, engine.introspectionURL(), engine.srv.CACert, backend)
 
 	created := engine.createPAT(t, "gateway-cli", "1h")
 	pat := created["token"].(string)
@@ -41,7 +40,8 @@ func TestGatewayAcceptsPATsThroughIntrospection(t *testing.T) {
 		"scope":      "api quantum_tokens",
 		"jti":        created["token_id"].(string),
 		"client_id":  "gateway-cli",
-		"token_type": "personal_access_token",
+		"token_type": "bearer",
+		"kind":       "named",
 		"exp":        fmt.Sprint(expiresAt),
 	}
 
@@ -111,7 +111,7 @@ func TestGatewayAcceptsPATsThroughIntrospection(t *testing.T) {
 	t.Run("the endpoint's certificate is validated", func(t *testing.T) {
 		// The same gateway trusting only the system's public CAs must not
 		// accept Vault's dev certificate, so a valid PAT gets 401.
-		untrusting := startGateway(t, engine, interimURL, "/etc/ssl/certs/ca-certificates.crt", backend)
+		untrusting := startGateway(t, engine, engine.introspectionURL(), "/etc/ssl/certs/ca-certificates.crt", backend)
 		untrusting.mustBeRefused(t, "valid PAT, untrusted endpoint", http.Header{"Authorization": {"Bearer " + pat}})
 		log, err := os.ReadFile(untrusting.LogPath)
 		if err != nil {
