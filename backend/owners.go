@@ -140,6 +140,18 @@ func (b *backend) registerOwner(ctx context.Context, s logical.Storage, id *iden
 	return nil
 }
 
+// liveNameOf returns the entity's name now, or the name it was last seen
+// under when it no longer exists or Vault cannot be asked.
+func (b *backend) liveNameOf(ctx context.Context, s logical.Storage, entityID string) string {
+	if id, err := b.lookupIdentity(ctx, s, entityID); err == nil && id != nil {
+		return id.name
+	}
+	if owner, err := getOwner(ctx, s, entityID); err == nil && owner != nil {
+		return owner.Name
+	}
+	return ""
+}
+
 // entityOfUser returns the entity whose live name is user among the
 // entities that own something in the engine, or nil if there is none. The
 // name's pointer is tried first; when it is missing or stale (the entity

@@ -83,6 +83,24 @@ func (o *providerTokenOwner) lockKey() string {
 	return entityLockKey(o.user.entityID())
 }
 
+// providerTokenEvent describes an event about the owner's provider token.
+func (o *providerTokenOwner) providerTokenEvent(eventType string, entry *providerTokenEntry) *lifecycleEvent {
+	event := &lifecycleEvent{
+		Type: eventType, Org: o.org, Name: entry.Provider,
+		Details: map[string]string{"version": fmt.Sprint(entry.Version), "updated_by": entry.UpdatedBy},
+	}
+	if o.org != "" {
+		event.Path = "orgs/" + o.org + "/provider-tokens/" + entry.Provider
+	} else {
+		event.EntityID, event.User = o.user.entityID(), o.user.name
+		event.Path = "users/" + o.user.name + "/provider-tokens/" + entry.Provider
+	}
+	if !entry.ExpiresAt.IsZero() {
+		event.Details["expires_at"] = formatTime(entry.ExpiresAt)
+	}
+	return event
+}
+
 func userProviderTokenPrefix(entityID string) string {
 	return providerTokenPrefix + "entities/" + entityID + "/"
 }
@@ -361,6 +379,7 @@ func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Reque
 	if err := req.Storage.Put(ctx, storageEntry); err != nil {
 		return nil, fmt.Errorf("storing provider token: %w", err)
 	}
+	b.notify(ctx, req.Storage, owner.providerTokenEvent(eventProviderTokenWritten, entry))
 	return &logical.Response{Data: entry.toResponseData(owner)}, nil
 }
 
@@ -437,9 +456,14 @@ func (b *backend) pathProviderTokenDelete(ctx context.Context, req *logical.Requ
 	lock := b.lockFor(owner.lockKey())
 	lock.Lock()
 	defer lock.Unlock()
-	if err := req.Storage.Delete(ctx, owner.storagePrefix()+d.Get("provider").(string)); err != nil {
+	existing, err := getProviderToken(ctx, req.Storage, owner.storagePrefix(), d.Get("provider").(string))
+	if err != nil || existing == nil {
+		return nil, err
+	}
+	if err := req.Storage.Delete(ctx, owner.storagePrefix()+existing.Provider); err != nil {
 		return nil, fmt.Errorf("deleting provider token: %w", err)
 	}
+	b.notify(ctx, req.Storage, owner.providerTokenEvent(eventProviderTokenDeleted, existing))
 	return nil, nil
 }
 

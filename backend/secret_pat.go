@@ -164,5 +164,17 @@ func (b *backend) secretPATRevoke(ctx context.Context, req *logical.Request, _ *
 	lock := b.lockFor(entityLockKey(entityID))
 	lock.Lock()
 	defer lock.Unlock()
-	return nil, b.revokeLease(ctx, req.Storage, entityID, lease.Hash)
+	record, err := getTokenRecord(ctx, req.Storage, lease.Hash)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.revokeLease(ctx, req.Storage, entityID, lease.Hash); err != nil {
+		return nil, err
+	}
+	if record != nil {
+		event := patEvent(eventLeaseRevoked, entityID, b.liveNameOf(ctx, req.Storage, entityID), record)
+		event.Details["reason"] = "lease ended"
+		b.notify(ctx, req.Storage, event)
+	}
+	return nil, nil
 }

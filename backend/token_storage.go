@@ -369,21 +369,22 @@ func (b *backend) storeNamedToken(ctx context.Context, s logical.Storage, index 
 	return nil
 }
 
-// revokeNamedToken deletes the named token's record, then its index entry;
-// the caller holds the entity's lock. The record goes first so the token
+// revokeNamedToken deletes the named token's record, then its index entry,
+// and returns what it revoked (nil if there was no such token); the caller
+// holds the entity's lock. The record goes first so the token
 // stops verifying at once; a crash before the index write leaves a listed
 // token that no longer verifies and can be deleted again.
-func (b *backend) revokeNamedToken(ctx context.Context, s logical.Storage, entityID string, index *tokenIndex, name string) error {
+func (b *backend) revokeNamedToken(ctx context.Context, s logical.Storage, entityID string, index *tokenIndex, name string) (*tokenSummary, error) {
 	summary, ok := index.Tokens[name]
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	if err := deleteTokenRecord(ctx, s, summary.Hash); err != nil {
-		return err
+		return nil, err
 	}
 	b.records.remove(summary.Hash)
 	delete(index.Tokens, name)
-	return putTokenIndex(ctx, s, entityID, index)
+	return summary, putTokenIndex(ctx, s, entityID, index)
 }
 
 // revokeLease deletes a leased PAT's record and marker; the caller holds
