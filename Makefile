@@ -12,7 +12,7 @@ MODULE      := github.com/planqk/vault-plugin-secrets-planqk
 LDFLAGS     := -X $(MODULE)/backend.Version=$(VERSION)
 GO          ?= go
 
-.PHONY: all build vault dev dev-existing test test-unit test-e2e test-reliability bench bench-scale fuzz vet fmt clean
+.PHONY: all build vault apache dev dev-existing test test-unit test-e2e test-reliability bench bench-scale fuzz vet fmt clean
 
 all: build
 
@@ -23,6 +23,10 @@ build:
 # bin/vault, built once from Vault's Go module; VAULT_BIN or a vault 1.21 on PATH is used instead when present.
 vault:
 	@scripts/ensure-vault.sh >/dev/null
+
+# Apache httpd and mod_auth_openidc for the gateway test, from Debian's packages (apt-get as root).
+apache:
+	@scripts/ensure-apache.sh >/dev/null
 
 dev: build
 	@VERSION=$(VERSION) scripts/dev.sh
@@ -45,7 +49,7 @@ test-unit:
 	$(GO) test -race -count=1 ./backend/... ./bootstrap/...
 	$(GO) test -count=1 ./scripts/bench/...
 
-test-e2e: build vault bin/$(PLUGIN)-$(PREVIOUS)
+test-e2e: build vault apache bin/$(PLUGIN)-$(PREVIOUS)
 	VAULT_BIN=$$(scripts/ensure-vault.sh) PLANQK_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN) PLANQK_PLUGIN_VERSION=$(VERSION) \
 		PLANQK_PREVIOUS_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN)-$(PREVIOUS) PLANQK_PREVIOUS_VERSION=$(PREVIOUS) \
 		$(GO) test -tags e2e -count=1 -timeout 10m ./scripts/e2e/...
