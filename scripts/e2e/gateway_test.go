@@ -43,6 +43,7 @@ func TestGatewayAcceptsPATsThroughIntrospection(t *testing.T) {
 		"token_type": "bearer",
 		"kind":       "named",
 		"exp":        fmt.Sprint(expiresAt),
+		"org_roles":  "acme:owner",
 	}
 
 	t.Run("an active PAT as Authorization: Bearer reaches the backend with its claims", func(t *testing.T) {
