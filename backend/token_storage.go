@@ -84,11 +84,11 @@ type tokenSummary struct {
 // owner's live name.
 func (t *tokenSummary) toResponseData(user, entityID, name string, scopes []string) map[string]interface{} {
 	return map[string]interface{}{
-		"token_id":    t.TokenID,
-		"name":        name,
-		"user":        user,
-		"entity_id":   entityID,
-		"description": t.Description,
+		"token_id":     t.TokenID,
+		"name":         name,
+		"user":         user,
+		"entity_id":    entityID,
+		"description":  t.Description,
 		"scopes":       scopes,
 		"created_at":   formatTime(t.CreatedAt),
 		"expires_at":   formatTime(t.ExpiresAt),
