@@ -123,19 +123,19 @@ func (t *tidyState) toResponseData() map[string]interface{} {
 		state = "finished"
 	}
 	data := map[string]interface{}{
-		"state":            state,
-		"trigger":          t.trigger,
-		"repair":           t.repair,
-		"started_at":       "",
-		"finished_at":      "",
-		"error":            "",
+		"state":               state,
+		"trigger":             t.trigger,
+		"repair":              t.repair,
+		"started_at":          "",
+		"finished_at":         "",
+		"error":               "",
 		"entities_scanned":    t.result.EntitiesScanned,
 		"expired_removed":     t.result.ExpiredRemoved,
 		"notices_sent":        t.result.NoticesSent,
 		"entities_offboarded": t.result.EntitiesOffboarded,
-		"records_scanned":  t.result.RecordsScanned,
-		"orphans_removed":  t.result.OrphansRemoved,
-		"dangling_removed": t.result.DanglingRemoved,
+		"records_scanned":     t.result.RecordsScanned,
+		"orphans_removed":     t.result.OrphansRemoved,
+		"dangling_removed":    t.result.DanglingRemoved,
 	}
 	if !t.startedAt.IsZero() {
 		data["started_at"] = t.startedAt.Format(time.RFC3339Nano)
