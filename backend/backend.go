@@ -81,6 +81,9 @@ type backend struct {
 	lastUse *lastUse
 
 	tidy tidyState
+
+	// counts are the inventory's last counts.
+	counts countsCache
 }
 
 func newBackend() *backend {
@@ -117,6 +120,7 @@ func newBackend() *backend {
 			pathProviderTokens(b),
 			pathResolve(b),
 			pathTidy(b),
+			pathInventory(b),
 		),
 		Secrets: []*framework.Secret{
 			secretPAT(b),
