@@ -225,21 +225,21 @@ func (st *suite) storedPlaintextPATs(ctx context.Context) ([]string, error) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	var found []string
-	pats := 0
-	for secret, what := range st.secrets {
-		if !strings.HasPrefix(secret, "plqk_") {
-			continue
-		}
-		pats++
-		for key, value := range snapshot {
-			if strings.Contains(key, secret) || strings.Contains(value, secret) {
-				found = append(found, fmt.Sprintf("%s in storage at %s", what, key))
-			}
+	var pats []string
+	for secret := range st.secrets {
+		if strings.HasPrefix(secret, "plqk_") {
+			pats = append(pats, secret)
 		}
 	}
-	if pats == 0 {
-		found = append(found, "no PAT was issued: the storage check would prove nothing")
+	if len(pats) == 0 {
+		return []string{"no PAT was issued: the storage check would prove nothing"}, nil
+	}
+	set := vaultharness.NewSecretSet(pats)
+	var found []string
+	for key, value := range snapshot {
+		for _, secret := range set.FoundIn([]byte(key + "\x00" + value)) {
+			found = append(found, fmt.Sprintf("%s in storage at %s", st.secrets[secret], key))
+		}
 	}
 	return found, nil
 }
@@ -261,16 +261,19 @@ func (st *suite) leakedSecrets() []string {
 	if err != nil {
 		return append(problems, err.Error())
 	}
+	secrets := make([]string, 0, len(st.secrets))
+	for secret := range st.secrets {
+		secrets = append(secrets, secret)
+	}
+	set := vaultharness.NewSecretSet(secrets)
 	for _, path := range paths {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			problems = append(problems, err.Error())
 			continue
 		}
-		for secret, what := range st.secrets {
-			if strings.Contains(string(data), secret) {
-				problems = append(problems, fmt.Sprintf("%s in %s", what, filepath.Base(path)))
-			}
+		for _, secret := range set.FoundIn(data) {
+			problems = append(problems, fmt.Sprintf("%s in %s", st.secrets[secret], filepath.Base(path)))
 		}
 	}
 	return problems

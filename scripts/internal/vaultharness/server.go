@@ -38,9 +38,10 @@ type Server struct {
 	Dir         string // holds the plugin directory, logs and audit log
 	LogPath     string
 
-	cmd  *exec.Cmd
-	done chan error
-	log  *os.File
+	cmd      *exec.Cmd
+	done     chan error
+	log      *os.File
+	pickPort func() (int, error) // FreePort when nil
 
 	clientOnce sync.Once
 	base       *api.Client
@@ -91,6 +92,9 @@ type DevOptions struct {
 	// LogLevel is Vault's log level, which its plugins follow too
 	// (default "info"). Leak checks run at "trace", where the most is logged.
 	LogLevel string
+	// PickPort picks each port to try (default FreePort); a test of the
+	// retry hands out a taken one.
+	PickPort func() (int, error)
 }
 
 // StartDev starts `vault server -dev` with in-memory storage, root token
@@ -114,6 +118,7 @@ func StartDevWithOptions(ctx context.Context, vaultBin, dir string, opts DevOpti
 		RootToken: "root",
 		Dir:       dir,
 		LogPath:   filepath.Join(dir, "server.log"),
+		pickPort:  opts.PickPort,
 	}
 	err := s.startOnFreePorts(func(port, _ int) ([]string, error) {
 		return []string{"server", "-dev", "-dev-root-token-id=root",
@@ -146,12 +151,16 @@ const errAddressInUse = "address already in use"
 // saying so, it is started again on new ports, at most maxPortAttempts times.
 // (The cluster port is bound only at unseal; a clash there is not retried.)
 func (s *Server) startOnFreePorts(args func(port, clusterPort int) ([]string, error)) error {
+	pick := s.pickPort
+	if pick == nil {
+		pick = FreePort
+	}
 	for attempt := 1; ; attempt++ {
-		port, err := FreePort()
+		port, err := pick()
 		if err != nil {
 			return err
 		}
-		clusterPort, err := FreePort()
+		clusterPort, err := pick()
 		if err != nil {
 			return err
 		}
