@@ -36,7 +36,7 @@ func TestVaultAgentInjectsTokensIntoARuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	tokenFile := filepath.Join(dir, "vault-token")
-	if err := os.WriteFile(tokenFile, []byte(s.tokens["mia"]), 0o600); err != nil {
+	if err := os.WriteFile(tokenFile, []byte(tokenOf("mia")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	patFile, ionqFile, shortFile := filepath.Join(dir, "planqk-pat"), filepath.Join(dir, "ionq-api-key"), filepath.Join(dir, "short-pat")
