@@ -39,21 +39,21 @@ func TestOwnersManageMembership(t *testing.T) {
 	waitForOrganizations(t, pat, nil)
 
 	members, maintainers := "identity/group/name/planqk-acme-members", "identity/group/name/planqk-acme-maintainers"
-	addMember := func(group string, add bool) {
+	setMembership := func(group string, member bool) {
 		t.Helper()
 		ids := memberIDs(t, "olivia", group)
 		ids = slices.DeleteFunc(ids, func(id string) bool { return id == recruitID })
-		if add {
+		if member {
 			ids = append(ids, recruitID)
 		}
 		if r := call(t, "olivia", "POST", group, map[string]interface{}{"member_entity_ids": ids}); r.status != 204 && r.status != 200 {
 			t.Fatalf("the owner updates %s: %s", group, r)
 		}
 	}
-	addMember(members, true)
+	setMembership(members, true)
 	waitForOrganizations(t, pat, []interface{}{map[string]interface{}{"name": "acme", "role": "member"}})
-	addMember(maintainers, true)
-	addMember(members, false)
+	setMembership(maintainers, true)
+	setMembership(members, false)
 	waitForOrganizations(t, pat, []interface{}{map[string]interface{}{"name": "acme", "role": "maintainer"}})
 
 	admins := groupState(t, "identity/group/name/planqk-admins")
