@@ -121,6 +121,8 @@ func (prof *profile) mayEdit(org string) bool {
 	return prof.Admin || roleRank(prof.roleIn(org)) >= roleRank("maintainer")
 }
 
+var profileAction = action{"Vault did not tell your organizations", "Vault refused to tell your organizations. Ask your operator."}
+
 type orgView struct {
 	Name     string
 	Role     string
@@ -137,7 +139,7 @@ func (p *portal) organizationsPage(w http.ResponseWriter, r *http.Request, sess 
 	data := pageData{Title: "Organizations", Section: "orgs"}
 	prof, err := p.loadProfile(r.Context(), sess)
 	if err != nil {
-		data.Problem = p.vaultProblem(r, sess, err, "Vault refused to tell your organizations.")
+		data.Problem = p.vaultProblem(r, sess, err, profileAction)
 		p.render(w, r, sess, data.Problem.Status, "orgs", data)
 		return
 	}
@@ -164,7 +166,7 @@ func (p *portal) renderOrgProviderTokens(w http.ResponseWriter, r *http.Request,
 	data := pageData{Title: org + " · Provider Access Tokens", Section: "orgs"}
 	prof, err := p.loadProfile(r.Context(), sess)
 	if err != nil {
-		data.Problem = p.vaultProblem(r, sess, err, "Vault refused to tell your organizations.")
+		data.Problem = p.vaultProblem(r, sess, err, profileAction)
 		p.render(w, r, sess, data.Problem.Status, "org", data)
 		return
 	}
@@ -173,7 +175,7 @@ func (p *portal) renderOrgProviderTokens(w http.ResponseWriter, r *http.Request,
 	status := http.StatusOK
 	cards, err := p.providerCards(r.Context(), sess, state)
 	if err != nil {
-		data.Problem = p.vaultProblem(r, sess, err, state.owner.readRefusal())
+		data.Problem = p.vaultProblem(r, sess, err, state.owner.reading())
 		status = data.Problem.Status
 	}
 	if state.problem != nil {

@@ -69,7 +69,7 @@ func (p *portal) renderPATs(w http.ResponseWriter, r *http.Request, sess *sessio
 	tokens, err := p.listPATs(r.Context(), sess)
 	if err != nil {
 		if prob == nil {
-			data.Problem = p.vaultProblem(r, sess, err, refusalOwnTokens())
+			data.Problem = p.vaultProblem(r, sess, err, action{"Vault did not list your tokens", refusalOwnTokens})
 			status = data.Problem.Status
 		}
 	}
@@ -222,7 +222,7 @@ func (p *portal) patCreate(w http.ResponseWriter, r *http.Request, sess *session
 	if err != nil || secret == nil || stringOf(secret.Data, "token") == "" {
 		prob := &problem{Status: http.StatusBadGateway, Message: "Vault created no token. Try again."}
 		if err != nil {
-			prob = p.vaultProblem(r, sess, err, refusalOwnTokens())
+			prob = p.vaultProblem(r, sess, err, action{"Vault did not create the token", refusalOwnTokens})
 		}
 		p.renderPATs(w, r, sess, prob.Status, prob, form)
 		return
@@ -278,7 +278,7 @@ func (p *portal) patRotate(w http.ResponseWriter, r *http.Request, sess *session
 	if err != nil || secret == nil || stringOf(secret.Data, "token") == "" {
 		prob := &problem{Status: http.StatusBadGateway, Message: "Vault returned no new secret. Try again."}
 		if err != nil {
-			prob = p.vaultProblem(r, sess, err, refusalOwnTokens())
+			prob = p.vaultProblem(r, sess, err, action{"Vault did not rotate the token " + name, refusalOwnTokens})
 		}
 		p.renderPATs(w, r, sess, prob.Status, prob, patForm{expiry: defaultExpiry})
 		return
@@ -307,7 +307,7 @@ func (p *portal) patRevoke(w http.ResponseWriter, r *http.Request, sess *session
 		return
 	}
 	if _, err := p.as(sess).Logical().DeleteWithContext(r.Context(), p.enginePath("users", sess.user, "tokens", name)); err != nil {
-		prob := p.vaultProblem(r, sess, err, refusalOwnTokens())
+		prob := p.vaultProblem(r, sess, err, action{"Vault did not revoke the token " + name, refusalOwnTokens})
 		p.renderPATs(w, r, sess, prob.Status, prob, patForm{expiry: defaultExpiry})
 		return
 	}

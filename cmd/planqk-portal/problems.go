@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 )
 
 // problem is what went wrong, in words for the person: never a stack
@@ -21,10 +19,18 @@ type problem struct {
 	sessionEnded bool
 }
 
-// explain turns an error from Vault into a problem. refusal is what a 403
-// means for the action tried, e.g. "You need to be owner or maintainer of
-// acme to change its provider tokens."
-func explain(err error, refusal string) *problem {
+// action is what the person tried, for the words of a problem.
+type action struct {
+	// failed opens the message of a refused request: "Vault did not
+	// create the token", followed by the engine's reason.
+	failed string
+	// refusal is what a 403 means here: "You need to be owner or
+	// maintainer of acme to change its provider access tokens."
+	refusal string
+}
+
+// explain turns an error from Vault into a problem for the action.
+func explain(err error, act action) *problem {
 	messages := vaultMessages(err)
 	engine := sentences(messages)
 	switch status := statusOf(err); {
@@ -32,23 +38,23 @@ func explain(err error, refusal string) *problem {
 		return &problem{Status: http.StatusBadGateway, Message: "Vault could not be reached. Try again in a moment; if it keeps happening, tell your operator."}
 	case status == http.StatusBadRequest:
 		if engine == "" {
-			engine = "Vault did not accept the request."
+			return &problem{Status: http.StatusBadRequest, Message: act.failed + "."}
 		}
-		return &problem{Status: http.StatusBadRequest, Message: engine}
+		return &problem{Status: http.StatusBadRequest, Message: act.failed + ": " + engine}
 	case status == http.StatusForbidden:
-		prob := &problem{Status: http.StatusForbidden, Message: refusal}
+		prob := &problem{Status: http.StatusForbidden, Message: act.refusal}
 		if engine != "" && !onlyPermissionDenied(messages) {
 			prob.Detail = "Vault says: " + engine
 		}
 		return prob
 	case status == http.StatusNotFound:
-		return &problem{Status: http.StatusNotFound, Message: "It was not found: it may have been deleted in the meantime."}
+		return &problem{Status: http.StatusNotFound, Message: act.failed + ": it was not found, and may have been deleted in the meantime."}
 	case status == http.StatusTooManyRequests:
 		return &problem{Status: http.StatusServiceUnavailable, Message: "Vault is limiting requests right now. Try again in a moment."}
 	case status >= 500:
-		return &problem{Status: http.StatusBadGateway, Message: fmt.Sprintf("Vault could not complete the request (it answered %d). Try again later; if it keeps happening, tell your operator.", status)}
+		return &problem{Status: http.StatusBadGateway, Message: fmt.Sprintf("%s: Vault could not complete the request (it answered %d). Try again later; if it keeps happening, tell your operator.", act.failed, status)}
 	default:
-		prob := &problem{Status: http.StatusBadGateway, Message: fmt.Sprintf("Vault refused the request (it answered %d).", status)}
+		prob := &problem{Status: http.StatusBadGateway, Message: fmt.Sprintf("%s (Vault answered %d).", act.failed, status)}
 		if engine != "" {
 			prob.Detail = "Vault says: " + engine
 		}
@@ -67,7 +73,8 @@ func onlyPermissionDenied(messages []string) bool {
 	return true
 }
 
-// sentences joins messages as sentences: capitalized, ending in a stop.
+// sentences joins messages, each ending in a stop. They are kept as the
+// engine wrote them: they start with field names ("ttl ...").
 func sentences(messages []string) string {
 	out := make([]string, 0, len(messages))
 	for _, m := range messages {
@@ -75,8 +82,6 @@ func sentences(messages []string) string {
 		if m == "" {
 			continue
 		}
-		first, size := utf8.DecodeRuneInString(m)
-		m = string(unicode.ToUpper(first)) + m[size:]
 		if !strings.HasSuffix(m, ".") && !strings.HasSuffix(m, "!") && !strings.HasSuffix(m, "?") {
 			m += "."
 		}
@@ -87,8 +92,8 @@ func sentences(messages []string) string {
 
 // vaultProblem explains err for the session's person; a 403 whose cause is
 // that the session's Vault token is gone ends the session instead.
-func (p *portal) vaultProblem(r *http.Request, sess *session, err error, refusal string) *problem {
-	prob := explain(err, refusal)
+func (p *portal) vaultProblem(r *http.Request, sess *session, err error, act action) *problem {
+	prob := explain(err, act)
 	if prob.Status == http.StatusForbidden && !p.tokenValid(r.Context(), sess) {
 		p.sessions.remove(sess.id)
 		return &problem{Status: http.StatusUnauthorized, sessionEnded: true}
@@ -99,14 +104,11 @@ func (p *portal) vaultProblem(r *http.Request, sess *session, err error, refusal
 	return prob
 }
 
-// Refusals: what a 403 means, per action.
-func refusalOwnTokens() string {
-	return "Vault refused: your account may not manage personal access tokens here. Ask your operator for the planqk-user policy."
-}
-
-func refusalOwnProviderTokens() string {
-	return "Vault refused: your account may not manage provider access tokens here. Ask your operator for the planqk-user policy."
-}
+// What a 403 means, per kind of action.
+const (
+	refusalOwnTokens         = "Vault refused: your account may not manage personal access tokens here. Ask your operator for the planqk-user policy."
+	refusalOwnProviderTokens = "Vault refused: your account may not manage provider access tokens here. Ask your operator for the planqk-user policy."
+)
 
 func refusalOrgRead(org string) string {
 	return fmt.Sprintf("You need to be a member of %s to see its provider access tokens.", org)

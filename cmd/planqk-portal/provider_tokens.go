@@ -48,18 +48,21 @@ func (o tokenOwner) formPath(provider string) string {
 	return "/provider-tokens/" + provider
 }
 
-func (o tokenOwner) readRefusal() string {
+// reading is the action of reading the owner's provider tokens.
+func (o tokenOwner) reading() action {
 	if o.org != "" {
-		return refusalOrgRead(o.org)
+		return action{"Vault did not show " + o.org + "'s provider access tokens", refusalOrgRead(o.org)}
 	}
-	return refusalOwnProviderTokens()
+	return action{"Vault did not show your provider access tokens", refusalOwnProviderTokens}
 }
 
-func (o tokenOwner) writeRefusal() string {
+// changing is the action of writing or deleting the owner's token for a provider.
+func (o tokenOwner) changing(verb, provider string) action {
+	failed := fmt.Sprintf("Vault did not %s the %s token", verb, provider)
 	if o.org != "" {
-		return refusalOrgWrite(o.org)
+		return action{failed, refusalOrgWrite(o.org)}
 	}
-	return refusalOwnProviderTokens()
+	return action{failed, refusalOwnProviderTokens}
 }
 
 // catalogueProvider is one provider of the engine's catalogue.
@@ -338,7 +341,7 @@ func (p *portal) providerTokenWrite(w http.ResponseWriter, r *http.Request, sess
 	if err != nil || entry == nil {
 		prob := &problem{Status: http.StatusNotFound, Message: fmt.Sprintf("The provider %s is not in the catalogue.", provider)}
 		if err != nil {
-			prob = p.vaultProblem(r, sess, err, owner.readRefusal())
+			prob = p.vaultProblem(r, sess, err, owner.reading())
 		}
 		p.renderProblem(w, r, sess, prob)
 		return
@@ -365,7 +368,7 @@ func (p *portal) providerTokenWrite(w http.ResponseWriter, r *http.Request, sess
 	}
 	secret, err := client.Logical().WriteWithContext(ctx, owner.vaultPath(p, provider), body)
 	if err != nil {
-		rerender(providerPageState{failed: provider, failedForm: sent, problem: p.vaultProblem(r, sess, err, owner.writeRefusal())})
+		rerender(providerPageState{failed: provider, failedForm: sent, problem: p.vaultProblem(r, sess, err, owner.changing("save", provider))})
 		return
 	}
 	notice := fmt.Sprintf("Saved the %s token.", provider)
@@ -401,7 +404,7 @@ func (p *portal) providerTokenDelete(w http.ResponseWriter, r *http.Request, ses
 		return
 	}
 	if _, err := p.as(sess).Logical().DeleteWithContext(r.Context(), owner.vaultPath(p, provider)); err != nil {
-		rerender(providerPageState{failed: provider, problem: p.vaultProblem(r, sess, err, owner.writeRefusal())})
+		rerender(providerPageState{failed: provider, problem: p.vaultProblem(r, sess, err, owner.changing("delete", provider))})
 		return
 	}
 	p.sessions.update(sess.id, func(s *session) { s.notice = fmt.Sprintf("Deleted the %s token.", provider) })
@@ -428,7 +431,7 @@ func (p *portal) renderUserProviderTokens(w http.ResponseWriter, r *http.Request
 	status := http.StatusOK
 	cards, err := p.providerCards(r.Context(), sess, state)
 	if err != nil {
-		data.Problem = p.vaultProblem(r, sess, err, state.owner.readRefusal())
+		data.Problem = p.vaultProblem(r, sess, err, state.owner.reading())
 		status = data.Problem.Status
 	}
 	if state.problem != nil {

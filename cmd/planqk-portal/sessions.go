@@ -78,6 +78,8 @@ func randomToken() string {
 // create stores a new session for a Vault token that expires at
 // tokenExpiry (zero: never), ending it at maxAge at the latest.
 func (s *sessionStore) create(template session, tokenExpiry time.Time, maxAge time.Duration) (*session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	now := s.now()
 	sess := template
 	sess.id = randomToken()
@@ -88,8 +90,6 @@ func (s *sessionStore) create(template session, tokenExpiry time.Time, maxAge ti
 	if !tokenExpiry.IsZero() && tokenExpiry.Before(sess.expires) {
 		sess.expires = tokenExpiry
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if len(s.sessions) >= s.max {
 		s.pruneLocked(now)
 		if len(s.sessions) >= s.max {

@@ -79,7 +79,7 @@ func (p *portal) signInUserpass(w http.ResponseWriter, r *http.Request) {
 	if err != nil || secret == nil || secret.Auth == nil {
 		prob := problemWrongPassword
 		if s := statusOf(err); s != 400 && s != 401 && s != 403 {
-			prob = explain(err, "")
+			prob = explain(err, signInAction)
 			p.log.Warn("userpass sign-in failed", "error", vaultErrorForLog(err))
 		}
 		p.renderSignIn(w, r, prob.Status, pageData{Problem: prob}, username)
@@ -87,6 +87,8 @@ func (p *portal) signInUserpass(w http.ResponseWriter, r *http.Request) {
 	}
 	p.startSession(w, r, secret.Auth, methodUserpass)
 }
+
+var signInAction = action{"Vault did not sign you in", "Vault refused to sign you in."}
 
 var (
 	problemWrongPassword  = &problem{Status: http.StatusUnauthorized, Message: "The user name or password is not right."}
@@ -109,7 +111,7 @@ func (p *portal) startSession(w http.ResponseWriter, r *http.Request, auth *api.
 		p.abandonToken(ctx, auth.ClientToken)
 		prob := &problem{Status: http.StatusForbidden, Message: "Vault did not tell this account's identity name (the default policy grants it). Ask your operator."}
 		if err != nil && statusOf(err) != 403 {
-			prob = explain(err, "")
+			prob = explain(err, signInAction)
 		}
 		p.renderSignIn(w, r, prob.Status, pageData{Problem: prob}, "")
 		return
