@@ -90,7 +90,9 @@ func runSuite(m *testing.M) (int, error) {
 		return 1, err
 	}
 	if suite.screenshots == "" {
-		suite.screenshots = dir + "/screenshots"
+		if suite.screenshots, err = os.MkdirTemp("", "planqk-portal-screenshots-"); err != nil {
+			return 1, err
+		}
 	}
 	if err := os.MkdirAll(suite.screenshots, 0o755); err != nil {
 		return 1, err
@@ -106,16 +108,18 @@ func runSuite(m *testing.M) (int, error) {
 	}
 
 	code := m.Run()
+	stopSharedBrowser()
 	if leaks := leakedSecrets(); len(leaks) > 0 {
 		fmt.Fprintf(os.Stderr, "secrets found in the portal's log:\n  %s\n", strings.Join(leaks, "\n  "))
 		code = 1
 	}
 	suite.vault.stop()
-	if code == 0 && os.Getenv("PORTAL_SCREENSHOTS") == "" {
-		fmt.Fprintln(os.Stderr, "portal tests: screenshots in", suite.screenshots)
-	}
-	if code != 0 {
-		fmt.Fprintln(os.Stderr, "portal tests: Vault's log and the screenshots are in", dir)
+	fmt.Fprintln(os.Stderr, "portal tests: screenshots in", suite.screenshots)
+	if code != 0 || os.Getenv("PORTAL_KEEP_LOGS") != "" {
+		_ = os.WriteFile(dir+"/portal.log", []byte(suite.logs.String()), 0o600)
+		fmt.Fprintln(os.Stderr, "portal tests: the portal's and Vault's logs are in", dir)
+	} else {
+		os.RemoveAll(dir)
 	}
 	return code, nil
 }

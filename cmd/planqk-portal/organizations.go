@@ -163,7 +163,7 @@ func (p *portal) orgProviderTokensPage(w http.ResponseWriter, r *http.Request, s
 }
 
 func (p *portal) renderOrgProviderTokens(w http.ResponseWriter, r *http.Request, sess *session, org string, state providerPageState) {
-	data := pageData{Title: org + " · Provider Access Tokens", Section: "orgs"}
+	data := pageData{Title: org + ": Provider Access Tokens", Section: "orgs"}
 	prof, err := p.loadProfile(r.Context(), sess)
 	if err != nil {
 		data.Problem = p.vaultProblem(r, sess, err, profileAction)
