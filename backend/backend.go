@@ -5,11 +5,11 @@ package backend
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
 
-	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/helper/salt"
@@ -18,21 +18,23 @@ import (
 
 // Version is reported to Vault as the plugin's running version; the build
 // sets it with -ldflags "-X .../backend.Version=vX.Y.Z".
-var Version = "v0.1.0-dev"
+var Version = "v0.2.0-dev"
 
 const (
 	operationPrefixPlanqk = "planqk"
 
-	// identityCacheSize bounds the memory of the identity cache; entries past
-	// it are evicted least-recently-used first.
+	// Cache sizes bound the memory of the caches; entries past them are
+	// evicted least-recently-used first.
 	identityCacheSize = 10000
+	roleCacheSize     = 1000
+	recordCacheSize   = 50000
+	ownerCacheSize    = 10000
 )
 
 // Factory returns a configured instance of the backend.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := newBackend()
-	b.replication = &cachedReplicationState{SystemView: conf.System}
-	conf.System = b.replication
+	conf.System, b.replication = withCachedReplicationState(conf.System)
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
@@ -41,38 +43,52 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 
 // backend keeps no authoritative state in memory: everything lives in
 // storage, and the caches below are rebuilt from storage (or from Vault's
-// identity store) after a restart, a failover or an invalidation.
+// identity store) after a restart, a failover or an invalidation. Every
+// cache is a storageCache, whose fills never overwrite a concurrent write
+// or invalidation.
 type backend struct {
 	*framework.Backend
 
-	// locks serialise read-modify-write of one storage record or index.
+	// locks serialise read-modify-write of one entity's, organization's or
+	// role's entries. A request holds at most one of them at a time: they
+	// are shared stripes and not re-entrant, so nesting two could deadlock.
 	locks []*locksutil.LockEntry
 
-	cacheLock sync.RWMutex
-	config    *configEntry
-	salt      *salt.Salt
-	roles     map[string]*roleEntry
+	// saltMu serialises loading the HMAC key; it is not a striped lock
+	// because the key is loaded while an entity's lock is held.
+	saltMu    sync.Mutex
+	saltCache *storageCache[string, *salt.Salt]
 
-	identities *lru.Cache[string, *identity]
+	configCache *storageCache[string, *configEntry]
+	roles       *storageCache[string, *roleEntry]
+	identities  *storageCache[string, *identity]
+	// records holds token records by HMAC for verify.
+	records *storageCache[string, *tokenRecord]
+	// ownerNames holds the name each owner entity was registered under.
+	ownerNames *storageCache[string, string]
+	// leaseCounts holds how many leased PATs each entity has.
+	leaseCounts *storageCache[string, int]
 
 	// replication is the system view the framework uses, with the
 	// replication state cached.
 	replication *cachedReplicationState
 
-	tidyRunning  atomic.Bool
-	lastTidyUnix atomic.Int64
+	migrated    atomic.Bool
+	migrationMu sync.Mutex
+
+	tidy tidyState
 }
 
 func newBackend() *backend {
-	identities, err := lru.New[string, *identity](identityCacheSize)
-	if err != nil {
-		// Only a non-positive size makes lru.New fail.
-		panic(err)
-	}
 	b := &backend{
-		locks:      locksutil.CreateLocks(),
-		roles:      make(map[string]*roleEntry),
-		identities: identities,
+		locks:       locksutil.CreateLocks(),
+		saltCache:   newStorageCache[string, *salt.Salt](1),
+		configCache: newStorageCache[string, *configEntry](1),
+		roles:       newStorageCache[string, *roleEntry](roleCacheSize),
+		identities:  newStorageCache[string, *identity](identityCacheSize),
+		records:     newStorageCache[string, *tokenRecord](recordCacheSize),
+		ownerNames:  newStorageCache[string, string](ownerCacheSize),
+		leaseCounts: newStorageCache[string, int](ownerCacheSize),
 	}
 
 	b.Backend = &framework.Backend{
@@ -86,6 +102,7 @@ func newBackend() *backend {
 		},
 		Paths: framework.PathAppend(
 			pathConfig(b),
+			pathUsers(b),
 			pathTokens(b),
 			pathRoles(b),
 			pathCreds(b),
@@ -98,31 +115,91 @@ func newBackend() *backend {
 		Secrets: []*framework.Secret{
 			secretPAT(b),
 		},
+		InitializeFunc: b.initialize,
 		Invalidate:     b.invalidate,
-		PeriodicFunc:   b.periodicTidy,
+		PeriodicFunc:   b.periodic,
 		RunningVersion: Version,
 	}
 	return b
 }
 
+// initialize upgrades the mount's storage when the node may write; other
+// nodes wait for the marker the upgrading node writes.
+func (b *backend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
+	if !b.WriteSafeReplicationState() {
+		return nil
+	}
+	return b.ensureMigrated(ctx, req.Storage)
+}
+
+// HandleRequest is framework.Backend's, with three additions: requests wait
+// until the storage layout is upgraded (verify excepted: it reads only
+// token records, which the upgrade leaves in place); a storage refusal on a
+// read-only node reaches Vault as the bare logical.ErrReadOnly it forwards
+// on; and a field whose value has the wrong type is named without
+// repeating the value.
+func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	if !b.migrated.Load() && !readsOnlyTokenRecords(req.Path) {
+		if err := b.ensureMigrated(ctx, req.Storage); err != nil {
+			return nil, bareReadOnly(err)
+		}
+	}
+	resp, err := b.Backend.HandleRequest(ctx, req)
+	if err != nil {
+		return resp, bareReadOnly(err)
+	}
+	return b.withoutEchoedValues(req, resp), nil
+}
+
+// bareReadOnly unwraps logical.ErrReadOnly: Vault forwards a request to a
+// node that may write only when the error is exactly that one.
+func bareReadOnly(err error) error {
+	if errors.Is(err, logical.ErrReadOnly) {
+		return logical.ErrReadOnly
+	}
+	return err
+}
+
 // invalidate drops cached copies of storage entries that another node (a
 // performance standby or secondary) has changed.
 func (b *backend) invalidate(_ context.Context, key string) {
-	b.cacheLock.Lock()
-	defer b.cacheLock.Unlock()
-
 	switch {
 	case key == configPath:
-		b.config = nil
+		b.configCache.remove(configPath)
+		// Identities were judged under the old group bindings.
+		b.identities.purge()
 	case key == saltPath:
-		b.salt = nil
+		b.saltCache.remove(saltPath)
+	case key == migrationPath:
+		b.migrated.Store(false)
 	case strings.HasPrefix(key, rolePrefix):
-		delete(b.roles, strings.TrimPrefix(key, rolePrefix))
+		b.roles.remove(strings.TrimPrefix(key, rolePrefix))
+	case strings.HasPrefix(key, tokenRecordPrefix):
+		b.records.remove(strings.TrimPrefix(key, tokenRecordPrefix))
+	case strings.HasPrefix(key, entityPrefix):
+		entityID, rest, _ := strings.Cut(strings.TrimPrefix(key, entityPrefix), "/")
+		switch {
+		case rest == "owner":
+			b.ownerNames.remove(entityID)
+		case strings.HasPrefix(rest, "leases/"):
+			b.leaseCounts.remove(entityID)
+		}
 	}
 }
 
 func (b *backend) lockFor(key string) *locksutil.LockEntry {
 	return locksutil.LockForKey(b.locks, key)
+}
+
+// periodic runs the engine's background work on the node that may write.
+func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
+	if !b.WriteSafeReplicationState() {
+		return nil
+	}
+	if err := b.ensureMigrated(ctx, req.Storage); err != nil {
+		return err
+	}
+	return b.periodicTidy(ctx, req)
 }
 
 const backendHelp = `
@@ -133,6 +210,9 @@ under users/<user>/tokens/<name>, verified by the PlanQK API at verify, and
 issued as short-lived Vault leases for runtimes at users/<user>/creds/<role>.
 A PAT works in every organization its owner belongs to; organizations and
 roles are Vault identity groups with metadata planqk_org and planqk_role.
+Everything a user owns is kept under the user's entity id: renaming an
+entity keeps its tokens with it, and a new entity that takes an old name
+gets nothing of its predecessor's.
 
 Provider access tokens are a user's or an organization's own credentials for
 quantum backends (IBM Quantum, AWS Braket, Azure Quantum, D-Wave, IonQ, ...),

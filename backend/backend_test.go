@@ -87,6 +87,8 @@ type testEnv struct {
 	b       *backend
 	storage *countingStorage
 	sys     *testSystemView
+	// baseline is the storage right after the mount was initialised.
+	baseline map[string]string
 }
 
 func newTestEnv(t *testing.T) *testEnv {
@@ -107,7 +109,36 @@ func newTestEnv(t *testing.T) *testEnv {
 
 	raw, err := Factory(context.Background(), config)
 	require.NoError(t, err)
-	return &testEnv{t: t, b: raw.(*backend), storage: storage, sys: sys}
+	env := &testEnv{t: t, b: raw.(*backend), storage: storage, sys: sys}
+	// Vault initialises a mount before routing requests to it.
+	require.NoError(t, env.b.Initialize(context.Background(), &logical.InitializationRequest{Storage: storage}))
+	env.baseline = env.storageSnapshot()
+	storage.reset()
+	return env
+}
+
+// requireStorageUnchanged fails if anything was stored since the mount
+// was initialised.
+func (e *testEnv) requireStorageUnchanged(msgAndArgs ...interface{}) {
+	e.t.Helper()
+	require.Equal(e.t, e.baseline, e.storageSnapshot(), msgAndArgs...)
+}
+
+// tidy runs a tidy through the API and waits for its result.
+func (e *testEnv) tidy(data map[string]interface{}) map[string]interface{} {
+	e.t.Helper()
+	resp := e.ok(logical.UpdateOperation, "tidy", "", data)
+	require.Equal(e.t, 202, resp.Data[logical.HTTPStatusCode])
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status := e.ok(logical.ReadOperation, "tidy/status", "", nil).Data
+		if status["state"] != "running" {
+			require.Equal(e.t, "finished", status["state"], "tidy ended with %v", status["error"])
+			return status
+		}
+		require.True(e.t, time.Now().Before(deadline), "tidy still running after 10s")
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // addUser creates an entity named name and returns its id.
@@ -117,6 +148,23 @@ func (e *testEnv) addUser(name string) string {
 	id := "entity-" + name
 	e.sys.entities[id] = &logical.Entity{ID: id, Name: name}
 	return id
+}
+
+// addEntity creates an entity with the given id and name, for tests that
+// need two entities to hold one name in turn.
+func (e *testEnv) addEntity(id, name string) string {
+	e.sys.mu.Lock()
+	defer e.sys.mu.Unlock()
+	e.sys.entities[id] = &logical.Entity{ID: id, Name: name}
+	return id
+}
+
+// renameEntity changes the entity's name, as identity/entity/id/<id> name=... does.
+func (e *testEnv) renameEntity(entityID, name string) {
+	e.sys.mu.Lock()
+	defer e.sys.mu.Unlock()
+	e.sys.entities[entityID].Name = name
+	e.b.identities.purge()
 }
 
 // setRole puts the entity in org's group for role ("" removes it from org).
@@ -137,21 +185,21 @@ func (e *testEnv) setRole(entityID, org, role string) {
 		})
 	}
 	e.sys.groups[entityID] = kept
-	e.b.identities.Purge()
+	e.b.identities.purge()
 }
 
 func (e *testEnv) disableEntity(entityID string) {
 	e.sys.mu.Lock()
 	defer e.sys.mu.Unlock()
 	e.sys.entities[entityID].Disabled = true
-	e.b.identities.Purge()
+	e.b.identities.purge()
 }
 
 func (e *testEnv) deleteEntity(entityID string) {
 	e.sys.mu.Lock()
 	defer e.sys.mu.Unlock()
 	delete(e.sys.entities, entityID)
-	e.b.identities.Purge()
+	e.b.identities.purge()
 }
 
 // setReplicationState makes the node a performance standby, a secondary...
@@ -293,7 +341,7 @@ func TestBackend_writesOnPerformanceStandbyAreForwarded(t *testing.T) {
 		_, err := env.do(w.op, w.path, alice, w.data)
 		require.ErrorIs(t, err, logical.ErrReadOnly, "%s %s", w.op, w.path)
 	}
-	require.Empty(t, env.storageSnapshot(), "a forwarded write must not change storage")
+	env.requireStorageUnchanged("a forwarded write must not change storage")
 
 	// Reads, verify and resolve are answered by the standby itself.
 	require.Equal(t, false, env.verify("plqk_x")["active"])
@@ -327,9 +375,8 @@ func TestBackend_invalidateDropsCaches(t *testing.T) {
 	role, err := env.b.getRole(ctx, env.storage, "runtime")
 	require.NoError(t, err)
 	require.Equal(t, 5*time.Minute, role.TTL)
-	env.b.cacheLock.RLock()
-	require.Nil(t, env.b.salt)
-	env.b.cacheLock.RUnlock()
+	_, cached := env.b.saltCache.get(saltPath)
+	require.False(t, cached)
 }
 
 func TestBackend_everyPathHasHelp(t *testing.T) {
@@ -340,8 +387,9 @@ func TestBackend_everyPathHasHelp(t *testing.T) {
 		require.NotNil(t, p.DisplayAttrs, p.Pattern)
 		for op, handler := range p.Operations {
 			write := op == logical.CreateOperation || op == logical.UpdateOperation || op == logical.DeleteOperation
-			if write && p.Pattern != "verify$" {
+			if write && p.Pattern != "verify$" && p.Pattern != "introspect$" {
 				require.True(t, handler.Properties().ForwardPerformanceStandby, "%s %s must be forwarded from performance standbys", op, p.Pattern)
+				require.True(t, handler.Properties().ForwardPerformanceSecondary, "%s %s must be forwarded from performance secondaries: tokens verify on every cluster, so they live in replicated storage", op, p.Pattern)
 			}
 		}
 	}
@@ -391,7 +439,140 @@ func (e *testEnv) requireRefusedWithoutWrites(t *testing.T, op logical.Operation
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			require.Contains(t, e.userError(op, path, "", c.data), c.field)
-			require.Empty(t, e.storageSnapshot())
+			e.requireStorageUnchanged()
 		})
 	}
+}
+
+// readOnlyStorage refuses writes as a performance standby's storage does,
+// with the error wrapped on its way up as the engine wraps storage errors.
+type readOnlyStorage struct{ logical.Storage }
+
+func (readOnlyStorage) Put(context.Context, *logical.StorageEntry) error { return logical.ErrReadOnly }
+func (readOnlyStorage) Delete(context.Context, string) error             { return logical.ErrReadOnly }
+
+// Vault forwards a request to a node that may write only when the plugin
+// answers exactly logical.ErrReadOnly, not an error that wraps it.
+func TestBackend_readOnlyStorageReachesVaultAsTheBareError(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	_, err := env.b.HandleRequest(context.Background(), &logical.Request{
+		Operation: logical.UpdateOperation, Path: "users/alice/tokens/laptop", Storage: readOnlyStorage{env.storage}, EntityID: alice,
+	})
+	require.True(t, err == logical.ErrReadOnly, "got %#v", err)
+}
+
+// entropySystemView is a system view with Vault's entropy augmentation.
+type entropySystemView struct {
+	*testSystemView
+	draws atomic.Int64
+}
+
+func (v *entropySystemView) GetRandom(n int) ([]byte, error) {
+	v.draws.Add(1)
+	return make([]byte, n), nil
+}
+
+// The replication-state cache wraps the system view; the framework finds
+// Vault's entropy source on the view by a type assertion, which the
+// wrapper must keep answering.
+func TestBackend_entropySourceSurvivesTheSystemViewWrapper(t *testing.T) {
+	env := newTestEnv(t)
+	sys := &entropySystemView{testSystemView: env.sys}
+	config := logical.TestBackendConfig()
+	config.StorageView = env.storage
+	config.System = sys
+	raw, err := Factory(context.Background(), config)
+	require.NoError(t, err)
+	b := raw.(*backend)
+	_, err = b.GetRandomReader().Read(make([]byte, 8))
+	require.NoError(t, err)
+	require.Positive(t, sys.draws.Load())
+}
+
+// Losing the HMAC key would make every PAT unverifiable; the engine must
+// refuse to paper over it with a new key.
+func TestBackend_aLostHMACKeyIsNotSilentlyReplaced(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	alice := env.addUser("alice")
+	env.createToken("alice", alice, "laptop", nil)
+	require.NoError(t, env.storage.Delete(ctx, saltPath))
+	env.b.invalidate(ctx, saltPath)
+
+	_, err := env.do(logical.UpdateOperation, "users/alice/tokens/ci", alice, nil)
+	require.ErrorIs(t, err, errHMACKeyLost)
+	_, stored := env.storageSnapshot()[saltPath]
+	require.False(t, stored, "no new key may be generated")
+}
+
+func TestBackend_groupBindingsForAdminsAndOrganizations(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	token := env.createToken("alice", alice, "laptop", nil)["token"].(string)
+	env.sys.mu.Lock()
+	env.sys.groups[alice] = []*logical.Group{
+		{ID: "g-rogue", Name: "some-team", Metadata: map[string]string{groupMetadataOrg: adminOrg, groupMetadataRole: "admin"}},
+		{ID: "g-acme", Name: "planqk-acme-owners", Metadata: map[string]string{groupMetadataOrg: "acme", groupMetadataRole: "owner"}},
+		{ID: "g-fake", Name: "whatever", Metadata: map[string]string{groupMetadataOrg: "globex", groupMetadataRole: "owner"}},
+	}
+	env.sys.mu.Unlock()
+	env.b.identities.purge()
+
+	// Unbound, as v0.1.0: any group's metadata counts.
+	require.Equal(t, []map[string]interface{}{
+		{"name": "*", "role": "admin"}, {"name": "acme", "role": "owner"}, {"name": "globex", "role": "owner"},
+	}, env.verify(token)["organizations"])
+
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{
+		"admin_groups": "planqk-admins", "org_group_name_template": "planqk-{{org}}-{{role}}s",
+	})
+	require.Equal(t, []map[string]interface{}{{"name": "acme", "role": "owner"}}, env.verify(token)["organizations"])
+
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"admin_groups": "g-rogue"})
+	require.Equal(t, []map[string]interface{}{{"name": "*", "role": "admin"}, {"name": "acme", "role": "owner"}}, env.verify(token)["organizations"])
+
+	require.Contains(t, env.userError(logical.UpdateOperation, "config", "", map[string]interface{}{"org_group_name_template": "planqk-{{org}}"}), "{{role}}")
+}
+
+// Names that Vault's storage or ACL paths would misread get a 400 naming
+// the rule, on every path family, and change nothing.
+func TestBackend_badNamesAreRefusedEverywhere(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	env.ok(logical.CreateOperation, "roles/runtime", "", nil)
+	before := env.storageSnapshot()
+	for _, c := range []struct {
+		op    logical.Operation
+		path  string
+		data  map[string]interface{}
+		field string
+	}{
+		{logical.UpdateOperation, "users/a..b/tokens/laptop", nil, "user"},
+		{logical.ListOperation, "users/a..b/tokens/", nil, "user"},
+		{logical.UpdateOperation, "users/alice/tokens/a..b", nil, "name"},
+		{logical.UpdateOperation, "users/alice/tokens/lap+top/rotate", nil, "name"},
+		{logical.ReadOperation, "users/alice/creds/a..b", nil, "role"},
+		{logical.UpdateOperation, "users/a..b/provider-tokens/dwave", map[string]interface{}{"token": "t"}, "user"},
+		{logical.UpdateOperation, "orgs/a..b/provider-tokens/dwave", map[string]interface{}{"token": "t"}, "org"},
+		{logical.ListOperation, "orgs/ac*me/provider-tokens/", nil, "org"},
+		{logical.ReadOperation, "resolve/dwave", map[string]interface{}{"org": "a..b"}, "org"},
+		{logical.UpdateOperation, "roles/a..b", nil, "role"},
+		{logical.DeleteOperation, "roles/a..b", nil, "role"},
+	} {
+		msg := env.userError(c.op, c.path, alice, c.data)
+		require.Contains(t, msg, c.field+" is not a valid name", "%s %s", c.op, c.path)
+	}
+	require.Equal(t, before, env.storageSnapshot())
+	require.Equal(t, 404, env.statusOf(logical.ReadOperation, "roles/a..b", "", nil))
+}
+
+// E-mail addresses, the usual entity names of OIDC users, can own tokens.
+func TestBackend_emailAddressesAreUserNames(t *testing.T) {
+	env := newTestEnv(t)
+	mia := env.addEntity("entity-mia", "mia.muster@uni-stuttgart.de")
+	token := env.createToken("mia.muster@uni-stuttgart.de", mia, "laptop", nil)["token"].(string)
+	require.Equal(t, "mia.muster@uni-stuttgart.de", env.verify(token)["user"])
+	env.ok(logical.UpdateOperation, "users/mia.muster@uni-stuttgart.de/provider-tokens/dwave", mia, map[string]interface{}{"token": "t"})
+	require.Equal(t, []string{"laptop"}, env.ok(logical.ListOperation, "users/mia.muster@uni-stuttgart.de/tokens/", "", nil).Data["keys"])
 }

@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"context"
 	"fmt"
 	"strings"
 
@@ -14,20 +13,20 @@ import (
 // repeat the value.
 const conversionFailurePrefix = `Field validation failed: error converting input for field "`
 
-// HandleRequest is framework.Backend's, except that a field whose value has
-// the wrong type is named without repeating the value: for verify's token
-// the framework's message would echo the secret back in an error string.
-func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
-	resp, err := b.Backend.HandleRequest(ctx, req)
-	if err != nil || resp == nil || !resp.IsError() {
-		return resp, err
+// withoutEchoedValues replaces the framework's message for a field whose
+// value has the wrong type with one that names the field without repeating
+// the value: for verify's token the framework's message would echo the
+// secret back in an error string.
+func (b *backend) withoutEchoedValues(req *logical.Request, resp *logical.Response) *logical.Response {
+	if resp == nil || !resp.IsError() {
+		return resp
 	}
 	msg := resp.Error().Error()
 	if !strings.HasPrefix(msg, conversionFailurePrefix) {
-		return resp, err
+		return resp
 	}
 	field, _, _ := strings.Cut(strings.TrimPrefix(msg, conversionFailurePrefix), `"`)
-	return logical.ErrorResponse(fmt.Sprintf("field %q must be %s", field, b.expectedInput(req.Path, field))), nil
+	return logical.ErrorResponse(fmt.Sprintf("field %q must be %s", field, b.expectedInput(req.Path, field)))
 }
 
 // expectedInput describes what the field of the path takes.

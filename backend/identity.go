@@ -94,17 +94,18 @@ func (b *backend) lookupIdentity(ctx context.Context, s logical.Storage, entityI
 		return nil, err
 	}
 	if cfg.IdentityCacheTTL > 0 {
-		if id, ok := b.identities.Get(entityID); ok && time.Since(id.fetchedAt) < cfg.IdentityCacheTTL {
+		if id, ok := b.identities.get(entityID); ok && time.Since(id.fetchedAt) < cfg.IdentityCacheTTL {
 			return id, nil
 		}
 	}
+	generation := b.identities.begin()
 
 	entity, err := b.System().EntityInfo(entityID)
 	if err != nil {
 		return nil, fmt.Errorf("looking up entity: %w", err)
 	}
 	if entity == nil {
-		b.identities.Remove(entityID)
+		b.identities.remove(entityID)
 		return nil, nil
 	}
 	groups, err := b.System().GroupsForEntity(entityID)
@@ -123,16 +124,18 @@ func (b *backend) lookupIdentity(ctx context.Context, s logical.Storage, entityI
 		org, role := group.Metadata[groupMetadataOrg], parseOrgRole(group.Metadata[groupMetadataRole])
 		switch {
 		case role == roleAdmin && org == adminOrg:
-			id.admin = true
+			id.admin = id.admin || cfg.grantsAdmin(group)
 		case role == roleNone || role == roleAdmin || !validOrgName(org):
 			// Not a PlanQK organization role; ignore the group.
+		case !cfg.grantsOrgRole(group, org, role):
+			// A group the configuration does not trust with org roles.
 		case role > id.orgs[org]:
 			id.orgs[org] = role
 		}
 	}
 
 	if cfg.IdentityCacheTTL > 0 {
-		b.identities.Add(entityID, id)
+		b.identities.fill(entityID, id, generation)
 	}
 	return id, nil
 }
@@ -154,10 +157,10 @@ func (b *backend) callerIdentity(ctx context.Context, req *logical.Request) (*id
 	return id, nil, nil
 }
 
-// requireTokenOwner admits only the entity named user: personal access
-// tokens belong to user accounts, never to organizations or to tokens
-// without an entity (root, service tokens). Otherwise it returns a response
-// naming the reason.
+// requireTokenOwner admits only the entity whose live name is user:
+// personal access tokens belong to user accounts, never to organizations
+// or to tokens without an entity (root, service tokens), and are issued to
+// their owner only. Otherwise it returns a response naming the reason.
 func (b *backend) requireTokenOwner(ctx context.Context, req *logical.Request, user string) (*identity, *logical.Response, error) {
 	if req.EntityID == "" {
 		return nil, logical.ErrorResponse("personal access tokens can only be created for user accounts: the request's token has no identity entity"), nil
@@ -172,19 +175,47 @@ func (b *backend) requireTokenOwner(ctx context.Context, req *logical.Request, u
 	return id, nil, nil
 }
 
+// userTarget is the user a users/<user>/ request addresses.
+type userTarget struct {
+	name string
+	// owner is the entity whose live name is name; nil when no entity of
+	// that name owns anything in the engine.
+	owner *identity
+	// self is set when the caller is that entity.
+	self bool
+}
+
+func (t *userTarget) entityID() string {
+	if t.owner == nil {
+		return ""
+	}
+	return t.owner.entityID
+}
+
 // authorizeUser is the engine's own check under the ACL policies for a
-// user's paths: a request carrying an entity must come from that user or a
-// platform admin, else it gets a 403 response. Requests without an entity
-// are governed by ACL alone.
-func (b *backend) authorizeUser(ctx context.Context, req *logical.Request, user string) (*logical.Response, error) {
-	id, denied, err := b.callerIdentity(ctx, req)
-	if id == nil {
-		return denied, err
+// user's paths, and finds the entity they address. A request carrying an
+// entity must come from that user (its live name is user) or a platform
+// admin, else it gets a 403 response. Requests without an entity are
+// governed by ACL alone.
+func (b *backend) authorizeUser(ctx context.Context, req *logical.Request, user string) (*userTarget, *logical.Response, error) {
+	if msg := checkNames(userName(user)); msg != "" {
+		return nil, logical.ErrorResponse(msg), nil
 	}
-	if id.name != user && !id.admin {
-		return forbidden(fmt.Sprintf("entity %q may not access the paths of user %q", id.name, user)), nil
+	caller, denied, err := b.callerIdentity(ctx, req)
+	if denied != nil || err != nil {
+		return nil, denied, err
 	}
-	return nil, nil
+	if caller != nil && caller.name == user {
+		return &userTarget{name: user, owner: caller, self: true}, nil, nil
+	}
+	if caller != nil && !caller.admin {
+		return nil, forbidden(fmt.Sprintf("entity %q may not access the paths of user %q", caller.name, user)), nil
+	}
+	owner, err := b.entityOfUser(ctx, req.Storage, user)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &userTarget{name: user, owner: owner}, nil, nil
 }
 
 // authorizeOrg is the engine's own check under the ACL policies for an
@@ -192,6 +223,9 @@ func (b *backend) authorizeUser(ctx context.Context, req *logical.Request, user 
 // need in org, else it gets a 403 response. Requests without an entity are
 // governed by ACL alone.
 func (b *backend) authorizeOrg(ctx context.Context, req *logical.Request, org string, need orgRole) (*logical.Response, error) {
+	if msg := checkNames(orgName(org)); msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
 	id, denied, err := b.callerIdentity(ctx, req)
 	if id == nil {
 		return denied, err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -20,7 +22,15 @@ const (
 	defaultTidyInterval     = time.Hour
 
 	maxIdentityCacheTTL = 5 * time.Minute
+	maxScopes           = 32
 )
+
+// defaultScopes are the scopes PlanQK gives its personal access tokens.
+var defaultScopes = []string{"api", "quantum_tokens"}
+
+// scopeRegex keeps scopes to what RFC 6749 allows in a space-separated
+// scope string, narrowed to names a policy author can read.
+var scopeRegex = regexp.MustCompile(`^[a-z][a-z0-9_:.-]{0,63}$`)
 
 // tokenPrefixRegex keeps prefixes short, lower-case and ending in an
 // underscore, so that a prefix never looks like part of the random body.
@@ -34,6 +44,18 @@ type configEntry struct {
 	MaxTTL           time.Duration `json:"max_ttl"`
 	IdentityCacheTTL time.Duration `json:"identity_cache_ttl"`
 	TidyInterval     time.Duration `json:"tidy_interval"`
+
+	// Scopes are the scopes a PAT may carry; DefaultScopes those of a PAT
+	// created without scopes, and of every PAT issued before scopes existed.
+	Scopes        []string `json:"scopes,omitempty"`
+	DefaultScopes []string `json:"default_scopes,omitempty"`
+
+	// AdminGroups, when set, are the only identity groups (by name or id)
+	// whose planqk_org=* planqk_role=admin metadata makes a platform admin.
+	AdminGroups []string `json:"admin_groups,omitempty"`
+	// OrgGroupNameTemplate, when set, is the only group name that may give
+	// a role in an organization, e.g. "planqk-{{org}}-{{role}}s".
+	OrgGroupNameTemplate string `json:"org_group_name_template,omitempty"`
 }
 
 func defaultConfig() *configEntry {
@@ -43,17 +65,85 @@ func defaultConfig() *configEntry {
 		MaxTTL:           defaultTokenMaxTTL,
 		IdentityCacheTTL: defaultIdentityCacheTTL,
 		TidyInterval:     defaultTidyInterval,
+		Scopes:           defaultScopes,
+		DefaultScopes:    defaultScopes,
 	}
+}
+
+// grantsAdmin reports whether group, which carries the admin metadata, may
+// make its members platform admins.
+func (c *configEntry) grantsAdmin(group *logical.Group) bool {
+	return len(c.AdminGroups) == 0 || slices.Contains(c.AdminGroups, group.ID) || slices.Contains(c.AdminGroups, group.Name)
+}
+
+// grantsOrgRole reports whether group may give its members role in org.
+func (c *configEntry) grantsOrgRole(group *logical.Group, org string, role orgRole) bool {
+	if c.OrgGroupNameTemplate == "" {
+		return true
+	}
+	return group.Name == orgGroupName(c.OrgGroupNameTemplate, org, role)
+}
+
+// orgGroupName renders the organization group name template.
+func orgGroupName(template, org string, role orgRole) string {
+	return strings.NewReplacer("{{org}}", org, "{{role}}", role.String()).Replace(template)
+}
+
+// effectiveScopes returns the scopes a token holds now: its own, or the
+// default scopes for a token issued before scopes existed, less any scope
+// the operator has since withdrawn from the allowed list.
+func (c *configEntry) effectiveScopes(scopes []string) []string {
+	if scopes == nil {
+		scopes = c.DefaultScopes
+	}
+	held := make([]string, 0, len(scopes))
+	for _, scope := range scopes {
+		if slices.Contains(c.Scopes, scope) {
+			held = append(held, scope)
+		}
+	}
+	return held
+}
+
+// requestedScopes validates the scopes asked for at issue time; none asked
+// for means the default scopes. The message names what is wrong.
+func (c *configEntry) requestedScopes(requested []string) ([]string, string) {
+	if len(requested) == 0 {
+		return slices.Clone(c.DefaultScopes), ""
+	}
+	var scopes []string
+	for _, scope := range requested {
+		scope = strings.TrimSpace(scope)
+		if !slices.Contains(c.Scopes, scope) {
+			return nil, fmt.Sprintf("scope %q is not one of the allowed scopes (%s)", scope, strings.Join(c.Scopes, ", "))
+		}
+		if !slices.Contains(scopes, scope) {
+			scopes = append(scopes, scope)
+		}
+	}
+	slices.Sort(scopes)
+	return scopes, ""
 }
 
 func (c *configEntry) toResponseData() map[string]interface{} {
 	return map[string]interface{}{
-		"token_prefix":       c.TokenPrefix,
-		"default_ttl":        int64(c.DefaultTTL.Seconds()),
-		"max_ttl":            int64(c.MaxTTL.Seconds()),
-		"identity_cache_ttl": int64(c.IdentityCacheTTL.Seconds()),
-		"tidy_interval":      int64(c.TidyInterval.Seconds()),
+		"token_prefix":            c.TokenPrefix,
+		"default_ttl":             int64(c.DefaultTTL.Seconds()),
+		"max_ttl":                 int64(c.MaxTTL.Seconds()),
+		"identity_cache_ttl":      int64(c.IdentityCacheTTL.Seconds()),
+		"tidy_interval":           int64(c.TidyInterval.Seconds()),
+		"scopes":                  c.Scopes,
+		"default_scopes":          c.DefaultScopes,
+		"admin_groups":            nonNil(c.AdminGroups),
+		"org_group_name_template": c.OrgGroupNameTemplate,
 	}
+}
+
+func nonNil(list []string) []string {
+	if list == nil {
+		return []string{}
+	}
+	return list
 }
 
 // tokenTTL returns the lifetime of a new PAT: the requested one, or the
@@ -108,6 +198,24 @@ func pathConfig(b *backend) []*framework.Path {
 					Description: "How often the periodic sweep removes expired tokens; 0 disables the periodic sweep (tidy still works on request).",
 					Default:     int(defaultTidyInterval.Seconds()),
 				},
+				"scopes": {
+					Type:        framework.TypeCommaStringSlice,
+					Description: "The scopes a personal access token may carry.",
+					Default:     strings.Join(defaultScopes, ","),
+				},
+				"default_scopes": {
+					Type:        framework.TypeCommaStringSlice,
+					Description: "The scopes of a personal access token created without scopes, and of tokens issued before scopes existed; each must be one of scopes.",
+					Default:     strings.Join(defaultScopes, ","),
+				},
+				"admin_groups": {
+					Type:        framework.TypeCommaStringSlice,
+					Description: "Names or ids of the only identity groups whose metadata planqk_org=* planqk_role=admin makes platform admins; empty trusts any group with that metadata.",
+				},
+				"org_group_name_template": {
+					Type:        framework.TypeString,
+					Description: "When set, only a group with this name gives a role in an organization, {{org}} and {{role}} replaced (e.g. planqk-{{org}}-{{role}}s); empty trusts any group with planqk_org and planqk_role metadata.",
+				},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
@@ -115,9 +223,10 @@ func pathConfig(b *backend) []*framework.Path {
 					DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: "configuration"},
 				},
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                  b.pathConfigWrite,
-					ForwardPerformanceStandby: true,
-					DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "configure"},
+					Callback:                    b.pathConfigWrite,
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
 				},
 			},
 			HelpSynopsis:    pathConfigHelpSynopsis,
@@ -160,6 +269,18 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if v, ok := d.GetOk("tidy_interval"); ok {
 		cfg.TidyInterval = time.Duration(v.(int)) * time.Second
 	}
+	if v, ok := d.GetOk("scopes"); ok {
+		cfg.Scopes = normalizedList(v.([]string))
+	}
+	if v, ok := d.GetOk("default_scopes"); ok {
+		cfg.DefaultScopes = normalizedList(v.([]string))
+	}
+	if v, ok := d.GetOk("admin_groups"); ok {
+		cfg.AdminGroups = normalizedList(v.([]string))
+	}
+	if v, ok := d.GetOk("org_group_name_template"); ok {
+		cfg.OrgGroupNameTemplate = strings.TrimSpace(v.(string))
+	}
 
 	if msg := cfg.validate(); msg != "" {
 		return logical.ErrorResponse(msg), nil
@@ -173,9 +294,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		return nil, fmt.Errorf("storing configuration: %w", err)
 	}
 
-	b.cacheLock.Lock()
-	b.config = &cfg
-	b.cacheLock.Unlock()
+	b.configCache.set(configPath, &cfg)
+	// Identities were judged under the old group bindings.
+	b.identities.purge()
 
 	resp := &logical.Response{Data: cfg.toResponseData()}
 	if cfg.TokenPrefix != current.TokenPrefix {
@@ -199,35 +320,64 @@ func (c *configEntry) validate() string {
 		return fmt.Sprintf("identity_cache_ttl must be between 0 and %s", maxIdentityCacheTTL)
 	case c.TidyInterval < 0:
 		return "tidy_interval must not be negative"
+	case len(c.Scopes) == 0:
+		return "scopes must name at least one scope"
+	case len(c.Scopes) > maxScopes:
+		return fmt.Sprintf("scopes may name at most %d scopes", maxScopes)
+	}
+	for _, scope := range c.Scopes {
+		if !scopeRegex.MatchString(scope) {
+			return fmt.Sprintf("scope %q is invalid: use 1-64 lower-case letters, digits, '_', ':', '.' or '-', starting with a letter", scope)
+		}
+	}
+	for _, scope := range c.DefaultScopes {
+		if !slices.Contains(c.Scopes, scope) {
+			return fmt.Sprintf("default_scopes: %q is not one of scopes", scope)
+		}
+	}
+	for _, group := range c.AdminGroups {
+		if group == "" || len(group) > MaxNameLength {
+			return "admin_groups: each entry must be a group name or id of 1-128 characters"
+		}
+	}
+	if t := c.OrgGroupNameTemplate; t != "" && (!strings.Contains(t, "{{org}}") || !strings.Contains(t, "{{role}}")) {
+		return "org_group_name_template must contain {{org}} and {{role}}"
 	}
 	return ""
+}
+
+// normalizedList trims the entries of a list field and drops empty ones
+// and repeats, keeping the first occurrence's order.
+func normalizedList(values []string) []string {
+	out := make([]string, 0, len(values))
+	for _, v := range values {
+		if v = strings.TrimSpace(v); v != "" && !slices.Contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // getConfig returns the stored configuration, or the defaults when none is
 // stored. It is on every hot path, so it is served from memory after the
 // first read and dropped by invalidate when another node changes it.
 func (b *backend) getConfig(ctx context.Context, s logical.Storage) (*configEntry, error) {
-	b.cacheLock.RLock()
-	cfg := b.config
-	b.cacheLock.RUnlock()
-	if cfg != nil {
+	if cfg, ok := b.configCache.get(configPath); ok {
 		return cfg, nil
 	}
+	generation := b.configCache.begin()
 
 	entry, err := s.Get(ctx, configPath)
 	if err != nil {
 		return nil, fmt.Errorf("reading configuration: %w", err)
 	}
-	cfg = defaultConfig()
+	cfg := defaultConfig()
 	if entry != nil {
 		if err := entry.DecodeJSON(cfg); err != nil {
 			return nil, fmt.Errorf("decoding configuration: %w", err)
 		}
 	}
-
-	b.cacheLock.Lock()
-	b.config = cfg
-	b.cacheLock.Unlock()
+	b.configCache.fill(configPath, cfg, generation)
 	return cfg, nil
 }
 
@@ -246,4 +396,12 @@ HMAC key that protects stored tokens lives in a separate seal-wrapped entry).
                       (default 5s; 0 = ask on every request)
   tidy_interval       how often the periodic sweep removes expired tokens
                       (default 1h; 0 = only on request at tidy)
+  scopes              the scopes a PAT may carry (default api,quantum_tokens)
+  default_scopes      scopes of a PAT created without scopes, and of PATs
+                      issued before scopes existed (default api,quantum_tokens)
+  admin_groups        identity groups (names or ids) trusted to make platform
+                      admins; empty trusts any group with the admin metadata
+  org_group_name_template
+                      only a group of this name gives an organization role,
+                      e.g. planqk-{{org}}-{{role}}s; empty trusts any group
 `

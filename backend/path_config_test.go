@@ -11,11 +11,15 @@ import (
 func TestConfig_defaults(t *testing.T) {
 	env := newTestEnv(t)
 	require.Equal(t, map[string]interface{}{
-		"token_prefix":       "plqk_",
-		"default_ttl":        int64(720 * 3600),
-		"max_ttl":            int64(8760 * 3600),
-		"identity_cache_ttl": int64(5),
-		"tidy_interval":      int64(3600),
+		"token_prefix":            "plqk_",
+		"default_ttl":             int64(720 * 3600),
+		"max_ttl":                 int64(8760 * 3600),
+		"identity_cache_ttl":      int64(5),
+		"tidy_interval":           int64(3600),
+		"scopes":                  []string{"api", "quantum_tokens"},
+		"default_scopes":          []string{"api", "quantum_tokens"},
+		"admin_groups":            []string{},
+		"org_group_name_template": "",
 	}, env.ok(logical.ReadOperation, "config", "", nil).Data)
 }
 

@@ -12,7 +12,7 @@ import (
 func pathCreds(b *backend) []*framework.Path {
 	return []*framework.Path{
 		{
-			Pattern: "users/" + framework.GenericNameRegex("user") + "/creds/" + framework.GenericNameRegex("role") + "$",
+			Pattern: "users/" + pathSegment("user") + "/creds/" + pathSegment("role") + "$",
 			DisplayAttrs: &framework.DisplayAttributes{
 				OperationPrefix: operationPrefixPlanqk,
 				OperationVerb:   "generate",
@@ -32,8 +32,11 @@ func pathCreds(b *backend) []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
-					Callback:                  b.pathCredsRead,
-					ForwardPerformanceStandby: true,
+					Callback: b.pathCredsRead,
+					// Leased PATs verify everywhere, so their records live in
+					// replicated storage, written by the primary's active node.
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
 				},
 			},
 			HelpSynopsis:    pathCredsHelpSynopsis,
@@ -44,6 +47,9 @@ func pathCreds(b *backend) []*framework.Path {
 
 func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	user, roleName := d.Get("user").(string), d.Get("role").(string)
+	if msg := checkNames(userName(user), resourceName("role", roleName)); msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
 	owner, errResp, err := b.requireTokenOwner(ctx, req, user)
 	if errResp != nil || err != nil {
 		return errResp, err
@@ -59,48 +65,104 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return nil, err
 	}
-	ttl, maxTTL := role.leaseTTLs(cfg)
+	ttl, maxTTL, warnings, err := b.leaseTTLs(role, cfg)
+	if err != nil {
+		return nil, err
+	}
+	scopes := role.Scopes
+	if scopes == nil {
+		scopes = cfg.DefaultScopes
+	}
+	scopes = cfg.effectiveScopes(scopes)
+
+	lock := b.lockFor(entityLockKey(owner.entityID))
+	lock.Lock()
+	defer lock.Unlock()
+
+	leases, err := b.leaseCount(ctx, req.Storage, owner.entityID)
+	if err != nil {
+		return nil, err
+	}
+	if leases >= maxLeasesPerUser {
+		return logical.ErrorResponse(fmt.Sprintf("user %q already holds %d leased tokens, the most a user may hold at once: revoke unused leases (vault lease revoke -prefix) or let them expire", user, maxLeasesPerUser)), nil
+	}
+	if err := b.registerOwner(ctx, req.Storage, owner); err != nil {
+		return nil, err
+	}
 
 	token, err := b.newToken(ctx, req.Storage, cfg)
 	if err != nil {
 		return nil, err
 	}
-	// The record's expiry is the lease's: Vault revokes the lease, and with
-	// it the record, at that instant, and verify refuses the token from then
-	// on even before the revocation runs.
-	record := token.record(user, roleName, owner.entityID, roleName, ttl)
+	// The record's expiry is the lease's, as Vault will cap it: Vault
+	// revokes the lease, and with it the record, at that instant, and verify
+	// refuses the token from then on even if the revocation runs late.
+	record := token.record(owner.entityID, roleName, roleName, scopes, ttl)
 	if err := putTokenRecord(ctx, req.Storage, record); err != nil {
 		return nil, err
 	}
+	if err := putLeaseMarker(ctx, req.Storage, record); err != nil {
+		if cleanupErr := deleteTokenRecord(ctx, req.Storage, record.Hash); cleanupErr != nil {
+			b.Logger().Error("could not remove the record of a leased token whose marker write failed", "entity_id", owner.entityID, "error", cleanupErr)
+		}
+		return nil, err
+	}
+	b.leaseCounts.set(owner.entityID, leases+1)
 
 	resp := b.Secret(secretPATType).Response(
 		map[string]interface{}{
 			"token":      token.secret,
 			"token_id":   record.TokenID,
 			"name":       record.Name,
-			"user":       user,
+			"user":       owner.name,
+			"entity_id":  owner.entityID,
 			"role":       roleName,
+			"scopes":     scopes,
 			"created_at": formatTime(record.CreatedAt),
 			"expires_at": formatTime(record.ExpiresAt),
 		},
-		leaseInternalData{Hash: record.Hash, User: user, Role: roleName, TokenID: record.TokenID}.toMap(),
+		leaseInternalData{Hash: record.Hash, EntityID: owner.entityID, Role: roleName, TokenID: record.TokenID}.toMap(),
 	)
 	resp.Secret.TTL = ttl
 	resp.Secret.MaxTTL = maxTTL
+	for _, warning := range warnings {
+		resp.AddWarning(warning)
+	}
 	return resp, nil
 }
 
-// leaseTTLs returns the TTL and max TTL of a lease issued for the role,
-// capped by the engine's max_ttl.
-func (r *roleEntry) leaseTTLs(cfg *configEntry) (ttl, maxTTL time.Duration) {
-	ttl, maxTTL = r.TTL, r.MaxTTL
+// leaseTTLs returns the TTL and max TTL of a lease issued now for the role,
+// as Vault will grant them: capped by the role's max_ttl, the engine's
+// max_ttl and the mount's max_lease_ttl, so that the token's own expiry
+// never outlives its lease.
+func (b *backend) leaseTTLs(role *roleEntry, cfg *configEntry) (ttl, maxTTL time.Duration, warnings []string, err error) {
+	maxTTL = role.MaxTTL
 	if cfg.MaxTTL > 0 && maxTTL > cfg.MaxTTL {
 		maxTTL = cfg.MaxTTL
 	}
-	if ttl > maxTTL {
-		ttl = maxTTL
+	if mountMax := b.System().MaxLeaseTTL(); mountMax > 0 && maxTTL > mountMax {
+		maxTTL = mountMax
 	}
-	return ttl, maxTTL
+	ttl, warnings, err = framework.CalculateTTL(b.System(), 0, role.TTL, 0, maxTTL, 0, time.Time{})
+	if err != nil {
+		return 0, 0, nil, fmt.Errorf("calculating the lease TTL: %w", err)
+	}
+	return ttl, maxTTL, warnings, nil
+}
+
+// leaseCount returns how many leased PATs the entity holds; the caller
+// holds the entity's lock.
+func (b *backend) leaseCount(ctx context.Context, s logical.Storage, entityID string) (int, error) {
+	if count, ok := b.leaseCounts.get(entityID); ok {
+		return count, nil
+	}
+	generation := b.leaseCounts.begin()
+	hashes, err := listLeaseHashes(ctx, s, entityID)
+	if err != nil {
+		return 0, err
+	}
+	b.leaseCounts.fill(entityID, len(hashes), generation)
+	return len(hashes), nil
 }
 
 const pathCredsHelpSynopsis = `Issue a short-lived personal access token as a Vault lease.`
@@ -109,7 +171,9 @@ const pathCredsHelpDescription = `
 Reading issues a PAT for the caller, shaped by the role, as a Vault lease:
 Vault Agent and runtimes renew it like any other lease, and when the lease
 expires or is revoked (vault lease revoke) the token stops verifying. Only
-the user's own identity entity may read it.
+the user's own identity entity may read it. The lease is capped by the
+role's max_ttl, the engine's max_ttl and the mount's max_lease_ttl, and so
+is the token's own expiry. A user holds at most 1000 leased tokens at once.
 
   vault read planqk/users/alice/creds/runtime
 `

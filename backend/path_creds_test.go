@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -128,8 +129,10 @@ func TestCreds_ttlIsCappedByMaxTTL(t *testing.T) {
 	require.Equal(t, 30*time.Minute, resp.Secret.MaxTTL)
 }
 
-// Issuing a lease costs one storage write once the role, the configuration
-// and the HMAC key are cached.
+// Issuing a lease costs two storage writes - the record verify reads and
+// the marker that lists the lease under its owner for revoke-all and the
+// inventory - once the role, the configuration, the HMAC key and the
+// owner's lease count are cached.
 func TestCreds_storageRoundTrips(t *testing.T) {
 	env := newTestEnv(t)
 	alice := env.addUser("alice")
@@ -138,5 +141,72 @@ func TestCreds_storageRoundTrips(t *testing.T) {
 
 	env.storage.reset()
 	env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil)
-	require.Equal(t, roundTrips{Puts: 1}, env.storage.counted())
+	require.Equal(t, roundTrips{Puts: 2}, env.storage.counted())
+}
+
+// Vault caps a lease at the mount's max_lease_ttl; the token's own expiry
+// is the fail-safe when revocation runs late, so it must be capped the
+// same way, at issue and at renewal.
+func TestCreds_tokenExpiryIsCappedByTheMountsMaxLeaseTTL(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	env.sys.MaxLeaseTTLVal = 20 * time.Minute
+	env.ok(logical.CreateOperation, "roles/runtime", "", map[string]interface{}{"ttl": "1h", "max_ttl": "2h"})
+
+	resp := env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil)
+	require.Equal(t, 20*time.Minute, resp.Secret.TTL)
+	require.Equal(t, 20*time.Minute, resp.Secret.MaxTTL)
+	require.Equal(t, 20*time.Minute, lifetime(t, resp.Data))
+
+	token := resp.Data["token"].(string)
+	ctx := context.Background()
+	hmacKey, err := env.b.getSalt(ctx, env.storage, false)
+	require.NoError(t, err)
+	record, err := getTokenRecord(ctx, env.storage, hmacKey.GetHMAC(token))
+	require.NoError(t, err)
+	require.WithinDuration(t, time.Now().Add(20*time.Minute), record.ExpiresAt, 2*time.Second)
+
+	secret := resp.Secret
+	secret.IssueTime = time.Now()
+	secret.Increment = time.Hour
+	renewed, err := env.b.HandleRequest(ctx, &logical.Request{Operation: logical.RenewOperation, Storage: env.storage, Secret: secret})
+	require.NoError(t, err)
+	require.LessOrEqual(t, renewed.Secret.TTL, 20*time.Minute)
+	record, err = getTokenRecord(ctx, env.storage, hmacKey.GetHMAC(token))
+	require.NoError(t, err)
+	require.WithinDuration(t, time.Now().Add(20*time.Minute), record.ExpiresAt, 2*time.Second)
+}
+
+func TestCreds_perUserLeaseLimit(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	bob := env.addUser("bob")
+	ctx := context.Background()
+	env.ok(logical.CreateOperation, "roles/runtime", "", nil)
+	env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil)
+
+	// Markers as if alice held the most leases a user may hold.
+	for i := 0; i < maxLeasesPerUser; i++ {
+		record := &tokenRecord{Hash: fmt.Sprintf("%064x", i), TokenID: fmt.Sprint(i), EntityID: alice, Role: "runtime"}
+		require.NoError(t, putLeaseMarker(ctx, env.storage, record))
+	}
+	env.b.leaseCounts.purge()
+	before := env.storageSnapshot()
+	msg := env.userError(logical.ReadOperation, "users/alice/creds/runtime", alice, nil)
+	require.Contains(t, msg, fmt.Sprint(maxLeasesPerUser))
+	require.Equal(t, before, env.storageSnapshot())
+	env.ok(logical.ReadOperation, "users/bob/creds/runtime", bob, nil)
+}
+
+func TestCreds_scopesComeFromTheRole(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	env.ok(logical.CreateOperation, "roles/runtime", "", nil)
+	env.ok(logical.CreateOperation, "roles/jobs", "", map[string]interface{}{"scopes": "quantum_tokens"})
+
+	require.Equal(t, []string{"api", "quantum_tokens"}, env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil).Data["scopes"])
+	lease := env.ok(logical.ReadOperation, "users/alice/creds/jobs", alice, nil).Data
+	require.Equal(t, []string{"quantum_tokens"}, lease["scopes"])
+	require.Equal(t, []string{"quantum_tokens"}, env.verify(lease["token"].(string))["scopes"])
+	require.Contains(t, env.userError(logical.UpdateOperation, "roles/jobs", "", map[string]interface{}{"scopes": "admin"}), `scope "admin"`)
 }

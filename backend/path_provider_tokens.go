@@ -24,47 +24,71 @@ const (
 	secretHintLength    = 4
 )
 
-// providerTokenOwner is whose provider tokens a request addresses: a user's
-// or an organization's.
+// providerTokenOwner is whose provider tokens a request addresses: a
+// user's, found through the user's entity, or an organization's.
 type providerTokenOwner struct {
-	user string
 	org  string
+	user *userTarget
 }
 
 // providerTokenOwnerOf tells the two path families apart by their schema,
 // never by request data, which a caller controls.
-func providerTokenOwnerOf(d *framework.FieldData) providerTokenOwner {
+func providerTokenOwnerOf(d *framework.FieldData) (org, user string) {
 	if _, ok := d.Schema["org"]; ok {
-		return providerTokenOwner{org: d.Get("org").(string)}
+		return d.Get("org").(string), ""
 	}
-	return providerTokenOwner{user: d.Get("user").(string)}
+	return "", d.Get("user").(string)
 }
 
-func (o providerTokenOwner) checkName() string {
-	if o.org != "" {
-		return checkNames(orgName(o.org))
-	}
-	return checkNames(userName(o.user))
-}
-
-func (o providerTokenOwner) storagePrefix() string {
-	if o.org != "" {
-		return providerTokenPrefix + "orgs/" + o.org + "/"
-	}
-	return providerTokenPrefix + "users/" + o.user + "/"
-}
-
-// authorize applies the engine's own check: organizations need a member to
-// read and an owner or maintainer to write; users' tokens need the user.
-func (b *backend) authorizeProviderTokens(ctx context.Context, req *logical.Request, o providerTokenOwner, write bool) (*logical.Response, error) {
-	if o.org == "" {
-		return b.authorizeUser(ctx, req, o.user)
+// authorizeProviderTokens applies the engine's own check and finds the
+// owner: organizations need a member to read and an owner or maintainer to
+// write; users' tokens need the user (or a platform admin).
+func (b *backend) authorizeProviderTokens(ctx context.Context, req *logical.Request, d *framework.FieldData, write bool) (*providerTokenOwner, *logical.Response, error) {
+	org, user := providerTokenOwnerOf(d)
+	if org == "" {
+		target, denied, err := b.authorizeUser(ctx, req, user)
+		if denied != nil || err != nil {
+			return nil, denied, err
+		}
+		return &providerTokenOwner{user: target}, nil, nil
 	}
 	need := roleMember
 	if write {
 		need = roleMaintainer
 	}
-	return b.authorizeOrg(ctx, req, o.org, need)
+	if denied, err := b.authorizeOrg(ctx, req, org, need); denied != nil || err != nil {
+		return nil, denied, err
+	}
+	return &providerTokenOwner{org: org}, nil, nil
+}
+
+// stored reports whether the owner can have stored tokens: a user name no
+// entity in the engine holds has none.
+func (o *providerTokenOwner) stored() bool {
+	return o.org != "" || o.user.owner != nil
+}
+
+func (o *providerTokenOwner) storagePrefix() string {
+	if o.org != "" {
+		return orgProviderTokenPrefix(o.org)
+	}
+	return userProviderTokenPrefix(o.user.entityID())
+}
+
+// lockKey names the lock that serialises writes of the owner's tokens.
+func (o *providerTokenOwner) lockKey() string {
+	if o.org != "" {
+		return "org/" + o.org
+	}
+	return entityLockKey(o.user.entityID())
+}
+
+func userProviderTokenPrefix(entityID string) string {
+	return providerTokenPrefix + "entities/" + entityID + "/"
+}
+
+func orgProviderTokenPrefix(org string) string {
+	return providerTokenPrefix + "orgs/" + org + "/"
 }
 
 // providerTokenEntry is a stored provider access token.
@@ -78,10 +102,13 @@ type providerTokenEntry struct {
 	CreatedAt    time.Time `json:"created_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
 	UpdatedBy    string    `json:"updated_by"`
+	// ExpiresAt is when the provider says the credential expires, if the
+	// writer said so.
+	ExpiresAt time.Time `json:"expires_at,omitempty"`
 }
 
 // toResponseData returns the entry's metadata: never a secret value.
-func (e *providerTokenEntry) toResponseData(o providerTokenOwner) map[string]interface{} {
+func (e *providerTokenEntry) toResponseData(o *providerTokenOwner) map[string]interface{} {
 	secret := make(map[string]bool, len(e.SecretFields))
 	for _, name := range e.SecretFields {
 		secret[name] = true
@@ -106,10 +133,14 @@ func (e *providerTokenEntry) toResponseData(o providerTokenOwner) map[string]int
 	data["created_at"] = formatTime(e.CreatedAt)
 	data["updated_at"] = formatTime(e.UpdatedAt)
 	data["updated_by"] = e.UpdatedBy
+	data["expires_at"] = ""
+	if !e.ExpiresAt.IsZero() {
+		data["expires_at"] = formatTime(e.ExpiresAt)
+	}
 	return data
 }
 
-func (e *providerTokenEntry) commonResponseData(o providerTokenOwner) map[string]interface{} {
+func (e *providerTokenEntry) commonResponseData(o *providerTokenOwner) map[string]interface{} {
 	data := map[string]interface{}{
 		"provider": e.Provider,
 		"version":  e.Version,
@@ -117,7 +148,8 @@ func (e *providerTokenEntry) commonResponseData(o providerTokenOwner) map[string
 	if o.org != "" {
 		data["org"] = o.org
 	} else {
-		data["user"] = o.user
+		data["user"] = o.user.name
+		data["entity_id"] = o.user.entityID()
 	}
 	return data
 }
@@ -153,14 +185,16 @@ func pathProviderTokens(b *backend) []*framework.Path {
 				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: suffix},
 			},
 			logical.UpdateOperation: &framework.PathOperation{
-				Callback:                  b.pathProviderTokenWrite,
-				ForwardPerformanceStandby: true,
-				DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "write", OperationSuffix: suffix},
+				Callback:                    b.pathProviderTokenWrite,
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "write", OperationSuffix: suffix},
 			},
 			logical.DeleteOperation: &framework.PathOperation{
-				Callback:                  b.pathProviderTokenDelete,
-				ForwardPerformanceStandby: true,
-				DisplayAttrs:              &framework.DisplayAttributes{OperationSuffix: suffix},
+				Callback:                    b.pathProviderTokenDelete,
+				ForwardPerformanceStandby:   true,
+				ForwardPerformanceSecondary: true,
+				DisplayAttrs:                &framework.DisplayAttributes{OperationSuffix: suffix},
 			},
 		}
 	}
@@ -175,7 +209,7 @@ func pathProviderTokens(b *backend) []*framework.Path {
 
 	return []*framework.Path{
 		{
-			Pattern:         "users/" + framework.GenericNameRegex("user") + "/provider-tokens/?$",
+			Pattern:         "users/" + pathSegment("user") + "/provider-tokens/?$",
 			DisplayAttrs:    &framework.DisplayAttributes{OperationPrefix: operationPrefixPlanqk},
 			Fields:          map[string]*framework.FieldSchema{"user": userField},
 			Operations:      listOperations("user-provider-tokens"),
@@ -183,7 +217,7 @@ func pathProviderTokens(b *backend) []*framework.Path {
 			HelpDescription: pathProviderTokensListHelpDescription,
 		},
 		{
-			Pattern:      "users/" + framework.GenericNameRegex("user") + "/provider-tokens/" + providerNameRegex + "$",
+			Pattern:      "users/" + pathSegment("user") + "/provider-tokens/" + providerNameRegex + "$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefixPlanqk},
 			Fields: map[string]*framework.FieldSchema{
 				"user":     userField,
@@ -209,7 +243,7 @@ func pathProviderTokens(b *backend) []*framework.Path {
 			HelpDescription: pathOrgsListHelpDescription,
 		},
 		{
-			Pattern:         "orgs/" + framework.GenericNameRegex("org") + "/provider-tokens/?$",
+			Pattern:         "orgs/" + pathSegment("org") + "/provider-tokens/?$",
 			DisplayAttrs:    &framework.DisplayAttributes{OperationPrefix: operationPrefixPlanqk},
 			Fields:          map[string]*framework.FieldSchema{"org": orgField},
 			Operations:      listOperations("organization-provider-tokens"),
@@ -217,7 +251,7 @@ func pathProviderTokens(b *backend) []*framework.Path {
 			HelpDescription: pathProviderTokensListHelpDescription,
 		},
 		{
-			Pattern:      "orgs/" + framework.GenericNameRegex("org") + "/provider-tokens/" + providerNameRegex + "$",
+			Pattern:      "orgs/" + pathSegment("org") + "/provider-tokens/" + providerNameRegex + "$",
 			DisplayAttrs: &framework.DisplayAttributes{OperationPrefix: operationPrefixPlanqk},
 			Fields: map[string]*framework.FieldSchema{
 				"org":      orgField,
@@ -232,9 +266,12 @@ func pathProviderTokens(b *backend) []*framework.Path {
 }
 
 func (b *backend) pathProviderTokensList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	owner := providerTokenOwnerOf(d)
-	if denied, err := b.authorizeProviderTokens(ctx, req, owner, false); denied != nil || err != nil {
+	owner, denied, err := b.authorizeProviderTokens(ctx, req, d, false)
+	if denied != nil || err != nil {
 		return denied, err
+	}
+	if !owner.stored() {
+		return logical.ListResponse(nil), nil
 	}
 	providers, err := req.Storage.List(ctx, owner.storagePrefix())
 	if err != nil {
@@ -244,11 +281,11 @@ func (b *backend) pathProviderTokensList(ctx context.Context, req *logical.Reque
 }
 
 func (b *backend) pathProviderTokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	owner := providerTokenOwnerOf(d)
-	if denied, err := b.authorizeProviderTokens(ctx, req, owner, false); denied != nil || err != nil {
+	owner, denied, err := b.authorizeProviderTokens(ctx, req, d, false)
+	if denied != nil || err != nil || !owner.stored() {
 		return denied, err
 	}
-	entry, err := getProviderToken(ctx, req.Storage, owner, d.Get("provider").(string))
+	entry, err := getProviderToken(ctx, req.Storage, owner.storagePrefix(), d.Get("provider").(string))
 	if err != nil || entry == nil {
 		return nil, err
 	}
@@ -256,13 +293,13 @@ func (b *backend) pathProviderTokenRead(ctx context.Context, req *logical.Reques
 }
 
 func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	owner := providerTokenOwnerOf(d)
 	name := d.Get("provider").(string)
-	if msg := owner.checkName(); msg != "" {
-		return logical.ErrorResponse(msg), nil
-	}
-	if denied, err := b.authorizeProviderTokens(ctx, req, owner, true); denied != nil || err != nil {
+	owner, denied, err := b.authorizeProviderTokens(ctx, req, d, true)
+	if denied != nil || err != nil {
 		return denied, err
+	}
+	if !owner.stored() {
+		return logical.ErrorResponse(fmt.Sprintf("no entity named %q has used the engine yet, and a plugin cannot look entities up by name: the user stores their own provider tokens (or does anything in the engine first)", owner.user.name)), nil
 	}
 	provider, _, err := getProvider(ctx, req.Storage, name)
 	if err != nil {
@@ -271,17 +308,29 @@ func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Reque
 	if provider == nil {
 		return logical.ErrorResponse(fmt.Sprintf("unknown provider %q: see providers/ for the catalogue", name)), nil
 	}
-	values, msg := validateProviderValues(name, provider, req.Data)
+	body := make(map[string]interface{}, len(req.Data))
+	for key, value := range req.Data {
+		body[key] = value
+	}
+	expiresAt, msg := takeExpiresAt(body)
+	if msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+	values, msg := validateProviderValues(name, provider, body)
 	if msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
 
-	key := owner.storagePrefix() + name
-	lock := b.lockFor(key)
+	lock := b.lockFor(owner.lockKey())
 	lock.Lock()
 	defer lock.Unlock()
 
-	existing, err := getProviderToken(ctx, req.Storage, owner, name)
+	if owner.user != nil && owner.user.self {
+		if err := b.registerOwner(ctx, req.Storage, owner.user.owner); err != nil {
+			return nil, err
+		}
+	}
+	existing, err := getProviderToken(ctx, req.Storage, owner.storagePrefix(), name)
 	if err != nil {
 		return nil, err
 	}
@@ -293,6 +342,7 @@ func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Reque
 		CreatedAt: now,
 		UpdatedAt: now,
 		UpdatedBy: req.EntityID,
+		ExpiresAt: expiresAt,
 	}
 	if existing != nil {
 		entry.Version = existing.Version + 1
@@ -304,7 +354,7 @@ func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Reque
 		}
 	}
 
-	storageEntry, err := logical.StorageEntryJSON(key, entry)
+	storageEntry, err := logical.StorageEntryJSON(owner.storagePrefix()+name, entry)
 	if err != nil {
 		return nil, fmt.Errorf("encoding provider token: %w", err)
 	}
@@ -312,6 +362,31 @@ func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Reque
 		return nil, fmt.Errorf("storing provider token: %w", err)
 	}
 	return &logical.Response{Data: entry.toResponseData(owner)}, nil
+}
+
+// takeExpiresAt removes the optional expires_at from a write's body and
+// parses it; the message names what is wrong.
+func takeExpiresAt(body map[string]interface{}) (time.Time, string) {
+	raw, ok := body["expires_at"]
+	if !ok {
+		return time.Time{}, ""
+	}
+	delete(body, "expires_at")
+	text, ok := raw.(string)
+	if !ok {
+		return time.Time{}, "expires_at must be an RFC 3339 time such as 2027-03-31T00:00:00Z"
+	}
+	if text == "" {
+		return time.Time{}, ""
+	}
+	expiresAt, err := time.Parse(time.RFC3339, text)
+	if err != nil {
+		return time.Time{}, "expires_at must be an RFC 3339 time such as 2027-03-31T00:00:00Z"
+	}
+	if !expiresAt.After(time.Now()) {
+		return time.Time{}, "expires_at must be in the future"
+	}
+	return expiresAt.UTC().Truncate(time.Second), ""
 }
 
 // validateProviderValues checks a write's body against the provider's
@@ -355,15 +430,14 @@ func (p *providerEntry) fieldNames() string {
 }
 
 func (b *backend) pathProviderTokenDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	owner := providerTokenOwnerOf(d)
-	if denied, err := b.authorizeProviderTokens(ctx, req, owner, true); denied != nil || err != nil {
+	owner, denied, err := b.authorizeProviderTokens(ctx, req, d, true)
+	if denied != nil || err != nil || !owner.stored() {
 		return denied, err
 	}
-	key := owner.storagePrefix() + d.Get("provider").(string)
-	lock := b.lockFor(key)
+	lock := b.lockFor(owner.lockKey())
 	lock.Lock()
 	defer lock.Unlock()
-	if err := req.Storage.Delete(ctx, key); err != nil {
+	if err := req.Storage.Delete(ctx, owner.storagePrefix()+d.Get("provider").(string)); err != nil {
 		return nil, fmt.Errorf("deleting provider token: %w", err)
 	}
 	return nil, nil
@@ -390,8 +464,9 @@ func (b *backend) pathOrgsList(ctx context.Context, req *logical.Request, _ *fra
 	return logical.ListResponse(orgs), nil
 }
 
-func getProviderToken(ctx context.Context, s logical.Storage, o providerTokenOwner, provider string) (*providerTokenEntry, error) {
-	entry, err := s.Get(ctx, o.storagePrefix()+provider)
+// getProviderToken reads the provider token stored under prefix (an owner's).
+func getProviderToken(ctx context.Context, s logical.Storage, prefix, provider string) (*providerTokenEntry, error) {
+	entry, err := s.Get(ctx, prefix+provider)
 	if err != nil {
 		return nil, fmt.Errorf("reading provider token: %w", err)
 	}

@@ -24,6 +24,7 @@ var (
 	// parameters of provider-token writes, which a provider field would shadow.
 	reservedFieldNames = map[string]bool{
 		"provider": true, "source": true, "org": true, "user": true, "version": true,
+		"entity_id": true, "expires_at": true, "env": true, "dotenv": true,
 	}
 )
 
@@ -152,12 +153,14 @@ func pathProviders(b *backend) []*framework.Path {
 					Callback: b.pathProviderRead,
 				},
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                  b.pathProviderWrite,
-					ForwardPerformanceStandby: true,
+					Callback:                    b.pathProviderWrite,
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
 				},
 				logical.DeleteOperation: &framework.PathOperation{
-					Callback:                  b.pathProviderDelete,
-					ForwardPerformanceStandby: true,
+					Callback:                    b.pathProviderDelete,
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
 				},
 			},
 			HelpSynopsis:    pathProviderHelpSynopsis,

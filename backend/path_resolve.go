@@ -45,6 +45,11 @@ func (b *backend) pathResolve(ctx context.Context, req *logical.Request, d *fram
 	if req.EntityID == "" {
 		return logical.ErrorResponse("resolve needs the request's token to have an identity entity: provider tokens are resolved for a user"), nil
 	}
+	if org != "" {
+		if msg := checkNames(orgName(org)); msg != "" {
+			return logical.ErrorResponse(msg), nil
+		}
+	}
 	caller, denied, err := b.callerIdentity(ctx, req)
 	if denied != nil || err != nil {
 		return denied, err
@@ -54,8 +59,8 @@ func (b *backend) pathResolve(ctx context.Context, req *logical.Request, d *fram
 		if caller.roleIn(org) < roleMember {
 			return forbidden(fmt.Sprintf("entity %q is not a member of organization %q", caller.name, org)), nil
 		}
-		orgOwner := providerTokenOwner{org: org}
-		entry, err := getProviderToken(ctx, req.Storage, orgOwner, provider)
+		orgOwner := &providerTokenOwner{org: org}
+		entry, err := getProviderToken(ctx, req.Storage, orgOwner.storagePrefix(), provider)
 		if err != nil {
 			return nil, err
 		}
@@ -64,8 +69,9 @@ func (b *backend) pathResolve(ctx context.Context, req *logical.Request, d *fram
 		}
 	}
 
-	userOwner := providerTokenOwner{user: caller.name}
-	entry, err := getProviderToken(ctx, req.Storage, userOwner, provider)
+	// The caller's own token, by the caller's entity id: never by name.
+	userOwner := &providerTokenOwner{user: &userTarget{name: caller.name, owner: caller, self: true}}
+	entry, err := getProviderToken(ctx, req.Storage, userOwner.storagePrefix(), provider)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +86,7 @@ func (b *backend) pathResolve(ctx context.Context, req *logical.Request, d *fram
 
 // resolvedResponse returns the token's values as top-level string fields -
 // which audit devices HMAC - for templates such as {{ .Data.token }}.
-func resolvedResponse(entry *providerTokenEntry, owner providerTokenOwner, source string) *logical.Response {
+func resolvedResponse(entry *providerTokenEntry, owner *providerTokenOwner, source string) *logical.Response {
 	data := entry.commonResponseData(owner)
 	for name, value := range entry.Values {
 		data[name] = value

@@ -21,6 +21,8 @@ type roleEntry struct {
 	TTL         time.Duration `json:"ttl"`
 	MaxTTL      time.Duration `json:"max_ttl"`
 	Description string        `json:"description"`
+	// Scopes of the role's tokens; nil means the configured default scopes.
+	Scopes []string `json:"scopes,omitempty"`
 }
 
 func (r *roleEntry) toResponseData() map[string]interface{} {
@@ -28,6 +30,7 @@ func (r *roleEntry) toResponseData() map[string]interface{} {
 		"ttl":         int64(r.TTL.Seconds()),
 		"max_ttl":     int64(r.MaxTTL.Seconds()),
 		"description": r.Description,
+		"scopes":      nonNil(r.Scopes),
 	}
 }
 
@@ -48,7 +51,7 @@ func pathRoles(b *backend) []*framework.Path {
 			HelpDescription: pathRolesListHelpDescription,
 		},
 		{
-			Pattern: "roles/" + framework.GenericNameRegex("role") + "$",
+			Pattern: "roles/" + pathSegment("role") + "$",
 			DisplayAttrs: &framework.DisplayAttributes{
 				OperationPrefix: operationPrefixPlanqk,
 				OperationSuffix: "role",
@@ -73,23 +76,30 @@ func pathRoles(b *backend) []*framework.Path {
 					Type:        framework.TypeString,
 					Description: "What the role's tokens are for.",
 				},
+				"scopes": {
+					Type:        framework.TypeCommaStringSlice,
+					Description: "Scopes of the role's tokens, each one of the configured scopes; empty means the configured default scopes at issue time.",
+				},
 			},
 			ExistenceCheck: b.pathRoleExistenceCheck,
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.CreateOperation: &framework.PathOperation{
-					Callback:                  b.pathRoleWrite,
-					ForwardPerformanceStandby: true,
+					Callback:                    b.pathRoleWrite,
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
 				},
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                  b.pathRoleWrite,
-					ForwardPerformanceStandby: true,
+					Callback:                    b.pathRoleWrite,
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
 				},
 				logical.ReadOperation: &framework.PathOperation{
 					Callback: b.pathRoleRead,
 				},
 				logical.DeleteOperation: &framework.PathOperation{
-					Callback:                  b.pathRoleDelete,
-					ForwardPerformanceStandby: true,
+					Callback:                    b.pathRoleDelete,
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
 				},
 			},
 			HelpSynopsis:    pathRoleHelpSynopsis,
@@ -124,6 +134,10 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if msg := checkNames(resourceName("role", name)); msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
+	cfg, err := b.getConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
 
 	lock := b.lockFor(rolePrefix + name)
 	lock.Lock()
@@ -146,6 +160,16 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if v, ok := d.GetOk("description"); ok {
 		updated.Description = v.(string)
 	}
+	if v, ok := d.GetOk("scopes"); ok {
+		updated.Scopes = nil
+		if requested := normalizedList(v.([]string)); len(requested) > 0 {
+			scopes, msg := cfg.requestedScopes(requested)
+			if msg != "" {
+				return logical.ErrorResponse(msg), nil
+			}
+			updated.Scopes = scopes
+		}
+	}
 
 	switch {
 	case updated.TTL <= 0:
@@ -166,14 +190,15 @@ func (b *backend) pathRoleWrite(ctx context.Context, req *logical.Request, d *fr
 	if err := req.Storage.Put(ctx, entry); err != nil {
 		return nil, fmt.Errorf("storing role: %w", err)
 	}
-	b.cacheLock.Lock()
-	b.roles[name] = &updated
-	b.cacheLock.Unlock()
+	b.roles.set(name, &updated)
 	return nil, nil
 }
 
 func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("role").(string)
+	if msg := checkNames(resourceName("role", name)); msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
 	lock := b.lockFor(rolePrefix + name)
 	lock.Lock()
 	defer lock.Unlock()
@@ -181,9 +206,7 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 	if err := req.Storage.Delete(ctx, rolePrefix+name); err != nil {
 		return nil, fmt.Errorf("deleting role: %w", err)
 	}
-	b.cacheLock.Lock()
-	delete(b.roles, name)
-	b.cacheLock.Unlock()
+	b.roles.remove(name)
 	return nil, nil
 }
 
@@ -191,12 +214,14 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 // on every lease issue, so they are served from memory after the first read
 // and dropped by invalidate when another node changes them.
 func (b *backend) getRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
-	b.cacheLock.RLock()
-	role, ok := b.roles[name]
-	b.cacheLock.RUnlock()
-	if ok {
+	if checkResourceName(name) != nil {
+		// No role can have this name; never use it as a storage key.
+		return nil, nil
+	}
+	if role, ok := b.roles.get(name); ok {
 		return role, nil
 	}
+	generation := b.roles.begin()
 
 	entry, err := s.Get(ctx, rolePrefix+name)
 	if err != nil {
@@ -205,14 +230,11 @@ func (b *backend) getRole(ctx context.Context, s logical.Storage, name string) (
 	if entry == nil {
 		return nil, nil
 	}
-	role = &roleEntry{}
+	role := &roleEntry{}
 	if err := entry.DecodeJSON(role); err != nil {
 		return nil, fmt.Errorf("decoding role: %w", err)
 	}
-
-	b.cacheLock.Lock()
-	b.roles[name] = role
-	b.cacheLock.Unlock()
+	b.roles.fill(name, role, generation)
 	return role, nil
 }
 
@@ -231,6 +253,8 @@ A role sets the lease of the PATs issued at users/<user>/creds/<role>:
   ttl          lease TTL (default 1h)
   max_ttl      longest the lease may be renewed to (default 24h)
   description  what the role's tokens are for
+  scopes       scopes of the role's tokens (default: the configured
+               default_scopes)
 
 The lease is also capped by the engine's max_ttl and by the mount's
 max_lease_ttl. When the lease expires or is revoked the token stops

@@ -11,7 +11,7 @@ import (
 func TestRoles_lifecycle(t *testing.T) {
 	env := newTestEnv(t)
 	env.ok(logical.CreateOperation, "roles/runtime", "", map[string]interface{}{"description": "job runtimes"})
-	require.Equal(t, map[string]interface{}{"ttl": int64(3600), "max_ttl": int64(86400), "description": "job runtimes"},
+	require.Equal(t, map[string]interface{}{"ttl": int64(3600), "max_ttl": int64(86400), "description": "job runtimes", "scopes": []string{}},
 		env.ok(logical.ReadOperation, "roles/runtime", "", nil).Data)
 
 	env.ok(logical.UpdateOperation, "roles/runtime", "", map[string]interface{}{"ttl": "15m"})

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -21,125 +23,250 @@ func pathTidy(b *backend) []*framework.Path {
 			Fields: map[string]*framework.FieldSchema{
 				"repair": {
 					Type:        framework.TypeBool,
-					Description: "Also remove what an interrupted write left behind: index entries without their token record and records of named tokens missing from their index. Reads every token record.",
+					Description: "Also remove what an interrupted write left behind: index entries and lease markers without their token record, and records no index or marker lists. Reads every token record.",
 				},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                  b.pathTidy,
-					ForwardPerformanceStandby: true,
+					Callback:                    b.pathTidy,
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
 				},
 			},
 			HelpSynopsis:    pathTidyHelpSynopsis,
 			HelpDescription: pathTidyHelpDescription,
+		},
+		{
+			Pattern: "tidy/status$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefixPlanqk,
+				OperationVerb:   "read",
+				OperationSuffix: "tidy-status",
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: &framework.PathOperation{
+					Callback: b.pathTidyStatus,
+					// The sweep runs on the node that may write, and its
+					// status lives in that node's memory.
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+			},
+			HelpSynopsis:    pathTidyStatusHelpSynopsis,
+			HelpDescription: pathTidyStatusHelpDescription,
 		},
 	}
 }
 
 // tidyResult counts what a sweep did.
 type tidyResult struct {
-	UsersScanned    int `json:"users_scanned"`
+	EntitiesScanned int `json:"entities_scanned"`
 	ExpiredRemoved  int `json:"expired_removed"`
 	RecordsScanned  int `json:"records_scanned"`
 	OrphansRemoved  int `json:"orphans_removed"`
 	DanglingRemoved int `json:"dangling_removed"`
 }
 
-func (r *tidyResult) toResponseData() map[string]interface{} {
-	return map[string]interface{}{
-		"users_scanned":    r.UsersScanned,
-		"expired_removed":  r.ExpiredRemoved,
-		"records_scanned":  r.RecordsScanned,
-		"orphans_removed":  r.OrphansRemoved,
-		"dangling_removed": r.DanglingRemoved,
+// tidyState is the one sweep that may run at a time on this node, and what
+// the last one did.
+type tidyState struct {
+	mu         sync.Mutex
+	running    bool
+	trigger    string // "request" or "periodic"
+	repair     bool
+	startedAt  time.Time
+	finishedAt time.Time
+	lastErr    error
+	result     tidyResult
+}
+
+// start claims the sweep; false if one is running.
+func (t *tidyState) start(trigger string, repair bool) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.running {
+		return false
+	}
+	t.running, t.trigger, t.repair = true, trigger, repair
+	t.startedAt, t.finishedAt, t.lastErr, t.result = time.Now().UTC(), time.Time{}, nil, tidyResult{}
+	return true
+}
+
+func (t *tidyState) finish(result *tidyResult, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.running, t.finishedAt, t.lastErr = false, time.Now().UTC(), err
+	if result != nil {
+		t.result = *result
 	}
 }
 
-func (b *backend) pathTidy(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	if !b.tidyRunning.CompareAndSwap(false, true) {
-		return respondError(http.StatusConflict, "a tidy is already running"), nil
-	}
-	defer b.tidyRunning.Store(false)
+// lastStart returns when the last sweep started; zero if none ran.
+func (t *tidyState) lastStart() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.startedAt
+}
 
-	result, err := b.tidyExpired(ctx, req.Storage, time.Now())
-	if err != nil {
-		return nil, err
+func (t *tidyState) toResponseData() map[string]interface{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	state := "idle"
+	switch {
+	case t.running:
+		state = "running"
+	case t.lastErr != nil:
+		state = "error"
+	case !t.finishedAt.IsZero():
+		state = "finished"
 	}
-	if d.Get("repair").(bool) {
-		if err := b.repairTokens(ctx, req.Storage, result); err != nil {
-			return nil, err
+	data := map[string]interface{}{
+		"state":            state,
+		"trigger":          t.trigger,
+		"repair":           t.repair,
+		"started_at":       "",
+		"finished_at":      "",
+		"error":            "",
+		"entities_scanned": t.result.EntitiesScanned,
+		"expired_removed":  t.result.ExpiredRemoved,
+		"records_scanned":  t.result.RecordsScanned,
+		"orphans_removed":  t.result.OrphansRemoved,
+		"dangling_removed": t.result.DanglingRemoved,
+	}
+	if !t.startedAt.IsZero() {
+		data["started_at"] = t.startedAt.Format(time.RFC3339Nano)
+	}
+	if !t.finishedAt.IsZero() {
+		data["finished_at"] = t.finishedAt.Format(time.RFC3339Nano)
+	}
+	if t.lastErr != nil {
+		data["error"] = t.lastErr.Error()
+	}
+	return data
+}
+
+// pathTidy starts a sweep in the background, as Vault's own tidy
+// endpoints do: a repair reads every token record and can outlast
+// max_request_duration.
+func (b *backend) pathTidy(_ context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	repair := d.Get("repair").(bool)
+	if !b.tidy.start("request", repair) {
+		return respondError(http.StatusConflict, "a tidy is already running: see tidy/status"), nil
+	}
+	storage := req.Storage
+	go func() {
+		// The request's context ends with the request; the sweep runs on.
+		result, err := b.runTidy(context.Background(), storage, repair)
+		b.tidy.finish(result, err)
+		if err != nil {
+			b.Logger().Error("tidy failed", "error", err)
 		}
-	}
-	b.lastTidyUnix.Store(time.Now().Unix())
-	return &logical.Response{Data: result.toResponseData()}, nil
+	}()
+	resp := &logical.Response{}
+	resp.AddWarning("tidy started in the background: read tidy/status for its progress and result")
+	return logical.RespondWithStatusCode(resp, req, http.StatusAccepted)
 }
 
-// periodicTidy runs the expiry sweep every tidy_interval on the node that
-// may write; elsewhere it does nothing.
+func (b *backend) pathTidyStatus(_ context.Context, _ *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	return &logical.Response{Data: b.tidy.toResponseData()}, nil
+}
+
+// periodicTidy runs the expiry sweep every tidy_interval; the caller has
+// checked that this node may write.
 func (b *backend) periodicTidy(ctx context.Context, req *logical.Request) error {
 	cfg, err := b.getConfig(ctx, req.Storage)
 	if err != nil {
 		return err
 	}
-	if cfg.TidyInterval == 0 || time.Since(time.Unix(b.lastTidyUnix.Load(), 0)) < cfg.TidyInterval {
+	if cfg.TidyInterval == 0 || time.Since(b.tidy.lastStart()) < cfg.TidyInterval {
 		return nil
 	}
-	if !b.WriteSafeReplicationState() {
+	if !b.tidy.start("periodic", false) {
 		return nil
 	}
-	if !b.tidyRunning.CompareAndSwap(false, true) {
-		return nil
-	}
-	defer b.tidyRunning.Store(false)
-
-	result, err := b.tidyExpired(ctx, req.Storage, time.Now())
+	result, err := b.runTidy(ctx, req.Storage, false)
+	b.tidy.finish(result, err)
 	if err != nil {
 		return err
 	}
-	b.lastTidyUnix.Store(time.Now().Unix())
 	if result.ExpiredRemoved > 0 {
-		b.Logger().Info("removed expired personal access tokens", "count", result.ExpiredRemoved, "users_scanned", result.UsersScanned)
+		b.Logger().Info("removed expired personal access tokens", "count", result.ExpiredRemoved, "entities_scanned", result.EntitiesScanned)
 	}
 	return nil
 }
 
-// tidyExpired removes every user's expired named tokens, record and index
-// entry. It reads one index per user and touches only the expired tokens;
-// leased tokens are removed by Vault when their lease ends.
-func (b *backend) tidyExpired(ctx context.Context, s logical.Storage, now time.Time) (*tidyResult, error) {
-	users, err := s.List(ctx, tokenIndexPrefix)
-	if err != nil {
-		return nil, fmt.Errorf("listing token indexes: %w", err)
-	}
+func (b *backend) runTidy(ctx context.Context, s logical.Storage, repair bool) (*tidyResult, error) {
 	result := &tidyResult{}
-	for _, user := range users {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	if err := b.tidyExpired(ctx, s, time.Now(), result); err != nil {
+		return result, err
+	}
+	if repair {
+		if err := b.repairTokens(ctx, s, result); err != nil {
+			return result, err
 		}
-		removed, err := b.tidyUser(ctx, s, user, func(t *tokenSummary) (bool, error) { return !now.Before(t.ExpiresAt), nil })
-		if err != nil {
-			return nil, err
-		}
-		result.UsersScanned++
-		result.ExpiredRemoved += removed
 	}
 	return result, nil
 }
 
-// tidyUser removes the user's tokens that match, records first, under the
-// user's lock, and returns how many it removed.
-func (b *backend) tidyUser(ctx context.Context, s logical.Storage, user string, remove func(t *tokenSummary) (bool, error)) (int, error) {
-	lock := b.lockFor(userLockKey(user))
+// listOwnerEntities returns the ids of the entities that own something.
+func listOwnerEntities(ctx context.Context, s logical.Storage) ([]string, error) {
+	keys, err := s.List(ctx, entityPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing owner entities: %w", err)
+	}
+	ids := make([]string, 0, len(keys))
+	for _, key := range keys {
+		if id := strings.TrimSuffix(key, "/"); validEntityID(id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// tidyExpired removes every expired token - named tokens with their index
+// entries, and leased tokens whose revocation by Vault never arrived - one
+// entity at a time under its lock.
+func (b *backend) tidyExpired(ctx context.Context, s logical.Storage, now time.Time, result *tidyResult) error {
+	entities, err := listOwnerEntities(ctx, s)
+	if err != nil {
+		return err
+	}
+	for _, entityID := range entities {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		removed, err := b.tidyEntity(ctx, s, entityID, func(r tokenRef) (bool, error) { return !now.Before(r.expiresAt), nil })
+		if err != nil {
+			return err
+		}
+		result.EntitiesScanned++
+		result.ExpiredRemoved += removed
+	}
+	return nil
+}
+
+// tokenRef is one of an entity's tokens as its index entry or lease marker
+// describes it.
+type tokenRef struct {
+	hash      string
+	expiresAt time.Time
+}
+
+// tidyEntity removes the entity's tokens that match, records first, under
+// the entity's lock, and returns how many it removed.
+func (b *backend) tidyEntity(ctx context.Context, s logical.Storage, entityID string, remove func(tokenRef) (bool, error)) (int, error) {
+	lock := b.lockFor(entityLockKey(entityID))
 	lock.Lock()
 	defer lock.Unlock()
 
-	index, err := getTokenIndex(ctx, s, user)
+	removed := 0
+	index, err := getTokenIndex(ctx, s, entityID)
 	if err != nil {
 		return 0, err
 	}
-	removed := 0
+	indexChanged := false
 	for name, summary := range index.Tokens {
-		matches, err := remove(summary)
+		matches, err := remove(tokenRef{hash: summary.Hash, expiresAt: summary.ExpiresAt})
 		if err != nil {
 			return removed, err
 		}
@@ -149,30 +276,57 @@ func (b *backend) tidyUser(ctx context.Context, s logical.Storage, user string, 
 		if err := deleteTokenRecord(ctx, s, summary.Hash); err != nil {
 			return removed, err
 		}
+		b.records.remove(summary.Hash)
 		delete(index.Tokens, name)
+		indexChanged = true
 		removed++
 	}
-	if removed > 0 {
-		if err := putTokenIndex(ctx, s, user, index); err != nil {
+	if indexChanged {
+		if err := putTokenIndex(ctx, s, entityID, index); err != nil {
 			return removed, err
 		}
+	}
+
+	hashes, err := listLeaseHashes(ctx, s, entityID)
+	if err != nil {
+		return removed, err
+	}
+	for _, hash := range hashes {
+		marker, err := getLeaseMarker(ctx, s, entityID, hash)
+		if err != nil {
+			return removed, err
+		}
+		if marker == nil {
+			continue
+		}
+		matches, err := remove(tokenRef{hash: hash, expiresAt: marker.ExpiresAt})
+		if err != nil {
+			return removed, err
+		}
+		if !matches {
+			continue
+		}
+		if err := b.revokeLease(ctx, s, entityID, hash); err != nil {
+			return removed, err
+		}
+		removed++
 	}
 	return removed, nil
 }
 
-// repairTokens restores the invariant that every named token has both its
-// index entry and its record, which an interrupted write (a crash between
-// two storage writes) can break. It reads every record, so it runs only on
-// request.
+// repairTokens restores the invariant that every token has both its record
+// and its index entry or lease marker, which an interrupted write (a crash
+// between two storage writes) can break. It reads every record.
 func (b *backend) repairTokens(ctx context.Context, s logical.Storage, result *tidyResult) error {
-	// Index entries whose record is missing: the token never verifies again.
-	users, err := s.List(ctx, tokenIndexPrefix)
+	// Index entries and markers whose record is missing: the token never
+	// verifies again.
+	entities, err := listOwnerEntities(ctx, s)
 	if err != nil {
-		return fmt.Errorf("listing token indexes: %w", err)
+		return err
 	}
-	for _, user := range users {
-		removed, err := b.tidyUser(ctx, s, user, func(t *tokenSummary) (bool, error) {
-			record, err := getTokenRecord(ctx, s, t.Hash)
+	for _, entityID := range entities {
+		removed, err := b.tidyEntity(ctx, s, entityID, func(r tokenRef) (bool, error) {
+			record, err := getTokenRecord(ctx, s, r.hash)
 			return record == nil, err
 		})
 		if err != nil {
@@ -181,20 +335,18 @@ func (b *backend) repairTokens(ctx context.Context, s logical.Storage, result *t
 		result.DanglingRemoved += removed
 	}
 
-	// Records of named tokens that no index lists: their secret was never
-	// handed out. Leased tokens have no index entry and stay until their
-	// lease ends, unless they are past their expiry.
+	// Records that no index entry or marker lists: their secret was never
+	// handed out.
 	hashes, err := s.List(ctx, tokenRecordPrefix)
 	if err != nil {
 		return fmt.Errorf("listing token records: %w", err)
 	}
-	now := time.Now()
 	for _, hash := range hashes {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		result.RecordsScanned++
-		removed, err := b.removeIfOrphan(ctx, s, hash, now)
+		removed, err := b.removeIfOrphan(ctx, s, hash)
 		if err != nil {
 			return err
 		}
@@ -205,52 +357,72 @@ func (b *backend) repairTokens(ctx context.Context, s logical.Storage, result *t
 	return nil
 }
 
-// removeIfOrphan deletes the record if it is an orphan, deciding under the
-// owner's lock so that a create in progress is never mistaken for one.
-func (b *backend) removeIfOrphan(ctx context.Context, s logical.Storage, hash string, now time.Time) (bool, error) {
+// removeIfOrphan deletes the record if nothing lists it, deciding under the
+// owner's lock so that a write in progress is never mistaken for an orphan.
+func (b *backend) removeIfOrphan(ctx context.Context, s logical.Storage, hash string) (bool, error) {
 	record, err := getTokenRecord(ctx, s, hash)
 	if err != nil || record == nil {
 		return false, err
 	}
-	if record.Role != "" {
-		if !record.expired(now) {
-			return false, nil
-		}
-		// A renewal holds this lock while it extends the record.
-		lock := b.lockFor(tokenRecordPath(hash))
-		lock.Lock()
-		defer lock.Unlock()
-		if record, err = getTokenRecord(ctx, s, hash); err != nil || record == nil || !record.expired(now) {
-			return false, err
-		}
-		return true, deleteTokenRecord(ctx, s, hash)
-	}
-
-	lock := b.lockFor(userLockKey(record.User))
+	lock := b.lockFor(entityLockKey(record.EntityID))
 	lock.Lock()
 	defer lock.Unlock()
-	index, err := getTokenIndex(ctx, s, record.User)
-	if err != nil {
+	if record, err = getTokenRecord(ctx, s, hash); err != nil || record == nil {
 		return false, err
 	}
-	if listed, ok := index.Tokens[record.Name]; ok && listed.Hash == hash {
+
+	listed := false
+	if record.Role != "" {
+		marker, err := getLeaseMarker(ctx, s, record.EntityID, hash)
+		if err != nil {
+			return false, err
+		}
+		listed = marker != nil
+	} else {
+		index, err := getTokenIndex(ctx, s, record.EntityID)
+		if err != nil {
+			return false, err
+		}
+		summary, ok := index.Tokens[record.Name]
+		listed = ok && summary.Hash == hash
+	}
+	if listed {
 		return false, nil
 	}
-	return true, deleteTokenRecord(ctx, s, hash)
+	if err := deleteTokenRecord(ctx, s, hash); err != nil {
+		return false, err
+	}
+	b.records.remove(hash)
+	return true, nil
 }
 
-const pathTidyHelpSynopsis = `Remove expired personal access tokens and their index entries.`
+const pathTidyHelpSynopsis = `Remove expired personal access tokens, in the background.`
 
 const pathTidyHelpDescription = `
-Removes every expired named PAT: its record and its entry in the owner's
-index. Expired tokens already stop verifying at their expiry instant; tidy
-reclaims their storage. The same sweep runs every tidy_interval from the
-engine's periodic function on the active node.
+Starts a sweep in the background and answers 202 at once (409 while one is
+running); read tidy/status for its progress and result. The sweep removes
+every expired PAT: named tokens with their entry in the owner's index, and
+leased tokens whose revocation by Vault never arrived. Expired tokens
+already stop verifying at their expiry instant; tidy reclaims their
+storage. The same sweep runs every tidy_interval from the engine's periodic
+function on the active node.
 
 With repair=true it also removes what an interrupted write can leave behind
-(index entries without a record, records of named tokens missing from their
-index, expired records of leased tokens), reading every token record.
+(index entries and lease markers without a record, records that no index
+entry or marker lists), reading every token record.
 
   vault write -f planqk/tidy
   vault write planqk/tidy repair=true
+  vault read planqk/tidy/status
+`
+
+const pathTidyStatusHelpSynopsis = `Report the last or current tidy.`
+
+const pathTidyStatusHelpDescription = `
+state is idle (none ran since the engine started on this node), running,
+finished or error; trigger is request or periodic; the counts are those of
+the sweep: entities_scanned, expired_removed, and with repair
+dangling_removed, records_scanned and orphans_removed.
+
+  vault read planqk/tidy/status
 `

@@ -26,8 +26,8 @@ func TestTidy_removesExpiredTokensWithTheirIndexEntries(t *testing.T) {
 	bobsOld := env.createToken("bob", bob, "old", nil)["token"].(string)
 	ageToken(t, env, bobsOld, 800*time.Hour)
 
-	got := env.ok(logical.UpdateOperation, "tidy", "", nil).Data
-	require.Equal(t, 2, got["users_scanned"])
+	got := env.tidy(nil)
+	require.Equal(t, 2, got["entities_scanned"])
 	require.Equal(t, 4, got["expired_removed"])
 
 	require.Equal(t, []string{"live"}, env.ok(logical.ListOperation, "users/alice/tokens/", alice, nil).Data["keys"])
@@ -59,18 +59,19 @@ func TestTidy_repairRemovesWhatInterruptedWritesLeft(t *testing.T) {
 	// A crash between a create's two writes: a record no index lists.
 	hmacKey, err := env.b.getSalt(ctx, env.storage, true)
 	require.NoError(t, err)
-	orphan := &tokenRecord{Hash: hmacKey.GetHMAC("plqk_orphan"), TokenID: "x", Name: "orphan", User: "alice", EntityID: alice, ExpiresAt: time.Now().Add(time.Hour)}
+	orphan := &tokenRecord{Hash: hmacKey.GetHMAC("plqk_orphan"), TokenID: "x", Name: "orphan", EntityID: alice, ExpiresAt: time.Now().Add(time.Hour)}
 	require.NoError(t, putTokenRecord(ctx, env.storage, orphan))
 	// A crash between a delete's two writes: an index entry without record.
 	require.NoError(t, deleteTokenRecord(ctx, env.storage, hmacKey.GetHMAC(dangling)))
 
-	plain := env.ok(logical.UpdateOperation, "tidy", "", nil).Data
+	plain := env.tidy(nil)
 	require.Equal(t, 0, plain["orphans_removed"], "repair runs only on request")
+	require.Equal(t, 1, plain["expired_removed"], "the expired lease, whose revocation never came")
 
-	got := env.ok(logical.UpdateOperation, "tidy", "", map[string]interface{}{"repair": true}).Data
+	got := env.tidy(map[string]interface{}{"repair": true})
 	require.Equal(t, 1, got["dangling_removed"])
-	require.Equal(t, 2, got["orphans_removed"], "the orphan and the expired lease record")
-	require.Equal(t, 4, got["records_scanned"])
+	require.Equal(t, 1, got["orphans_removed"])
+	require.Equal(t, 3, got["records_scanned"])
 
 	require.Equal(t, []string{"kept"}, env.ok(logical.ListOperation, "users/alice/tokens/", alice, nil).Data["keys"])
 	require.Equal(t, true, env.verify(kept)["active"])
@@ -97,19 +98,37 @@ func TestTidy_periodicSweepRespectsIntervalAndReplication(t *testing.T) {
 	expire("first")
 
 	env.setReplicationState(consts.ReplicationPerformanceStandby)
-	require.NoError(t, env.b.periodicTidy(ctx, req))
+	require.NoError(t, env.b.periodic(ctx, req))
 	require.Equal(t, 1, listed(), "a performance standby must not sweep")
 
 	env.setReplicationState(0)
 	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"tidy_interval": "0"})
-	require.NoError(t, env.b.periodicTidy(ctx, req))
+	require.NoError(t, env.b.periodic(ctx, req))
 	require.Equal(t, 1, listed(), "tidy_interval=0 disables the sweep")
 
 	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"tidy_interval": "1h"})
-	require.NoError(t, env.b.periodicTidy(ctx, req))
+	require.NoError(t, env.b.periodic(ctx, req))
 	require.Equal(t, 0, listed())
 
 	expire("second")
-	require.NoError(t, env.b.periodicTidy(ctx, req))
+	require.NoError(t, env.b.periodic(ctx, req))
 	require.Equal(t, 1, listed(), "the next sweep waits for tidy_interval")
+}
+
+func TestTidy_runsInTheBackgroundOneAtATime(t *testing.T) {
+	env := newTestEnv(t)
+	require.Equal(t, "idle", env.ok(logical.ReadOperation, "tidy/status", "", nil).Data["state"])
+
+	// A sweep in progress (the periodic one, say) refuses a second.
+	require.True(t, env.b.tidy.start("periodic", false))
+	require.Contains(t, env.refusal(409, logical.UpdateOperation, "tidy", "", nil), "already running")
+	status := env.ok(logical.ReadOperation, "tidy/status", "", nil).Data
+	require.Equal(t, "running", status["state"])
+	require.Equal(t, "periodic", status["trigger"])
+	env.b.tidy.finish(&tidyResult{}, nil)
+
+	got := env.tidy(map[string]interface{}{"repair": true})
+	require.Equal(t, "request", got["trigger"])
+	require.Equal(t, true, got["repair"])
+	require.NotEmpty(t, got["finished_at"])
 }

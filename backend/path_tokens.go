@@ -21,6 +21,10 @@ func pathTokens(b *backend) []*framework.Path {
 		Description: "Name of the personal access token, unique per user.",
 		Required:    true,
 	}
+	scopesField := &framework.FieldSchema{
+		Type:        framework.TypeCommaStringSlice,
+		Description: "Scopes of the token, each one of the configured scopes; default: the configured default_scopes. Fixed for the token's life: rotate keeps them, and a different set needs a new token.",
+	}
 	ttlField := &framework.FieldSchema{
 		Type:        framework.TypeDurationSecond,
 		Description: "Lifetime of the token; defaults to the configured default_ttl and may not exceed max_ttl.",
@@ -28,7 +32,7 @@ func pathTokens(b *backend) []*framework.Path {
 
 	return []*framework.Path{
 		{
-			Pattern: "users/" + framework.GenericNameRegex("user") + "/tokens/?$",
+			Pattern: "users/" + pathSegment("user") + "/tokens/?$",
 			DisplayAttrs: &framework.DisplayAttributes{
 				OperationPrefix: operationPrefixPlanqk,
 				OperationSuffix: "personal-access-tokens",
@@ -43,15 +47,16 @@ func pathTokens(b *backend) []*framework.Path {
 			HelpDescription: pathTokensListHelpDescription,
 		},
 		{
-			Pattern: "users/" + framework.GenericNameRegex("user") + "/tokens/" + framework.GenericNameRegex("name") + "$",
+			Pattern: "users/" + pathSegment("user") + "/tokens/" + pathSegment("name") + "$",
 			DisplayAttrs: &framework.DisplayAttributes{
 				OperationPrefix: operationPrefixPlanqk,
 				OperationSuffix: "personal-access-token",
 			},
 			Fields: map[string]*framework.FieldSchema{
-				"user": userField,
-				"name": nameField,
-				"ttl":  ttlField,
+				"user":   userField,
+				"name":   nameField,
+				"ttl":    ttlField,
+				"scopes": scopesField,
 				"description": {
 					Type:        framework.TypeString,
 					Description: fmt.Sprintf("What the token is for (at most %d bytes of UTF-8).", maxDescriptionBytes),
@@ -59,24 +64,26 @@ func pathTokens(b *backend) []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                  b.pathTokenCreate,
-					ForwardPerformanceStandby: true,
-					DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "create"},
+					Callback:                    b.pathTokenCreate,
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "create"},
 				},
 				logical.ReadOperation: &framework.PathOperation{
 					Callback: b.pathTokenRead,
 				},
 				logical.DeleteOperation: &framework.PathOperation{
-					Callback:                  b.pathTokenDelete,
-					ForwardPerformanceStandby: true,
-					DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "revoke"},
+					Callback:                    b.pathTokenDelete,
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "revoke"},
 				},
 			},
 			HelpSynopsis:    pathTokenHelpSynopsis,
 			HelpDescription: pathTokenHelpDescription,
 		},
 		{
-			Pattern: "users/" + framework.GenericNameRegex("user") + "/tokens/" + framework.GenericNameRegex("name") + "/rotate$",
+			Pattern: "users/" + pathSegment("user") + "/tokens/" + pathSegment("name") + "/rotate$",
 			DisplayAttrs: &framework.DisplayAttributes{
 				OperationPrefix: operationPrefixPlanqk,
 				OperationSuffix: "personal-access-token",
@@ -89,11 +96,16 @@ func pathTokens(b *backend) []*framework.Path {
 					Type:        framework.TypeDurationSecond,
 					Description: "Lifetime of the new secret; defaults to the lifetime the token was created with, capped by max_ttl.",
 				},
+				"scopes": {
+					Type:        framework.TypeCommaStringSlice,
+					Description: "Not accepted: a token keeps its scopes for life. Create another token for other scopes.",
+				},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                  b.pathTokenRotate,
-					ForwardPerformanceStandby: true,
+					Callback:                    b.pathTokenRotate,
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
 				},
 			},
 			HelpSynopsis:    pathTokenRotateHelpSynopsis,
@@ -103,11 +115,15 @@ func pathTokens(b *backend) []*framework.Path {
 }
 
 func (b *backend) pathTokensList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	user := d.Get("user").(string)
-	if denied, err := b.authorizeUser(ctx, req, user); denied != nil || err != nil {
+	target, denied, err := b.authorizeUser(ctx, req, d.Get("user").(string))
+	if denied != nil || err != nil {
 		return denied, err
 	}
-	index, err := getTokenIndex(ctx, req.Storage, user)
+	cfg, err := b.getConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	index, err := getTokenIndex(ctx, req.Storage, target.entityID())
 	if err != nil {
 		return nil, err
 	}
@@ -117,9 +133,11 @@ func (b *backend) pathTokensList(ctx context.Context, req *logical.Request, d *f
 	for name, summary := range index.Tokens {
 		names = append(names, name)
 		keyInfo[name] = map[string]interface{}{
-			"token_id":   summary.TokenID,
-			"created_at": formatTime(summary.CreatedAt),
-			"expires_at": formatTime(summary.ExpiresAt),
+			"token_id":    summary.TokenID,
+			"description": summary.Description,
+			"scopes":      cfg.effectiveScopes(summary.Scopes),
+			"created_at":  formatTime(summary.CreatedAt),
+			"expires_at":  formatTime(summary.ExpiresAt),
 		}
 	}
 	sort.Strings(names)
@@ -147,12 +165,16 @@ func (b *backend) pathTokenCreate(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
+	scopes, msg := cfg.requestedScopes(normalizedList(d.Get("scopes").([]string)))
+	if msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
 
-	lock := b.lockFor(userLockKey(user))
+	lock := b.lockFor(entityLockKey(owner.entityID))
 	lock.Lock()
 	defer lock.Unlock()
 
-	index, err := getTokenIndex(ctx, req.Storage, user)
+	index, err := getTokenIndex(ctx, req.Storage, owner.entityID)
 	if err != nil {
 		return nil, err
 	}
@@ -162,28 +184,36 @@ func (b *backend) pathTokenCreate(ctx context.Context, req *logical.Request, d *
 	if len(index.Tokens) >= maxTokensPerUser {
 		return logical.ErrorResponse(fmt.Sprintf("user %q already has %d tokens, the most a user may have: delete unused ones first", user, maxTokensPerUser)), nil
 	}
+	if err := b.registerOwner(ctx, req.Storage, owner); err != nil {
+		return nil, err
+	}
 
 	token, err := b.newToken(ctx, req.Storage, cfg)
 	if err != nil {
 		return nil, err
 	}
-	record := token.record(user, name, owner.entityID, "", ttl)
+	record := token.record(owner.entityID, name, "", scopes, ttl)
 	summary := record.summary(description)
 	if err := b.storeNamedToken(ctx, req.Storage, index, record, summary); err != nil {
 		return nil, err
 	}
 
-	data := summary.toResponseData(user, name)
+	data := summary.toResponseData(owner.name, owner.entityID, name, scopes)
 	data["token"] = token.secret
 	return &logical.Response{Data: data}, nil
 }
 
 func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	user, name := d.Get("user").(string), d.Get("name").(string)
-	if denied, err := b.authorizeUser(ctx, req, user); denied != nil || err != nil {
+	name := d.Get("name").(string)
+	target, denied, err := b.authorizeUser(ctx, req, d.Get("user").(string))
+	if denied != nil || err != nil {
 		return denied, err
 	}
-	index, err := getTokenIndex(ctx, req.Storage, user)
+	cfg, err := b.getConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	index, err := getTokenIndex(ctx, req.Storage, target.entityID())
 	if err != nil {
 		return nil, err
 	}
@@ -191,42 +221,36 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *fr
 	if !ok {
 		return nil, nil
 	}
-	return &logical.Response{Data: summary.toResponseData(user, name)}, nil
+	return &logical.Response{Data: summary.toResponseData(target.name, target.entityID(), name, cfg.effectiveScopes(summary.Scopes))}, nil
 }
 
 func (b *backend) pathTokenDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	user, name := d.Get("user").(string), d.Get("name").(string)
-	if denied, err := b.authorizeUser(ctx, req, user); denied != nil || err != nil {
+	name := d.Get("name").(string)
+	target, denied, err := b.authorizeUser(ctx, req, d.Get("user").(string))
+	if denied != nil || err != nil || target.owner == nil {
 		return denied, err
 	}
+	entityID := target.entityID()
 
-	lock := b.lockFor(userLockKey(user))
+	lock := b.lockFor(entityLockKey(entityID))
 	lock.Lock()
 	defer lock.Unlock()
 
-	index, err := getTokenIndex(ctx, req.Storage, user)
+	index, err := getTokenIndex(ctx, req.Storage, entityID)
 	if err != nil {
 		return nil, err
 	}
-	summary, ok := index.Tokens[name]
-	if !ok {
-		return nil, nil
-	}
-	// The record goes first so the token stops verifying at once; a crash
-	// before the index write leaves a listed token that no longer verifies
-	// and can be deleted again.
-	if err := deleteTokenRecord(ctx, req.Storage, summary.Hash); err != nil {
-		return nil, err
-	}
-	delete(index.Tokens, name)
-	if err := putTokenIndex(ctx, req.Storage, user, index); err != nil {
-		return nil, err
-	}
-	return nil, nil
+	return nil, b.revokeNamedToken(ctx, req.Storage, entityID, index, name)
 }
 
 func (b *backend) pathTokenRotate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	user, name := d.Get("user").(string), d.Get("name").(string)
+	if msg := checkNames(userName(user), resourceName("name", name)); msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+	if _, ok := d.GetOk("scopes"); ok {
+		return logical.ErrorResponse("scopes cannot be changed: a token keeps its scopes for life; create another token with the scopes you need"), nil
+	}
 	owner, errResp, err := b.requireTokenOwner(ctx, req, user)
 	if errResp != nil || err != nil {
 		return errResp, err
@@ -236,11 +260,11 @@ func (b *backend) pathTokenRotate(ctx context.Context, req *logical.Request, d *
 		return nil, err
 	}
 
-	lock := b.lockFor(userLockKey(user))
+	lock := b.lockFor(entityLockKey(owner.entityID))
 	lock.Lock()
 	defer lock.Unlock()
 
-	index, err := getTokenIndex(ctx, req.Storage, user)
+	index, err := getTokenIndex(ctx, req.Storage, owner.entityID)
 	if err != nil {
 		return nil, err
 	}
@@ -260,12 +284,18 @@ func (b *backend) pathTokenRotate(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
+	if err := b.registerOwner(ctx, req.Storage, owner); err != nil {
+		return nil, err
+	}
 
 	token, err := b.newToken(ctx, req.Storage, cfg)
 	if err != nil {
 		return nil, err
 	}
-	record := token.record(user, name, owner.entityID, "", ttl)
+	// The token keeps the scopes it was issued with (the defaults of the
+	// day for a token from before scopes existed, fixed now).
+	scopes := cfg.effectiveScopes(old.Scopes)
+	record := token.record(owner.entityID, name, "", scopes, ttl)
 	summary := record.summary(old.Description)
 
 	// The old secret is revoked before anything else, so that no failure
@@ -273,11 +303,12 @@ func (b *backend) pathTokenRotate(ctx context.Context, req *logical.Request, d *
 	if err := deleteTokenRecord(ctx, req.Storage, old.Hash); err != nil {
 		return nil, err
 	}
+	b.records.remove(old.Hash)
 	if err := b.storeNamedToken(ctx, req.Storage, index, record, summary); err != nil {
 		return nil, err
 	}
 
-	data := summary.toResponseData(user, name)
+	data := summary.toResponseData(owner.name, owner.entityID, name, scopes)
 	data["token"] = token.secret
 	return &logical.Response{Data: data}, nil
 }
@@ -286,7 +317,8 @@ const pathTokensListHelpSynopsis = `List a user's personal access tokens.`
 
 const pathTokensListHelpDescription = `
 Lists the names of the user's personal access tokens, with key_info giving
-each token's token_id, created_at and expires_at. Never shows a secret.
+each token's token_id, description, scopes, created_at and expires_at.
+Never shows a secret.
 `
 
 const pathTokenHelpSynopsis = `Create, read or revoke a personal access token (PAT).`
@@ -298,9 +330,14 @@ organization the user belongs to, for as long as they belong to it.
 Write (create) issues a new PAT for the caller. Only the user's own identity
 entity may create it - never root or a token without an entity, since
 organizations cannot have PATs. Fields: ttl (default: default_ttl, at most
-max_ttl) and description. The response holds the secret in "token" - shown
-this once, stored only as an HMAC - and token_id, name, user, created_at and
-expires_at. Writing a name that exists is refused: rotate it instead.
+max_ttl), description and scopes (default: default_scopes). The response
+holds the secret in "token" - shown this once, stored only as an HMAC - and
+token_id, name, user, entity_id, scopes, created_at and expires_at. Writing
+a name that exists is refused: rotate it instead. A token's scopes never
+change: rotate keeps them; for other scopes create another token.
+
+Tokens belong to the user's identity entity, not to its name: after the
+entity is renamed they are found under the new name.
 
 Read returns the token's metadata, never the secret.
 
@@ -314,9 +351,10 @@ Delete revokes the token: it stops verifying at once.
 const pathTokenRotateHelpSynopsis = `Replace a personal access token's secret, keeping its name.`
 
 const pathTokenRotateHelpDescription = `
-Issues a new secret (and token_id) under the same name; the old secret stops
-verifying at once. Only the token's owner may rotate it. The new secret lives
-as long as the old one was created for, or ttl when given (at most max_ttl).
+Issues a new secret (and token_id) under the same name and with the same
+scopes; the old secret stops verifying at once. Only the token's owner may
+rotate it. The new secret lives as long as the old one was created for, or
+ttl when given (at most max_ttl).
 
   vault write -f planqk/users/alice/tokens/laptop/rotate
 `

@@ -64,7 +64,7 @@ func TestTokens_createIsRefusedToAnyoneButTheUser(t *testing.T) {
 	require.Contains(t, msg, "personal access tokens can only be created for user accounts")
 
 	require.Equal(t, 403, env.statusOf(logical.UpdateOperation, "users/alice/tokens/laptop", "entity-ghost", nil))
-	require.Empty(t, env.storageSnapshot())
+	env.requireStorageUnchanged()
 }
 
 func TestTokens_badInputIsRefusedAndWritesNothing(t *testing.T) {
@@ -137,7 +137,7 @@ func TestTokens_deleteRevokesAtOnce(t *testing.T) {
 
 	// The last token gone, the index goes too.
 	env.ok(logical.DeleteOperation, "users/alice/tokens/ci", alice, nil)
-	_, hasIndex := env.storageSnapshot()[tokenIndexPath("alice")]
+	_, hasIndex := env.storageSnapshot()[tokenIndexPath(alice)]
 	require.False(t, hasIndex)
 	require.Equal(t, 404, env.statusOf(logical.ListOperation, "users/alice/tokens/", alice, nil))
 }
@@ -208,7 +208,7 @@ func TestTokens_perUserLimit(t *testing.T) {
 	for i := 0; i < maxTokensPerUser; i++ {
 		index.Tokens[fmt.Sprintf("t%d", i)] = &tokenSummary{TokenID: fmt.Sprint(i), Hash: strings.Repeat("0", 64)}
 	}
-	require.NoError(t, putTokenIndex(ctx, env.storage, "alice", index))
+	require.NoError(t, putTokenIndex(ctx, env.storage, alice, index))
 	msg := env.userError(logical.UpdateOperation, "users/alice/tokens/one-too-many", alice, nil)
 	require.Contains(t, msg, fmt.Sprint(maxTokensPerUser))
 }
@@ -307,4 +307,55 @@ func TestTokens_createStorageRoundTrips(t *testing.T) {
 	env.storage.reset()
 	env.ok(logical.ListOperation, "users/alice/tokens/", alice, nil)
 	require.Equal(t, roundTrips{Gets: 1}, env.storage.counted())
+}
+
+func TestTokens_scopes(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+
+	def := env.createToken("alice", alice, "default", nil)
+	require.Equal(t, []string{"api", "quantum_tokens"}, def["scopes"])
+	narrow := env.createToken("alice", alice, "narrow", map[string]interface{}{"scopes": "quantum_tokens"})
+	require.Equal(t, []string{"quantum_tokens"}, narrow["scopes"])
+	require.Equal(t, []string{"quantum_tokens"}, env.verify(narrow["token"].(string))["scopes"])
+	require.Equal(t, []string{"quantum_tokens"}, env.ok(logical.ReadOperation, "users/alice/tokens/narrow", alice, nil).Data["scopes"])
+	info := env.ok(logical.ListOperation, "users/alice/tokens/", alice, nil).Data["key_info"].(map[string]interface{})
+	require.Equal(t, []string{"quantum_tokens"}, info["narrow"].(map[string]interface{})["scopes"])
+
+	before := env.storageSnapshot()
+	require.Contains(t, env.userError(logical.UpdateOperation, "users/alice/tokens/bad", alice, map[string]interface{}{"scopes": "api,admin"}), `scope "admin"`)
+	require.Contains(t, env.userError(logical.UpdateOperation, "users/alice/tokens/narrow/rotate", alice, map[string]interface{}{"scopes": "api"}), "scopes cannot be changed")
+	require.Equal(t, before, env.storageSnapshot())
+
+	rotated := env.ok(logical.UpdateOperation, "users/alice/tokens/narrow/rotate", alice, nil).Data
+	require.Equal(t, []string{"quantum_tokens"}, rotated["scopes"], "rotate keeps the scopes")
+
+	// The operator's lists: a new scope becomes available, a withdrawn one
+	// stops being granted by tokens that carry it.
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"scopes": "api,quantum_tokens,jobs", "default_scopes": "api"})
+	require.Equal(t, []string{"api"}, env.createToken("alice", alice, "new-default", nil)["scopes"])
+	require.Equal(t, []string{"jobs"}, env.createToken("alice", alice, "jobs", map[string]interface{}{"scopes": "jobs"})["scopes"])
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"scopes": "api,jobs"})
+	require.Equal(t, []string{}, env.verify(rotated["token"].(string))["scopes"])
+	require.Equal(t, []string{"api"}, env.verify(def["token"].(string))["scopes"])
+	require.Contains(t, env.userError(logical.UpdateOperation, "config", "", map[string]interface{}{"default_scopes": "quantum_tokens"}), "default_scopes")
+}
+
+// A token issued before scopes existed holds the default scopes of the day.
+func TestTokens_tokensWithoutScopesHoldTheDefaults(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	alice := env.addUser("alice")
+	token := env.createToken("alice", alice, "old", nil)["token"].(string)
+	hmacKey, err := env.b.getSalt(ctx, env.storage, false)
+	require.NoError(t, err)
+	record, err := getTokenRecord(ctx, env.storage, hmacKey.GetHMAC(token))
+	require.NoError(t, err)
+	record.Scopes = nil
+	require.NoError(t, putTokenRecord(ctx, env.storage, record))
+	env.b.records.purge()
+
+	require.Equal(t, []string{"api", "quantum_tokens"}, env.verify(token)["scopes"])
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"default_scopes": "api"})
+	require.Equal(t, []string{"api"}, env.verify(token)["scopes"])
 }

@@ -42,50 +42,88 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 	if token == "" {
 		return logical.ErrorResponse("token is required in the request body"), nil
 	}
-	cfg, err := b.getConfig(ctx, req.Storage)
+	active, err := b.introspectToken(ctx, req.Storage, token)
+	if err != nil {
+		return nil, err
+	}
+	if active == nil {
+		return &logical.Response{Data: map[string]interface{}{"active": false}}, nil
+	}
+	return &logical.Response{Data: active.verifyResponseData()}, nil
+}
+
+// activeToken is a token that verifies, with its owner as Vault's identity
+// store describes the owner now.
+type activeToken struct {
+	record *tokenRecord
+	owner  *identity
+	scopes []string
+}
+
+func (a *activeToken) verifyResponseData() map[string]interface{} {
+	return map[string]interface{}{
+		"active":        true,
+		"token_id":      a.record.TokenID,
+		"kind":          a.record.kind(),
+		"name":          a.record.Name,
+		"user":          a.owner.name,
+		"entity_id":     a.owner.entityID,
+		"role":          a.record.Role,
+		"scopes":        a.scopes,
+		"created_at":    formatTime(a.record.CreatedAt),
+		"expires_at":    formatTime(a.record.ExpiresAt),
+		"organizations": a.owner.organizations(),
+	}
+}
+
+// introspectToken returns the token's record and owner if the token is
+// active, nil if it is not. A token with a wrong prefix or checksum costs
+// no storage access; otherwise at most one read, none when the record is
+// cached.
+func (b *backend) introspectToken(ctx context.Context, s logical.Storage, token string) (*activeToken, error) {
+	cfg, err := b.getConfig(ctx, s)
 	if err != nil {
 		return nil, err
 	}
 	if !wellFormedToken(token, cfg.TokenPrefix) {
-		return inactive(), nil
+		return nil, nil
 	}
-	hmacKey, err := b.getSalt(ctx, req.Storage, false)
-	if err != nil {
+	hmacKey, err := b.getSalt(ctx, s, false)
+	if err != nil || hmacKey == nil {
 		return nil, err
 	}
-	if hmacKey == nil {
-		return inactive(), nil
-	}
-	record, err := getTokenRecord(ctx, req.Storage, hmacKey.GetHMAC(token))
+	record, err := b.getCachedTokenRecord(ctx, s, hmacKey.GetHMAC(token))
 	if err != nil {
 		return nil, err
 	}
 	if record == nil || record.expired(time.Now()) {
-		return inactive(), nil
+		return nil, nil
 	}
-	owner, err := b.lookupIdentity(ctx, req.Storage, record.EntityID)
+	owner, err := b.lookupIdentity(ctx, s, record.EntityID)
 	if err != nil {
 		return nil, err
 	}
 	if owner == nil || owner.disabled {
-		return inactive(), nil
+		return nil, nil
 	}
-
-	return &logical.Response{Data: map[string]interface{}{
-		"active":        true,
-		"token_id":      record.TokenID,
-		"name":          record.Name,
-		"user":          record.User,
-		"entity_id":     record.EntityID,
-		"role":          record.Role,
-		"created_at":    formatTime(record.CreatedAt),
-		"expires_at":    formatTime(record.ExpiresAt),
-		"organizations": owner.organizations(),
-	}}, nil
+	return &activeToken{record: record, owner: owner, scopes: cfg.effectiveScopes(record.Scopes)}, nil
 }
 
-func inactive() *logical.Response {
-	return &logical.Response{Data: map[string]interface{}{"active": false}}
+// getCachedTokenRecord is getTokenRecord served from memory when it can be.
+// Every path that changes or deletes a record on this node updates or drops
+// its cached copy, and Invalidate drops copies that other nodes change;
+// expiry is checked by the caller on every use.
+func (b *backend) getCachedTokenRecord(ctx context.Context, s logical.Storage, hash string) (*tokenRecord, error) {
+	if record, ok := b.records.get(hash); ok {
+		return record, nil
+	}
+	generation := b.records.begin()
+	record, err := getTokenRecord(ctx, s, hash)
+	if err != nil || record == nil {
+		return nil, err
+	}
+	b.records.fill(hash, record, generation)
+	return record, nil
 }
 
 const pathVerifyHelpSynopsis = `Introspect a personal access token, for the PlanQK API.`
@@ -96,10 +134,12 @@ status 200 with "active". A token that is unknown, malformed, expired,
 revoked, or whose owner entity is gone or disabled is active=false. A token
 with a wrong prefix or checksum is refused without touching storage.
 
-An active token also returns token_id, name, user, entity_id, role (for
-tokens issued as leases), created_at, expires_at and organizations: the
-owner's organizations with their role, from the owner's identity groups
-(reused for at most identity_cache_ttl).
+An active token also returns token_id, kind ("named" or "lease"), name,
+user (the owner entity's live name), entity_id, role (for tokens issued as
+leases), scopes, created_at, expires_at and organizations: the owner's
+organizations with their role, from the owner's identity groups (reused for
+at most identity_cache_ttl). Key users on entity_id: a user name can be
+changed, and a new entity can take an old one.
 
   vault write planqk/verify token=plqk_...
 `

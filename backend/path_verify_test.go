@@ -45,7 +45,7 @@ func TestVerify_strongestRoleCountsAndAdminsAreEverywhere(t *testing.T) {
 		{Metadata: map[string]string{"team": "quantum"}},
 	}
 	env.sys.mu.Unlock()
-	env.b.identities.Purge()
+	env.b.identities.purge()
 	require.Equal(t, []map[string]interface{}{{"name": "acme", "role": "maintainer"}}, env.verify(token)["organizations"])
 
 	env.setRole(root, adminOrg, "admin")
@@ -105,14 +105,16 @@ func ageToken(t *testing.T, env *testEnv, token string, d time.Duration) {
 	record.CreatedAt = record.CreatedAt.Add(-d)
 	record.ExpiresAt = record.ExpiresAt.Add(-d)
 	require.NoError(t, putTokenRecord(ctx, env.storage, record))
+	env.b.records.remove(record.Hash)
 	if record.Role != "" {
+		require.NoError(t, putLeaseMarker(ctx, env.storage, record))
 		return
 	}
-	index, err := getTokenIndex(ctx, env.storage, record.User)
+	index, err := getTokenIndex(ctx, env.storage, record.EntityID)
 	require.NoError(t, err)
 	index.Tokens[record.Name].CreatedAt = record.CreatedAt
 	index.Tokens[record.Name].ExpiresAt = record.ExpiresAt
-	require.NoError(t, putTokenIndex(ctx, env.storage, record.User, index))
+	require.NoError(t, putTokenIndex(ctx, env.storage, record.EntityID, index))
 }
 
 func TestVerify_stopsAtTheExpiryInstant(t *testing.T) {
@@ -160,8 +162,9 @@ func TestVerify_refusesRequestsWithoutToken(t *testing.T) {
 	require.Equal(t, 404, env.statusOf(logical.UpdateOperation, "verify/plqk_abc", "", nil))
 }
 
-// Verify costs one storage read for a well-formed token and none for a
-// garbled one; the identity store is asked once per identity_cache_ttl.
+// Verify costs one storage read for a well-formed token whose record is not
+// cached, none once it is, and none for a garbled one; the identity store
+// is asked once per identity_cache_ttl.
 func TestVerify_storageRoundTrips(t *testing.T) {
 	env := newTestEnv(t)
 	alice := env.addUser("alice")
@@ -170,10 +173,15 @@ func TestVerify_storageRoundTrips(t *testing.T) {
 	env.verify(token) // warms the identity cache
 
 	env.storage.reset()
+	env.b.records.purge()
 	lookups := env.sys.lookups.Load()
 	require.Equal(t, true, env.verify(token)["active"])
-	require.Equal(t, roundTrips{Gets: 1}, env.storage.counted())
+	require.Equal(t, roundTrips{Gets: 1}, env.storage.counted(), "a cold record is one read")
 	require.Equal(t, lookups, env.sys.lookups.Load())
+
+	env.storage.reset()
+	require.Equal(t, true, env.verify(token)["active"])
+	require.Equal(t, roundTrips{}, env.storage.counted(), "a cached record costs no read")
 
 	env.storage.reset()
 	garbled := token[:len(token)-1] + string(nextBase62(token[len(token)-1]))
@@ -189,6 +197,6 @@ func TestVerify_writesNothingBeforeTheFirstToken(t *testing.T) {
 	token, err := generateToken("plqk_", strings.NewReader(strings.Repeat("y", 200)))
 	require.NoError(t, err)
 	require.Equal(t, map[string]interface{}{"active": false}, env.verify(token))
-	require.Empty(t, env.storageSnapshot())
+	env.requireStorageUnchanged()
 	require.Equal(t, int64(0), env.storage.puts.Load())
 }

@@ -4,13 +4,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-kms-wrapping/entropy/v2"
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// replicationStateTTL is how long a node's replication state is reused. It
-// changes only when Vault promotes or demotes the node, which reloads the
-// mount; the TTL bounds the staleness should a version of Vault not do so.
+// replicationStateTTL is how long a node's replication state is reused.
+//
+// The assumption this rests on: a node's replication state changes only
+// when Vault promotes or demotes it (standby to active, primary to
+// secondary, performance standby to active), and every such change tears
+// the mount down and sets it up again with a new backend instance, which
+// starts with nothing cached. The TTL only bounds the staleness should a
+// version of Vault ever change the state of a live backend instance.
 const replicationStateTTL = time.Second
 
 // cachedReplicationState is the system view with ReplicationState answered
@@ -40,4 +46,26 @@ func (c *cachedReplicationState) ReplicationState() consts.ReplicationState {
 // forget drops the cached state, so that the next request asks Vault.
 func (c *cachedReplicationState) forget() {
 	c.cached.Store(nil)
+}
+
+// entropySourcingReplicationState keeps the optional entropy.Sourcer of the
+// wrapped view visible: framework.Backend type-asserts it on the system view
+// to draw randomness from Vault's entropy augmentation (Enterprise), and
+// embedding an interface would hide it.
+type entropySourcingReplicationState struct {
+	*cachedReplicationState
+	sourcer entropy.Sourcer
+}
+
+func (e *entropySourcingReplicationState) GetRandom(bytes int) ([]byte, error) {
+	return e.sourcer.GetRandom(bytes)
+}
+
+// withCachedReplicationState wraps sys, keeping its optional interfaces.
+func withCachedReplicationState(sys logical.SystemView) (logical.SystemView, *cachedReplicationState) {
+	cached := &cachedReplicationState{SystemView: sys}
+	if sourcer, ok := sys.(entropy.Sourcer); ok {
+		return &entropySourcingReplicationState{cachedReplicationState: cached, sourcer: sourcer}, cached
+	}
+	return cached, cached
 }

@@ -15,16 +15,16 @@ const secretPATType = "planqk_personal_access_token"
 // leaseInternalData is everything Renew and Revoke need, carried by the
 // lease itself so that they work without any other state.
 type leaseInternalData struct {
-	Hash    string
-	User    string
-	Role    string
-	TokenID string
+	Hash     string
+	EntityID string // absent from leases issued by v0.1.0
+	Role     string
+	TokenID  string
 }
 
 func (l leaseInternalData) toMap() map[string]interface{} {
 	return map[string]interface{}{
 		"token_hash": l.Hash,
-		"user":       l.User,
+		"entity_id":  l.EntityID,
 		"role":       l.Role,
 		"token_id":   l.TokenID,
 	}
@@ -37,7 +37,7 @@ func parseLeaseInternalData(secret *logical.Secret) (leaseInternalData, error) {
 	if secret == nil {
 		return l, errBadLeaseData
 	}
-	fields := map[string]*string{"token_hash": &l.Hash, "user": &l.User, "role": &l.Role, "token_id": &l.TokenID}
+	fields := map[string]*string{"token_hash": &l.Hash, "role": &l.Role, "token_id": &l.TokenID}
 	for key, dst := range fields {
 		v, ok := secret.InternalData[key].(string)
 		if !ok {
@@ -48,7 +48,27 @@ func parseLeaseInternalData(secret *logical.Secret) (leaseInternalData, error) {
 	if !validTokenHash(l.Hash) {
 		return l, fmt.Errorf("%w: token_hash", errBadLeaseData)
 	}
+	if raw, present := secret.InternalData["entity_id"]; present {
+		entityID, ok := raw.(string)
+		if !ok || !validEntityID(entityID) {
+			return l, fmt.Errorf("%w: entity_id", errBadLeaseData)
+		}
+		l.EntityID = entityID
+	}
 	return l, nil
+}
+
+// leaseOwner returns the entity of the lease's token: from the lease, or
+// for a v0.1.0 lease from the token's record; "" when the record is gone.
+func leaseOwner(ctx context.Context, s logical.Storage, lease leaseInternalData) (string, error) {
+	if lease.EntityID != "" {
+		return lease.EntityID, nil
+	}
+	record, err := getTokenRecord(ctx, s, lease.Hash)
+	if err != nil || record == nil {
+		return "", err
+	}
+	return record.EntityID, nil
 }
 
 func secretPAT(b *backend) *framework.Secret {
@@ -81,9 +101,21 @@ func (b *backend) secretPATRenew(ctx context.Context, req *logical.Request, _ *f
 	if err != nil {
 		return nil, err
 	}
-	roleTTL, maxTTL := role.leaseTTLs(cfg)
+	_, maxTTL, _, err := b.leaseTTLs(role, cfg)
+	if err != nil {
+		return nil, err
+	}
+	entityID, err := leaseOwner(ctx, req.Storage, lease)
+	if err != nil {
+		return nil, err
+	}
+	if entityID == "" {
+		return logical.ErrorResponse("the token of this lease was revoked; it cannot be renewed"), nil
+	}
 
-	lock := b.lockFor(tokenRecordPath(lease.Hash))
+	// Under the entity's lock, so that a revocation cannot interleave and
+	// have the record written back after it is gone.
+	lock := b.lockFor(entityLockKey(entityID))
 	lock.Lock()
 	defer lock.Unlock()
 
@@ -95,12 +127,16 @@ func (b *backend) secretPATRenew(ctx context.Context, req *logical.Request, _ *f
 		return logical.ErrorResponse("the token of this lease was revoked; it cannot be renewed"), nil
 	}
 
-	ttl, warnings, err := framework.CalculateTTL(b.System(), req.Secret.Increment, roleTTL, 0, maxTTL, 0, req.Secret.IssueTime)
+	ttl, warnings, err := framework.CalculateTTL(b.System(), req.Secret.Increment, role.TTL, 0, maxTTL, 0, req.Secret.IssueTime)
 	if err != nil {
 		return nil, err
 	}
 	record.ExpiresAt = time.Now().UTC().Add(ttl).Truncate(time.Second)
 	if err := putTokenRecord(ctx, req.Storage, record); err != nil {
+		return nil, err
+	}
+	b.records.set(record.Hash, record)
+	if err := putLeaseMarker(ctx, req.Storage, record); err != nil {
 		return nil, err
 	}
 
@@ -113,20 +149,20 @@ func (b *backend) secretPATRenew(ctx context.Context, req *logical.Request, _ *f
 	return resp, nil
 }
 
-// secretPATRevoke deletes the token's record; a record that is already gone
-// counts as revoked, so that revocations never pile up in Vault's retries.
+// secretPATRevoke deletes the token's record and marker; a token that is
+// already gone counts as revoked, so that revocations never pile up in
+// Vault's retries.
 func (b *backend) secretPATRevoke(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	lease, err := parseLeaseInternalData(req.Secret)
 	if err != nil {
 		return nil, err
 	}
-	// Under the record's lock, so that a renewal in flight cannot write the
-	// record back after it is gone.
-	lock := b.lockFor(tokenRecordPath(lease.Hash))
-	lock.Lock()
-	defer lock.Unlock()
-	if err := deleteTokenRecord(ctx, req.Storage, lease.Hash); err != nil {
+	entityID, err := leaseOwner(ctx, req.Storage, lease)
+	if err != nil || entityID == "" {
 		return nil, err
 	}
-	return nil, nil
+	lock := b.lockFor(entityLockKey(entityID))
+	lock.Lock()
+	defer lock.Unlock()
+	return nil, b.revokeLease(ctx, req.Storage, entityID, lease.Hash)
 }

@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	uuid "github.com/hashicorp/go-uuid"
@@ -13,29 +15,38 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// Storage layout of tokens. A token's plaintext is never stored: its record
-// is keyed by HMAC-SHA256(token) under a per-mount key, so verify is one
-// read. Each user's named tokens are also listed in one index entry, so
-// that listing, reading by name and refusing duplicate names cost one read.
+// Storage layout of tokens. A token's plaintext is never stored by the
+// engine: its record is keyed by HMAC-SHA256(token) under a per-mount key,
+// so verify is one read. Everything else about tokens is kept per owner
+// entity, under entities/<entity id>/, never under a user name: entity
+// names can be changed and reused, entity ids cannot.
 const (
 	saltPrefix        = "salt/"
 	saltPath          = saltPrefix + "hmac"
 	tokenRecordPrefix = "tokens/"
-	tokenIndexPrefix  = "token-index/"
 
-	// maxTokensPerUser bounds a user's index entry (about 300 bytes a token)
-	// well inside the storage backends' entry size limits.
+	// maxTokensPerUser bounds a user's index entry (at most about 600 bytes
+	// a token with the longest description) well inside the storage
+	// backends' entry size limits.
 	maxTokensPerUser = 1000
+	// maxLeasesPerUser bounds the leased PATs one user may hold at once.
+	maxLeasesPerUser = 1000
+
+	// Kinds of token, as verify, introspect and the inventory report them.
+	tokenKindNamed = "named"
+	tokenKindLease = "lease"
 )
 
 // tokenRecord is what verify needs to know about a token, keyed by its HMAC.
+// It names the owner by entity id only: verify reports the entity's live
+// name from Vault's identity store.
 type tokenRecord struct {
 	Hash      string    `json:"hash"`
 	TokenID   string    `json:"token_id"`
 	Name      string    `json:"name"`
-	User      string    `json:"user"`
 	EntityID  string    `json:"entity_id"`
 	Role      string    `json:"role,omitempty"` // set for tokens issued as leases
+	Scopes    []string  `json:"scopes,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
@@ -44,7 +55,14 @@ func (r *tokenRecord) expired(now time.Time) bool {
 	return !now.Before(r.ExpiresAt)
 }
 
-// tokenIndex lists one user's named tokens.
+func (r *tokenRecord) kind() string {
+	if r.Role != "" {
+		return tokenKindLease
+	}
+	return tokenKindNamed
+}
+
+// tokenIndex lists one entity's named tokens.
 type tokenIndex struct {
 	Tokens map[string]*tokenSummary `json:"tokens"`
 }
@@ -53,19 +71,34 @@ type tokenSummary struct {
 	TokenID     string    `json:"token_id"`
 	Hash        string    `json:"hash"`
 	Description string    `json:"description,omitempty"`
+	Scopes      []string  `json:"scopes,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
 	ExpiresAt   time.Time `json:"expires_at"`
 }
 
-func (t *tokenSummary) toResponseData(user, name string) map[string]interface{} {
+// toResponseData describes the token without its secret; user is the
+// owner's live name.
+func (t *tokenSummary) toResponseData(user, entityID, name string, scopes []string) map[string]interface{} {
 	return map[string]interface{}{
 		"token_id":    t.TokenID,
 		"name":        name,
 		"user":        user,
+		"entity_id":   entityID,
 		"description": t.Description,
+		"scopes":      scopes,
 		"created_at":  formatTime(t.CreatedAt),
 		"expires_at":  formatTime(t.ExpiresAt),
 	}
+}
+
+// leaseMarker lists one leased PAT under its owner entity, so that an
+// owner's leases can be found without reading every token record.
+type leaseMarker struct {
+	TokenID   string    `json:"token_id"`
+	Role      string    `json:"role"`
+	Scopes    []string  `json:"scopes,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
 }
 
 func formatTime(t time.Time) string {
@@ -73,8 +106,6 @@ func formatTime(t time.Time) string {
 }
 
 func tokenRecordPath(hash string) string { return tokenRecordPrefix + hash }
-func tokenIndexPath(user string) string  { return tokenIndexPrefix + user }
-func userLockKey(user string) string     { return "user/" + user }
 
 // validTokenHash reports whether h has the shape of a token HMAC, so that a
 // value from lease internal data is never used as an arbitrary storage key.
@@ -124,10 +155,13 @@ func deleteTokenRecord(ctx context.Context, s logical.Storage, hash string) erro
 	return nil
 }
 
-// getTokenIndex returns the user's index, empty when the user has no tokens.
-func getTokenIndex(ctx context.Context, s logical.Storage, user string) (*tokenIndex, error) {
+// getTokenIndex returns the entity's index, empty when it has no tokens.
+func getTokenIndex(ctx context.Context, s logical.Storage, entityID string) (*tokenIndex, error) {
 	index := &tokenIndex{Tokens: make(map[string]*tokenSummary)}
-	entry, err := s.Get(ctx, tokenIndexPath(user))
+	if entityID == "" {
+		return index, nil
+	}
+	entry, err := s.Get(ctx, tokenIndexPath(entityID))
 	if err != nil {
 		return nil, fmt.Errorf("reading token index: %w", err)
 	}
@@ -143,15 +177,16 @@ func getTokenIndex(ctx context.Context, s logical.Storage, user string) (*tokenI
 	return index, nil
 }
 
-// putTokenIndex stores the index, or deletes it once the user has no tokens left.
-func putTokenIndex(ctx context.Context, s logical.Storage, user string, index *tokenIndex) error {
+// putTokenIndex stores the index, or deletes it once the entity has no
+// tokens left.
+func putTokenIndex(ctx context.Context, s logical.Storage, entityID string, index *tokenIndex) error {
 	if len(index.Tokens) == 0 {
-		if err := s.Delete(ctx, tokenIndexPath(user)); err != nil {
+		if err := s.Delete(ctx, tokenIndexPath(entityID)); err != nil {
 			return fmt.Errorf("deleting token index: %w", err)
 		}
 		return nil
 	}
-	entry, err := logical.StorageEntryJSON(tokenIndexPath(user), index)
+	entry, err := logical.StorageEntryJSON(tokenIndexPath(entityID), index)
 	if err != nil {
 		return fmt.Errorf("encoding token index: %w", err)
 	}
@@ -161,37 +196,94 @@ func putTokenIndex(ctx context.Context, s logical.Storage, user string, index *t
 	return nil
 }
 
+func putLeaseMarker(ctx context.Context, s logical.Storage, record *tokenRecord) error {
+	entry, err := logical.StorageEntryJSON(leaseMarkerPath(record.EntityID, record.Hash), &leaseMarker{
+		TokenID:   record.TokenID,
+		Role:      record.Role,
+		Scopes:    record.Scopes,
+		CreatedAt: record.CreatedAt,
+		ExpiresAt: record.ExpiresAt,
+	})
+	if err != nil {
+		return fmt.Errorf("encoding lease marker: %w", err)
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("storing lease marker: %w", err)
+	}
+	return nil
+}
+
+func getLeaseMarker(ctx context.Context, s logical.Storage, entityID, hash string) (*leaseMarker, error) {
+	entry, err := s.Get(ctx, leaseMarkerPath(entityID, hash))
+	if err != nil {
+		return nil, fmt.Errorf("reading lease marker: %w", err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	var marker leaseMarker
+	if err := entry.DecodeJSON(&marker); err != nil {
+		return nil, fmt.Errorf("decoding lease marker: %w", err)
+	}
+	return &marker, nil
+}
+
+func deleteLeaseMarker(ctx context.Context, s logical.Storage, entityID, hash string) error {
+	if err := s.Delete(ctx, leaseMarkerPath(entityID, hash)); err != nil {
+		return fmt.Errorf("deleting lease marker: %w", err)
+	}
+	return nil
+}
+
+// listLeaseHashes returns the HMACs of the entity's leased PATs.
+func listLeaseHashes(ctx context.Context, s logical.Storage, entityID string) ([]string, error) {
+	hashes, err := s.List(ctx, leaseMarkerPrefix(entityID))
+	if err != nil {
+		return nil, fmt.Errorf("listing leased tokens: %w", err)
+	}
+	return hashes, nil
+}
+
+// errHMACKeyLost refuses to generate a new HMAC key while token records
+// exist: a new key would make every issued PAT unverifiable without a word.
+var errHMACKeyLost = errors.New("the HMAC key (salt/hmac) is missing while token records exist: no personal access token can be verified without it; restore the mount's storage from a backup, or disable and re-enable the mount to start over. Refusing to generate a new key")
+
 // getSalt returns the mount's HMAC key, generating and storing it on first
 // use when create is set; without create it returns nil while there is no
-// key, so that read paths such as verify never write. The key is cached in
-// memory and dropped by invalidate if another node writes it.
+// key, so that read paths such as verify never write. The key has its own
+// mutex, never a striped lock: it is loaded inside requests that already
+// hold an entity's striped lock, and striped locks must never nest.
 func (b *backend) getSalt(ctx context.Context, s logical.Storage, create bool) (*salt.Salt, error) {
-	b.cacheLock.RLock()
-	cached := b.salt
-	b.cacheLock.RUnlock()
-	if cached != nil {
+	if cached, ok := b.saltCache.get(saltPath); ok {
 		return cached, nil
 	}
-
-	lock := b.lockFor(saltPath)
-	lock.Lock()
-	defer lock.Unlock()
-
-	b.cacheLock.RLock()
-	cached = b.salt
-	b.cacheLock.RUnlock()
-	if cached != nil {
+	b.saltMu.Lock()
+	defer b.saltMu.Unlock()
+	if cached, ok := b.saltCache.get(saltPath); ok {
 		return cached, nil
 	}
-	if !create {
-		// No key yet means no token was ever issued.
-		entry, err := s.Get(ctx, saltPath)
-		if err != nil || entry == nil {
-			return nil, err
+	generation := b.saltCache.begin()
+
+	entry, err := s.Get(ctx, saltPath)
+	if err != nil {
+		return nil, fmt.Errorf("reading token HMAC key: %w", err)
+	}
+	if entry == nil {
+		if !create {
+			// No key yet means no token was ever issued.
+			return nil, nil
+		}
+		records, err := s.List(ctx, tokenRecordPrefix)
+		if err != nil {
+			return nil, fmt.Errorf("listing token records: %w", err)
+		}
+		if len(records) > 0 {
+			b.Logger().Error("refusing to generate a new token HMAC key: the key is missing but token records exist; restore it from a backup", "token_records", len(records))
+			return nil, errHMACKeyLost
 		}
 	}
 
-	generated, err := salt.NewSalt(ctx, s, &salt.Config{
+	loaded, err := salt.NewSalt(ctx, s, &salt.Config{
 		Location: saltPath,
 		HashFunc: salt.SHA256Hash,
 		HMAC:     sha256.New,
@@ -200,11 +292,8 @@ func (b *backend) getSalt(ctx context.Context, s logical.Storage, create bool) (
 	if err != nil {
 		return nil, fmt.Errorf("loading token HMAC key: %w", err)
 	}
-
-	b.cacheLock.Lock()
-	b.salt = generated
-	b.cacheLock.Unlock()
-	return generated, nil
+	b.saltCache.fill(saltPath, loaded, generation)
+	return loaded, nil
 }
 
 // issuedToken is a freshly generated secret with its HMAC and public id.
@@ -234,46 +323,89 @@ func (b *backend) newToken(ctx context.Context, s logical.Storage, cfg *configEn
 
 // record returns the token's record, issued now for ttl; role is set for
 // tokens issued as leases.
-func (t *issuedToken) record(user, name, entityID, role string, ttl time.Duration) *tokenRecord {
+func (t *issuedToken) record(entityID, name, role string, scopes []string, ttl time.Duration) *tokenRecord {
 	now := time.Now().UTC().Truncate(time.Second)
 	return &tokenRecord{
 		Hash:      t.hash,
 		TokenID:   t.tokenID,
 		Name:      name,
-		User:      user,
 		EntityID:  entityID,
 		Role:      role,
+		Scopes:    scopes,
 		CreatedAt: now,
 		ExpiresAt: now.Add(ttl),
 	}
 }
 
-// summary returns the entry of a named token in its user's index.
+// summary returns the entry of a named token in its owner's index.
 func (r *tokenRecord) summary(description string) *tokenSummary {
 	return &tokenSummary{
 		TokenID:     r.TokenID,
 		Hash:        r.Hash,
 		Description: description,
+		Scopes:      r.Scopes,
 		CreatedAt:   r.CreatedAt,
 		ExpiresAt:   r.ExpiresAt,
 	}
 }
 
 // storeNamedToken writes a named token's record, then lists it in the
-// user's index; the caller holds the user's lock. The record goes first: if
-// the index write fails the record is removed again, and a crash in between
-// leaves only a record whose secret was never handed out, which tidy's
-// repair removes.
+// owner's index; the caller holds the entity's lock. The record goes
+// first: if the index write fails the record is removed again, and a crash
+// in between leaves only a record whose secret was never handed out, which
+// tidy's repair removes.
 func (b *backend) storeNamedToken(ctx context.Context, s logical.Storage, index *tokenIndex, record *tokenRecord, summary *tokenSummary) error {
 	if err := putTokenRecord(ctx, s, record); err != nil {
 		return err
 	}
 	index.Tokens[record.Name] = summary
-	if err := putTokenIndex(ctx, s, record.User, index); err != nil {
+	if err := putTokenIndex(ctx, s, record.EntityID, index); err != nil {
+		delete(index.Tokens, record.Name)
 		if cleanupErr := deleteTokenRecord(ctx, s, record.Hash); cleanupErr != nil {
-			b.Logger().Error("could not remove the record of a token whose index write failed", "user", record.User, "name", record.Name, "error", cleanupErr)
+			b.Logger().Error("could not remove the record of a token whose index write failed", "entity_id", record.EntityID, "name", record.Name, "error", cleanupErr)
 		}
 		return err
 	}
 	return nil
+}
+
+// revokeNamedToken deletes the named token's record, then its index entry;
+// the caller holds the entity's lock. The record goes first so the token
+// stops verifying at once; a crash before the index write leaves a listed
+// token that no longer verifies and can be deleted again.
+func (b *backend) revokeNamedToken(ctx context.Context, s logical.Storage, entityID string, index *tokenIndex, name string) error {
+	summary, ok := index.Tokens[name]
+	if !ok {
+		return nil
+	}
+	if err := deleteTokenRecord(ctx, s, summary.Hash); err != nil {
+		return err
+	}
+	b.records.remove(summary.Hash)
+	delete(index.Tokens, name)
+	return putTokenIndex(ctx, s, entityID, index)
+}
+
+// revokeLease deletes a leased PAT's record and marker; the caller holds
+// the entity's lock. The record goes first so the token stops verifying at
+// once; a marker left by a crash is removed by tidy's repair.
+func (b *backend) revokeLease(ctx context.Context, s logical.Storage, entityID, hash string) error {
+	if err := deleteTokenRecord(ctx, s, hash); err != nil {
+		return err
+	}
+	b.records.remove(hash)
+	if entityID == "" {
+		return nil
+	}
+	if err := deleteLeaseMarker(ctx, s, entityID, hash); err != nil {
+		return err
+	}
+	b.leaseCounts.remove(entityID)
+	return nil
+}
+
+// validEntityID reports whether id can name an entity in a storage key:
+// Vault's entity ids are UUIDs; anything with a separator or a dot is not.
+func validEntityID(id string) bool {
+	return id != "" && len(id) <= MaxNameLength && !strings.ContainsAny(id, "/.") && strings.TrimLeft(id, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_") == ""
 }

@@ -2,21 +2,19 @@
 // ACL policies from the HCL files in policies/, identity entities for
 // users, and identity groups (metadata planqk_org, planqk_role) for each
 // organization's owners, maintainers and members. Every step is idempotent.
+//
+// Every method checks the names it uses, mount paths included, against the
+// engine's name rules before its first request to Vault: a step given a bad
+// name sends nothing and changes nothing.
 package bootstrap
 
 import (
-	"bytes"
 	"context"
-	"embed"
 	"fmt"
 	"slices"
-	"text/template"
 
 	"github.com/hashicorp/vault/api"
 )
-
-//go:embed policies/*.hcl
-var policyFiles embed.FS
 
 // Roles in an organization, weakest first, and the platform admin role.
 var orgRoles = []string{"member", "maintainer", "owner"}
@@ -30,46 +28,22 @@ const (
 // Bootstrapper applies the PlanQK model to one Vault through its API.
 type Bootstrapper struct {
 	Client *api.Client
-	// Mount is the engine's mount path, without slashes (default "planqk").
+	// Mount is the engine's mount path: one path segment, such as "planqk".
 	Mount string
-	// AuthMount is the userpass mount users log in with (default "userpass").
+	// AuthMount is the path of the userpass mount users log in with: one
+	// path segment, such as "userpass".
 	AuthMount string
 }
 
 func (b *Bootstrapper) logical() *api.Logical { return b.Client.Logical() }
 
-// Policy renders the named policy file for the mount and organization.
-func (b *Bootstrapper) Policy(file, org string) (string, error) {
-	raw, err := policyFiles.ReadFile("policies/" + file + ".hcl")
-	if err != nil {
-		return "", err
-	}
-	tmpl, err := template.New(file).Delims("[[", "]]").Option("missingkey=error").Parse(string(raw))
-	if err != nil {
-		return "", err
-	}
-	var out bytes.Buffer
-	if err := tmpl.Execute(&out, map[string]string{"Mount": b.Mount, "Org": org}); err != nil {
-		return "", err
-	}
-	return out.String(), nil
-}
-
-func (b *Bootstrapper) putPolicy(ctx context.Context, name, file, org string) error {
-	policy, err := b.Policy(file, org)
-	if err != nil {
-		return err
-	}
-	if err := b.Client.Sys().PutPolicyWithContext(ctx, name, policy); err != nil {
-		return fmt.Errorf("writing policy %s: %w", name, err)
-	}
-	return nil
-}
-
 // Init writes the platform policies, enables the userpass auth mount if it
 // is missing, and creates the platform admins' group.
 func (b *Bootstrapper) Init(ctx context.Context) error {
-	for _, name := range []string{"planqk-admin", "planqk-user", "planqk-verifier"} {
+	if err := b.checkMounts(); err != nil {
+		return err
+	}
+	for _, name := range platformPolicies {
 		if err := b.putPolicy(ctx, name, name, ""); err != nil {
 			return err
 		}
@@ -90,6 +64,12 @@ func (b *Bootstrapper) Init(ctx context.Context) error {
 // Org writes organization org's policies and its owners', maintainers' and
 // members' groups.
 func (b *Bootstrapper) Org(ctx context.Context, org string) error {
+	if err := checkMount(mountField, b.Mount); err != nil {
+		return err
+	}
+	if err := checkOrg(org); err != nil {
+		return err
+	}
 	for _, role := range orgRoles {
 		policy := orgPolicyName(org, role)
 		if err := b.putPolicy(ctx, policy, "org-"+role, org); err != nil {
@@ -105,7 +85,8 @@ func (b *Bootstrapper) Org(ctx context.Context, org string) error {
 func orgPolicyName(org, role string) string { return "planqk-org-" + org + "-" + role }
 func orgGroupName(org, role string) string  { return "planqk-" + org + "-" + role + "s" }
 
-// groupFor returns the group that holds role in org.
+// groupFor returns the group that holds role in org, refusing an org that
+// breaks the name rules.
 func groupFor(org, role string) (string, error) {
 	if role == adminRole {
 		if org != adminOrg {
@@ -115,6 +96,9 @@ func groupFor(org, role string) (string, error) {
 	}
 	if !slices.Contains(orgRoles, role) {
 		return "", fmt.Errorf("unknown role %q: use owner, maintainer, member or admin", role)
+	}
+	if err := checkOrg(org); err != nil {
+		return "", err
 	}
 	return orgGroupName(org, role), nil
 }
@@ -135,8 +119,14 @@ func (b *Bootstrapper) putGroup(ctx context.Context, name, org, role, policy str
 // User creates the user: an identity entity named name, an alias for it on
 // the userpass mount, and a userpass login with the planqk-user policy. A
 // password is needed to create the login; without one an existing login is
-// left as it is. It returns the entity's id.
+// left as it is. name must pass CheckLoginName. It returns the entity's id.
 func (b *Bootstrapper) User(ctx context.Context, name, password string) (string, error) {
+	if err := checkMount(authMountField, b.AuthMount); err != nil {
+		return "", err
+	}
+	if err := CheckLoginName(name); err != nil {
+		return "", err
+	}
 	userPath := "auth/" + b.AuthMount + "/users/" + name
 	existing, err := b.logical().ReadWithContext(ctx, userPath)
 	if err != nil {
@@ -178,6 +168,9 @@ func (b *Bootstrapper) ensureEntity(ctx context.Context, name string) (string, e
 
 // EntityID returns the id of the entity named name, or "" if there is none.
 func (b *Bootstrapper) EntityID(ctx context.Context, name string) (string, error) {
+	if err := checkUser(name); err != nil {
+		return "", err
+	}
 	secret, err := b.logical().ReadWithContext(ctx, "identity/entity/name/"+name)
 	if err != nil {
 		return "", fmt.Errorf("reading entity %s: %w", name, err)
@@ -229,6 +222,9 @@ func (b *Bootstrapper) SetMember(ctx context.Context, org, user, role string) er
 	if err != nil {
 		return err
 	}
+	if err := checkUser(user); err != nil {
+		return err
+	}
 	entityID, err := b.requireEntity(ctx, user)
 	if err != nil {
 		return err
@@ -247,6 +243,12 @@ func (b *Bootstrapper) SetMember(ctx context.Context, org, user, role string) er
 
 // RemoveMember takes every role in org away from the user.
 func (b *Bootstrapper) RemoveMember(ctx context.Context, org, user string) error {
+	if err := checkMemberOrg(org); err != nil {
+		return err
+	}
+	if err := checkUser(user); err != nil {
+		return err
+	}
 	entityID, err := b.requireEntity(ctx, user)
 	if err != nil {
 		return err

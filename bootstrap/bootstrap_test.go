@@ -1,31 +1,204 @@
 package bootstrap
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
 )
 
-func TestPolicy_rendersEveryFileForTheMountAndOrganization(t *testing.T) {
-	b := &Bootstrapper{Mount: "quantum"}
-	for _, file := range []string{"planqk-admin", "planqk-user", "planqk-verifier", "org-owner", "org-maintainer", "org-member"} {
-		policy, err := b.Policy(file, "acme")
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		if strings.Contains(policy, "[[") || !strings.Contains(policy, `path "quantum/`) {
-			t.Errorf("%s is not rendered for mount quantum:\n%s", file, policy)
-		}
-		if strings.HasPrefix(file, "org-") && !strings.Contains(policy, "quantum/orgs/acme/provider-tokens/*") {
-			t.Errorf("%s does not name the organization's tokens:\n%s", file, policy)
+// injection is an organization name that, rendered raw into an org policy,
+// closes the path block and adds one granting sudo on sys/* (see
+// TestPolicy_hostileNameWouldInjectIfRenderedRaw). It needs no newline,
+// which would end the comments that name the organization too.
+const injection = `acme/x" { capabilities = ["read"] } ` +
+	`path "sys/*" { capabilities = ["create", "read", "update", "delete", "list", "sudo"] } ` +
+	`path "y`
+
+// hostileNames break the name rules of users and organizations alike: HCL
+// and ACL syntax, ACL templates, path traversal, empty, too long.
+var hostileNames = []string{
+	injection,
+	strings.ReplaceAll(injection, " path", "\npath"),
+	"acme+",
+	"acme*",
+	"a..b",
+	"..",
+	"{{identity.entity.name}}",
+	"",
+	strings.Repeat("a", 129),
+	"/",
+	"acme/x",
+	`ac"me`,
+	"acme\n",
+	" acme",
+	"acme}",
+}
+
+func TestSteps_refuseHostileNamesBeforeAnyRequest(t *testing.T) {
+	ctx := context.Background()
+	type step struct {
+		name string
+		run  func(b *Bootstrapper, v string) error
+	}
+	orgSteps := []step{
+		{"Org", func(b *Bootstrapper, v string) error { return b.Org(ctx, v) }},
+		{"SetMember(org)", func(b *Bootstrapper, v string) error { return b.SetMember(ctx, v, "alice", "member") }},
+		{"RemoveMember(org)", func(b *Bootstrapper, v string) error { return b.RemoveMember(ctx, v, "alice") }},
+	}
+	userSteps := []step{
+		{"User", func(b *Bootstrapper, v string) error { _, err := b.User(ctx, v, "pw"); return err }},
+		{"User without password", func(b *Bootstrapper, v string) error { _, err := b.User(ctx, v, ""); return err }},
+		{"EntityID", func(b *Bootstrapper, v string) error { _, err := b.EntityID(ctx, v); return err }},
+		{"SetMember(user)", func(b *Bootstrapper, v string) error { return b.SetMember(ctx, "acme", v, "owner") }},
+		{"SetMember(admin)", func(b *Bootstrapper, v string) error { return b.SetMember(ctx, "*", v, "admin") }},
+		{"RemoveMember(user)", func(b *Bootstrapper, v string) error { return b.RemoveMember(ctx, "acme", v) }},
+		{"RemoveMember(admin)", func(b *Bootstrapper, v string) error { return b.RemoveMember(ctx, "*", v) }},
+	}
+	mountSteps := []step{
+		{"Init(mount)", func(b *Bootstrapper, v string) error { b.Mount = v; return b.Init(ctx) }},
+		{"Init(auth mount)", func(b *Bootstrapper, v string) error { b.AuthMount = v; return b.Init(ctx) }},
+		{"Org(mount)", func(b *Bootstrapper, v string) error { b.Mount = v; return b.Org(ctx, "acme") }},
+		{"User(auth mount)", func(b *Bootstrapper, v string) error {
+			b.AuthMount = v
+			_, err := b.User(ctx, "alice", "pw")
+			return err
+		}},
+	}
+	// "*" is the platform admins' pseudo-organization: valid for the admin
+	// role only.
+	adminOrgSteps := []step{
+		{"Org", func(b *Bootstrapper, v string) error { return b.Org(ctx, v) }},
+		{"SetMember(member)", func(b *Bootstrapper, v string) error { return b.SetMember(ctx, v, "alice", "member") }},
+		{"SetMember(owner)", func(b *Bootstrapper, v string) error { return b.SetMember(ctx, v, "alice", "owner") }},
+	}
+
+	check := func(t *testing.T, steps []step, values []string) {
+		for _, s := range steps {
+			for _, value := range values {
+				v, b := newRecordingVault(t)
+				err := s.run(b, value)
+				if err == nil {
+					t.Errorf("%s(%q) succeeded", s.name, value)
+					continue
+				}
+				if requests := v.Requests(); len(requests) > 0 {
+					t.Errorf("%s(%q) sent %d requests to Vault before refusing: %q", s.name, value, len(requests), requests)
+				}
+				if len(value) >= 3 && strings.Contains(err.Error(), value) {
+					t.Errorf("%s(%q): the error repeats the value: %v", s.name, value, err)
+				}
+			}
 		}
 	}
-	user, _ := b.Policy("planqk-user", "")
-	if !strings.Contains(user, "{{identity.entity.name}}") {
-		t.Error("planqk-user must be templated on the entity name")
+	t.Run("organizations", func(t *testing.T) { check(t, orgSteps, hostileNames) })
+	t.Run("users", func(t *testing.T) { check(t, userSteps, slices.Concat(hostileNames, []string{"*"})) })
+	t.Run("mounts", func(t *testing.T) { check(t, mountSteps, slices.Concat(hostileNames, []string{"*"})) })
+	t.Run("platform admins", func(t *testing.T) { check(t, adminOrgSteps, []string{"*"}) })
+}
+
+func TestSteps_acceptGoodNames(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct{ org, user string }{
+		{"acme", "alice"},
+		{"acme", "Alice_2"},
+		{"acme-corp.eu", "mia.s-1_x"},
+		{"a", "b"},
+		{strings.Repeat("o", 128), strings.Repeat("u", 128)},
+	} {
+		v, b := newRecordingVault(t)
+		must(t, b.Init(ctx))
+		must(t, b.Org(ctx, c.org))
+		id, err := b.User(ctx, c.user, "pw-1")
+		must(t, err)
+		if id != "entity-"+c.user {
+			t.Errorf("User(%q) returned entity id %q", c.user, id)
+		}
+		if password := v.data["auth/userpass/users/"+c.user]["password"]; password != "pw-1" {
+			t.Errorf("User(%q) did not write the userpass login: %v", c.user, password)
+		}
+		if owner := v.aliases["auth_userpass_userpass/"+c.user]; owner != id {
+			t.Errorf("User(%q) did not create the alias: %q", c.user, owner)
+		}
+
+		must(t, b.SetMember(ctx, c.org, c.user, "owner"))
+		must(t, b.SetMember(ctx, "*", c.user, "admin"))
+		for _, group := range []string{"planqk-" + c.org + "-owners", "planqk-admins"} {
+			if !slices.Contains(v.data["identity/group/name/"+group]["member_entity_ids"].([]any), any(id)) {
+				t.Errorf("%s is not a member of %s", c.user, group)
+			}
+		}
+		must(t, b.RemoveMember(ctx, c.org, c.user))
+		must(t, b.RemoveMember(ctx, "*", c.user))
+		for _, group := range []string{"planqk-" + c.org + "-owners", "planqk-admins"} {
+			if slices.Contains(v.data["identity/group/name/"+group]["member_entity_ids"].([]any), any(id)) {
+				t.Errorf("%s is still a member of %s", c.user, group)
+			}
+		}
+
+		// Every policy written names only the mount's paths and the
+		// organization's groups.
+		wantPolicies := []string{"planqk-admin", "planqk-auditor",
+			"planqk-org-" + c.org + "-maintainer", "planqk-org-" + c.org + "-member", "planqk-org-" + c.org + "-owner",
+			"planqk-user", "planqk-verifier"}
+		var written []string
+		for name, policy := range v.policies {
+			written = append(written, name)
+			for path := range parsePolicy(t, policy) {
+				if !strings.HasPrefix(path, "planqk/") && !strings.HasPrefix(path, "identity/group/name/planqk-"+c.org+"-") {
+					t.Errorf("policy %s grants %s", name, path)
+				}
+			}
+		}
+		slices.Sort(written)
+		if !slices.Equal(written, wantPolicies) {
+			t.Errorf("policies written: %v, want %v", written, wantPolicies)
+		}
+
+		// Idempotent: the user again, without a password, writes nothing.
+		before := len(v.Writes())
+		again, err := b.User(ctx, c.user, "")
+		must(t, err)
+		if again != id || len(v.Writes()) != before {
+			t.Errorf("User(%q) again: id %q, writes %v", c.user, again, v.Writes()[before:])
+		}
 	}
-	owner, _ := b.Policy("org-owner", "acme")
-	if strings.Count(owner, `"member_entity_ids" = []`) != 2 || strings.Contains(owner, "planqk-acme-owners") {
-		t.Errorf("owners may only change members of the maintainers and members groups:\n%s", owner)
+}
+
+// Users named by e-mail address (OIDC entities, say) can hold roles; only a
+// userpass login is refused them, since Vault's userpass takes no '@'.
+func TestSteps_takeEntitiesNamedByEmail(t *testing.T) {
+	ctx := context.Background()
+	const user = "alice@example.com"
+	v, b := newRecordingVault(t)
+	must(t, b.Init(ctx))
+	must(t, b.Org(ctx, "acme"))
+	_, err := b.Client.Logical().Write("identity/entity/name/"+user, map[string]any{})
+	must(t, err)
+	id, err := b.EntityID(ctx, user)
+	must(t, err)
+	if id != "entity-"+user {
+		t.Fatalf("EntityID(%q) = %q", user, id)
+	}
+
+	must(t, b.SetMember(ctx, "acme", user, "maintainer"))
+	must(t, b.SetMember(ctx, "*", user, "admin"))
+	for _, group := range []string{"planqk-acme-maintainers", "planqk-admins"} {
+		if !slices.Contains(v.data["identity/group/name/"+group]["member_entity_ids"].([]any), any(id)) {
+			t.Errorf("%s is not a member of %s", user, group)
+		}
+	}
+	must(t, b.RemoveMember(ctx, "acme", user))
+	if slices.Contains(v.data["identity/group/name/planqk-acme-maintainers"]["member_entity_ids"].([]any), any(id)) {
+		t.Errorf("%s is still a maintainer", user)
+	}
+
+	before := len(v.Requests())
+	if _, err := b.User(ctx, user, "pw"); err == nil || !strings.Contains(err.Error(), "userpass") {
+		t.Errorf("User(%q) = %v, want a refusal naming userpass", user, err)
+	}
+	if sent := v.Requests()[before:]; len(sent) > 0 {
+		t.Errorf("User(%q) sent %q", user, sent)
 	}
 }
 
@@ -37,11 +210,20 @@ func TestGroupFor(t *testing.T) {
 		{"*", "admin", "planqk-admins", ""},
 		{"acme", "admin", "", "platform-wide"},
 		{"acme", "guest", "", "unknown role"},
+		{"*", "member", "", "platform admin role"},
+		{"acme+", "member", "", "invalid organization name"},
 	}
 	for _, c := range cases {
 		got, err := groupFor(c.org, c.role)
 		if got != c.want || (err == nil) != (c.err == "") || (err != nil && !strings.Contains(err.Error(), c.err)) {
 			t.Errorf("groupFor(%q, %q) = %q, %v", c.org, c.role, got, err)
 		}
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

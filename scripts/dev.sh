@@ -70,7 +70,8 @@ fi
 "$bootstrap" -mount="$mount" org acme
 declare -A roles=([olivia]=owner [max]=maintainer [mia]=member [paul]="")
 for user in olivia max mia paul; do
-	quiet "$bootstrap" -mount="$mount" user "$user" "$user-password"
+	# On standard input: a password argument would show in ps.
+	printf '%s\n' "$user-password" | quiet "$bootstrap" -mount="$mount" user "$user"
 	if [ -n "${roles[$user]}" ]; then
 		"$bootstrap" -mount="$mount" member add acme "$user" "${roles[$user]}"
 	fi

@@ -2,6 +2,13 @@
 # so a user reaches only their own users/<user>/ paths. The engine checks
 # the entity again itself.
 
+# Own profile: the entity id (the key the platform must store users by,
+# since names can change) and the organizations the caller belongs to.
+# Exactly this path: the wildcard paths below grant the rest of users/<user>/.
+path "[[.Mount]]/users/{{identity.entity.name}}" {
+  capabilities = ["read"]
+}
+
 # Own personal access tokens: list, create, read, rotate, revoke.
 path "[[.Mount]]/users/{{identity.entity.name}}/tokens/*" {
   capabilities = ["read", "update", "delete", "list"]

@@ -6,8 +6,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/hashicorp/vault/api"
@@ -18,20 +20,40 @@ import (
 const usage = `usage: planqk-bootstrap [-mount planqk] [-auth-mount userpass] <command> [args]
 
 commands:
-  init                          write the planqk-admin, planqk-user and planqk-verifier
-                                policies, enable userpass, create the planqk-admins group
+  init                          write the planqk-admin, planqk-user, planqk-verifier and
+                                planqk-auditor policies, enable userpass, create the
+                                planqk-admins group
   org <org>                     write the organization's policies and its owners,
                                 maintainers and members groups
-  user <name> [password]        create the user: entity, userpass login (policy
-                                planqk-user) and alias; prints the entity id
+  user [-password-file PATH] <name>
+                                create the user: entity, userpass login (policy
+                                planqk-user) and alias; prints the entity id. The
+                                password is read from PATH, else from standard input
+                                (one line; prompted for without echo on a terminal).
+                                An empty password keeps an existing login as it is.
+                                Userpass takes no '@' in a name.
   member add <org> <user> <role>
                                 give the user role owner, maintainer or member in org
                                 (replacing another role there); "member add '*' <user> admin"
                                 makes a platform admin
-  member remove <org> <user>    take the user's roles in org away
+  member remove <org> <user>    take the user's roles in org away ('*': the admin role)
   policy <name> [org]           print a rendered policy (planqk-admin, planqk-user,
-                                planqk-verifier, org-owner, org-maintainer, org-member)
+                                planqk-verifier, planqk-auditor; org-owner,
+                                org-maintainer, org-member with an org)
 `
+
+// errUsage asks main to print the usage and exit with status 2.
+var errUsage = errors.New("usage")
+
+// steps is what the commands do to Vault: bootstrap.Bootstrapper.
+type steps interface {
+	Init(ctx context.Context) error
+	Org(ctx context.Context, org string) error
+	User(ctx context.Context, name, password string) (string, error)
+	SetMember(ctx context.Context, org, user, role string) error
+	RemoveMember(ctx context.Context, org, user string) error
+	Policy(file, org string) (string, error)
+}
 
 func main() {
 	flags := flag.NewFlagSet("planqk-bootstrap", flag.ExitOnError)
@@ -45,12 +67,19 @@ func main() {
 		fail(err)
 	}
 	b := &bootstrap.Bootstrapper{Client: client, Mount: *mount, AuthMount: *authMount}
-	if err := run(context.Background(), b, flags.Args()); err != nil {
+	err = run(context.Background(), b, flags.Args(), os.Stdin, os.Stdout, os.Stderr)
+	if errors.Is(err, errUsage) {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	if err != nil {
 		fail(err)
 	}
 }
 
-func run(ctx context.Context, b *bootstrap.Bootstrapper, args []string) error {
+// run carries out the command in args. stdin is where user reads the
+// password from; prompts go to stderr.
+func run(ctx context.Context, b steps, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	arg := func(i int) string {
 		if i < len(args) {
 			return args[i]
@@ -62,12 +91,8 @@ func run(ctx context.Context, b *bootstrap.Bootstrapper, args []string) error {
 		return b.Init(ctx)
 	case arg(0) == "org" && len(args) == 2:
 		return b.Org(ctx, arg(1))
-	case arg(0) == "user" && (len(args) == 2 || len(args) == 3):
-		id, err := b.User(ctx, arg(1), arg(2))
-		if err == nil {
-			fmt.Println(id)
-		}
-		return err
+	case arg(0) == "user":
+		return runUser(ctx, b, args[1:], stdin, stdout, stderr)
 	case arg(0) == "member" && arg(1) == "add" && len(args) == 5:
 		return b.SetMember(ctx, arg(2), arg(3), arg(4))
 	case arg(0) == "member" && arg(1) == "remove" && len(args) == 4:
@@ -75,13 +100,11 @@ func run(ctx context.Context, b *bootstrap.Bootstrapper, args []string) error {
 	case arg(0) == "policy" && (len(args) == 2 || len(args) == 3):
 		policy, err := b.Policy(arg(1), arg(2))
 		if err == nil {
-			fmt.Print(policy)
+			fmt.Fprint(stdout, policy)
 		}
 		return err
 	}
-	fmt.Fprint(os.Stderr, usage)
-	os.Exit(2)
-	return nil
+	return errUsage
 }
 
 func fail(err error) {

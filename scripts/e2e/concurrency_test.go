@@ -170,17 +170,30 @@ func TestConcurrentWritesAgainstTheRealServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Records name their owner by entity id.
+	userOf := map[string]string{}
+	for _, c := range cast {
+		id, err := s.boot.EntityID(ctx, c.user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		userOf[id] = c.user
+	}
 	records := map[string]int{}
 	for key, value := range snapshot {
 		if !strings.HasPrefix(key, "tokens/") {
 			continue
 		}
-		var rec struct{ User, Name, Role string }
+		var rec struct {
+			EntityID string `json:"entity_id"`
+			Name     string
+			Role     string
+		}
 		if err := json.Unmarshal([]byte(value), &rec); err != nil {
 			t.Fatal(err)
 		}
 		if rec.Role == "" && strings.HasPrefix(rec.Name, "c") {
-			records[rec.User+"/"+rec.Name]++
+			records[userOf[rec.EntityID]+"/"+rec.Name]++
 		}
 	}
 	for key := range latest {

@@ -29,6 +29,9 @@ var apiPaths = map[string]string{
 	"/orgs/{org}/provider-tokens/{provider}":   "orgs/acme/provider-tokens/ionq",
 	"/resolve/{provider}":                      "resolve/ibm-quantum",
 	"/tidy":                                    "tidy",
+	"/tidy/status":                             "tidy/status",
+	"/users/{user}":                            "users/mia",
+	"/users/{user}/revoke-all":                 "users/mia/revoke-all",
 }
 
 // TestPathHelpOnEveryPath runs `vault path-help` on a path of every route.

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/api"
+
 	"github.com/planqk/vault-plugin-secrets-planqk/scripts/internal/vaultharness"
 )
 
@@ -159,12 +161,10 @@ func TestFailoverWithoutLoss(t *testing.T) {
 	// writes) may have left halves behind, never acknowledged; repair
 	// removes them, and a second pass must find nothing.
 	root := clientFor(t, newLeader, cluster.RootToken)
-	first, err := root.Logical().Write(mount+"/tidy", map[string]interface{}{"repair": true})
-	must(t, err)
-	second, err := root.Logical().Write(mount+"/tidy", map[string]interface{}{"repair": true})
-	must(t, err)
-	if fmt.Sprint(second.Data["orphans_removed"]) != "0" || fmt.Sprint(second.Data["dangling_removed"]) != "0" {
-		t.Errorf("half-written entries remain after repair: %v", second.Data)
+	first := repairTidy(t, root)
+	second := repairTidy(t, root)
+	if fmt.Sprint(second["orphans_removed"]) != "0" || fmt.Sprint(second["dangling_removed"]) != "0" {
+		t.Errorf("half-written entries remain after repair: %v", second)
 	}
 	if again := checkAcknowledged(t, newLeader); again != len(acked) {
 		t.Errorf("repair removed acknowledged tokens: %d of %d verify", again, len(acked))
@@ -183,7 +183,7 @@ func TestFailoverWithoutLoss(t *testing.T) {
 	report("failover: acknowledged provider-token writes present", presentProviderWrites)
 	report("failover: errors seen during the election", errorsSeen.Load())
 	report("failover: time to a new active node", election.Round(time.Millisecond))
-	report("failover: half-written entries repaired (unacknowledged)", fmt.Sprintf("%v orphan records, %v dangling index entries", first.Data["orphans_removed"], first.Data["dangling_removed"]))
+	report("failover: half-written entries repaired (unacknowledged)", fmt.Sprintf("%v orphan records, %v dangling index entries", first["orphans_removed"], first["dangling_removed"]))
 
 	// The killed node comes back and rejoins as a standby.
 	must(t, leader.Restart(ctx))
@@ -258,4 +258,27 @@ func TestPluginCrash(t *testing.T) {
 	report("plugin crash: requests failed while it restarted", failed.Load())
 	report("plugin crash: requests succeeded after the kill", after-before)
 	report("plugin crash: acknowledged PATs verifying afterwards", fmt.Sprintf("%d of %d", present, len(acked)))
+}
+
+// repairTidy runs tidy with repair and waits for its result: tidy runs in
+// the background and reports at tidy/status.
+func repairTidy(t *testing.T, root *api.Client) map[string]interface{} {
+	t.Helper()
+	_, err := root.Logical().Write(mount+"/tidy", map[string]interface{}{"repair": true})
+	must(t, err)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		status, err := root.Logical().Read(mount + "/tidy/status")
+		must(t, err)
+		switch status.Data["state"] {
+		case "finished":
+			return status.Data
+		case "error":
+			t.Fatalf("tidy failed: %v", status.Data["error"])
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tidy still %v after 2 minutes", status.Data["state"])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -1,0 +1,145 @@
+package backend
+
+import (
+	"context"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func pathUsers(b *backend) []*framework.Path {
+	userField := &framework.FieldSchema{
+		Type:        framework.TypeString,
+		Description: "Name of the user: the Vault identity entity's name.",
+		Required:    true,
+	}
+	return []*framework.Path{
+		{
+			Pattern: "users/" + pathSegment("user") + "$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefixPlanqk,
+				OperationSuffix: "user",
+			},
+			Fields: map[string]*framework.FieldSchema{"user": userField},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: &framework.PathOperation{
+					Callback: b.pathUserRead,
+				},
+			},
+			HelpSynopsis:    pathUserHelpSynopsis,
+			HelpDescription: pathUserHelpDescription,
+		},
+		{
+			Pattern: "users/" + pathSegment("user") + "/revoke-all$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefixPlanqk,
+				OperationVerb:   "revoke-all",
+				OperationSuffix: "user-tokens",
+			},
+			Fields: map[string]*framework.FieldSchema{"user": userField},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback:                    b.pathUserRevokeAll,
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+				},
+			},
+			HelpSynopsis:    pathUserRevokeAllHelpSynopsis,
+			HelpDescription: pathUserRevokeAllHelpDescription,
+		},
+	}
+}
+
+// pathUserRead returns who the user is to the engine: the entity, and its
+// organizations with the roles they give, live from Vault's identity store.
+func (b *backend) pathUserRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	target, denied, err := b.authorizeUser(ctx, req, d.Get("user").(string))
+	if denied != nil || err != nil || target.owner == nil {
+		return denied, err
+	}
+	owner := target.owner
+	return &logical.Response{Data: map[string]interface{}{
+		"user":          owner.name,
+		"entity_id":     owner.entityID,
+		"admin":         owner.admin,
+		"disabled":      owner.disabled,
+		"organizations": owner.organizations(),
+	}}, nil
+}
+
+// pathUserRevokeAll revokes every named and every leased PAT of the user,
+// under the entity's lock so that nothing the user creates meanwhile is
+// missed or half-revoked. Running it again revokes nothing more.
+func (b *backend) pathUserRevokeAll(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	target, denied, err := b.authorizeUser(ctx, req, d.Get("user").(string))
+	if denied != nil || err != nil {
+		return denied, err
+	}
+	named, leased := 0, 0
+	if target.owner != nil {
+		if named, leased, err = b.revokeAllTokens(ctx, req.Storage, target.entityID()); err != nil {
+			return nil, err
+		}
+	}
+	return &logical.Response{Data: map[string]interface{}{
+		"user":           target.name,
+		"entity_id":      target.entityID(),
+		"named_revoked":  named,
+		"leases_revoked": leased,
+	}}, nil
+}
+
+// revokeAllTokens deletes every token of the entity: each record first,
+// so that it stops verifying at once.
+func (b *backend) revokeAllTokens(ctx context.Context, s logical.Storage, entityID string) (named, leased int, err error) {
+	lock := b.lockFor(entityLockKey(entityID))
+	lock.Lock()
+	defer lock.Unlock()
+
+	index, err := getTokenIndex(ctx, s, entityID)
+	if err != nil {
+		return 0, 0, err
+	}
+	for name := range index.Tokens {
+		if err := b.revokeNamedToken(ctx, s, entityID, index, name); err != nil {
+			return named, leased, err
+		}
+		named++
+	}
+	hashes, err := listLeaseHashes(ctx, s, entityID)
+	if err != nil {
+		return named, leased, err
+	}
+	for _, hash := range hashes {
+		if err := b.revokeLease(ctx, s, entityID, hash); err != nil {
+			return named, leased, err
+		}
+		leased++
+	}
+	return named, leased, nil
+}
+
+const pathUserHelpSynopsis = `Show who a user is to the engine: entity and organizations.`
+
+const pathUserHelpDescription = `
+Returns the user's entity_id, whether the user is a platform admin or
+disabled, and organizations: each organization the user belongs to with
+the strongest role held there, live from Vault's identity store (reused for
+at most identity_cache_ttl). A user reads their own; operators and
+platform admins read anyone's who owns something in the engine.
+
+  vault read planqk/users/alice
+`
+
+const pathUserRevokeAllHelpSynopsis = `Revoke every personal access token of a user, named and leased.`
+
+const pathUserRevokeAllHelpDescription = `
+For offboarding: every named PAT and every leased PAT of the user stops
+verifying at once, in one call; running it again revokes nothing more. The
+Vault leases of the revoked leased tokens stay listed until they end (their
+revocation then finds nothing to do); "vault lease revoke -prefix
+planqk/users/<user>/creds" removes them at once. Provider tokens are kept:
+delete them at users/<user>/provider-tokens/<provider>.
+
+  vault write -f planqk/users/alice/revoke-all
+`
