@@ -3,6 +3,7 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -64,9 +65,15 @@ func TestBrowserPersonalAccessTokens(t *testing.T) {
 
 	// A second token, for a week: marked as expiring soon.
 	mia.open("/tokens")
-	mia.do("filling the form", chromedp.SendKeys(chromedp.ID("token-name"), "ci-runner"), chromedp.Click(chromedp.ID("expiry-0")))
+	mia.do("filling the form", chromedp.SendKeys(chromedp.ID("token-name"), "ci-runner"), chromedp.Click(chromedp.ID("expiry-0")),
+		chromedp.Click(chromedp.ID("scope-1"))) // api only
+
 	mia.click(`form[action="/tokens"] button[type=submit]`)
-	remember(within(mia, "reading the secret", chromedp.Value(chromedp.ID("secret"))), "mia's PAT ci-runner")
+	ciRunner := within(mia, "reading the secret", chromedp.Value(chromedp.ID("secret")))
+	remember(ciRunner, "mia's PAT ci-runner")
+	if got := verify(t, ciRunner); fmt.Sprint(got["scopes"]) != "[api]" {
+		t.Errorf("ci-runner's scopes: %v", got["scopes"])
+	}
 	mia.click(`a[href="/tokens"].button`)
 	mia.expectText("laptop", "PlanQK CLI on my laptop", "ci-runner", "expires soon")
 	mia.screenshot("personal-access-tokens")
@@ -238,7 +245,7 @@ func TestBrowserSessionSecurity(t *testing.T) {
 	}
 
 	// A POST without the CSRF token, from the page itself, is refused.
-	status := within(olivia, "posting without a token", chromedp.Evaluate[int](`fetch("/tokens", {method: "POST", body: new URLSearchParams({name: "no-csrf", expiry: "720h"})}).then((r) => r.status)`, chromedp.EvalAwaitPromise))
+	status := within(olivia, "posting without a token", chromedp.Evaluate[int](`fetch("/tokens", {method: "POST", body: new URLSearchParams({name: "no-csrf", expiry: "720h", scope: "api"})}).then((r) => r.status)`, chromedp.EvalAwaitPromise))
 	if status != http.StatusForbidden {
 		t.Errorf("a POST without the CSRF token: status %d", status)
 	}

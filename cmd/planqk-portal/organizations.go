@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"sort"
-	"strings"
 )
 
 // Roles in an organization, weakest first.
@@ -32,72 +31,31 @@ type profile struct {
 }
 
 // loadProfile reads the person's organizations and roles from the
-// engine's profile path (users/<user>). Engines without it answer 403 (no
-// policy grants the path) or 404; then the roles are read from the token's
-// identity policies, which the bootstrap names planqk-org-<org>-<role>.
+// engine's profile path (users/<user>), live from Vault's identity store.
 func (p *portal) loadProfile(ctx context.Context, sess *session) (*profile, error) {
-	client := p.as(sess)
-	secret, err := client.Logical().ReadWithContext(ctx, p.enginePath("users", sess.user))
-	if err == nil && secret != nil && secret.Data != nil {
-		if _, ok := secret.Data["organizations"]; ok {
-			return profileFromEngine(secret.Data), nil
-		}
-	}
-	if s := statusOf(err); err != nil && s != 403 && s != 404 && s != 405 {
-		return nil, err
-	}
-	self, err := client.Auth().Token().LookupSelfWithContext(ctx)
+	secret, err := p.as(sess).Logical().ReadWithContext(ctx, p.enginePath("users", sess.user))
 	if err != nil {
 		return nil, err
 	}
-	policies, _ := stringsOf(self.Data, "identity_policies")
-	return profileFromPolicies(policies), nil
-}
-
-func profileFromEngine(data map[string]interface{}) *profile {
 	prof := &profile{}
-	prof.Admin, _ = data["admin"].(bool)
-	orgs, _ := data["organizations"].([]interface{})
+	if secret == nil {
+		return prof, nil
+	}
+	prof.Admin, _ = secret.Data["admin"].(bool)
+	orgs, _ := secret.Data["organizations"].([]interface{})
 	for _, o := range orgs {
 		m, ok := o.(map[string]interface{})
 		if !ok {
 			continue
 		}
+		// The platform admin role comes as organization "*", which the
+		// admin flag already tells.
 		if name, role := stringOf(m, "name"), stringOf(m, "role"); name != "" && name != "*" {
 			prof.Organizations = append(prof.Organizations, membership{Name: name, Role: role})
 		}
 	}
 	sortMemberships(prof.Organizations)
-	return prof
-}
-
-// profileFromPolicies reads roles from the bootstrap's policy names; the
-// strongest role per organization counts, as in the engine.
-func profileFromPolicies(policies []string) *profile {
-	prof := &profile{}
-	strongest := map[string]string{}
-	for _, policy := range policies {
-		if policy == "planqk-admin" {
-			prof.Admin = true
-			continue
-		}
-		rest, ok := strings.CutPrefix(policy, "planqk-org-")
-		if !ok {
-			continue
-		}
-		for _, role := range orgRoles {
-			if org, ok := strings.CutSuffix(rest, "-"+role); ok && org != "" {
-				if roleRank(role) > roleRank(strongest[org]) {
-					strongest[org] = role
-				}
-			}
-		}
-	}
-	for org, role := range strongest {
-		prof.Organizations = append(prof.Organizations, membership{Name: org, Role: role})
-	}
-	sortMemberships(prof.Organizations)
-	return prof
+	return prof, nil
 }
 
 func sortMemberships(ms []membership) {

@@ -3,8 +3,10 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -13,10 +15,10 @@ import (
 )
 
 // createPAT creates a token through the form and returns the secret page.
-func createPAT(t *testing.T, v *visitor, name, description, expiry string) *page {
+func createPAT(t *testing.T, v *visitor, name, description, expiry string, scopes ...string) *page {
 	t.Helper()
 	v.get("/tokens")
-	created := v.submit("/tokens", url.Values{"name": {name}, "description": {description}, "expiry": {expiry}})
+	created := v.submit("/tokens", url.Values{"name": {name}, "description": {description}, "expiry": {expiry}, "scope": scopes})
 	if created.status != http.StatusSeeOther || created.header.Get("Location") != "/tokens/secret" {
 		t.Fatalf("creating %s: status %d to %q: %s", name, created.status, created.header.Get("Location"), created.text())
 	}
@@ -45,12 +47,18 @@ func TestPersonalAccessTokenLifecycle(t *testing.T) {
 	v := newVisitor(t, tp)
 	v.signIn("hana")
 
-	shown := createPAT(t, v, "laptop", "my laptop", "2160h")
+	form := v.get("/tokens")
+	for _, id := range []string{"scope-0", "scope-1"} {
+		if !slices.ContainsFunc(form.elements(func(n *html.Node) bool { return attr(n, "id") == id }), func(n *html.Node) bool { return hasAttr(n, "checked") }) {
+			t.Errorf("the scope checkbox %s is not offered checked", id)
+		}
+	}
+	shown := createPAT(t, v, "laptop", "my laptop", "2160h", "api")
 	if shown.status != http.StatusOK || !strings.Contains(shown.text(), "You will not see it again") {
 		t.Fatalf("secret page: status %d: %s", shown.status, shown.text())
 	}
 	secret := secretOn(t, shown)
-	if got := verify(t, secret); got["active"] != true || got["user"] != "hana" || got["name"] != "laptop" {
+	if got := verify(t, secret); got["active"] != true || got["user"] != "hana" || got["name"] != "laptop" || fmt.Sprint(got["scopes"]) != "[api]" {
 		t.Fatalf("verify of the new token: %v", got)
 	}
 	// Shown once: the second visit has no secret.
@@ -61,7 +69,7 @@ func TestPersonalAccessTokenLifecycle(t *testing.T) {
 
 	list := v.get("/tokens")
 	text := list.text()
-	for _, want := range []string{"laptop", "my laptop", "in 89 days", "Rotate", "Revoke"} {
+	for _, want := range []string{"laptop", "my laptop", "Scopes", "api", "in 89 days", "Rotate", "Revoke"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the list lacks %q: %s", want, text)
 		}
@@ -71,14 +79,14 @@ func TestPersonalAccessTokenLifecycle(t *testing.T) {
 	}
 
 	// A second token expiring within a week is marked.
-	secretOn(t, createPAT(t, v, "ci", "", "168h"))
+	secretOn(t, createPAT(t, v, "ci", "", "168h", "api", "quantum_tokens"))
 	if text := v.get("/tokens").text(); !strings.Contains(text, "expires soon") {
 		t.Errorf("a 7-day token is not marked as expiring soon: %s", text)
 	}
 
 	// A name that exists: the engine's 400, in words, with the form kept.
 	v.get("/tokens")
-	dup := v.submit("/tokens", url.Values{"name": {"laptop"}, "description": {"again"}, "expiry": {"720h"}})
+	dup := v.submit("/tokens", url.Values{"name": {"laptop"}, "description": {"again"}, "expiry": {"720h"}, "scope": {"api"}})
 	if dup.status != http.StatusBadRequest || !strings.Contains(dup.text(), `Vault did not create the token: user "hana" already has a token named "laptop"`) {
 		t.Fatalf("duplicate name: status %d: %s", dup.status, dup.text())
 	}
@@ -136,7 +144,7 @@ func TestPersonalAccessTokenExpiryAboveTheEnginesMaximum(t *testing.T) {
 	v := newVisitor(t, tp)
 	v.signIn("hana")
 	v.get("/tokens")
-	p := v.submit("/tokens", url.Values{"name": {"yearly"}, "expiry": {"8760h"}})
+	p := v.submit("/tokens", url.Values{"name": {"yearly"}, "expiry": {"8760h"}, "scope": {"api"}})
 	if p.status != http.StatusBadRequest || !strings.Contains(p.text(), "Vault did not create the token: ttl 8760h0m0s exceeds the max_ttl of 2160h0m0s.") {
 		t.Fatalf("status %d: %s", p.status, p.text())
 	}
@@ -153,7 +161,9 @@ func TestPersonalAccessTokenFormRefusesBadInput(t *testing.T) {
 		form url.Values
 		want string
 	}{
-		{url.Values{"name": {""}, "expiry": {"720h"}}, "Give the token a name."},
+		{url.Values{"name": {""}, "expiry": {"720h"}, "scope": {"api"}}, "Give the token a name."},
+		{url.Values{"name": {"no-scope"}, "expiry": {"720h"}}, "Choose at least one scope."},
+		{url.Values{"name": {"odd-scope"}, "expiry": {"720h"}, "scope": {"admin"}}, `Vault did not create the token: scope "admin" is not one of the allowed scopes (api, quantum_tokens).`},
 		{url.Values{"name": {"../../orgs/globex/provider-tokens/ibm-quantum"}, "expiry": {"720h"}}, "A token name uses letters"},
 		{url.Values{"name": {"a/b"}, "expiry": {"720h"}}, "A token name uses letters"},
 		{url.Values{"name": {"odd-expiry"}, "expiry": {"87600h"}}, "Choose one of the offered expiry periods."},
@@ -166,7 +176,7 @@ func TestPersonalAccessTokenFormRefusesBadInput(t *testing.T) {
 			t.Errorf("%v: status %d: %s", c.form, p.status, p.text())
 		}
 	}
-	if names, _ := listKeys(mustList(t, "planqk/users/hana/tokens")); containsAny(names, "odd-expiry", "no-expiry", "b") {
+	if names, _ := listKeys(mustList(t, "planqk/users/hana/tokens")); containsAny(names, "odd-expiry", "no-expiry", "no-scope", "odd-scope", "b") {
 		t.Fatalf("a refused form created a token: %v", names)
 	}
 	// Unknown token names in paths are 404s, and never reach Vault.

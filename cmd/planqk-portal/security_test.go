@@ -95,11 +95,11 @@ func TestStateChangingRequestsNeedTheCSRFToken(t *testing.T) {
 			t.Errorf("%s: status %d: %s", what, p.status, p.text())
 		}
 	}
-	refused("no token", v.post("/tokens", url.Values{"name": {"csrf-none"}, "expiry": {"720h"}}))
-	refused("a wrong token", v.post("/tokens", url.Values{"name": {"csrf-wrong"}, "expiry": {"720h"}, "csrf": {good[:len(good)-2] + "xx"}}))
-	refused("another session's token", v.post("/tokens", url.Values{"name": {"csrf-other"}, "expiry": {"720h"}, "csrf": {tp.mac("signin-form", "x")}}))
+	refused("no token", v.post("/tokens", url.Values{"name": {"csrf-none"}, "expiry": {"720h"}, "scope": {"api"}}))
+	refused("a wrong token", v.post("/tokens", url.Values{"name": {"csrf-wrong"}, "expiry": {"720h"}, "scope": {"api"}, "csrf": {good[:len(good)-2] + "xx"}}))
+	refused("another session's token", v.post("/tokens", url.Values{"name": {"csrf-other"}, "expiry": {"720h"}, "scope": {"api"}, "csrf": {tp.mac("signin-form", "x")}}))
 	// The right token from another site (a browser says so in Fetch Metadata).
-	req, _ := http.NewRequest(http.MethodPost, tp.url+"/tokens", strings.NewReader(url.Values{"name": {"csrf-cross"}, "expiry": {"720h"}, "csrf": {good}}.Encode()))
+	req, _ := http.NewRequest(http.MethodPost, tp.url+"/tokens", strings.NewReader(url.Values{"name": {"csrf-cross"}, "expiry": {"720h"}, "scope": {"api"}, "csrf": {good}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Sec-Fetch-Site", "cross-site")
 	refused("a cross-site form", v.do(req))
