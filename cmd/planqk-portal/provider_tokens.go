@@ -175,11 +175,12 @@ type providerCard struct {
 	Fields      []fieldView
 	Stored      *storedView
 	Editable    bool
-	// TakesExpiry offers an expiry date when the engine takes expires_at.
-	TakesExpiry bool
-	Action      string
-	DeleteURL   string
-	Problem     *problem
+	// MinExpiry is the earliest expiry date the form offers (tomorrow):
+	// the engine refuses an expiry in the past.
+	MinExpiry string
+	Action    string
+	DeleteURL string
+	Problem   *problem
 }
 
 // providerPageState is what a provider-token page needs to draw its cards.
@@ -205,8 +206,8 @@ func (p *portal) providerCards(ctx context.Context, sess *session, state provide
 	if err != nil {
 		return nil, err
 	}
-	takesExpiry := state.editable && p.engineFields(ctx, sess, state.owner.vaultPath(p, "new"), "provider-token-write")["expires_at"]
 	now := time.Now()
+	tomorrow := now.UTC().AddDate(0, 0, 1).Format(time.DateOnly)
 	known := map[string]bool{}
 	var cards []providerCard
 	for _, provider := range providers {
@@ -219,7 +220,7 @@ func (p *portal) providerCards(ctx context.Context, sess *session, state provide
 			Provider:    provider.Name,
 			Description: provider.Description,
 			Editable:    state.editable,
-			TakesExpiry: takesExpiry,
+			MinExpiry:   tomorrow,
 			Action:      state.owner.formPath(provider.Name),
 			DeleteURL:   state.owner.formPath(provider.Name) + "/delete",
 		}
@@ -359,7 +360,7 @@ func (p *portal) providerTokenWrite(w http.ResponseWriter, r *http.Request, sess
 		}
 	}
 	if date := strings.TrimSpace(r.PostFormValue("expires_at")); date != "" {
-		expires, err := time.Parse("2006-01-02", date)
+		expires, err := time.Parse(time.DateOnly, date)
 		if err != nil {
 			rerender(providerPageState{failed: provider, failedForm: sent, problem: &problem{Status: http.StatusBadRequest, Message: "Give the expiry as a date (YYYY-MM-DD)."}})
 			return

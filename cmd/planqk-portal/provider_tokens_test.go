@@ -68,6 +68,16 @@ func TestOwnProviderTokens(t *testing.T) {
 			t.Errorf("after saving, a password input is pre-filled: %s", attr(n, "name"))
 		}
 	}
+	// An expiry date: stored and shown; one in the past: the engine's words.
+	expiring := v.follow(v.submit("/provider-tokens/dwave", url.Values{"field_token": {"dwave-" + randomHex(10)}, "expires_at": {"2031-03-31"}}))
+	if card := expiring.text(); !strings.Contains(card, "Expires 31 Mar 2031, 00:00 UTC") {
+		t.Errorf("the dwave card shows no expiry: %s", card)
+	}
+	past := v.submit("/provider-tokens/ionq", url.Values{"field_api_key": {"ionq-" + randomHex(10)}, "expires_at": {"2020-01-01"}})
+	if past.status != http.StatusBadRequest || !strings.Contains(past.text(), "Vault did not save the ionq token: expires_at must be in the future.") {
+		t.Errorf("an expiry in the past: status %d: %s", past.status, past.text())
+	}
+
 	// A missing required field: the engine's words, nothing stored.
 	refused := v.submit("/provider-tokens/aws-braket", url.Values{"field_access_key_id": {"AKIA" + randomHex(8)}, "field_region": {"eu-west-2"}})
 	if refused.status != http.StatusBadRequest || !strings.Contains(refused.text(), `Vault did not save the aws-braket token: missing required field "secret_access_key" for provider "aws-braket".`) {
