@@ -26,7 +26,7 @@ dev: build build-portal
 	@VERSION=$(VERSION) scripts/dev.sh
 
 # The engine in an existing Vault (VAULT_ADDR, VAULT_TOKEN); see the README.
-dev-existing: build
+dev-existing: build build-portal
 	@VERSION=$(VERSION) scripts/dev.sh --existing
 
 test: vet test-unit test-e2e test-portal

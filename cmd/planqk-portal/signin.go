@@ -135,6 +135,11 @@ func (p *portal) startSession(w http.ResponseWriter, r *http.Request, auth *api.
 			Message: "The portal has too many open sessions. Try again later."}}, "")
 		return
 	}
+	// A session this browser still had ends now, with its Vault token.
+	if old := p.sessionOf(r); old != nil {
+		p.sessions.remove(old.id)
+		p.abandonToken(ctx, old.vaultToken)
+	}
 	p.log.Info("signed in", "user", created.user, "method", method)
 	http.SetCookie(w, cookie(signInCookie, "", http.SameSiteStrictMode, -1))
 	http.SetCookie(w, cookie(sessionCookie, created.id, http.SameSiteStrictMode, time.Until(created.expires)))

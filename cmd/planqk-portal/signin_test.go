@@ -4,11 +4,14 @@ package main
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 func TestUserpassSignIn(t *testing.T) {
@@ -161,5 +164,57 @@ func TestSessionLimitRevokesTheToken(t *testing.T) {
 	}
 	if p := v.get("/tokens"); p.status != http.StatusSeeOther {
 		t.Fatalf("ended session: status %d", p.status)
+	}
+}
+
+func TestSigningInAgainEndsTheEarlierSession(t *testing.T) {
+	tp := startPortal(t, nil)
+	v := newVisitor(t, tp)
+	v.signIn("hana")
+	first := tp.sessions.get(v.sessionCookie())
+
+	// A sign-in form this browser still had open (its cookie and token).
+	value := randomHex(32)
+	u, _ := url.Parse(tp.url)
+	v.client.Jar.SetCookies(u, []*http.Cookie{{Name: signInCookie, Value: value, Path: "/", Secure: true}})
+	again := v.post("/signin", url.Values{"csrf": {tp.mac("signin-form", value)}, "username": {"hana"}, "password": {suite.passwords["hana"]}})
+	if again.status != http.StatusSeeOther {
+		t.Fatalf("second sign-in: status %d: %s", again.status, again.text())
+	}
+	if v.sessionCookie() == first.id || tp.sessions.get(first.id) != nil {
+		t.Fatal("the earlier session lives on")
+	}
+	if _, err := suite.vault.client(first.vaultToken).Auth().Token().LookupSelf(); statusOf(err) != http.StatusForbidden {
+		t.Fatalf("the earlier session's Vault token still works: %v", err)
+	}
+}
+
+func TestStoppingThePortalRevokesItsSessions(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := parseConfig([]string{"-listen", listener.Addr().String(), "-vault-addr", suite.vault.addr}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := newPortal(cfg, hclog.New(&hclog.LoggerOptions{Output: &suite.logs}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- p.serve(ctx, listener) }()
+
+	v := newVisitor(t, &testPortal{portal: p, url: cfg.PublicURL})
+	v.signIn("hana")
+	token := p.sessions.get(v.sessionCookie()).vaultToken
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := suite.vault.client(token).Auth().Token().LookupSelf(); statusOf(err) != http.StatusForbidden {
+		t.Fatalf("a session's Vault token outlived the portal: %v", err)
 	}
 }
