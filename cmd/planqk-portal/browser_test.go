@@ -49,6 +49,9 @@ func sharedBrowser(t *testing.T) context.Context {
 			chromedp.Flag("disable-sync", true),
 			chromedp.Flag("no-first-run", true),
 			chromedp.UserDataDir(profile),
+			// Its shared-memory files too, so that removing the profile
+			// leaves nothing behind in /tmp.
+			chromedp.Env("TMPDIR="+profile),
 			chromedp.WindowSize(1200, 860),
 		)
 		allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)

@@ -109,7 +109,11 @@ func runSuite(m *testing.M) (int, error) {
 		code = 1
 	}
 	suite.vault.stop()
-	fmt.Fprintln(os.Stderr, "portal tests: screenshots in", suite.screenshots)
+	if shots, _ := os.ReadDir(suite.screenshots); len(shots) > 0 {
+		fmt.Fprintln(os.Stderr, "portal tests: screenshots in", suite.screenshots)
+	} else if os.Getenv("PORTAL_SCREENSHOTS") == "" {
+		os.Remove(suite.screenshots)
+	}
 	if code != 0 || os.Getenv("PORTAL_KEEP_LOGS") != "" {
 		_ = os.WriteFile(dir+"/portal.log", []byte(suite.logs.String()), 0o600)
 		fmt.Fprintln(os.Stderr, "portal tests: the portal's and Vault's logs are in", dir)
