@@ -3,13 +3,16 @@
 #   make test   the whole test suite: unit (-race), fuzz seed corpora, end-to-end in real Vault
 
 SHELL       := /bin/bash
-VERSION     ?= v0.1.0
+VERSION     ?= v0.2.0
+# The release the end-to-end suite upgrades from, and its commit.
+PREVIOUS        := v0.1.0
+PREVIOUS_COMMIT := efe7a95
 PLUGIN      := vault-plugin-secrets-planqk
 MODULE      := github.com/planqk/vault-plugin-secrets-planqk
 LDFLAGS     := -X $(MODULE)/backend.Version=$(VERSION)
 GO          ?= go
 
-.PHONY: all build vault dev dev-existing test test-unit test-e2e test-reliability bench bench-scale fuzz vet fmt clean \
+.PHONY: all build vault apache dev dev-existing test test-unit test-e2e test-reliability bench bench-scale fuzz vet fmt clean \
 	build-portal test-portal portal-screenshots
 
 all: build
@@ -21,6 +24,10 @@ build:
 # bin/vault, built once from Vault's Go module; VAULT_BIN or a vault 1.21 on PATH is used instead when present.
 vault:
 	@scripts/ensure-vault.sh >/dev/null
+
+# Apache httpd and mod_auth_openidc for the gateway test, from Debian's packages (apt-get as root).
+apache:
+	@scripts/ensure-apache.sh >/dev/null
 
 dev: build build-portal
 	@VERSION=$(VERSION) scripts/dev.sh
@@ -39,12 +46,20 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
 # Unit tests in process, with the race detector; the fuzz targets' seed corpora run as tests.
+# The benchmark's statistics, checks and report (no Vault, well under a second).
 test-unit:
 	$(GO) test -race -count=1 ./backend/... ./bootstrap/...
+	$(GO) test -count=1 ./scripts/bench/...
 
-test-e2e: build vault
+test-e2e: build vault apache bin/$(PLUGIN)-$(PREVIOUS)
 	VAULT_BIN=$$(scripts/ensure-vault.sh) PLANQK_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN) PLANQK_PLUGIN_VERSION=$(VERSION) \
+		PLANQK_PREVIOUS_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN)-$(PREVIOUS) PLANQK_PREVIOUS_VERSION=$(PREVIOUS) \
 		$(GO) test -tags e2e -count=1 -timeout 10m ./scripts/e2e/...
+
+# The previous release, built from the repository's own history, for the
+# end-to-end upgrade test.
+bin/$(PLUGIN)-$(PREVIOUS):
+	scripts/build-release.sh $(PREVIOUS) $(PREVIOUS_COMMIT) $@
 
 # The 3-node raft cluster: forwarding, failover under load, restarts, plugin crash, log leaks (2-3 minutes).
 test-reliability: build vault
@@ -71,14 +86,17 @@ portal-screenshots: build vault
 	$(PORTAL_TEST_ENV) PORTAL_SCREENSHOTS=$(CURDIR)/cmd/planqk-portal/screenshots \
 		$(GO) test -tags portal -count=1 -timeout 10m -run 'TestBrowser' ./cmd/planqk-portal/...
 
-# Throughput against KV v2 and a no-op plugin in one freshly started server; BENCH_FLAGS=-raft for integrated storage.
+# The engine against the cheapest no-op plugin operations, Vault's token store and KV v2, in one
+# freshly started server: 5 interleaved rounds, per-round ratios, verdicts (about 10 minutes).
+# BENCH_FLAGS: -raft (integrated storage), -rounds, -duration, -users, -pats-per-user, -seed; e.g. a
+# smoke run: BENCH_FLAGS="-rounds 2 -duration 300ms -settle 100ms -warmup 100ms -users 10 -out /tmp/bench"
 BENCH_FLAGS ?=
 bench: build vault
 	$(GO) build -trimpath -o bin/bench-noop ./scripts/bench/noop
 	VAULT_BIN=$$(scripts/ensure-vault.sh) PLANQK_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN) PLANQK_PLUGIN_VERSION=$(VERSION) NOOP_PLUGIN_BIN=$(CURDIR)/bin/bench-noop \
 		$(GO) run ./scripts/bench $(BENCH_FLAGS)
 
-# The same, then 100,000 PATs across 1,000 users: verify, list and tidy at scale (several minutes).
+# The same, then 100,000 PATs across 1,000 users: verify, lists, inventory paging and tidy at scale.
 bench-scale:
 	$(MAKE) bench BENCH_FLAGS="$(BENCH_FLAGS) -scale"
 

@@ -76,6 +76,10 @@ type backend struct {
 	migrated    atomic.Bool
 	migrationMu sync.Mutex
 
+	// lastUse holds the uses verify noted until the periodic function
+	// writes them.
+	lastUse *lastUse
+
 	tidy tidyState
 }
 
@@ -89,6 +93,7 @@ func newBackend() *backend {
 		records:     newStorageCache[string, *tokenRecord](recordCacheSize),
 		ownerNames:  newStorageCache[string, string](ownerCacheSize),
 		leaseCounts: newStorageCache[string, int](ownerCacheSize),
+		lastUse:     newLastUse(),
 	}
 
 	b.Backend = &framework.Backend{
@@ -107,6 +112,7 @@ func newBackend() *backend {
 			pathRoles(b),
 			pathCreds(b),
 			pathVerify(b),
+			pathIntrospect(b),
 			pathProviders(b),
 			pathProviderTokens(b),
 			pathResolve(b),
@@ -194,10 +200,15 @@ func (b *backend) lockFor(key string) *locksutil.LockEntry {
 // periodic runs the engine's background work on the node that may write.
 func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
+		// Uses noted here cannot be written from this node.
+		b.lastUse.take()
 		return nil
 	}
 	if err := b.ensureMigrated(ctx, req.Storage); err != nil {
 		return err
+	}
+	if err := b.flushLastUse(ctx, req.Storage); err != nil {
+		b.Logger().Warn("writing last use failed; those uses are not recorded", "error", err)
 	}
 	return b.periodicTidy(ctx, req)
 }

@@ -83,7 +83,7 @@ func (s *countingStorage) counted() roundTrips {
 
 // testEnv is a backend in process with users and organizations.
 type testEnv struct {
-	t       *testing.T
+	t       testing.TB // a benchmark's setup fails it like a test's
 	b       *backend
 	storage *countingStorage
 	sys     *testSystemView
@@ -91,7 +91,7 @@ type testEnv struct {
 	baseline map[string]string
 }
 
-func newTestEnv(t *testing.T) *testEnv {
+func newTestEnv(t testing.TB) *testEnv {
 	t.Helper()
 	sys := &testSystemView{
 		StaticSystemView: logical.StaticSystemView{
@@ -192,6 +192,13 @@ func (e *testEnv) disableEntity(entityID string) {
 	e.sys.mu.Lock()
 	defer e.sys.mu.Unlock()
 	e.sys.entities[entityID].Disabled = true
+	e.b.identities.purge()
+}
+
+func (e *testEnv) enableEntity(entityID string) {
+	e.sys.mu.Lock()
+	defer e.sys.mu.Unlock()
+	e.sys.entities[entityID].Disabled = false
 	e.b.identities.purge()
 }
 

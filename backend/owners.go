@@ -48,6 +48,10 @@ type ownerEntry struct {
 	Name      string    `json:"name"` // the entity's name when the engine last saw it
 	FirstSeen time.Time `json:"first_seen"`
 	NameSeen  time.Time `json:"name_seen"`
+	// InactiveSince is when a sweep first found the entity deleted or
+	// disabled; zero while it is active. Offboarding counts its grace
+	// from here.
+	InactiveSince time.Time `json:"inactive_since,omitempty"`
 }
 
 type ownerNamePointer struct {
@@ -138,6 +142,18 @@ func (b *backend) registerOwner(ctx context.Context, s logical.Storage, id *iden
 	}
 	b.ownerNames.set(id.entityID, id.name)
 	return nil
+}
+
+// liveNameOf returns the entity's name now, or the name it was last seen
+// under when it no longer exists or Vault cannot be asked.
+func (b *backend) liveNameOf(ctx context.Context, s logical.Storage, entityID string) string {
+	if id, err := b.lookupIdentity(ctx, s, entityID); err == nil && id != nil {
+		return id.name
+	}
+	if owner, err := getOwner(ctx, s, entityID); err == nil && owner != nil {
+		return owner.Name
+	}
+	return ""
 }
 
 // entityOfUser returns the entity whose live name is user among the

@@ -3,6 +3,8 @@ package backend
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -20,10 +22,16 @@ const (
 	defaultTokenMaxTTL      = 8760 * time.Hour
 	defaultIdentityCacheTTL = 5 * time.Second
 	defaultTidyInterval     = time.Hour
+	defaultLastUsedGrain    = time.Hour
+	maxExpiryNotices        = 8
 
 	maxIdentityCacheTTL = 5 * time.Minute
 	maxScopes           = 32
 )
+
+// defaultExpiryNotices are when owners hear that a token expires: a week
+// and a day before, as the big code hosts warn.
+var defaultExpiryNotices = []time.Duration{168 * time.Hour, 24 * time.Hour}
 
 // defaultScopes are the scopes PlanQK gives its personal access tokens.
 var defaultScopes = []string{"api", "quantum_tokens"}
@@ -56,6 +64,19 @@ type configEntry struct {
 	// OrgGroupNameTemplate, when set, is the only group name that may give
 	// a role in an organization, e.g. "planqk-{{org}}-{{role}}s".
 	OrgGroupNameTemplate string `json:"org_group_name_template,omitempty"`
+
+	// ExpiryNotices are how long before a token's expiry its owner is
+	// notified, longest first.
+	ExpiryNotices []time.Duration `json:"expiry_notices"`
+	// LastUsedGranularity is how finely verify and introspect record when
+	// a token was last used; 0 records nothing.
+	LastUsedGranularity time.Duration `json:"last_used_granularity"`
+	// OffboardingGrace is how long after its owner entity is deleted a
+	// user's tokens and provider tokens are kept before tidy removes them.
+	OffboardingGrace time.Duration `json:"offboarding_grace"`
+	// WebhookURL receives lifecycle notifications (Standard Webhooks);
+	// empty sends none.
+	WebhookURL string `json:"webhook_url,omitempty"`
 }
 
 func defaultConfig() *configEntry {
@@ -67,6 +88,9 @@ func defaultConfig() *configEntry {
 		TidyInterval:     defaultTidyInterval,
 		Scopes:           defaultScopes,
 		DefaultScopes:    defaultScopes,
+
+		ExpiryNotices:       defaultExpiryNotices,
+		LastUsedGranularity: defaultLastUsedGrain,
 	}
 }
 
@@ -136,7 +160,19 @@ func (c *configEntry) toResponseData() map[string]interface{} {
 		"default_scopes":          c.DefaultScopes,
 		"admin_groups":            nonNil(c.AdminGroups),
 		"org_group_name_template": c.OrgGroupNameTemplate,
+		"expiry_notices":          formatDurations(c.ExpiryNotices),
+		"last_used_granularity":   int64(c.LastUsedGranularity.Seconds()),
+		"offboarding_grace":       int64(c.OffboardingGrace.Seconds()),
+		"webhook_url":             c.WebhookURL,
 	}
+}
+
+func formatDurations(durations []time.Duration) []string {
+	out := make([]string, 0, len(durations))
+	for _, d := range durations {
+		out = append(out, d.String())
+	}
+	return out
 }
 
 func nonNil(list []string) []string {
@@ -216,6 +252,24 @@ func pathConfig(b *backend) []*framework.Path {
 					Type:        framework.TypeString,
 					Description: "When set, only a group with this name gives a role in an organization, {{org}} and {{role}} replaced (e.g. planqk-{{org}}-{{role}}s); empty trusts any group with planqk_org and planqk_role metadata.",
 				},
+				"expiry_notices": {
+					Type:        framework.TypeCommaStringSlice,
+					Description: "How long before a PAT or provider token expires its owner is notified, e.g. 168h,24h; empty sends no reminders.",
+					Default:     "168h,24h",
+				},
+				"last_used_granularity": {
+					Type:        framework.TypeDurationSecond,
+					Description: "How finely verify and introspect record when a token was last used (as the big code hosts show it); 0 records nothing.",
+					Default:     int(defaultLastUsedGrain.Seconds()),
+				},
+				"offboarding_grace": {
+					Type:        framework.TypeDurationSecond,
+					Description: "How long after a user's entity is deleted tidy keeps the user's tokens and provider tokens; they stop verifying at once either way.",
+				},
+				"webhook_url": {
+					Type:        framework.TypeString,
+					Description: "Where lifecycle notifications are sent as Standard Webhooks: https, or http to a loopback address; empty sends none.",
+				},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
@@ -281,6 +335,22 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if v, ok := d.GetOk("org_group_name_template"); ok {
 		cfg.OrgGroupNameTemplate = strings.TrimSpace(v.(string))
 	}
+	if v, ok := d.GetOk("expiry_notices"); ok {
+		notices, msg := parseExpiryNotices(v.([]string))
+		if msg != "" {
+			return logical.ErrorResponse(msg), nil
+		}
+		cfg.ExpiryNotices = notices
+	}
+	if v, ok := d.GetOk("last_used_granularity"); ok {
+		cfg.LastUsedGranularity = time.Duration(v.(int)) * time.Second
+	}
+	if v, ok := d.GetOk("offboarding_grace"); ok {
+		cfg.OffboardingGrace = time.Duration(v.(int)) * time.Second
+	}
+	if v, ok := d.GetOk("webhook_url"); ok {
+		cfg.WebhookURL = strings.TrimSpace(v.(string))
+	}
 
 	if msg := cfg.validate(); msg != "" {
 		return logical.ErrorResponse(msg), nil
@@ -343,7 +413,59 @@ func (c *configEntry) validate() string {
 	if t := c.OrgGroupNameTemplate; t != "" && (!strings.Contains(t, "{{org}}") || !strings.Contains(t, "{{role}}")) {
 		return "org_group_name_template must contain {{org}} and {{role}}"
 	}
+	switch {
+	case c.LastUsedGranularity < 0:
+		return "last_used_granularity must not be negative"
+	case c.LastUsedGranularity > 0 && c.LastUsedGranularity < time.Minute:
+		return "last_used_granularity must be 0 (off) or at least 1m: finer would write on nearly every verify"
+	case c.OffboardingGrace < 0:
+		return "offboarding_grace must not be negative"
+	}
+	if msg := checkWebhookURL(c.WebhookURL); msg != "" {
+		return msg
+	}
 	return ""
+}
+
+// parseExpiryNotices reads durations such as 168h,24h, longest first.
+func parseExpiryNotices(values []string) ([]time.Duration, string) {
+	notices := []time.Duration{}
+	for _, v := range normalizedList(values) {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return nil, fmt.Sprintf("expiry_notices: %q is not a positive duration such as 168h", v)
+		}
+		if !slices.Contains(notices, d) {
+			notices = append(notices, d)
+		}
+	}
+	if len(notices) > maxExpiryNotices {
+		return nil, fmt.Sprintf("expiry_notices may hold at most %d durations", maxExpiryNotices)
+	}
+	slices.SortFunc(notices, func(a, b time.Duration) int { return int((b - a) / time.Second) })
+	return notices, ""
+}
+
+// checkWebhookURL accepts https URLs, and http ones to loopback addresses
+// (a receiver on the same host); the message names what is wrong.
+func checkWebhookURL(raw string) string {
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.User != nil {
+		return "webhook_url must be an absolute http(s) URL without credentials"
+	}
+	switch u.Scheme {
+	case "https":
+		return ""
+	case "http":
+		if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
+			return ""
+		}
+		return "webhook_url must use https (http only to a loopback address)"
+	}
+	return "webhook_url must be an absolute http(s) URL without credentials"
 }
 
 // normalizedList trims the entries of a list field and drops empty ones
@@ -404,4 +526,12 @@ HMAC key that protects stored tokens lives in a separate seal-wrapped entry).
   org_group_name_template
                       only a group of this name gives an organization role,
                       e.g. planqk-{{org}}-{{role}}s; empty trusts any group
+  expiry_notices      when owners are reminded before a token expires
+                      (default 168h,24h; empty for none)
+  last_used_granularity
+                      how finely last use is recorded (default 1h; 0 = off)
+  offboarding_grace   how long tidy keeps a deleted entity's tokens and
+                      provider tokens (default 0)
+  webhook_url         where lifecycle notifications go (Standard Webhooks);
+                      the signing secret is at notifications/webhook-secret
 `

@@ -20,6 +20,10 @@ func TestConfig_defaults(t *testing.T) {
 		"default_scopes":          []string{"api", "quantum_tokens"},
 		"admin_groups":            []string{},
 		"org_group_name_template": "",
+		"expiry_notices":          []string{"168h0m0s", "24h0m0s"},
+		"last_used_granularity":   int64(3600),
+		"offboarding_grace":       int64(0),
+		"webhook_url":             "",
 	}, env.ok(logical.ReadOperation, "config", "", nil).Data)
 }
 
@@ -61,4 +65,29 @@ func TestConfig_badInput(t *testing.T) {
 		{"identity cache too long", map[string]interface{}{"identity_cache_ttl": "1h"}, "identity_cache_ttl"},
 		{"negative tidy interval", map[string]interface{}{"tidy_interval": "-1s"}, "tidy_interval"},
 	})
+}
+
+func TestConfig_notificationsAndGovernance(t *testing.T) {
+	env := newTestEnv(t)
+	got := env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{
+		"expiry_notices": "24h,720h,24h", "last_used_granularity": "15m", "offboarding_grace": "72h",
+		"webhook_url": "https://hooks.example.com/planqk",
+	}).Data
+	require.Equal(t, []string{"720h0m0s", "24h0m0s"}, got["expiry_notices"], "longest first, repeats dropped")
+	require.Equal(t, int64(900), got["last_used_granularity"])
+	require.Equal(t, int64(72*3600), got["offboarding_grace"])
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"webhook_url": "http://127.0.0.1:9000/hook", "expiry_notices": ""})
+	require.Equal(t, []string{}, env.ok(logical.ReadOperation, "config", "", nil).Data["expiry_notices"])
+
+	before := env.storageSnapshot()
+	for field, value := range map[string]string{
+		"expiry_notices":        "soon",
+		"last_used_granularity": "5s",
+		"offboarding_grace":     "-1h",
+		"webhook_url":           "http://hooks.example.com/planqk",
+	} {
+		require.Contains(t, env.userError(logical.UpdateOperation, "config", "", map[string]interface{}{field: value}), field)
+	}
+	require.Contains(t, env.userError(logical.UpdateOperation, "config", "", map[string]interface{}{"webhook_url": "https://user:pw@example.com/"}), "without credentials")
+	require.Equal(t, before, env.storageSnapshot())
 }

@@ -108,6 +108,7 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 		return nil, err
 	}
 	b.leaseCounts.set(owner.entityID, leases+1)
+	b.notify(ctx, req.Storage, patEvent(eventLeaseIssued, owner.entityID, owner.name, record))
 
 	resp := b.Secret(secretPATType).Response(
 		map[string]interface{}{

@@ -133,11 +133,12 @@ func (b *backend) pathTokensList(ctx context.Context, req *logical.Request, d *f
 	for name, summary := range index.Tokens {
 		names = append(names, name)
 		keyInfo[name] = map[string]interface{}{
-			"token_id":    summary.TokenID,
-			"description": summary.Description,
-			"scopes":      cfg.effectiveScopes(summary.Scopes),
-			"created_at":  formatTime(summary.CreatedAt),
-			"expires_at":  formatTime(summary.ExpiresAt),
+			"token_id":     summary.TokenID,
+			"description":  summary.Description,
+			"scopes":       cfg.effectiveScopes(summary.Scopes),
+			"created_at":   formatTime(summary.CreatedAt),
+			"expires_at":   formatTime(summary.ExpiresAt),
+			"last_used_at": formatOptionalTime(summary.LastUsedAt),
 		}
 	}
 	sort.Strings(names)
@@ -198,6 +199,8 @@ func (b *backend) pathTokenCreate(ctx context.Context, req *logical.Request, d *
 		return nil, err
 	}
 
+	b.notify(ctx, req.Storage, patEvent(eventPATCreated, owner.entityID, owner.name, record))
+
 	data := summary.toResponseData(owner.name, owner.entityID, name, scopes)
 	data["token"] = token.secret
 	return &logical.Response{Data: data}, nil
@@ -240,7 +243,14 @@ func (b *backend) pathTokenDelete(ctx context.Context, req *logical.Request, d *
 	if err != nil {
 		return nil, err
 	}
-	return nil, b.revokeNamedToken(ctx, req.Storage, entityID, index, name)
+	revoked, err := b.revokeNamedToken(ctx, req.Storage, entityID, index, name)
+	if err != nil || revoked == nil {
+		return nil, err
+	}
+	event := patEvent(eventPATRevoked, entityID, target.name, summaryRecord(name, revoked))
+	event.Details["reason"] = "deleted"
+	b.notify(ctx, req.Storage, event)
+	return nil, nil
 }
 
 func (b *backend) pathTokenRotate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -307,6 +317,10 @@ func (b *backend) pathTokenRotate(ctx context.Context, req *logical.Request, d *
 	if err := b.storeNamedToken(ctx, req.Storage, index, record, summary); err != nil {
 		return nil, err
 	}
+
+	event := patEvent(eventPATRotated, owner.entityID, owner.name, record)
+	event.Details["replaced_token_id"] = old.TokenID
+	b.notify(ctx, req.Storage, event)
 
 	data := summary.toResponseData(owner.name, owner.entityID, name, scopes)
 	data["token"] = token.secret

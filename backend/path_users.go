@@ -77,7 +77,7 @@ func (b *backend) pathUserRevokeAll(ctx context.Context, req *logical.Request, d
 	}
 	named, leased := 0, 0
 	if target.owner != nil {
-		if named, leased, err = b.revokeAllTokens(ctx, req.Storage, target.entityID()); err != nil {
+		if named, leased, err = b.revokeAllTokens(ctx, req.Storage, target.entityID(), target.name, "revoke-all"); err != nil {
 			return nil, err
 		}
 	}
@@ -89,21 +89,30 @@ func (b *backend) pathUserRevokeAll(ctx context.Context, req *logical.Request, d
 	}}, nil
 }
 
-// revokeAllTokens deletes every token of the entity: each record first,
-// so that it stops verifying at once.
-func (b *backend) revokeAllTokens(ctx context.Context, s logical.Storage, entityID string) (named, leased int, err error) {
+// revokeAllTokens deletes every token of the entity under its lock.
+func (b *backend) revokeAllTokens(ctx context.Context, s logical.Storage, entityID, user, reason string) (named, leased int, err error) {
 	lock := b.lockFor(entityLockKey(entityID))
 	lock.Lock()
 	defer lock.Unlock()
+	return b.revokeAllTokensLocked(ctx, s, entityID, user, reason)
+}
 
+// revokeAllTokensLocked deletes every token of the entity: each record
+// first, so that it stops verifying at once; user and reason go into the
+// events. The caller holds the entity's lock.
+func (b *backend) revokeAllTokensLocked(ctx context.Context, s logical.Storage, entityID, user, reason string) (named, leased int, err error) {
 	index, err := getTokenIndex(ctx, s, entityID)
 	if err != nil {
 		return 0, 0, err
 	}
 	for name := range index.Tokens {
-		if err := b.revokeNamedToken(ctx, s, entityID, index, name); err != nil {
+		revoked, err := b.revokeNamedToken(ctx, s, entityID, index, name)
+		if err != nil {
 			return named, leased, err
 		}
+		event := patEvent(eventPATRevoked, entityID, user, summaryRecord(name, revoked))
+		event.Details["reason"] = reason
+		b.notify(ctx, s, event)
 		named++
 	}
 	hashes, err := listLeaseHashes(ctx, s, entityID)
@@ -111,8 +120,17 @@ func (b *backend) revokeAllTokens(ctx context.Context, s logical.Storage, entity
 		return named, leased, err
 	}
 	for _, hash := range hashes {
+		record, err := getTokenRecord(ctx, s, hash)
+		if err != nil {
+			return named, leased, err
+		}
 		if err := b.revokeLease(ctx, s, entityID, hash); err != nil {
 			return named, leased, err
+		}
+		if record != nil {
+			event := patEvent(eventLeaseRevoked, entityID, user, record)
+			event.Details["reason"] = reason
+			b.notify(ctx, s, event)
 		}
 		leased++
 	}

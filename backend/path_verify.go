@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -30,6 +31,12 @@ func pathVerify(b *backend) []*framework.Path {
 				logical.UpdateOperation: &framework.PathOperation{
 					Callback: b.pathVerify,
 				},
+				// The token in a header, as the PlanQK SDKs send it: Vault
+				// answers a read without asking the plugin's existence
+				// check first, one round trip fewer than a POST.
+				logical.ReadOperation: &framework.PathOperation{
+					Callback: b.pathVerifyHeader,
+				},
 			},
 			HelpSynopsis:    pathVerifyHelpSynopsis,
 			HelpDescription: pathVerifyHelpDescription,
@@ -50,6 +57,40 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 		return &logical.Response{Data: map[string]interface{}{"active": false}}, nil
 	}
 	return &logical.Response{Data: active.verifyResponseData()}, nil
+}
+
+// authTokenHeader is the header the PlanQK SDKs send a PAT in. It reaches
+// the engine only on a mount tuned with
+// passthrough_request_headers=X-Auth-Token.
+const authTokenHeader = "X-Auth-Token"
+
+func (b *backend) pathVerifyHeader(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	if _, inURL := req.Data["token"]; inURL {
+		return logical.ErrorResponse("never put a token in a URL, where logs keep it: send it in the " + authTokenHeader + " header, or POST it in the body"), nil
+	}
+	token := headerValue(req.Headers, authTokenHeader)
+	if token == "" {
+		return logical.ErrorResponse("send the token in the " + authTokenHeader + " header (the mount must pass it through: vault secrets tune -passthrough-request-headers=" + authTokenHeader + "), or POST it in the body"), nil
+	}
+	active, err := b.introspectToken(ctx, req.Storage, token)
+	if err != nil {
+		return nil, err
+	}
+	if active == nil {
+		return &logical.Response{Data: map[string]interface{}{"active": false}}, nil
+	}
+	return &logical.Response{Data: active.verifyResponseData()}, nil
+}
+
+// headerValue returns the first value of a request header, whatever the
+// case of its name.
+func headerValue(headers map[string][]string, name string) string {
+	for key, values := range headers {
+		if strings.EqualFold(key, name) && len(values) > 0 {
+			return values[0]
+		}
+	}
+	return ""
 }
 
 // activeToken is a token that verifies, with its owner as Vault's identity
@@ -106,6 +147,7 @@ func (b *backend) introspectToken(ctx context.Context, s logical.Storage, token 
 	if owner == nil || owner.disabled {
 		return nil, nil
 	}
+	b.lastUse.note(record, time.Now(), cfg.LastUsedGranularity)
 	return &activeToken{record: record, owner: owner, scopes: cfg.effectiveScopes(record.Scopes)}, nil
 }
 
@@ -129,8 +171,10 @@ func (b *backend) getCachedTokenRecord(ctx context.Context, s logical.Storage, h
 const pathVerifyHelpSynopsis = `Introspect a personal access token, for the PlanQK API.`
 
 const pathVerifyHelpDescription = `
-Send the token in the request body (never in the URL): the answer is always
-status 200 with "active". A token that is unknown, malformed, expired,
+POST the token in the request body, or GET with the token in the
+X-Auth-Token header (the header PlanQK's SDKs send; the mount must pass it
+through: vault secrets tune -passthrough-request-headers=X-Auth-Token).
+Never put it in the URL. The answer is always status 200 with "active". A token that is unknown, malformed, expired,
 revoked, or whose owner entity is gone or disabled is active=false. A token
 with a wrong prefix or checksum is refused without touching storage.
 
@@ -142,4 +186,6 @@ at most identity_cache_ttl). Key users on entity_id: a user name can be
 changed, and a new entity can take an old one.
 
   vault write planqk/verify token=plqk_...
+  curl -H "X-Vault-Token: $VERIFIER_TOKEN" -H "X-Auth-Token: plqk_..." \
+       $VAULT_ADDR/v1/planqk/verify
 `

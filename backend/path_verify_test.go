@@ -158,7 +158,8 @@ func TestVerify_refusesRequestsWithoutToken(t *testing.T) {
 	env := newTestEnv(t)
 	require.Contains(t, env.userError(logical.UpdateOperation, "verify", "", nil), "token")
 	require.Contains(t, env.userError(logical.UpdateOperation, "verify", "", map[string]interface{}{"token": ""}), "token")
-	require.Equal(t, 405, env.statusOf(logical.ReadOperation, "verify", "", map[string]interface{}{"token": "plqk_x"}))
+	require.Contains(t, env.userError(logical.ReadOperation, "verify", "", map[string]interface{}{"token": "plqk_x"}), "never put a token in a URL")
+	require.Contains(t, env.userError(logical.ReadOperation, "verify", "", nil), "X-Auth-Token")
 	require.Equal(t, 404, env.statusOf(logical.UpdateOperation, "verify/plqk_abc", "", nil))
 }
 
@@ -199,4 +200,29 @@ func TestVerify_writesNothingBeforeTheFirstToken(t *testing.T) {
 	require.Equal(t, map[string]interface{}{"active": false}, env.verify(token))
 	env.requireStorageUnchanged()
 	require.Equal(t, int64(0), env.storage.puts.Load())
+}
+
+// The PlanQK SDKs send the PAT in X-Auth-Token; a gateway forwards it
+// unchanged and Vault answers the GET without an existence check.
+func TestVerify_tokenInTheXAuthTokenHeader(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	token := env.createToken("alice", alice, "laptop", nil)["token"].(string)
+	get := func(headers map[string][]string) map[string]interface{} {
+		resp, err := env.b.HandleRequest(context.Background(), &logical.Request{
+			Operation: logical.ReadOperation, Path: "verify", Storage: env.storage, Headers: headers,
+		})
+		require.NoError(t, err)
+		require.False(t, resp.IsError(), "%v", resp.Error())
+		return resp.Data
+	}
+	got := get(map[string][]string{"X-Auth-Token": {token}})
+	require.Equal(t, true, got["active"])
+	require.Equal(t, alice, got["entity_id"])
+	require.Equal(t, true, get(map[string][]string{"x-auth-token": {token}})["active"], "header names are case-insensitive")
+	require.Equal(t, map[string]interface{}{"active": false}, get(map[string][]string{"X-Auth-Token": {token + "x"}}))
+
+	env.storage.reset()
+	get(map[string][]string{"X-Auth-Token": {token}})
+	require.Equal(t, roundTrips{}, env.storage.counted(), "a cached record costs no read")
 }

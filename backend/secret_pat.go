@@ -136,7 +136,18 @@ func (b *backend) secretPATRenew(ctx context.Context, req *logical.Request, _ *f
 		return nil, err
 	}
 	b.records.set(record.Hash, record)
-	if err := putLeaseMarker(ctx, req.Storage, record); err != nil {
+	marker, err := getLeaseMarker(ctx, req.Storage, entityID, record.Hash)
+	if err != nil {
+		return nil, err
+	}
+	if marker == nil {
+		// Lost to a crash: list the lease again.
+		err = putLeaseMarker(ctx, req.Storage, record)
+	} else {
+		marker.ExpiresAt = record.ExpiresAt
+		err = putLeaseMarkerEntry(ctx, req.Storage, entityID, record.Hash, marker)
+	}
+	if err != nil {
 		return nil, err
 	}
 
@@ -164,5 +175,17 @@ func (b *backend) secretPATRevoke(ctx context.Context, req *logical.Request, _ *
 	lock := b.lockFor(entityLockKey(entityID))
 	lock.Lock()
 	defer lock.Unlock()
-	return nil, b.revokeLease(ctx, req.Storage, entityID, lease.Hash)
+	record, err := getTokenRecord(ctx, req.Storage, lease.Hash)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.revokeLease(ctx, req.Storage, entityID, lease.Hash); err != nil {
+		return nil, err
+	}
+	if record != nil {
+		event := patEvent(eventLeaseRevoked, entityID, b.liveNameOf(ctx, req.Storage, entityID), record)
+		event.Details["reason"] = "lease ended"
+		b.notify(ctx, req.Storage, event)
+	}
+	return nil, nil
 }

@@ -58,7 +58,29 @@ func (b *Bootstrapper) Init(ctx context.Context) error {
 			return fmt.Errorf("enabling userpass at %s: %w", b.AuthMount, err)
 		}
 	}
-	return b.putGroup(ctx, adminGroup, adminOrg, adminRole, "planqk-admin")
+	if err := b.putGroup(ctx, adminGroup, adminOrg, adminRole, "planqk-admin"); err != nil {
+		return err
+	}
+	return b.configureMount(ctx)
+}
+
+// configureMount binds the engine's roles to the groups this tool creates -
+// so that whoever may write some other identity group cannot make a
+// platform admin or an organization owner with its metadata - and lets the
+// PlanQK SDKs' X-Auth-Token header through to verify.
+func (b *Bootstrapper) configureMount(ctx context.Context) error {
+	if _, err := b.logical().WriteWithContext(ctx, b.Mount+"/config", map[string]interface{}{
+		"admin_groups":            adminGroup,
+		"org_group_name_template": "planqk-{{org}}-{{role}}s",
+	}); err != nil {
+		return fmt.Errorf("binding the engine's roles to the bootstrap's groups: %w", err)
+	}
+	if err := b.Client.Sys().TuneMountWithContext(ctx, b.Mount, api.MountConfigInput{
+		PassthroughRequestHeaders: []string{"X-Auth-Token"},
+	}); err != nil {
+		return fmt.Errorf("passing the X-Auth-Token header through to %s: %w", b.Mount, err)
+	}
+	return nil
 }
 
 // Org writes organization org's policies and its owners', maintainers' and

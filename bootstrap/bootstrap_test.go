@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -108,6 +109,12 @@ func TestSteps_acceptGoodNames(t *testing.T) {
 	} {
 		v, b := newRecordingVault(t)
 		must(t, b.Init(ctx))
+		if got := v.data[b.Mount+"/config"]; got["admin_groups"] != "planqk-admins" || got["org_group_name_template"] != "planqk-{{org}}-{{role}}s" {
+			t.Errorf("Init did not bind the engine's roles to the bootstrap's groups: %v", got)
+		}
+		if got := fmt.Sprint(v.data["sys/mounts/"+b.Mount+"/tune"]["passthrough_request_headers"]); got != "[X-Auth-Token]" {
+			t.Errorf("Init did not pass X-Auth-Token through to the mount: %v", got)
+		}
 		must(t, b.Org(ctx, c.org))
 		id, err := b.User(ctx, c.user, "pw-1")
 		must(t, err)

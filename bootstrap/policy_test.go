@@ -88,7 +88,8 @@ func TestPolicy_grantsExactlyTheExpectedPaths(t *testing.T) {
 			"quantum/orgs/":       caps("list"),
 		},
 		"planqk-verifier": {
-			"quantum/verify": caps("update"),
+			"quantum/verify":     caps("read", "update"),
+			"quantum/introspect": caps("update"),
 		},
 		"planqk-auditor": {
 			"quantum/inventory":            caps("read", "list"),

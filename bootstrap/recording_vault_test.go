@@ -107,6 +107,10 @@ func (v *recordingVault) serve(w http.ResponseWriter, r *http.Request) {
 		id, _ := body["canonical_id"].(string)
 		v.aliases[accessor+"/"+name] = id
 		w.WriteHeader(http.StatusNoContent)
+	case r.Method == http.MethodPost && strings.HasPrefix(path, "sys/mounts/") && strings.HasSuffix(path, "/tune"):
+		// Kept like any other write, to assert what was tuned.
+		v.data[path] = body
+		w.WriteHeader(http.StatusNoContent)
 	case r.Method == http.MethodGet:
 		stored, ok := v.data[path]
 		if !ok {

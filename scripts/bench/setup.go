@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,15 +21,43 @@ import (
 )
 
 const (
-	mount       = "planqk"
-	issuers     = 64   // users that PATs are issued for, round robin
-	listedPATs  = 1000 // PATs of the user whose list is measured
+	mount      = "planqk"
+	org        = "acme"
+	leaseRole  = "runtime"
+	listedPATs = 1000 // PATs of the user whose list is measured
+
+	// tokenRole is the token store role through which users create Vault
+	// tokens in the "Vault tokens as PATs" references: it pins the policy
+	// and the lifetime (the engine's default PAT TTL) as a platform would,
+	// and is not orphan, so each token keeps its creator's identity entity
+	// (what verify reports as user and organizations).
+	tokenRole = "planqk-pat"
+
+	// One policy for every bench token, so ACL evaluation costs the same
+	// for the engine and for its references.
 	benchPolicy = `
-path "planqk/*" { capabilities = ["create", "read", "update", "delete", "list"] }
-path "kv/*"     { capabilities = ["create", "read", "update", "delete", "list"] }
-path "noop/*"   { capabilities = ["read", "update"] }
+path "planqk/*"                       { capabilities = ["create", "read", "update", "delete", "list"] }
+path "kv/*"                           { capabilities = ["create", "read", "update", "delete", "list"] }
+path "noop/*"                         { capabilities = ["read", "update"] }
+path "auth/token/lookup"              { capabilities = ["update"] }
+path "auth/token/create/planqk-pat"   { capabilities = ["update"] }
 `
+	// The policy of the Vault tokens issued as PATs.
+	patPolicy = `path "noop/noop" { capabilities = ["read"] }`
+
+	orgProviderKey = "ionq-bench-org-key-0000"
+	kvValue        = "kv-bench-value-0000"
+	kvMaxVersions  = 10 // KV v2's default
 )
+
+// benchUser is a userpass user with an identity entity, a member of the
+// organization, with PATs and Vault tokens of their own.
+type benchUser struct {
+	name        string
+	token       string   // their userpass login token: carries the entity
+	pats        []string // named PATs
+	vaultTokens []string // Vault tokens created through the token role
+}
 
 // fixtures is the server and what the operations need.
 type fixtures struct {
@@ -36,13 +66,17 @@ type fixtures struct {
 	boot         *bootstrap.Bootstrapper
 	vaultVersion string
 
-	serviceToken string   // no entity: the kind of token the PlanQK API verifies with
-	issuers      []string // user names
-	issuerTokens []string // their tokens, with entities
-	resolver     string   // a member of acme, with an entity
-	lister       string   // the token of the user with 1,000 PATs
-	validPAT     string
-	garbledPAT   string
+	verifier string // a service token without entity: what the PlanQK API verifies with
+	users    []*benchUser
+	lister   *benchUser // owns listedPATs PATs
+
+	// Every user's PATs and Vault tokens, flattened for random picks.
+	pats        []string
+	garbled     []string // pats with a wrong checksum character
+	vaultTokens []string
+
+	// The engine's configuration as found, restored between operations.
+	engineDefaults map[string]interface{}
 }
 
 func setUp(ctx context.Context, o options, env map[string]string, dir string) (*fixtures, error) {
@@ -67,83 +101,118 @@ func setUp(ctx context.Context, o options, env map[string]string, dir string) (*
 	if health, err := f.root.Sys().HealthWithContext(ctx); err == nil {
 		f.vaultVersion = health.Version
 	}
-
-	steps := []func() error{
-		func() error { return f.server.RegisterPlugin(ctx, sha, env["PLANQK_PLUGIN_VERSION"]) },
-		func() error { return f.server.Mount(ctx, mount, env["PLANQK_PLUGIN_VERSION"]) },
-		func() error {
-			return f.root.Sys().RegisterPluginWithContext(ctx, &api.RegisterPluginInput{Name: "noop", Type: api.PluginTypeSecrets, Command: "noop", SHA256: noopSHA})
-		},
-		func() error { return f.root.Sys().MountWithContext(ctx, "noop", &api.MountInput{Type: "noop"}) },
-		func() error {
-			return f.root.Sys().MountWithContext(ctx, "kv", &api.MountInput{Type: "kv", Options: map[string]string{"version": "2"}})
-		},
-		func() error { return f.root.Sys().PutPolicyWithContext(ctx, "bench", benchPolicy) },
-	}
-	for _, step := range steps {
-		if err := step(); err != nil {
-			return nil, err
-		}
+	if err := f.mountAll(ctx, env, sha, noopSHA); err != nil {
+		return f, err
 	}
 
 	f.boot = &bootstrap.Bootstrapper{Client: f.root, Mount: mount, AuthMount: "userpass"}
 	if err := f.boot.Init(ctx); err != nil {
-		return nil, err
+		return f, err
 	}
-	if err := f.boot.Org(ctx, "acme"); err != nil {
-		return nil, err
+	if err := f.boot.Org(ctx, org); err != nil {
+		return f, err
 	}
-	// Every token carries the same policy, so that ACL evaluation costs the
-	// same for the engine and for its references.
-	service, err := f.root.Auth().Token().CreateWithContext(ctx, &api.TokenCreateRequest{Policies: []string{"bench"}, NoDefaultPolicy: true, TTL: "4h"})
+	service, err := f.root.Auth().Token().CreateWithContext(ctx, &api.TokenCreateRequest{Policies: []string{"bench"}, NoDefaultPolicy: true, TTL: "8h"})
 	if err != nil {
-		return nil, err
+		return f, err
 	}
-	f.serviceToken = service.Auth.ClientToken
+	f.verifier = service.Auth.ClientToken
 
-	for i := 0; i < issuers; i++ {
-		f.issuers = append(f.issuers, fmt.Sprintf("bench-%03d", i))
+	progress("creating %d users with %d PATs and %d Vault tokens each", o.users, o.patsPerUser, o.patsPerUser)
+	names := make([]string, o.users)
+	for i := range names {
+		names[i] = fmt.Sprintf("bench-%04d", i)
 	}
-	tokens, err := f.users(ctx, append(append([]string{}, f.issuers...), "resolver", "lister"))
+	if f.users, err = f.createUsers(ctx, append(names, "lister")); err != nil {
+		return f, err
+	}
+	f.users, f.lister = f.users[:o.users], f.users[o.users]
+	if err := f.joinOrg(ctx, f.users); err != nil {
+		return f, err
+	}
+	if _, err := f.root.Logical().WriteWithContext(ctx, mount+"/orgs/"+org+"/provider-tokens/ionq", map[string]interface{}{"api_key": orgProviderKey}); err != nil {
+		return f, err
+	}
+	if _, err := f.root.Logical().WriteWithContext(ctx, mount+"/roles/"+leaseRole, map[string]interface{}{"ttl": "30m", "max_ttl": "1h"}); err != nil {
+		return f, err
+	}
+	err = parallel(8, len(f.users), func(i int) error { return f.equipUser(ctx, f.users[i], o.patsPerUser) })
 	if err != nil {
-		return nil, err
+		return f, err
 	}
-	f.issuerTokens, f.resolver, f.lister = tokens[:issuers], tokens[issuers], tokens[issuers+1]
-
-	if err := f.boot.SetMember(ctx, "acme", "resolver", "member"); err != nil {
-		return nil, err
+	for _, u := range f.users {
+		f.pats = append(f.pats, u.pats...)
+		f.vaultTokens = append(f.vaultTokens, u.vaultTokens...)
 	}
-	if _, err := f.root.Logical().WriteWithContext(ctx, mount+"/orgs/acme/provider-tokens/ionq", map[string]interface{}{"api_key": "ionq-bench-org-key-0000"}); err != nil {
-		return nil, err
+	for _, pat := range f.pats {
+		f.garbled = append(f.garbled, garble(pat))
 	}
-	if _, err := f.root.Logical().WriteWithContext(ctx, mount+"/roles/runtime", map[string]interface{}{"ttl": "30m", "max_ttl": "1h"}); err != nil {
-		return nil, err
-	}
-	for i, token := range f.issuerTokens {
-		if _, err := f.as(token).Logical().WriteWithContext(ctx, fmt.Sprintf("%s/users/%s/provider-tokens/ionq", mount, f.issuers[i]),
-			map[string]interface{}{"api_key": "ionq-bench-user-key-0000"}); err != nil {
-			return nil, err
-		}
-	}
-	created, err := f.as(f.issuerTokens[0]).Logical().WriteWithContext(ctx, mount+"/users/"+f.issuers[0]+"/tokens/verified", nil)
-	if err != nil {
-		return nil, err
-	}
-	f.validPAT = created.Data["token"].(string)
-	last := f.validPAT[len(f.validPAT)-1]
-	f.garbledPAT = f.validPAT[:len(f.validPAT)-1] + map[bool]string{true: "B", false: "A"}[last == 'A']
 
 	progress("creating the %d PATs of the listed user", listedPATs)
-	err = parallel(16, listedPATs, func(i int) error {
-		_, err := f.as(f.lister).Logical().WriteWithContext(ctx, fmt.Sprintf("%s/users/lister/tokens/t%04d", mount, i), nil)
+	err = parallel(8, listedPATs, func(i int) error {
+		_, err := f.as(f.lister.token).Logical().WriteWithContext(ctx, fmt.Sprintf("%s/users/lister/tokens/t%04d", mount, i), nil)
 		return err
 	})
-	return f, err
+	if err != nil {
+		return f, err
+	}
+
+	config, err := f.root.Logical().ReadWithContext(ctx, mount+"/config")
+	if err != nil {
+		return f, err
+	}
+	f.engineDefaults = map[string]interface{}{}
+	for _, field := range []string{"identity_cache_ttl", "last_used_granularity"} {
+		if v, ok := config.Data[field]; ok {
+			f.engineDefaults[field] = v
+		}
+	}
+	return f, nil
 }
 
-// users creates users with the bench policy and returns their tokens.
-func (f *fixtures) users(ctx context.Context, names []string) ([]string, error) {
-	tokens := make([]string, len(names))
+// mountAll mounts the engine, the no-op plugin and KV v2, lets the
+// X-Auth-Token header through to the engine and the no-op plugin, writes
+// the bench policies and the token role.
+func (f *fixtures) mountAll(ctx context.Context, env map[string]string, sha, noopSHA string) error {
+	headers := api.MountConfigInput{PassthroughRequestHeaders: []string{"X-Auth-Token"}}
+	steps := []func() error{
+		func() error { return f.server.RegisterPlugin(ctx, sha, env["PLANQK_PLUGIN_VERSION"]) },
+		func() error { return f.server.Mount(ctx, mount, env["PLANQK_PLUGIN_VERSION"]) },
+		func() error { return f.root.Sys().TuneMountWithContext(ctx, mount, headers) },
+		func() error {
+			return f.root.Sys().RegisterPluginWithContext(ctx, &api.RegisterPluginInput{Name: "noop", Type: api.PluginTypeSecrets, Command: "noop", SHA256: noopSHA})
+		},
+		func() error {
+			return f.root.Sys().MountWithContext(ctx, "noop", &api.MountInput{Type: "noop", Config: headers})
+		},
+		func() error {
+			return f.root.Sys().MountWithContext(ctx, "kv", &api.MountInput{Type: "kv", Options: map[string]string{"version": "2"}})
+		},
+		func() error { return f.root.Sys().PutPolicyWithContext(ctx, "bench", benchPolicy) },
+		func() error { return f.root.Sys().PutPolicyWithContext(ctx, "bench-pat", patPolicy) },
+		func() error {
+			_, err := f.root.Logical().WriteWithContext(ctx, "auth/token/roles/"+tokenRole, map[string]interface{}{
+				"allowed_policies": "bench-pat",
+				"orphan":           false,
+				"renewable":        false,
+				"token_type":       "service",
+				"token_ttl":        "720h",
+			})
+			return err
+		},
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// createUsers creates userpass users with entities, logs them in and
+// returns them. Their tokens carry the bench policy only.
+func (f *fixtures) createUsers(ctx context.Context, names []string) ([]*benchUser, error) {
+	users := make([]*benchUser, len(names))
 	err := parallel(8, len(names), func(i int) error {
 		password := "bench-password-" + names[i]
 		if _, err := f.boot.User(ctx, names[i], password); err != nil {
@@ -153,10 +222,74 @@ func (f *fixtures) users(ctx context.Context, names []string) ([]string, error) 
 			return err
 		}
 		token, err := f.server.Login(ctx, "userpass", names[i], password)
-		tokens[i] = token
+		users[i] = &benchUser{name: names[i], token: token}
 		return err
 	})
-	return tokens, err
+	return users, err
+}
+
+// joinOrg makes the users members of the organization in one group write
+// (adding them one by one rewrites the group once per user).
+func (f *fixtures) joinOrg(ctx context.Context, users []*benchUser) error {
+	ids := make([]string, len(users))
+	err := parallel(8, len(users), func(i int) error {
+		id, err := f.boot.EntityID(ctx, users[i].name)
+		ids[i] = id
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	_, err = f.root.Logical().WriteWithContext(ctx, "identity/group/name/planqk-"+org+"-members", map[string]interface{}{"member_entity_ids": ids})
+	return err
+}
+
+// equipUser gives the user n PATs and n Vault tokens, a provider token of
+// their own, and a KV v2 secret at its steady-state version count.
+func (f *fixtures) equipUser(ctx context.Context, u *benchUser, n int) error {
+	client := f.as(u.token)
+	for i := 0; i < n; i++ {
+		created, err := client.Logical().WriteWithContext(ctx, fmt.Sprintf("%s/users/%s/tokens/v%d", mount, u.name, i), nil)
+		if err != nil {
+			return err
+		}
+		u.pats = append(u.pats, created.Data["token"].(string))
+		vaultToken, err := client.Logical().WriteWithContext(ctx, "auth/token/create/"+tokenRole, nil)
+		if err != nil {
+			return err
+		}
+		u.vaultTokens = append(u.vaultTokens, vaultToken.Auth.ClientToken)
+	}
+	if _, err := client.Logical().WriteWithContext(ctx, fmt.Sprintf("%s/users/%s/provider-tokens/ionq", mount, u.name),
+		map[string]interface{}{"api_key": "ionq-bench-user-key-0000"}); err != nil {
+		return err
+	}
+	// KV v2 keeps kvMaxVersions versions: from then on each write adds one
+	// and drops the oldest, so the measured writes meet a constant state.
+	for v := 0; v < kvMaxVersions; v++ {
+		if _, err := client.Logical().WriteWithContext(ctx, kvPath(u.name), map[string]interface{}{"data": map[string]interface{}{"value": kvValue}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func kvPath(user string) string { return "kv/data/pats/" + user }
+
+// garble replaces a PAT's last character, part of its checksum.
+func garble(pat string) string {
+	last := pat[len(pat)-1]
+	replacement := "A"
+	if last == 'A' {
+		replacement = "B"
+	}
+	return pat[:len(pat)-1] + replacement
+}
+
+// setEngineConfig writes the engine's configuration fields.
+func (f *fixtures) setEngineConfig(ctx context.Context, fields map[string]interface{}) error {
+	_, err := f.root.Logical().WriteWithContext(ctx, mount+"/config", fields)
+	return err
 }
 
 func (f *fixtures) as(token string) *api.Client {
@@ -165,6 +298,30 @@ func (f *fixtures) as(token string) *api.Client {
 		panic(err)
 	}
 	return client
+}
+
+// listPath is an API path with query parameters, for LIST requests.
+func listPath(path string, query url.Values) string {
+	if len(query) == 0 {
+		return path
+	}
+	return path + "?" + query.Encode()
+}
+
+// vaultErrors returns the error messages of a Vault error body, for the
+// report (Vault and the engine never echo secrets in them).
+func vaultErrors(body []byte) string {
+	var parsed struct {
+		Errors []string `json:"errors"`
+	}
+	if json.Unmarshal(body, &parsed) != nil || len(parsed.Errors) == 0 {
+		return ""
+	}
+	msg := strings.Join(parsed.Errors, "; ")
+	if len(msg) > 160 {
+		msg = msg[:160] + "…"
+	}
+	return msg
 }
 
 func startRaft(ctx context.Context, vaultBin, dir string) (*vaultharness.Server, error) {

@@ -50,7 +50,7 @@ var badRequests = []badRequest{
 	{"verify with an empty token", "verifier", "POST", "verify", `{"token":""}`, 400, "token"},
 	{"verify with a token of the wrong JSON type", "verifier", "POST", "verify", `{"token":["plqk_a"]}`, 400, "token"},
 	{"verify with the token in the query", "verifier", "POST", "verify?token=plqk_abc", ``, 400, "token"},
-	{"verify by GET", "root", "GET", "verify?token=plqk_abc", ``, 405, "unsupported operation"},
+	{"verify by GET", "root", "GET", "verify?token=plqk_abc", ``, 400, "never put a token in a URL"},
 	{"verify with the token in the path", "root", "POST", "verify/plqk_abc", `{}`, 404, "unsupported path"},
 	// Configuration and roles.
 	{"prefix without underscore", "root", "POST", "config", `{"token_prefix":"plqk"}`, 400, "token_prefix"},

@@ -34,6 +34,7 @@ type Server struct {
 	RootToken string
 	Dir       string // holds the plugin directory, logs and audit log
 	LogPath   string
+	CACert    string // the CA that signed an https server's certificate (StartDevTLS)
 
 	cmd  *exec.Cmd
 	done chan error
@@ -212,6 +213,12 @@ func (s *Server) Client(token string) (*api.Client, error) {
 		config := api.DefaultConfig()
 		config.Address = s.Addr
 		config.MaxRetries = 0
+		if s.CACert != "" {
+			if err := config.ConfigureTLS(&api.TLSConfig{CACert: s.CACert}); err != nil {
+				s.baseErr = err
+				return
+			}
+		}
 		s.base, s.baseErr = api.NewClient(config)
 	})
 	if s.baseErr != nil {
@@ -260,7 +267,7 @@ func (s *Server) Mount(ctx context.Context, path, version string) error {
 // a failure's error holds stderr.
 func (s *Server) CLI(ctx context.Context, token string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, s.Bin, args...)
-	cmd.Env = append(os.Environ(), "VAULT_ADDR="+s.Addr, "VAULT_TOKEN="+token, "VAULT_FORMAT=", "HOME="+s.Dir)
+	cmd.Env = append(os.Environ(), "VAULT_ADDR="+s.Addr, "VAULT_CACERT="+s.CACert, "VAULT_TOKEN="+token, "VAULT_FORMAT=", "HOME="+s.Dir)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
