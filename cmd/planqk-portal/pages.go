@@ -116,6 +116,7 @@ func (p *portal) pathName(w http.ResponseWriter, r *http.Request, sess *session,
 
 // timeView is a moment as the pages show it.
 type timeView struct {
+	Date     string // "3 Feb 2027"
 	Text     string // "3 Feb 2027, 14:05 UTC"
 	ISO      string // for <time datetime>
 	Relative string // "in 29 days", "2 hours ago"
@@ -135,6 +136,7 @@ func viewTime(t, now time.Time) *timeView {
 		return nil
 	}
 	return &timeView{
+		Date:     t.UTC().Format("2 Jan 2006"),
 		Text:     t.UTC().Format("2 Jan 2006, 15:04 UTC"),
 		ISO:      t.UTC().Format(time.RFC3339),
 		Relative: relative(t, now),
