@@ -6,6 +6,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -82,6 +83,12 @@ func (id *identity) organizations() []map[string]interface{} {
 		orgs = append(orgs, map[string]interface{}{"name": name, "role": id.orgs[name].String()})
 	}
 	return orgs
+}
+
+// organizationsField describes organizations() in responses.
+var organizationsField = &framework.FieldSchema{
+	Type:        framework.TypeSlice,
+	Description: `The owner's organizations, live from Vault's identity store: objects {"name": "<org>", "role": "owner|maintainer|member"}, sorted by name; a platform admin is listed first as {"name": "*", "role": "admin"}.`,
 }
 
 // orgRoles lists the entity's organizations as "<org>:<role>", sorted.

@@ -167,6 +167,24 @@ func (c *configEntry) toResponseData() map[string]interface{} {
 	}
 }
 
+// configFields describe the configuration as toResponseData returns it:
+// durations in whole seconds, expiry_notices as Go durations.
+var configFields = fieldSet{
+	"token_prefix":            {Type: framework.TypeString, Description: "Prefix of every personal access token."},
+	"default_ttl":             {Type: framework.TypeInt64, Description: "Lifetime of a token created without a ttl, in seconds."},
+	"max_ttl":                 {Type: framework.TypeInt64, Description: "Longest lifetime a token may have, in seconds; 0 means no cap."},
+	"identity_cache_ttl":      {Type: framework.TypeInt64, Description: "How long what Vault's identity store said about an entity is reused, in seconds."},
+	"tidy_interval":           {Type: framework.TypeInt64, Description: "How often the periodic sweep runs, in seconds; 0 means only on request."},
+	"scopes":                  {Type: framework.TypeStringSlice, Description: "The scopes a token may carry."},
+	"default_scopes":          {Type: framework.TypeStringSlice, Description: "Scopes of a token created without scopes, and of tokens issued before scopes existed."},
+	"admin_groups":            {Type: framework.TypeStringSlice, Description: "The only identity groups (names or ids) trusted to make platform admins; empty trusts any group with the admin metadata."},
+	"org_group_name_template": {Type: framework.TypeString, Description: "The only group name that gives a role in an organization; empty trusts any group with the metadata."},
+	"expiry_notices":          {Type: framework.TypeStringSlice, Description: `How long before expiry owners are reminded, longest first, as Go durations such as "168h0m0s".`},
+	"last_used_granularity":   {Type: framework.TypeInt64, Description: "How finely last use is recorded, in seconds; 0 records nothing."},
+	"offboarding_grace":       {Type: framework.TypeInt64, Description: "How long tidy keeps a deleted entity's tokens and provider tokens, in seconds."},
+	"webhook_url":             {Type: framework.TypeString, Description: "Where lifecycle notifications are sent; empty sends none."},
+}
+
 func formatDurations(durations []time.Duration) []string {
 	out := make([]string, 0, len(durations))
 	for _, d := range durations {
@@ -275,12 +293,14 @@ func pathConfig(b *backend) []*framework.Path {
 				logical.ReadOperation: &framework.PathOperation{
 					Callback:     b.pathConfigRead,
 					DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: "configuration"},
+					Responses:    okResponse("The configuration, or the defaults when none was written. It holds no key material.", configFields),
 				},
 				logical.UpdateOperation: &framework.PathOperation{
 					Callback:                    b.pathConfigWrite,
 					ForwardPerformanceStandby:   true,
 					ForwardPerformanceSecondary: true,
 					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "configure"},
+					Responses:                   okResponse("The configuration as stored, with a warning when token_prefix changed.", configFields),
 				},
 			},
 			HelpSynopsis:    pathConfigHelpSynopsis,

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -37,6 +38,10 @@ func pathCreds(b *backend) []*framework.Path {
 					// replicated storage, written by the primary's active node.
 					ForwardPerformanceStandby:   true,
 					ForwardPerformanceSecondary: true,
+					Responses: okResponse("A new token as a Vault lease: lease_id, lease_duration and renewable are in Vault's envelope. The token stops verifying when the lease ends or is revoked.", tokenFields.with(fieldSet{
+						"token": {Type: framework.TypeString, Description: "The personal access token itself, shown this once: the engine keeps only its HMAC (Vault keeps the lease's data until the lease ends).", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+						"role":  {Type: framework.TypeString, Description: "The role the token was issued for."},
+					})).or(http.StatusForbidden, forbiddenDescription),
 				},
 			},
 			HelpSynopsis:    pathCredsHelpSynopsis,

@@ -39,7 +39,8 @@ func pathIntrospect(b *backend) []*framework.Path {
 				// Like verify, introspect writes nothing: performance
 				// standbys answer it themselves.
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback: b.pathIntrospect,
+					Callback:  b.pathIntrospect,
+					Responses: introspectionResponses(),
 				},
 			},
 			HelpSynopsis:    pathIntrospectHelpSynopsis,
@@ -65,6 +66,27 @@ type introspectionResponse struct {
 	// OrgRoles is organizations as "<org>:<role>" strings: gateways such
 	// as mod_auth_openidc forward string arrays as headers, not objects.
 	OrgRoles []string `json:"org_roles,omitempty"`
+}
+
+// introspectionResponses declares introspect's answers. Unlike every other
+// operation's, the 200's fields are the whole body - RFC 7662's JSON - and
+// not the "data" of Vault's envelope; the OpenAPI document cannot say so
+// but in the description.
+func introspectionResponses() responses {
+	return okResponse(`The body is exactly this RFC 7662 object, without Vault's "data" envelope; members with empty values are left out. An inactive, unknown, malformed, expired or revoked token gives only {"active": false}.`, fieldSet{
+		"active":        {Type: framework.TypeBool, Description: "Whether the token verifies. When false, no other field is present."},
+		"scope":         {Type: framework.TypeString, Description: "The token's scopes, space-separated (RFC 7662)."},
+		"client_id":     {Type: framework.TypeString, Description: "The token's name; for a token issued as a lease, its role."},
+		"username":      {Type: framework.TypeString, Description: "The owner entity's current name."},
+		"token_type":    {Type: framework.TypeString, Description: `Always "bearer".`},
+		"exp":           {Type: framework.TypeInt64, Description: "When the token expires, in seconds since the Unix epoch."},
+		"iat":           {Type: framework.TypeInt64, Description: "When the token's current secret was issued, in seconds since the Unix epoch."},
+		"sub":           {Type: framework.TypeString, Description: "Id of the owner's identity entity: key users on it, a name can change."},
+		"jti":           {Type: framework.TypeString, Description: "The token's public id (token_id)."},
+		"kind":          {Type: framework.TypeString, Description: "How the token was issued: a named token, or a lease of a role.", AllowedValues: []interface{}{tokenKindNamed, tokenKindLease}},
+		"organizations": organizationsField,
+		"org_roles":     {Type: framework.TypeStringSlice, Description: `The organizations as "<org>:<role>" strings, which gateways forward as headers.`},
+	}).or(http.StatusBadRequest, `No token in the request. Body (RFC 6749 section 5.2): {"error": "invalid_request", "error_description": "<reason>"}.`)
 }
 
 func (a *activeToken) introspectionResponse() *introspectionResponse {

@@ -68,7 +68,10 @@ func pathInventory(b *backend) []*framework.Path {
 				"refresh": {Type: framework.TypeBool, Description: "Count now instead of reusing counts up to a minute old.", Query: true},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{Callback: b.pathInventoryRead},
+				logical.ReadOperation: &framework.PathOperation{
+					Callback:  b.pathInventoryRead,
+					Responses: okResponse("The counts; each group is an object of counts or names, as the help describes.", inventoryCountsFields),
+				},
 			},
 			HelpSynopsis:    pathInventoryHelpSynopsis,
 			HelpDescription: pathInventoryHelpDescription,
@@ -81,7 +84,13 @@ func pathInventory(b *backend) []*framework.Path {
 			},
 			Fields: tokenFields,
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathInventoryTokens},
+				logical.ListOperation: &framework.PathOperation{
+					Callback: b.pathInventoryTokens,
+					Responses: okResponse("A page of tokens.", inventoryPageFields(
+						"Keys of the page's tokens in order: <entity id>/named/<name> and <entity id>/lease/<token id>.",
+						"For each key: user, entity_id, owner_state (active, disabled, deleted), kind, name, role, token_id, scopes, created_at, expires_at and last_used_at (empty if never used). Never a secret or an HMAC.",
+					)),
+				},
 			},
 			HelpSynopsis:    pathInventoryTokensHelpSynopsis,
 			HelpDescription: pathInventoryTokensHelpDescription,
@@ -94,12 +103,37 @@ func pathInventory(b *backend) []*framework.Path {
 			},
 			Fields: paging,
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{Callback: b.pathInventoryProviderTokens},
+				logical.ListOperation: &framework.PathOperation{
+					Callback: b.pathInventoryProviderTokens,
+					Responses: okResponse("A page of provider tokens.", inventoryPageFields(
+						"Keys of the page's provider tokens in order: orgs/<org>/<provider>, unclaimed/<name>/<provider> and users/<entity id>/<provider>.",
+						"For each key: owner_kind (user, organization, unclaimed), owner, entity_id, provider, version, created_at, updated_at, updated_by and expires_at (empty if not given). No secret, no hint.",
+					)),
+				},
 			},
 			HelpSynopsis:    pathInventoryProviderTokensHelpSynopsis,
 			HelpDescription: pathInventoryProviderTokensHelpDescription,
 		},
 	}
+}
+
+// inventoryPageFields describe a page of an inventory list; keys and
+// key_info are absent from an empty page.
+func inventoryPageFields(keys, keyInfo string) fieldSet {
+	return fieldSet{
+		"keys":       {Type: framework.TypeStringSlice, Description: keys},
+		"key_info":   {Type: framework.TypeMap, Description: keyInfo},
+		"next_after": {Type: framework.TypeString, Description: "Where the next page starts (its after); empty when there is no more."},
+	}
+}
+
+// inventoryCountsFields describe the inventory's counts.
+var inventoryCountsFields = fieldSet{
+	"computed_at":     {Type: framework.TypeTime, Description: "When the counts were made (RFC 3339); they are reused for up to a minute unless refresh=true."},
+	"tokens":          {Type: framework.TypeMap, Description: "Counts of tokens: active_named, active_leases, expiring_within (by expiry_notices threshold), unused_for_90_days, expired_awaiting_tidy, of_inactive_owners."},
+	"owners":          {Type: framework.TypeMap, Description: "Counts of owner entities by state: active, disabled, deleted."},
+	"provider_tokens": {Type: framework.TypeMap, Description: "Counts of provider tokens: by_provider and by_owner_kind (user, organization, unclaimed)."},
+	"orphans":         {Type: framework.TypeMap, Description: "Lists: deleted_owner_entities, organizations_without_a_known_member, unclaimed_provider_tokens_from_v0_1_0."},
 }
 
 // inventoryToken is one token as the inventory shows it.

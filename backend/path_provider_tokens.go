@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"time"
@@ -180,6 +181,31 @@ func (e *providerTokenEntry) commonResponseData(o *providerTokenOwner) map[strin
 	return data
 }
 
+// providerTokenFields describe a stored provider token as toResponseData
+// returns it, with the owner's fields of its path family: never a secret
+// value.
+var providerTokenFields = fieldSet{
+	"provider":     {Type: framework.TypeString, Description: "Name of the provider."},
+	"version":      {Type: framework.TypeInt, Description: "Version of the token, counting from 1; each write increments it."},
+	"fields":       {Type: framework.TypeStringSlice, Description: "Names of the fields the token holds, sorted."},
+	"secret_hints": {Type: framework.TypeMap, Description: `For each secret field: "****" and, for secrets of 12 characters or more, their last 4 characters.`},
+	"settings":     {Type: framework.TypeMap, Description: "The non-secret fields with their values."},
+	"created_at":   {Type: framework.TypeTime, Description: "When the first version was written (RFC 3339)."},
+	"updated_at":   {Type: framework.TypeTime, Description: "When this version was written (RFC 3339)."},
+	"updated_by":   {Type: framework.TypeString, Description: "Id of the identity entity that wrote this version; empty for a token without an entity."},
+	"expires_at":   {Type: framework.TypeString, Description: "When the provider says the credential expires, as the writer gave it (RFC 3339); empty if not given."},
+}
+
+var (
+	userProviderTokenOwnerFields = fieldSet{
+		"user":      {Type: framework.TypeString, Description: "The user, as named in the path."},
+		"entity_id": {Type: framework.TypeString, Description: "Id of the user's identity entity."},
+	}
+	orgProviderTokenOwnerFields = fieldSet{
+		"org": {Type: framework.TypeString, Description: "The organization."},
+	}
+)
+
 func secretHint(value string) string {
 	runes := []rune(value)
 	if len(runes) < secretHintMinLength {
@@ -204,23 +230,29 @@ func pathProviderTokens(b *backend) []*framework.Path {
 		Description: "Name of the provider in the catalogue at providers/.",
 		Required:    true,
 	}
-	tokenOperations := func(suffix string) map[logical.Operation]framework.OperationHandler {
+	tokenOperations := func(suffix string, ownerFields fieldSet) map[logical.Operation]framework.OperationHandler {
+		fields := providerTokenFields.with(ownerFields)
 		return map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: &framework.PathOperation{
 				Callback:     b.pathProviderTokenRead,
 				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: suffix},
+				Responses: okResponse("The token's metadata: never a secret value.", fields).
+					or(http.StatusForbidden, forbiddenDescription).
+					or(http.StatusNotFound, "No token for this provider is stored here."),
 			},
 			logical.UpdateOperation: &framework.PathOperation{
 				Callback:                    b.pathProviderTokenWrite,
 				ForwardPerformanceStandby:   true,
 				ForwardPerformanceSecondary: true,
 				DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "write", OperationSuffix: suffix},
+				Responses:                   okResponse("The stored version's metadata: never a secret value.", fields).or(http.StatusForbidden, forbiddenDescription),
 			},
 			logical.DeleteOperation: &framework.PathOperation{
 				Callback:                    b.pathProviderTokenDelete,
 				ForwardPerformanceStandby:   true,
 				ForwardPerformanceSecondary: true,
 				DisplayAttrs:                &framework.DisplayAttributes{OperationSuffix: suffix},
+				Responses:                   noContentResponse("The token is deleted, or none was stored.").or(http.StatusForbidden, forbiddenDescription),
 			},
 		}
 	}
@@ -229,6 +261,9 @@ func pathProviderTokens(b *backend) []*framework.Path {
 			logical.ListOperation: &framework.PathOperation{
 				Callback:     b.pathProviderTokensList,
 				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: suffix},
+				Responses: okResponse("The providers for which a token is stored.", fieldSet{
+					"keys": {Type: framework.TypeStringSlice, Description: "Names of the providers."},
+				}).or(http.StatusForbidden, forbiddenDescription).or(http.StatusNotFound, emptyListDescription),
 			},
 		}
 	}
@@ -250,7 +285,7 @@ func pathProviderTokens(b *backend) []*framework.Path {
 				"provider": providerField,
 			},
 			TakesArbitraryInput: true,
-			Operations:          tokenOperations("user-provider-token"),
+			Operations:          tokenOperations("user-provider-token", userProviderTokenOwnerFields),
 			HelpSynopsis:        pathProviderTokenHelpSynopsis,
 			HelpDescription:     pathProviderTokenHelpDescription,
 		},
@@ -263,6 +298,9 @@ func pathProviderTokens(b *backend) []*framework.Path {
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{
 					Callback: b.pathOrgsList,
+					Responses: okResponse("The organizations with provider tokens that the caller may see.", fieldSet{
+						"keys": {Type: framework.TypeStringSlice, Description: "Names of the organizations."},
+					}).or(http.StatusForbidden, forbiddenDescription).or(http.StatusNotFound, emptyListDescription),
 				},
 			},
 			HelpSynopsis:    pathOrgsListHelpSynopsis,
@@ -284,7 +322,7 @@ func pathProviderTokens(b *backend) []*framework.Path {
 				"provider": providerField,
 			},
 			TakesArbitraryInput: true,
-			Operations:          tokenOperations("organization-provider-token"),
+			Operations:          tokenOperations("organization-provider-token", orgProviderTokenOwnerFields),
 			HelpSynopsis:        pathProviderTokenHelpSynopsis,
 			HelpDescription:     pathProviderTokenHelpDescription,
 		},

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"regexp"
 	"sort"
 
@@ -63,6 +64,15 @@ func (p *providerEntry) toResponseData(name string, builtIn, overridden bool) ma
 	}
 }
 
+// providerFields describe a catalogue entry as toResponseData returns it.
+var providerFields = fieldSet{
+	"name":        {Type: framework.TypeString, Description: "Name of the provider."},
+	"description": {Type: framework.TypeString, Description: "What the provider is."},
+	"fields":      {Type: framework.TypeSlice, Description: `The fields of the provider's access tokens: objects {"name": "<field>", "required": true|false, "secret": true|false}.`},
+	"built_in":    {Type: framework.TypeBool, Description: "Whether the provider is in the built-in catalogue."},
+	"overridden":  {Type: framework.TypeBool, Description: "Whether an operator's definition replaces the built-in one (always true for an operator-defined provider)."},
+}
+
 func required(name string, secret bool) providerField {
 	return providerField{Name: name, Required: true, Secret: secret}
 }
@@ -114,6 +124,9 @@ func pathProviders(b *backend) []*framework.Path {
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{
 					Callback: b.pathProvidersList,
+					Responses: okResponse("The catalogue: built-in providers and those an operator added.", fieldSet{
+						"keys": {Type: framework.TypeStringSlice, Description: "Names of the providers, sorted."},
+					}),
 				},
 			},
 			HelpSynopsis:    pathProvidersListHelpSynopsis,
@@ -150,17 +163,20 @@ func pathProviders(b *backend) []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
-					Callback: b.pathProviderRead,
+					Callback:  b.pathProviderRead,
+					Responses: okResponse("The provider's entry in the catalogue.", providerFields).or(http.StatusNotFound, "No provider of this name is in the catalogue."),
 				},
 				logical.UpdateOperation: &framework.PathOperation{
 					Callback:                    b.pathProviderWrite,
 					ForwardPerformanceStandby:   true,
 					ForwardPerformanceSecondary: true,
+					Responses:                   okResponse("The provider's entry as stored.", providerFields),
 				},
 				logical.DeleteOperation: &framework.PathOperation{
 					Callback:                    b.pathProviderDelete,
 					ForwardPerformanceStandby:   true,
 					ForwardPerformanceSecondary: true,
+					Responses:                   noContentResponse("The operator's definition is deleted (a built-in provider's own definition applies again), or there was none."),
 				},
 			},
 			HelpSynopsis:    pathProviderHelpSynopsis,

@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"net/http"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -32,6 +33,9 @@ func pathResolve(b *backend) []*framework.Path {
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
 					Callback: b.pathResolve,
+					Responses: okResponse("The effective token with its secret values. Besides the fields below, each of the provider's fields (see providers/{provider}) is a top-level string field holding its value; OpenAPI cannot name them, as they differ by provider.", resolvedFields).
+						or(http.StatusForbidden, forbiddenDescription).
+						or(http.StatusNotFound, `No token of this provider is stored for the organization or the caller. Body: {"errors": ["<reason>"]}.`),
 				},
 			},
 			HelpSynopsis:    pathResolveHelpSynopsis,
@@ -82,6 +86,17 @@ func (b *backend) pathResolve(ctx context.Context, req *logical.Request, d *fram
 		return notFound(fmt.Sprintf("no %q token is stored for user %q", provider, caller.name)), nil
 	}
 	return resolvedResponse(entry, userOwner, "user"), nil
+}
+
+// resolvedFields describe resolve's answer, less the provider's own
+// fields, which differ by provider.
+var resolvedFields = fieldSet{
+	"provider":  {Type: framework.TypeString, Description: "Name of the provider."},
+	"version":   {Type: framework.TypeInt, Description: "Version of the stored token."},
+	"source":    {Type: framework.TypeString, Description: "Whose token it is.", AllowedValues: []interface{}{"organization", "user"}},
+	"org":       {Type: framework.TypeString, Description: "The organization whose token it is; empty for the caller's own."},
+	"user":      {Type: framework.TypeString, Description: "The caller's name, for the caller's own token; absent for an organization's."},
+	"entity_id": {Type: framework.TypeString, Description: "The caller's entity id, for the caller's own token; absent for an organization's."},
 }
 
 // resolvedResponse returns the token's values as top-level string fields -

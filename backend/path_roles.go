@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -34,6 +35,14 @@ func (r *roleEntry) toResponseData() map[string]interface{} {
 	}
 }
 
+// roleFields describe a role as toResponseData returns it.
+var roleFields = fieldSet{
+	"ttl":         {Type: framework.TypeInt64, Description: "Lease TTL of the role's tokens, in seconds."},
+	"max_ttl":     {Type: framework.TypeInt64, Description: "Longest a lease of the role may be renewed to, in seconds."},
+	"description": {Type: framework.TypeString, Description: "What the role's tokens are for."},
+	"scopes":      {Type: framework.TypeStringSlice, Description: "Scopes of the role's tokens; empty means the configured default scopes at issue time."},
+}
+
 func pathRoles(b *backend) []*framework.Path {
 	return []*framework.Path{
 		{
@@ -45,6 +54,9 @@ func pathRoles(b *backend) []*framework.Path {
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{
 					Callback: b.pathRolesList,
+					Responses: okResponse("The roles.", fieldSet{
+						"keys": {Type: framework.TypeStringSlice, Description: "Names of the roles."},
+					}).or(http.StatusNotFound, emptyListDescription),
 				},
 			},
 			HelpSynopsis:    pathRolesListHelpSynopsis,
@@ -87,19 +99,23 @@ func pathRoles(b *backend) []*framework.Path {
 					Callback:                    b.pathRoleWrite,
 					ForwardPerformanceStandby:   true,
 					ForwardPerformanceSecondary: true,
+					Responses:                   noContentResponse("The role is stored."),
 				},
 				logical.UpdateOperation: &framework.PathOperation{
 					Callback:                    b.pathRoleWrite,
 					ForwardPerformanceStandby:   true,
 					ForwardPerformanceSecondary: true,
+					Responses:                   noContentResponse("The role is stored."),
 				},
 				logical.ReadOperation: &framework.PathOperation{
-					Callback: b.pathRoleRead,
+					Callback:  b.pathRoleRead,
+					Responses: okResponse("The role.", roleFields).or(http.StatusNotFound, "There is no role of this name."),
 				},
 				logical.DeleteOperation: &framework.PathOperation{
 					Callback:                    b.pathRoleDelete,
 					ForwardPerformanceStandby:   true,
 					ForwardPerformanceSecondary: true,
+					Responses:                   noContentResponse("The role is deleted, or there was none of this name; leases issued for it can no longer be renewed."),
 				},
 			},
 			HelpSynopsis:    pathRoleHelpSynopsis,

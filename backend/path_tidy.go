@@ -31,6 +31,8 @@ func pathTidy(b *backend) []*framework.Path {
 					Callback:                    b.pathTidy,
 					ForwardPerformanceStandby:   true,
 					ForwardPerformanceSecondary: true,
+					Responses: responses{http.StatusAccepted: {{Description: "The sweep started in the background; no data, a warning pointing to tidy/status."}}}.
+						or(http.StatusConflict, `A sweep is already running. Body: {"errors": ["<reason>"]}.`),
 				},
 			},
 			HelpSynopsis:    pathTidyHelpSynopsis,
@@ -45,7 +47,8 @@ func pathTidy(b *backend) []*framework.Path {
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
-					Callback: b.pathTidyStatus,
+					Callback:  b.pathTidyStatus,
+					Responses: okResponse("The running or last sweep on this node.", tidyStatusFields),
 					// The sweep runs on the node that may write, and its
 					// status lives in that node's memory.
 					ForwardPerformanceStandby:   true,
@@ -108,6 +111,23 @@ func (t *tidyState) lastStart() time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.startedAt
+}
+
+// tidyStatusFields describe tidyState.toResponseData.
+var tidyStatusFields = fieldSet{
+	"state":               {Type: framework.TypeString, Description: "State of the sweep.", AllowedValues: []interface{}{"idle", "running", "finished", "error"}},
+	"trigger":             {Type: framework.TypeString, Description: `What started the sweep: "request" or "periodic"; empty if none ran.`},
+	"repair":              {Type: framework.TypeBool, Description: "Whether the sweep also repairs what interrupted writes left behind."},
+	"started_at":          {Type: framework.TypeString, Description: "When the sweep started (RFC 3339 with fractional seconds); empty if none ran."},
+	"finished_at":         {Type: framework.TypeString, Description: "When the sweep ended (RFC 3339 with fractional seconds); empty while it runs or if none ran."},
+	"error":               {Type: framework.TypeString, Description: "Why the sweep failed; empty if it did not."},
+	"entities_scanned":    {Type: framework.TypeInt, Description: "Owner entities read."},
+	"expired_removed":     {Type: framework.TypeInt, Description: "Expired tokens removed."},
+	"notices_sent":        {Type: framework.TypeInt, Description: "Expiry reminders sent."},
+	"entities_offboarded": {Type: framework.TypeInt, Description: "Deleted entities whose tokens and provider tokens were removed after offboarding_grace."},
+	"records_scanned":     {Type: framework.TypeInt, Description: "Token records read by a repair."},
+	"orphans_removed":     {Type: framework.TypeInt, Description: "Token records no index or lease marker listed, removed by a repair."},
+	"dangling_removed":    {Type: framework.TypeInt, Description: "Index entries and lease markers without their token record, removed by a repair."},
 }
 
 func (t *tidyState) toResponseData() map[string]interface{} {

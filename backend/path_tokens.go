@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sort"
 	"time"
 
@@ -41,6 +42,10 @@ func pathTokens(b *backend) []*framework.Path {
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ListOperation: &framework.PathOperation{
 					Callback: b.pathTokensList,
+					Responses: okResponse("The user's tokens.", fieldSet{
+						"keys":     {Type: framework.TypeStringSlice, Description: "Names of the user's tokens, sorted."},
+						"key_info": {Type: framework.TypeMap, Description: "For each name: token_id, description, scopes, created_at, expires_at and last_used_at (empty if never used). Never a secret."},
+					}).or(http.StatusForbidden, forbiddenDescription).or(http.StatusNotFound, "The user has no tokens."),
 				},
 			},
 			HelpSynopsis:    pathTokensListHelpSynopsis,
@@ -68,15 +73,18 @@ func pathTokens(b *backend) []*framework.Path {
 					ForwardPerformanceStandby:   true,
 					ForwardPerformanceSecondary: true,
 					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "create"},
+					Responses:                   okResponse("The new token: its secret, shown this once, and its metadata.", issuedTokenFields).or(http.StatusForbidden, forbiddenDescription),
 				},
 				logical.ReadOperation: &framework.PathOperation{
-					Callback: b.pathTokenRead,
+					Callback:  b.pathTokenRead,
+					Responses: okResponse("The token's metadata; never its secret.", namedTokenFields).or(http.StatusForbidden, forbiddenDescription).or(http.StatusNotFound, "The user has no token of this name."),
 				},
 				logical.DeleteOperation: &framework.PathOperation{
 					Callback:                    b.pathTokenDelete,
 					ForwardPerformanceStandby:   true,
 					ForwardPerformanceSecondary: true,
 					DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: "revoke"},
+					Responses:                   noContentResponse("The token is revoked, or there was none of this name.").or(http.StatusForbidden, forbiddenDescription),
 				},
 			},
 			HelpSynopsis:    pathTokenHelpSynopsis,
@@ -106,6 +114,9 @@ func pathTokens(b *backend) []*framework.Path {
 					Callback:                    b.pathTokenRotate,
 					ForwardPerformanceStandby:   true,
 					ForwardPerformanceSecondary: true,
+					Responses: okResponse("The token's new secret, shown this once, and its metadata; the old secret no longer verifies.", issuedTokenFields).
+						or(http.StatusForbidden, forbiddenDescription).
+						or(http.StatusNotFound, `The user has no token of this name. Body: {"errors": ["<reason>"]}.`),
 				},
 			},
 			HelpSynopsis:    pathTokenRotateHelpSynopsis,

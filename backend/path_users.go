@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"net/http"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -24,6 +25,13 @@ func pathUsers(b *backend) []*framework.Path {
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
 					Callback: b.pathUserRead,
+					Responses: okResponse("Who the user is to the engine, live from Vault's identity store.", fieldSet{
+						"user":          {Type: framework.TypeString, Description: "The entity's current name."},
+						"entity_id":     {Type: framework.TypeString, Description: "Id of the user's identity entity."},
+						"admin":         {Type: framework.TypeBool, Description: "Whether the user is a platform admin."},
+						"disabled":      {Type: framework.TypeBool, Description: "Whether the entity is disabled: its tokens do not verify."},
+						"organizations": organizationsField,
+					}).or(http.StatusForbidden, forbiddenDescription).or(http.StatusNotFound, "No entity of this name owns anything in the engine."),
 				},
 			},
 			HelpSynopsis:    pathUserHelpSynopsis,
@@ -42,6 +50,12 @@ func pathUsers(b *backend) []*framework.Path {
 					Callback:                    b.pathUserRevokeAll,
 					ForwardPerformanceStandby:   true,
 					ForwardPerformanceSecondary: true,
+					Responses: okResponse("What was revoked; run again, it revokes nothing more.", fieldSet{
+						"user":           {Type: framework.TypeString, Description: "The user, as named in the path."},
+						"entity_id":      {Type: framework.TypeString, Description: "Id of the user's identity entity; empty when no entity of this name owns anything in the engine."},
+						"named_revoked":  {Type: framework.TypeInt, Description: "How many named tokens were revoked."},
+						"leases_revoked": {Type: framework.TypeInt, Description: "How many leased tokens were revoked (their Vault leases stay listed until they end)."},
+					}).or(http.StatusForbidden, forbiddenDescription),
 				},
 			},
 			HelpSynopsis:    pathUserRevokeAllHelpSynopsis,

@@ -29,13 +29,15 @@ func pathVerify(b *backend) []*framework.Path {
 				// Verify writes nothing, so performance standbys answer it
 				// themselves: it is the engine's highest-volume operation.
 				logical.UpdateOperation: &framework.PathOperation{
-					Callback: b.pathVerify,
+					Callback:  b.pathVerify,
+					Responses: okResponse(verifyResponseDescription, verifyFields),
 				},
 				// The token in a header, as the PlanQK SDKs send it: Vault
 				// answers a read without asking the plugin's existence
 				// check first, one round trip fewer than a POST.
 				logical.ReadOperation: &framework.PathOperation{
-					Callback: b.pathVerifyHeader,
+					Callback:  b.pathVerifyHeader,
+					Responses: okResponse(verifyResponseDescription, verifyFields),
 				},
 			},
 			HelpSynopsis:    pathVerifyHelpSynopsis,
@@ -100,6 +102,17 @@ type activeToken struct {
 	owner  *identity
 	scopes []string
 }
+
+// verifyFields describe verify's answer; an inactive token has only
+// active.
+var verifyFields = tokenFields.with(fieldSet{
+	"active":        {Type: framework.TypeBool, Description: "Whether the token verifies. When false, no other field is present."},
+	"kind":          {Type: framework.TypeString, Description: "How the token was issued: a named token, or a lease of a role.", AllowedValues: []interface{}{tokenKindNamed, tokenKindLease}},
+	"role":          {Type: framework.TypeString, Description: "The role of a token issued as a lease; empty for a named token."},
+	"organizations": organizationsField,
+})
+
+const verifyResponseDescription = `Always 200: "active" says whether the token verifies; an active token's owner and organizations are live from Vault's identity store.`
 
 func (a *activeToken) verifyResponseData() map[string]interface{} {
 	return map[string]interface{}{

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	uuid "github.com/hashicorp/go-uuid"
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/salt"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -95,6 +96,30 @@ func (t *tokenSummary) toResponseData(user, entityID, name string, scopes []stri
 		"last_used_at": formatOptionalTime(t.LastUsedAt),
 	}
 }
+
+// tokenFields describe a token as create, read, rotate, creds and verify
+// return it; never its secret.
+var tokenFields = fieldSet{
+	"token_id":   {Type: framework.TypeString, Description: "Public id of the token (a UUID), safe to log and to name in support requests; a rotated token gets a new one."},
+	"name":       {Type: framework.TypeString, Description: "Name of the token; for a token issued as a lease, its role."},
+	"user":       {Type: framework.TypeString, Description: "The owner entity's current name."},
+	"entity_id":  {Type: framework.TypeString, Description: "Id of the owner's identity entity. Key users on it: an entity's name can change and be reused."},
+	"scopes":     {Type: framework.TypeStringSlice, Description: "Scopes the token holds."},
+	"created_at": {Type: framework.TypeTime, Description: "When the token's current secret was issued (RFC 3339)."},
+	"expires_at": {Type: framework.TypeTime, Description: "When the token stops verifying (RFC 3339)."},
+}
+
+// namedTokenFields describe a named PAT as toResponseData returns it.
+var namedTokenFields = tokenFields.with(fieldSet{
+	"description":  {Type: framework.TypeString, Description: "What the token is for, as its owner wrote it."},
+	"last_used_at": {Type: framework.TypeString, Description: "When verify or introspect last accepted the token, rounded down to last_used_granularity and recorded within about a minute (RFC 3339); empty if never used or not recorded."},
+})
+
+// issuedTokenFields describe a newly issued named PAT: its metadata and,
+// this once, its secret.
+var issuedTokenFields = namedTokenFields.with(fieldSet{
+	"token": {Type: framework.TypeString, Description: "The personal access token itself. Shown this once: the engine keeps only its HMAC and can never show it again.", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
+})
 
 // leaseMarker lists one leased PAT under its owner entity, so that an
 // owner's leases can be found without reading every token record.
