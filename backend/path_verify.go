@@ -36,8 +36,10 @@ func pathVerify(b *backend) []*framework.Path {
 				// answers a read without asking the plugin's existence
 				// check first, one round trip fewer than a POST.
 				logical.ReadOperation: &framework.PathOperation{
-					Callback:  b.pathVerifyHeader,
-					Responses: okResponse(verifyResponseDescription, verifyFields),
+					Callback: b.pathVerifyHeader,
+					// An operation id of its own: OpenAPI needs them unique.
+					DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: "personal-access-token-in-header"},
+					Responses:    okResponse(verifyResponseDescription, verifyFields),
 				},
 			},
 			HelpSynopsis:    pathVerifyHelpSynopsis,
