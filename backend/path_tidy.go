@@ -221,6 +221,11 @@ func (b *backend) periodicTidy(ctx context.Context, req *logical.Request) error 
 
 func (b *backend) runTidy(ctx context.Context, s logical.Storage, repair bool) (*tidyResult, error) {
 	result := &tidyResult{}
+	// Uses noted since the last periodic run are written first, so that a
+	// tidy on request leaves last use up to date.
+	if err := b.flushLastUse(ctx, s); err != nil {
+		return result, err
+	}
 	if err := b.sweep(ctx, s, time.Now(), result); err != nil {
 		return result, err
 	}
@@ -504,8 +509,10 @@ const pathTidyHelpSynopsis = `Remove expired personal access tokens, in the back
 
 const pathTidyHelpDescription = `
 Starts a sweep in the background and answers 202 at once (409 while one is
-running); read tidy/status for its progress and result. The sweep removes
-every expired PAT: named tokens with their entry in the owner's index, and
+running); read tidy/status for its progress and result. The sweep writes
+the last uses noted since the engine's last periodic run, offboards users
+whose entity has been deleted or disabled for offboarding_grace, sends the
+expiry reminders that are due, and removes every expired PAT: named tokens with their entry in the owner's index, and
 leased tokens whose revocation by Vault never arrived. Expired tokens
 already stop verifying at their expiry instant; tidy reclaims their
 storage. The same sweep runs every tidy_interval from the engine's periodic
