@@ -20,35 +20,9 @@ import (
 	"unicode"
 )
 
-// typedClientConfig configures oapi-codegen for a Vault document. These
-// are the generator's own options; none edits the document:
-//   - response-type-suffix: Vault names each operation's response schema
-//     <Operation>Response, the name oapi-codegen gives its response
-//     wrappers by default.
-//   - type-mapping: Vault's "duration" format is a Go duration or a number
-//     of seconds ("90s", "1h", 3600), not the ISO 8601 duration ("PT1H")
-//     the generator maps that format to.
-//   - always-prefix-enum-values: enum constants named after their type
-//     (PlanqkResolveProviderTokenResponseSourceUser), whatever other
-//     enums the document holds.
-const typedClientConfig = `package: main
-output: %s
-generate:
-  models: true
-  client: true
-compatibility:
-  always-prefix-enum-values: true
-output-options:
-  response-type-suffix: HTTPResponse
-  type-mapping:
-    string:
-      formats:
-        duration:
-          type: string
-`
-
 // TestTypedClient generates a Go client from the OpenAPI document this
-// Vault serves, with oapi-codegen (a tool of go.mod), and runs
+// Vault serves, with oapi-codegen (a tool of go.mod) configured by
+// testdata/typedclient/oapi-codegen.yaml, and runs
 // testdata/typedclient against the server through it: create, verify,
 // introspect and resolve with the generated methods and response types.
 // The program exits non-zero on any mismatch.
@@ -63,10 +37,15 @@ func TestTypedClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, "openapi.json"), engine)
-	writeFile(t, filepath.Join(dir, "oapi-codegen.yaml"), fmt.Appendf(nil, typedClientConfig, filepath.Join(dir, "client.gen.go")))
-	// The generator at the version go.mod pins, run in the repository.
-	goCommand(t, ctx, repoFile(t, ""), "tool", "oapi-codegen", "-config", filepath.Join(dir, "oapi-codegen.yaml"), filepath.Join(dir, "openapi.json"))
+	writeFile(t, filepath.Join(dir, "planqk-openapi.json"), engine)
+	config, err := filepath.Abs(filepath.Join("testdata", "typedclient", "oapi-codegen.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The generator at the version go.mod pins, run in the repository: the
+	// README's command.
+	goCommand(t, ctx, repoFile(t, ""), "tool", "oapi-codegen", "-config", config, "-package", "main",
+		"-o", filepath.Join(dir, "client.gen.go"), filepath.Join(dir, "planqk-openapi.json"))
 	generated := time.Now()
 
 	// The program builds as a module of its own with the repository's

@@ -124,7 +124,7 @@ func main() {
 	defined := data[PlanqkWriteProviderResponse]("write provider")(client.PlanqkWriteProvider(ctx, provider, PlanqkWriteProviderRequest{
 		Description: ptr("typed client check"), RequiredFields: &[]string{"api_key"}, SecretFields: &[]string{"api_key"},
 	}, operatorToken))
-	check(deref("name", defined.Name) == provider && deref("overridden", defined.Overridden) && !deref("built_in", defined.BuiltIn), "provider: %+v", defined)
+	check(deref("name", defined.Name) == provider && deref("overridden", defined.Overridden) && !deref("built_in", defined.BuiltIn), "provider: %s", show(defined))
 
 	// The user creates a PAT.
 	created := data[PlanqkCreatePersonalAccessTokenResponse]("create")(client.PlanqkCreatePersonalAccessToken(ctx, user, "typed-client", PlanqkCreatePersonalAccessTokenRequest{
@@ -132,50 +132,50 @@ func main() {
 	}, userToken))
 	token := deref("token", created.Token)
 	check(strings.HasPrefix(token, "plqk_"), "the token lacks the prefix")
-	check(deref("user", created.User) == user && deref("name", created.Name) == "typed-client", "create: user %v, name %v", created.User, created.Name)
-	check(slices.Equal(deref("scopes", created.Scopes), []string{"api"}), "create: scopes %v", created.Scopes)
+	check(deref("user", created.User) == user && deref("name", created.Name) == "typed-client", "create: user %q, name %q", *created.User, *created.Name)
+	check(slices.Equal(deref("scopes", created.Scopes), []string{"api"}), "create: scopes %v", *created.Scopes)
 	lifetime := deref("expires_at", created.ExpiresAt).Sub(deref("created_at", created.CreatedAt))
 	check(lifetime == 2*time.Hour, "create: lifetime %s, want 2h", lifetime)
-	check(deref("last_used_at", created.LastUsedAt) == "", "create: a new token was used at %v", created.LastUsedAt)
+	check(deref("last_used_at", created.LastUsedAt) == "", "create: a new token was used at %s", *created.LastUsedAt)
 
 	// The verifier verifies it, and introspects it as a gateway would.
 	verified := data[PlanqkVerifyPersonalAccessTokenResponse]("verify")(client.PlanqkVerifyPersonalAccessToken(ctx, PlanqkVerifyPersonalAccessTokenRequest{Token: token}, verifierToken))
 	check(deref("active", verified.Active), "verify: not active")
-	check(deref("kind", verified.Kind) == PlanqkVerifyPersonalAccessTokenResponseKindNamed, "verify: kind %v", verified.Kind)
+	check(deref("kind", verified.Kind) == PlanqkVerifyPersonalAccessTokenResponseKindNamed, "verify: kind %s", *verified.Kind)
 	check(deref("token_id", verified.TokenId) == deref("token_id", created.TokenId), "verify: another token id")
 	check(deref("entity_id", verified.EntityId) == deref("entity_id", created.EntityId), "verify: another entity")
-	check(deref("user", verified.User) == user, "verify: user %v", verified.User)
-	check(deref("expires_at", verified.ExpiresAt).Equal(*created.ExpiresAt), "verify: expires_at %v", verified.ExpiresAt)
+	check(deref("user", verified.User) == user, "verify: user %q", *verified.User)
+	check(deref("expires_at", verified.ExpiresAt).Equal(*created.ExpiresAt), "verify: expires_at %s", *verified.ExpiresAt)
 	inOrg := false
 	for _, o := range deref("organizations", verified.Organizations) {
 		inOrg = inOrg || o["name"] == org
 	}
-	check(inOrg, "verify: organizations %v lack %s", verified.Organizations, org)
+	check(inOrg, "verify: organizations %v lack %s", *verified.Organizations, org)
 
 	introspected := call[PlanqkIntrospectPersonalAccessTokenResponse]("introspect", http.StatusOK)(client.PlanqkIntrospectPersonalAccessToken(ctx, PlanqkIntrospectPersonalAccessTokenRequest{Token: token}, verifierToken))
-	check(deref("active", introspected.Active) && deref("jti", introspected.Jti) == *created.TokenId, "introspect: %+v", introspected)
-	check(deref("exp", introspected.Exp) == created.ExpiresAt.Unix() && deref("scope", introspected.Scope) == "api", "introspect: exp %v scope %v", introspected.Exp, introspected.Scope)
+	check(deref("active", introspected.Active) && deref("jti", introspected.Jti) == *created.TokenId, "introspect: %s", show(introspected))
+	check(deref("exp", introspected.Exp) == created.ExpiresAt.Unix() && deref("scope", introspected.Scope) == "api", "introspect: exp %d scope %q", *introspected.Exp, *introspected.Scope)
 
 	// Provider tokens: the organization's and the user's own; resolve
 	// prefers the organization's when asked for it.
 	stored := data[PlanqkWriteOrganizationProviderTokenResponse]("write organization token")(client.PlanqkWriteOrganizationProviderToken(ctx, org, provider,
 		PlanqkWriteOrganizationProviderTokenJSONRequestBody{"api_key": orgSecret}, userToken))
-	check(deref("org", stored.Org) == org && deref("version", stored.Version) == 1 && slices.Equal(deref("fields", stored.Fields), []string{"api_key"}), "organization token: %+v", stored)
+	check(deref("org", stored.Org) == org && deref("version", stored.Version) == 1 && slices.Equal(deref("fields", stored.Fields), []string{"api_key"}), "organization token: %s", show(stored))
 	data[PlanqkWriteUserProviderTokenResponse]("write own token")(client.PlanqkWriteUserProviderToken(ctx, user, provider,
 		PlanqkWriteUserProviderTokenJSONRequestBody{"api_key": ownSecret}, userToken))
 
 	fromOrg := data[PlanqkResolveProviderTokenResponse]("resolve for the organization")(client.PlanqkResolveProviderToken(ctx, provider, &PlanqkResolveProviderTokenParams{Org: &org}, userToken))
-	check(deref("source", fromOrg.Source) == PlanqkResolveProviderTokenResponseSourceOrganization, "resolve: source %v", fromOrg.Source)
-	check(deref("org", fromOrg.Org) == org && deref("provider", fromOrg.Provider) == provider && deref("version", fromOrg.Version) == 1, "resolve: %+v", fromOrg)
+	check(deref("source", fromOrg.Source) == PlanqkResolveProviderTokenResponseSourceOrganization, "resolve: source %s", *fromOrg.Source)
+	check(deref("org", fromOrg.Org) == org && deref("provider", fromOrg.Provider) == provider && deref("version", fromOrg.Version) == 1, "resolve: %s", show(fromOrg))
 	check(fromOrg.User == nil && fromOrg.EntityId == nil, "resolve: an organization's token names a user")
 	own := data[PlanqkResolveProviderTokenResponse]("resolve own")(client.PlanqkResolveProviderToken(ctx, provider, nil, userToken))
-	check(deref("source", own.Source) == PlanqkResolveProviderTokenResponseSourceUser, "resolve own: source %v", own.Source)
-	check(deref("user", own.User) == user && deref("entity_id", own.EntityId) == *created.EntityId && deref("org", own.Org) == "", "resolve own: %+v", own)
+	check(deref("source", own.Source) == PlanqkResolveProviderTokenResponseSourceUser, "resolve own: source %s", *own.Source)
+	check(deref("user", own.User) == user && deref("entity_id", own.EntityId) == *created.EntityId && deref("org", own.Org) == "", "resolve own: %s", show(own))
 
 	// Revoked, the PAT no longer verifies; the provider tokens go too.
 	call[struct{}]("revoke", http.StatusNoContent)(client.PlanqkRevokePersonalAccessToken(ctx, user, "typed-client", userToken))
 	revoked := data[PlanqkVerifyPersonalAccessTokenResponse]("verify revoked")(client.PlanqkVerifyPersonalAccessToken(ctx, PlanqkVerifyPersonalAccessTokenRequest{Token: token}, verifierToken))
-	check(!deref("active", revoked.Active) && revoked.TokenId == nil, "verify revoked: %+v", revoked)
+	check(!deref("active", revoked.Active) && revoked.TokenId == nil, "verify revoked: %s", show(revoked))
 	call[struct{}]("delete own token", http.StatusNoContent)(client.PlanqkDeleteUserProviderToken(ctx, user, provider, userToken))
 	call[struct{}]("delete organization token", http.StatusNoContent)(client.PlanqkDeleteOrganizationProviderToken(ctx, org, provider, userToken))
 	call[struct{}]("delete provider", http.StatusNoContent)(client.PlanqkDeleteProvider(ctx, provider, operatorToken))
@@ -184,3 +184,13 @@ func main() {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// show renders a response for a message; the types it is given hold no
+// secret.
+func show(v interface{}) string {
+	encoded, err := json.Marshal(v)
+	if err != nil {
+		return err.Error()
+	}
+	return string(encoded)
+}
