@@ -207,7 +207,12 @@ func (st *suite) storedPlaintextPATs(ctx context.Context) ([]string, error) {
 func (st *suite) leakedSecrets() []string {
 	var leaks []string
 	logs := map[string][]byte{}
-	for _, name := range []string{"audit.log", "server.log", "agent.log"} {
+	agentLogs, _ := filepath.Glob(filepath.Join(st.srv.Dir, "agent*.log"))
+	names := []string{"audit.log", "server.log"}
+	for _, path := range agentLogs {
+		names = append(names, filepath.Base(path))
+	}
+	for _, name := range names {
 		data, err := os.ReadFile(filepath.Join(st.srv.Dir, name))
 		if err == nil {
 			logs[name] = data
