@@ -78,7 +78,14 @@ type backend struct {
 	migrated    atomic.Bool
 	migrationMu sync.Mutex
 
+	// lastUse holds the uses verify noted until the periodic function
+	// writes them.
+	lastUse *lastUse
+
 	tidy tidyState
+
+	// counts are the inventory's last counts.
+	counts countsCache
 }
 
 func newBackend() *backend {
@@ -92,6 +99,7 @@ func newBackend() *backend {
 		ownerNames:  newStorageCache[string, string](ownerCacheSize),
 		leaseCounts: newStorageCache[string, int](ownerCacheSize),
 		providers:   newStorageCache[string, map[string]*providerEntry](1),
+		lastUse:     newLastUse(),
 	}
 
 	b.Backend = &framework.Backend{
@@ -116,6 +124,7 @@ func newBackend() *backend {
 			pathProviderTokens(b),
 			pathResolve(b),
 			pathTidy(b),
+			pathInventory(b),
 		),
 		Secrets: []*framework.Secret{
 			secretPAT(b),
@@ -201,10 +210,15 @@ func (b *backend) lockFor(key string) *locksutil.LockEntry {
 // periodic runs the engine's background work on the node that may write.
 func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
+		// Uses noted here cannot be written from this node.
+		b.lastUse.take()
 		return nil
 	}
 	if err := b.ensureMigrated(ctx, req.Storage); err != nil {
 		return err
+	}
+	if err := b.flushLastUse(ctx, req.Storage); err != nil {
+		b.Logger().Warn("writing last use failed; those uses are not recorded", "error", err)
 	}
 	return b.periodicTidy(ctx, req)
 }

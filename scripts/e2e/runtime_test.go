@@ -109,7 +109,8 @@ func (f *runtimeFixture) revokeLeases(t *testing.T) {
 }
 
 // agentProcess is a Vault Agent the test started; its log is
-// agent-<name>.log in the server's directory, which the leak check reads.
+// agent-<name>.log in the server's directory, which the leak check reads
+// (and requires to exist and not be empty).
 type agentProcess struct {
 	dir  string
 	log  string
@@ -147,6 +148,7 @@ template_config {
 	must(t, os.WriteFile(configFile, []byte(config), 0o600))
 
 	a := &agentProcess{dir: dir, log: filepath.Join(s.srv.Dir, "agent-"+name+".log"), done: make(chan struct{})}
+	s.expectLog(a.log)
 	logFile, err := os.Create(a.log)
 	must(t, err)
 	a.cmd = exec.Command(s.srv.Bin, "agent", "-config="+configFile, "-log-level=info")
