@@ -33,7 +33,7 @@ func pathResolve(b *backend) []*framework.Path {
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
 					Callback: b.pathResolve,
-					Responses: okResponse("The effective token with its secret values. Besides the fields below, each of the provider's fields (see providers/{provider}) is a top-level string field holding its value; OpenAPI cannot name them, as they differ by provider.", resolvedFields).
+					Responses: okResponse("The effective token with its secret values, in env and also each of the provider's fields (see providers/{provider}) as a top-level string field holding its value, which OpenAPI cannot name: they differ by provider.", resolvedFields).
 						or(http.StatusForbidden, forbiddenDescription).
 						or(http.StatusNotFound, `No token of this provider is stored for the organization or the caller. Body: {"errors": ["<reason>"]}.`),
 				},
@@ -69,7 +69,7 @@ func (b *backend) pathResolve(ctx context.Context, req *logical.Request, d *fram
 			return nil, err
 		}
 		if entry != nil {
-			return resolvedResponse(entry, orgOwner, "organization"), nil
+			return b.resolvedResponse(ctx, req.Storage, entry, orgOwner, sourceOrganization)
 		}
 	}
 
@@ -85,7 +85,7 @@ func (b *backend) pathResolve(ctx context.Context, req *logical.Request, d *fram
 		}
 		return notFound(fmt.Sprintf("no %q token is stored for user %q", provider, caller.name)), nil
 	}
-	return resolvedResponse(entry, userOwner, "user"), nil
+	return b.resolvedResponse(ctx, req.Storage, entry, userOwner, sourceUser)
 }
 
 // resolvedFields describe resolve's answer, less the provider's own
@@ -97,18 +97,35 @@ var resolvedFields = fieldSet{
 	"org":       {Type: framework.TypeString, Description: "The organization whose token it is; empty for the caller's own."},
 	"user":      {Type: framework.TypeString, Description: "The caller's name, for the caller's own token; absent for an organization's."},
 	"entity_id": {Type: framework.TypeString, Description: "The caller's entity id, for the caller's own token; absent for an organization's."},
+	"env":       {Type: framework.TypeMap, Description: "The token's values under the environment variables the provider's SDK reads, with the provider's env_constants: variable -> value (strings).", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
 }
 
 // resolvedResponse returns the token's values as top-level string fields -
-// which audit devices HMAC - for templates such as {{ .Data.token }}.
-func resolvedResponse(entry *providerTokenEntry, owner *providerTokenOwner, source string) *logical.Response {
+// which audit devices HMAC - for templates such as {{ .Data.token }}, and
+// as env, under the variables the provider's SDK reads.
+func (b *backend) resolvedResponse(ctx context.Context, s logical.Storage, entry *providerTokenEntry, owner *providerTokenOwner, source string) (*logical.Response, error) {
+	catalogue, err := b.catalogue(ctx, s)
+	if err != nil {
+		return nil, err
+	}
 	data := entry.commonResponseData(owner)
 	for name, value := range entry.Values {
 		data[name] = value
 	}
 	data["source"] = source
 	data["org"] = owner.org
-	return &logical.Response{Data: data}
+	env, warnings := map[string]string{}, []string(nil)
+	if provider := catalogue[entry.Provider]; provider != nil {
+		env, warnings = provider.environment(entry.Provider, entry.Values)
+	} else {
+		warnings = append(warnings, fmt.Sprintf("provider %q is no longer in the catalogue: env is empty", entry.Provider))
+	}
+	data["env"] = env
+	resp := &logical.Response{Data: data}
+	for _, warning := range warnings {
+		resp.AddWarning(warning)
+	}
+	return resp, nil
 }
 
 const pathResolveHelpSynopsis = `Return the caller's effective provider access token, with its secret values.`
@@ -119,9 +136,12 @@ be a member of the organization (any role): the organization's token is
 returned if one is stored, otherwise the caller's own. Without org, the
 caller's own token. None: 404.
 
-The response holds the provider's fields with their values, and source
+The response holds the provider's fields with their values; env, the same
+values under the environment variables the provider's SDK reads (with the
+provider's fixed variables, see providers/<provider>); and source
 ("organization" or "user"), org, provider and version. Needs a token with
-an identity entity.
+an identity entity. users/<user>/runtime/<role> gives a job all providers'
+variables and a leased PAT in one read.
 
   vault read planqk/resolve/ibm-quantum org=acme
 `

@@ -54,6 +54,29 @@ func TestResponses_everyOperationDeclaresItsResponses(t *testing.T) {
 	}
 }
 
+// Generated clients name their methods after operation ids: two
+// operations with one id make two methods of one name.
+func TestResponses_operationIDsAreUnique(t *testing.T) {
+	env := newTestEnv(t)
+	// The root help asks the system view for Vault's version.
+	env.sys.PluginEnvironment = &logical.PluginEnvironment{VaultVersion: "v1.21.0"}
+	resp := env.ok(logical.HelpOperation, "", "", nil)
+	doc, ok := resp.Data["openapi"].(*framework.OASDocument)
+	require.True(t, ok, "the root help holds the OpenAPI document")
+	seen := make(map[string]string)
+	for path, item := range doc.Paths {
+		for method, op := range map[string]*framework.OASOperation{"get": item.Get, "post": item.Post, "delete": item.Delete, "patch": item.Patch} {
+			if op == nil {
+				continue
+			}
+			where := method + " " + path
+			require.NotContains(t, seen, op.OperationID, "%s and %s share the operation id %q", seen[op.OperationID], where, op.OperationID)
+			seen[op.OperationID] = where
+		}
+	}
+	require.Greater(t, len(seen), 30)
+}
+
 // responseCase is one request whose answer is checked against the
 // operation's declared response.
 type responseCase struct {
@@ -196,6 +219,10 @@ func TestResponses_handlersReturnExactlyTheDeclaredFields(t *testing.T) {
 	check(responseCase{op: logical.ReadOperation, path: "resolve/dwave", entity: alice, data: map[string]interface{}{"org": "acme"},
 		absent: []string{"user", "entity_id"}, extra: []string{"token"}})
 	check(responseCase{op: logical.ReadOperation, path: "resolve/ionq", entity: alice, status: http.StatusNotFound})
+	runtime := check(responseCase{op: logical.ReadOperation, path: "users/alice/runtime/runtime", entity: alice, data: map[string]interface{}{"org": "acme"}})
+	require.Equal(t, map[string]interface{}{"dwave": "organization", "ibm-quantum": "user"}, runtime["providers"])
+	check(responseCase{op: logical.UpdateOperation, path: "users/alice/runtime/runtime", entity: alice, data: map[string]interface{}{"org": "acme"}})
+	check(responseCase{op: logical.ReadOperation, path: "users/alice/runtime/runtime", entity: alice, data: map[string]interface{}{"org": "globex"}, status: http.StatusForbidden})
 	check(responseCase{op: logical.ReadOperation, path: "resolve/dwave", entity: bob, data: map[string]interface{}{"org": "acme"}, status: http.StatusForbidden})
 
 	// Governance.

@@ -114,6 +114,7 @@ func main() {
 		operatorToken = as(env("PLANQK_OPERATOR_TOKEN"))
 		orgSecret     = env("PLANQK_ORG_SECRET")
 		ownSecret     = env("PLANQK_OWN_SECRET")
+		variable      = "TYPED_CLIENT_API_KEY"
 	)
 	client, err := NewClient(env("VAULT_ADDR") + "/v1")
 	if err != nil {
@@ -123,6 +124,7 @@ func main() {
 	// An operator defines a provider.
 	defined := data[PlanqkWriteProviderResponse]("write provider")(client.PlanqkWriteProvider(ctx, provider, PlanqkWriteProviderRequest{
 		Description: ptr("typed client check"), RequiredFields: &[]string{"api_key"}, SecretFields: &[]string{"api_key"},
+		Env: &[]string{"api_key:" + variable},
 	}, operatorToken))
 	check(deref("name", defined.Name) == provider && deref("overridden", defined.Overridden) && !deref("built_in", defined.BuiltIn), "provider: %s", show(defined))
 
@@ -166,11 +168,13 @@ func main() {
 
 	fromOrg := data[PlanqkResolveProviderTokenResponse]("resolve for the organization")(client.PlanqkResolveProviderToken(ctx, provider, &PlanqkResolveProviderTokenParams{Org: &org}, userToken))
 	check(deref("source", fromOrg.Source) == PlanqkResolveProviderTokenResponseSourceOrganization, "resolve: source %s", *fromOrg.Source)
-	check(deref("org", fromOrg.Org) == org && deref("provider", fromOrg.Provider) == provider && deref("version", fromOrg.Version) == 1, "resolve: %s", show(fromOrg))
+	check(deref("org", fromOrg.Org) == org && deref("provider", fromOrg.Provider) == provider && deref("version", fromOrg.Version) == 1, "resolve: provider %q org %q version %d", *fromOrg.Provider, *fromOrg.Org, *fromOrg.Version)
 	check(fromOrg.User == nil && fromOrg.EntityId == nil, "resolve: an organization's token names a user")
+	check(deref("env", fromOrg.Env)[variable] == orgSecret, "resolve: env lacks the organization's token under %s", variable)
 	own := data[PlanqkResolveProviderTokenResponse]("resolve own")(client.PlanqkResolveProviderToken(ctx, provider, nil, userToken))
 	check(deref("source", own.Source) == PlanqkResolveProviderTokenResponseSourceUser, "resolve own: source %s", *own.Source)
-	check(deref("user", own.User) == user && deref("entity_id", own.EntityId) == *created.EntityId && deref("org", own.Org) == "", "resolve own: %s", show(own))
+	check(deref("user", own.User) == user && deref("entity_id", own.EntityId) == *created.EntityId && deref("org", own.Org) == "", "resolve own: user %q entity %q org %q", *own.User, *own.EntityId, *own.Org)
+	check(deref("env", own.Env)[variable] == ownSecret && len(*own.Env) == 1, "resolve own: env lacks the user's token under %s, or holds more", variable)
 
 	// Revoked, the PAT no longer verifies; the provider tokens go too.
 	call[struct{}]("revoke", http.StatusNoContent)(client.PlanqkRevokePersonalAccessToken(ctx, user, "typed-client", userToken))
