@@ -77,6 +77,11 @@ type backend struct {
 	migrationMu sync.Mutex
 
 	tidy tidyState
+
+	// webhookSecret caches the webhook signing secret (nil: none).
+	webhookSecret *storageCache[string, *webhookSecretEntry]
+	// webhooks delivers lifecycle notifications from the outbox.
+	webhooks *webhookDelivery
 }
 
 func newBackend() *backend {
@@ -89,7 +94,10 @@ func newBackend() *backend {
 		records:     newStorageCache[string, *tokenRecord](recordCacheSize),
 		ownerNames:  newStorageCache[string, string](ownerCacheSize),
 		leaseCounts: newStorageCache[string, int](ownerCacheSize),
+
+		webhookSecret: newStorageCache[string, *webhookSecretEntry](1),
 	}
+	b.webhooks = newWebhookDelivery(b)
 
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -98,6 +106,7 @@ func newBackend() *backend {
 			SealWrapStorage: []string{
 				saltPrefix,
 				providerTokenPrefix,
+				webhookSecretPath,
 			},
 		},
 		Paths: framework.PathAppend(
@@ -112,6 +121,7 @@ func newBackend() *backend {
 			pathProviderTokens(b),
 			pathResolve(b),
 			pathTidy(b),
+			pathNotifications(b),
 		),
 		Secrets: []*framework.Secret{
 			secretPAT(b),
@@ -119,18 +129,33 @@ func newBackend() *backend {
 		InitializeFunc: b.initialize,
 		Invalidate:     b.invalidate,
 		PeriodicFunc:   b.periodic,
+		Clean:          b.cleanup,
 		RunningVersion: Version,
 	}
 	return b
 }
 
-// initialize upgrades the mount's storage when the node may write; other
-// nodes wait for the marker the upgrading node writes.
+// initialize upgrades the mount's storage and starts webhook delivery when
+// the node may write; other nodes wait for the marker the upgrading node
+// writes, and deliver nothing.
 func (b *backend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
-	return b.ensureMigrated(ctx, req.Storage)
+	if err := b.ensureMigrated(ctx, req.Storage); err != nil {
+		return err
+	}
+	if err := b.webhooks.start(ctx, req.Storage); err != nil {
+		// The periodic function tries again.
+		b.Logger().Error("starting webhook delivery failed", "error", err)
+	}
+	return nil
+}
+
+// cleanup stops the background work when Vault unmounts or reloads the
+// engine, or steps the node down.
+func (b *backend) cleanup(_ context.Context) {
+	b.webhooks.stop()
 }
 
 // HandleRequest is framework.Backend's, with three additions: requests wait
@@ -171,6 +196,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.identities.purge()
 	case key == saltPath:
 		b.saltCache.remove(saltPath)
+	case key == webhookSecretPath:
+		b.webhookSecret.remove(webhookSecretPath)
 	case key == migrationPath:
 		b.migrated.Store(false)
 	case strings.HasPrefix(key, rolePrefix):
@@ -200,6 +227,12 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if err := b.ensureMigrated(ctx, req.Storage); err != nil {
 		return err
 	}
+	// Starts webhook delivery if initialize could not, and wakes it: a
+	// webhook_url configured after events were queued is used from here.
+	if err := b.webhooks.start(ctx, req.Storage); err != nil {
+		b.Logger().Error("starting webhook delivery failed", "error", err)
+	}
+	b.webhooks.signal()
 	return b.periodicTidy(ctx, req)
 }
 
