@@ -260,7 +260,7 @@ func (w *webhookDelivery) attempt(ctx context.Context, s logical.Storage, webhoo
 
 	wait = w.backoff(entry.Attempts, sendErr)
 	entry.NextAttemptAt = now.Add(wait).UTC()
-	w.b.Logger().Warn("webhook delivery failed, will retry", "webhook_id", entry.ID, "type", entry.Type, "attempt", entry.Attempts, "retry_in", wait.Round(time.Millisecond), "error", entry.LastError)
+	w.b.Logger().Warn("webhook delivery failed, will retry", "webhook_id", entry.ID, "type", entry.Type, "attempt", entry.Attempts, "retry_in", wait.Round(time.Millisecond).String(), "error", entry.LastError)
 	w.recordError(fmt.Sprintf("attempt %d of %s (%s): %s", entry.Attempts, entry.ID, entry.Type, entry.LastError))
 	if err := w.outbox.update(ctx, s, key, entry); err != nil {
 		w.recordError(err.Error())
