@@ -12,7 +12,8 @@ MODULE      := github.com/planqk/vault-plugin-secrets-planqk
 LDFLAGS     := -X $(MODULE)/backend.Version=$(VERSION)
 GO          ?= go
 
-.PHONY: all build vault dev dev-existing test test-unit test-e2e test-reliability bench bench-scale fuzz vet fmt clean
+.PHONY: all build vault apache dev dev-existing test test-unit test-e2e test-reliability bench bench-scale fuzz vet fmt clean \
+	build-portal test-portal portal-screenshots
 
 all: build
 
@@ -24,28 +25,33 @@ build:
 vault:
 	@scripts/ensure-vault.sh >/dev/null
 
-dev: build
+# Apache httpd and mod_auth_openidc for the gateway test, from Debian's packages (apt-get as root).
+apache:
+	@scripts/ensure-apache.sh >/dev/null
+
+dev: build build-portal
 	@VERSION=$(VERSION) scripts/dev.sh
 
 # The engine in an existing Vault (VAULT_ADDR, VAULT_TOKEN); see the README.
-dev-existing: build
+dev-existing: build build-portal
 	@VERSION=$(VERSION) scripts/dev.sh --existing
 
-test: vet test-unit test-e2e
+test: vet test-unit test-e2e test-portal
 
 vet:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./scripts/...
 	$(GO) vet -tags reliability ./scripts/...
+	$(GO) vet -tags portal ./cmd/planqk-portal/...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
 # Unit tests in process, with the race detector; the fuzz targets' seed corpora run as tests.
 # The benchmark's statistics, checks and report (no Vault, well under a second).
 test-unit:
-	$(GO) test -race -count=1 ./backend/... ./bootstrap/...
-	$(GO) test -count=1 ./scripts/bench/...
+	$(GO) test -race -count=1 ./backend/... ./bootstrap/... ./cmd/...
+	$(GO) test -count=1 ./scripts/bench/... ./scripts/internal/...
 
-test-e2e: build vault bin/$(PLUGIN)-$(PREVIOUS)
+test-e2e: build vault apache bin/$(PLUGIN)-$(PREVIOUS)
 	VAULT_BIN=$$(scripts/ensure-vault.sh) PLANQK_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN) PLANQK_PLUGIN_VERSION=$(VERSION) \
 		PLANQK_PREVIOUS_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN)-$(PREVIOUS) PLANQK_PREVIOUS_VERSION=$(PREVIOUS) \
 		$(GO) test -tags e2e -count=1 -timeout 10m ./scripts/e2e/...
@@ -60,6 +66,25 @@ test-reliability: build vault
 	VAULT_BIN=$$(scripts/ensure-vault.sh) PLANQK_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN) PLANQK_PLUGIN_VERSION=$(VERSION) \
 		$(GO) test -tags reliability -count=1 -timeout 15m -v ./scripts/reliability/... 2>&1 | \
 		grep -v -E '^(=== (RUN|PAUSE|CONT)|    --- PASS)'; exit $${PIPESTATUS[0]}
+
+# The self-service portal (cmd/planqk-portal).
+build-portal:
+	$(GO) build -trimpath -o bin/planqk-portal ./cmd/planqk-portal
+
+# The portal against a real Vault dev server: handler tests, OIDC sign-in through Vault's own OIDC
+# provider, and browser tests in headless Chromium (Debian's chromium, installed when missing).
+# Screenshots go to bin/portal-screenshots.
+PORTAL_TEST_ENV = VAULT_BIN=$$(scripts/ensure-vault.sh) CHROMIUM_BIN=$$(scripts/ensure-chromium.sh) \
+	PLANQK_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN) PLANQK_PLUGIN_VERSION=$(VERSION)
+test-portal: build vault
+	@mkdir -p bin/portal-screenshots
+	$(PORTAL_TEST_ENV) PORTAL_SCREENSHOTS=$(CURDIR)/bin/portal-screenshots \
+		$(GO) test -tags portal -count=1 -timeout 10m ./cmd/planqk-portal/...
+
+# Refreshes the README's screenshots from the browser tests.
+portal-screenshots: build vault
+	$(PORTAL_TEST_ENV) PORTAL_SCREENSHOTS=$(CURDIR)/cmd/planqk-portal/screenshots \
+		$(GO) test -tags portal -count=1 -timeout 10m -run 'TestBrowser' ./cmd/planqk-portal/...
 
 # The engine against the cheapest no-op plugin operations, Vault's token store and KV v2, in one
 # freshly started server: 5 interleaved rounds, per-round ratios, verdicts (about 10 minutes).
@@ -86,4 +111,4 @@ fmt:
 	gofmt -w $$(git ls-files '*.go')
 
 clean:
-	rm -rf bin/$(PLUGIN) bin/planqk-bootstrap bin/plugins
+	rm -rf bin/$(PLUGIN) bin/planqk-bootstrap bin/plugins bin/planqk-portal bin/portal-screenshots

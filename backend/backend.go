@@ -76,7 +76,14 @@ type backend struct {
 	migrated    atomic.Bool
 	migrationMu sync.Mutex
 
+	// lastUse holds the uses verify noted until the periodic function
+	// writes them.
+	lastUse *lastUse
+
 	tidy tidyState
+
+	// counts are the inventory's last counts.
+	counts countsCache
 
 	// webhookSecret caches the webhook signing secret (nil: none).
 	webhookSecret *storageCache[string, *webhookSecretEntry]
@@ -94,6 +101,7 @@ func newBackend() *backend {
 		records:     newStorageCache[string, *tokenRecord](recordCacheSize),
 		ownerNames:  newStorageCache[string, string](ownerCacheSize),
 		leaseCounts: newStorageCache[string, int](ownerCacheSize),
+		lastUse:     newLastUse(),
 
 		webhookSecret: newStorageCache[string, *webhookSecretEntry](1),
 	}
@@ -121,6 +129,7 @@ func newBackend() *backend {
 			pathProviderTokens(b),
 			pathResolve(b),
 			pathTidy(b),
+			pathInventory(b),
 			pathNotifications(b),
 		),
 		Secrets: []*framework.Secret{
@@ -222,10 +231,15 @@ func (b *backend) lockFor(key string) *locksutil.LockEntry {
 // periodic runs the engine's background work on the node that may write.
 func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
+		// Uses noted here cannot be written from this node.
+		b.lastUse.take()
 		return nil
 	}
 	if err := b.ensureMigrated(ctx, req.Storage); err != nil {
 		return err
+	}
+	if err := b.flushLastUse(ctx, req.Storage); err != nil {
+		b.Logger().Warn("writing last use failed; those uses are not recorded", "error", err)
 	}
 	// Starts webhook delivery if initialize could not, and wakes it: a
 	// webhook_url configured after events were queued is used from here.

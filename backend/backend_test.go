@@ -200,6 +200,13 @@ func (e *testEnv) disableEntity(entityID string) {
 	e.b.identities.purge()
 }
 
+func (e *testEnv) enableEntity(entityID string) {
+	e.sys.mu.Lock()
+	defer e.sys.mu.Unlock()
+	e.sys.entities[entityID].Disabled = false
+	e.b.identities.purge()
+}
+
 func (e *testEnv) deleteEntity(entityID string) {
 	e.sys.mu.Lock()
 	defer e.sys.mu.Unlock()

@@ -84,6 +84,16 @@ func (id *identity) organizations() []map[string]interface{} {
 	return orgs
 }
 
+// orgRoles lists the entity's organizations as "<org>:<role>", sorted.
+func (id *identity) orgRoles() []string {
+	orgs := id.organizations()
+	roles := make([]string, 0, len(orgs))
+	for _, org := range orgs {
+		roles = append(roles, fmt.Sprintf("%s:%s", org["name"], org["role"]))
+	}
+	return roles
+}
+
 // lookupIdentity returns the entity's name, state and organization roles, or
 // nil when the entity does not exist. Answers are reused for the configured
 // identity_cache_ttl: each lookup costs two round-trips to Vault, which would

@@ -48,6 +48,10 @@ type ownerEntry struct {
 	Name      string    `json:"name"` // the entity's name when the engine last saw it
 	FirstSeen time.Time `json:"first_seen"`
 	NameSeen  time.Time `json:"name_seen"`
+	// InactiveSince is when a sweep first found the entity deleted or
+	// disabled; zero while it is active. Offboarding counts its grace
+	// from here.
+	InactiveSince time.Time `json:"inactive_since,omitempty"`
 }
 
 type ownerNamePointer struct {

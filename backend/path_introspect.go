@@ -62,6 +62,9 @@ type introspectionResponse struct {
 	Jti           string                   `json:"jti,omitempty"`
 	Kind          string                   `json:"kind,omitempty"`
 	Organizations []map[string]interface{} `json:"organizations,omitempty"`
+	// OrgRoles is organizations as "<org>:<role>" strings: gateways such
+	// as mod_auth_openidc forward string arrays as headers, not objects.
+	OrgRoles []string `json:"org_roles,omitempty"`
 }
 
 func (a *activeToken) introspectionResponse() *introspectionResponse {
@@ -77,6 +80,7 @@ func (a *activeToken) introspectionResponse() *introspectionResponse {
 		Jti:           a.record.TokenID,
 		Kind:          a.record.kind(),
 		Organizations: a.owner.organizations(),
+		OrgRoles:      a.owner.orgRoles(),
 	}
 }
 
@@ -133,11 +137,13 @@ envelope. An active token:
   {"active": true, "scope": "api quantum_tokens", "client_id": "laptop",
    "username": "alice", "token_type": "bearer", "exp": 1767225600,
    "iat": 1764633600, "sub": "<entity id>", "jti": "<token id>",
-   "kind": "named", "organizations": [{"name": "acme", "role": "owner"}]}
+   "kind": "named", "organizations": [{"name": "acme", "role": "owner"}],
+   "org_roles": ["acme:owner"]}
 
 username is the owner entity's live name, sub its entity id (key users on
 sub: a name can change), client_id the token's name (the role for a leased
-token), kind "named" or "lease", organizations the owner's live roles. An
+token), kind "named" or "lease", organizations the owner's live roles, and
+org_roles the same as "<org>:<role>" strings, which gateways forward. An
 unknown, malformed, expired or revoked token, or one whose owner is
 disabled or deleted, is {"active": false}. A token with a wrong prefix or
 checksum costs no storage access.

@@ -50,6 +50,7 @@ func TestIntrospect_activeTokenIsRFC7662(t *testing.T) {
 		"jti":           created["token_id"],
 		"kind":          "named",
 		"organizations": []interface{}{map[string]interface{}{"name": "acme", "role": "owner"}},
+		"org_roles":     []interface{}{"acme:owner"},
 	}, body)
 
 	env.ok(logical.CreateOperation, "roles/runtime", "", nil)

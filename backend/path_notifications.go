@@ -160,14 +160,6 @@ func (b *backend) pathNotificationsStatus(ctx context.Context, req *logical.Requ
 	return &logical.Response{Data: data}, nil
 }
 
-// formatOptionalTime formats t, or "" for the zero time.
-func formatOptionalTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339)
-}
-
 const pathWebhookSecretHelpSynopsis = `Generate or rotate the secret that signs webhooks; shown once.`
 
 const pathWebhookSecretHelpDescription = `

@@ -62,6 +62,12 @@ func (b *backend) authorizeProviderTokens(ctx context.Context, req *logical.Requ
 	return &providerTokenOwner{org: org}, nil, nil
 }
 
+// userProviderTokenOwner addresses the provider tokens of an entity known
+// as user, for the engine's own sweeps, which act for no caller.
+func userProviderTokenOwner(entityID, user string) *providerTokenOwner {
+	return &providerTokenOwner{user: &userTarget{name: user, owner: &identity{entityID: entityID, name: user}}}
+}
+
 // stored reports whether the owner can have stored tokens: a user name no
 // entity in the engine holds has none.
 func (o *providerTokenOwner) stored() bool {
@@ -123,6 +129,8 @@ type providerTokenEntry struct {
 	// ExpiresAt is when the provider says the credential expires, if the
 	// writer said so.
 	ExpiresAt time.Time `json:"expires_at,omitempty"`
+	// NoticesSent are the expiry_notices thresholds already reminded of.
+	NoticesSent []string `json:"notices_sent,omitempty"`
 }
 
 // toResponseData returns the entry's metadata: never a secret value.
@@ -372,12 +380,8 @@ func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Reque
 		}
 	}
 
-	storageEntry, err := logical.StorageEntryJSON(owner.storagePrefix()+name, entry)
-	if err != nil {
-		return nil, fmt.Errorf("encoding provider token: %w", err)
-	}
-	if err := req.Storage.Put(ctx, storageEntry); err != nil {
-		return nil, fmt.Errorf("storing provider token: %w", err)
+	if err := putProviderToken(ctx, req.Storage, owner.storagePrefix(), entry); err != nil {
+		return nil, err
 	}
 	b.notify(ctx, req.Storage, owner.providerTokenEvent(eventProviderTokenWritten, entry))
 	return &logical.Response{Data: entry.toResponseData(owner)}, nil
@@ -474,18 +478,42 @@ func (b *backend) pathOrgsList(ctx context.Context, req *logical.Request, _ *fra
 	if denied != nil || err != nil {
 		return denied, err
 	}
-	keys, err := req.Storage.List(ctx, providerTokenPrefix+"orgs/")
+	all, err := listProviderTokenOrgs(ctx, req.Storage)
 	if err != nil {
-		return nil, fmt.Errorf("listing organizations: %w", err)
+		return nil, err
 	}
-	orgs := make([]string, 0, len(keys))
-	for _, key := range keys {
-		org := strings.TrimSuffix(key, "/")
+	orgs := make([]string, 0, len(all))
+	for _, org := range all {
 		if caller == nil || caller.roleIn(org) >= roleMember {
 			orgs = append(orgs, org)
 		}
 	}
 	return logical.ListResponse(orgs), nil
+}
+
+// putProviderToken stores the provider token under prefix (an owner's).
+func putProviderToken(ctx context.Context, s logical.Storage, prefix string, token *providerTokenEntry) error {
+	entry, err := logical.StorageEntryJSON(prefix+token.Provider, token)
+	if err != nil {
+		return fmt.Errorf("encoding provider token: %w", err)
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("storing provider token: %w", err)
+	}
+	return nil
+}
+
+// listProviderTokenOrgs returns the organizations that have provider tokens.
+func listProviderTokenOrgs(ctx context.Context, s logical.Storage) ([]string, error) {
+	keys, err := s.List(ctx, providerTokenPrefix+"orgs/")
+	if err != nil {
+		return nil, fmt.Errorf("listing organizations: %w", err)
+	}
+	orgs := make([]string, 0, len(keys))
+	for _, key := range keys {
+		orgs = append(orgs, strings.TrimSuffix(key, "/"))
+	}
+	return orgs, nil
 }
 
 // getProviderToken reads the provider token stored under prefix (an owner's).

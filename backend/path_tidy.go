@@ -60,11 +60,13 @@ func pathTidy(b *backend) []*framework.Path {
 
 // tidyResult counts what a sweep did.
 type tidyResult struct {
-	EntitiesScanned int `json:"entities_scanned"`
-	ExpiredRemoved  int `json:"expired_removed"`
-	RecordsScanned  int `json:"records_scanned"`
-	OrphansRemoved  int `json:"orphans_removed"`
-	DanglingRemoved int `json:"dangling_removed"`
+	EntitiesScanned    int `json:"entities_scanned"`
+	ExpiredRemoved     int `json:"expired_removed"`
+	NoticesSent        int `json:"notices_sent"`
+	EntitiesOffboarded int `json:"entities_offboarded"`
+	RecordsScanned     int `json:"records_scanned"`
+	OrphansRemoved     int `json:"orphans_removed"`
+	DanglingRemoved    int `json:"dangling_removed"`
 }
 
 // tidyState is the one sweep that may run at a time on this node, and what
@@ -121,17 +123,19 @@ func (t *tidyState) toResponseData() map[string]interface{} {
 		state = "finished"
 	}
 	data := map[string]interface{}{
-		"state":            state,
-		"trigger":          t.trigger,
-		"repair":           t.repair,
-		"started_at":       "",
-		"finished_at":      "",
-		"error":            "",
-		"entities_scanned": t.result.EntitiesScanned,
-		"expired_removed":  t.result.ExpiredRemoved,
-		"records_scanned":  t.result.RecordsScanned,
-		"orphans_removed":  t.result.OrphansRemoved,
-		"dangling_removed": t.result.DanglingRemoved,
+		"state":               state,
+		"trigger":             t.trigger,
+		"repair":              t.repair,
+		"started_at":          "",
+		"finished_at":         "",
+		"error":               "",
+		"entities_scanned":    t.result.EntitiesScanned,
+		"expired_removed":     t.result.ExpiredRemoved,
+		"notices_sent":        t.result.NoticesSent,
+		"entities_offboarded": t.result.EntitiesOffboarded,
+		"records_scanned":     t.result.RecordsScanned,
+		"orphans_removed":     t.result.OrphansRemoved,
+		"dangling_removed":    t.result.DanglingRemoved,
 	}
 	if !t.startedAt.IsZero() {
 		data["started_at"] = t.startedAt.Format(time.RFC3339Nano)
@@ -197,7 +201,12 @@ func (b *backend) periodicTidy(ctx context.Context, req *logical.Request) error 
 
 func (b *backend) runTidy(ctx context.Context, s logical.Storage, repair bool) (*tidyResult, error) {
 	result := &tidyResult{}
-	if err := b.tidyExpired(ctx, s, time.Now(), result); err != nil {
+	// Uses noted since the last periodic run are written first, so that a
+	// tidy on request leaves last use up to date.
+	if err := b.flushLastUse(ctx, s); err != nil {
+		return result, err
+	}
+	if err := b.sweep(ctx, s, time.Now(), result); err != nil {
 		return result, err
 	}
 	if repair {
@@ -223,10 +232,14 @@ func listOwnerEntities(ctx context.Context, s logical.Storage) ([]string, error)
 	return ids, nil
 }
 
-// tidyExpired removes every expired token - named tokens with their index
-// entries, and leased tokens whose revocation by Vault never arrived - one
-// entity at a time under its lock.
-func (b *backend) tidyExpired(ctx context.Context, s logical.Storage, now time.Time, result *tidyResult) error {
+// sweep brings every owner up to date - offboarding, expired tokens,
+// expiry reminders - one entity at a time under its lock, then reminds of
+// organizations' expiring provider tokens.
+func (b *backend) sweep(ctx context.Context, s logical.Storage, now time.Time, result *tidyResult) error {
+	cfg, err := b.getConfig(ctx, s)
+	if err != nil {
+		return err
+	}
 	entities, err := listOwnerEntities(ctx, s)
 	if err != nil {
 		return err
@@ -235,14 +248,90 @@ func (b *backend) tidyExpired(ctx context.Context, s logical.Storage, now time.T
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		removed, err := b.tidyEntity(ctx, s, entityID, func(r tokenRef) (bool, error) { return !now.Before(r.expiresAt), nil })
-		if err != nil {
+		if err := b.sweepEntity(ctx, s, cfg, entityID, now, result); err != nil {
 			return err
 		}
 		result.EntitiesScanned++
-		result.ExpiredRemoved += removed
 	}
-	return nil
+	sent, err := b.remindOrganizations(ctx, s, cfg, now)
+	result.NoticesSent += sent
+	return err
+}
+
+// sweepEntity offboards the entity if it has been gone or disabled for the
+// grace, or else removes its expired tokens and sends its due reminders.
+func (b *backend) sweepEntity(ctx context.Context, s logical.Storage, cfg *configEntry, entityID string, now time.Time, result *tidyResult) error {
+	// Asked before taking the lock: it is a call to Vault. Only a definite
+	// answer offboards; an error stops the sweep.
+	id, err := b.lookupIdentity(ctx, s, entityID)
+	if err != nil {
+		return err
+	}
+
+	lock := b.lockFor(entityLockKey(entityID))
+	lock.Lock()
+	defer lock.Unlock()
+
+	owner, err := getOwner(ctx, s, entityID)
+	if err != nil {
+		return err
+	}
+	if id == nil || id.disabled {
+		_, err := b.offboardIfInactive(ctx, s, cfg, entityID, owner, now, result)
+		return err
+	}
+	if err := reactivate(ctx, s, owner); err != nil {
+		return err
+	}
+
+	index, err := getTokenIndex(ctx, s, entityID)
+	if err != nil {
+		return err
+	}
+	indexChanged := false
+	for name, summary := range index.Tokens {
+		if now.Before(summary.ExpiresAt) {
+			continue
+		}
+		if err := deleteTokenRecord(ctx, s, summary.Hash); err != nil {
+			return err
+		}
+		b.records.remove(summary.Hash)
+		delete(index.Tokens, name)
+		indexChanged = true
+		result.ExpiredRemoved++
+		b.notify(ctx, s, patEvent(eventPATExpired, entityID, id.name, summaryRecord(name, summary)))
+	}
+	sent, reminded := b.remindNamedTokens(ctx, s, cfg, entityID, id.name, index, now)
+	result.NoticesSent += sent
+	if indexChanged || reminded {
+		if err := putTokenIndex(ctx, s, entityID, index); err != nil {
+			return err
+		}
+	}
+
+	// Leased tokens whose revocation by Vault never arrived.
+	hashes, err := listLeaseHashes(ctx, s, entityID)
+	if err != nil {
+		return err
+	}
+	for _, hash := range hashes {
+		marker, err := getLeaseMarker(ctx, s, entityID, hash)
+		if err != nil {
+			return err
+		}
+		if marker == nil || now.Before(marker.ExpiresAt) {
+			continue
+		}
+		if err := b.revokeLease(ctx, s, entityID, hash); err != nil {
+			return err
+		}
+		result.ExpiredRemoved++
+	}
+
+	sent, err = b.remindProviderTokens(ctx, s, cfg, userProviderTokenOwner(entityID, id.name), now)
+	result.NoticesSent += sent
+	return err
 }
 
 // tokenRef is one of an entity's tokens as its index entry or lease marker
@@ -400,8 +489,10 @@ const pathTidyHelpSynopsis = `Remove expired personal access tokens, in the back
 
 const pathTidyHelpDescription = `
 Starts a sweep in the background and answers 202 at once (409 while one is
-running); read tidy/status for its progress and result. The sweep removes
-every expired PAT: named tokens with their entry in the owner's index, and
+running); read tidy/status for its progress and result. The sweep writes
+the last uses noted since the engine's last periodic run, offboards users
+whose entity has been deleted or disabled for offboarding_grace, sends the
+expiry reminders that are due, and removes every expired PAT: named tokens with their entry in the owner's index, and
 leased tokens whose revocation by Vault never arrived. Expired tokens
 already stop verifying at their expiry instant; tidy reclaims their
 storage. The same sweep runs every tidy_interval from the engine's periodic

@@ -133,11 +133,12 @@ func (b *backend) pathTokensList(ctx context.Context, req *logical.Request, d *f
 	for name, summary := range index.Tokens {
 		names = append(names, name)
 		keyInfo[name] = map[string]interface{}{
-			"token_id":    summary.TokenID,
-			"description": summary.Description,
-			"scopes":      cfg.effectiveScopes(summary.Scopes),
-			"created_at":  formatTime(summary.CreatedAt),
-			"expires_at":  formatTime(summary.ExpiresAt),
+			"token_id":     summary.TokenID,
+			"description":  summary.Description,
+			"scopes":       cfg.effectiveScopes(summary.Scopes),
+			"created_at":   formatTime(summary.CreatedAt),
+			"expires_at":   formatTime(summary.ExpiresAt),
+			"last_used_at": formatOptionalTime(summary.LastUsedAt),
 		}
 	}
 	sort.Strings(names)

@@ -89,13 +89,18 @@ func (b *backend) pathUserRevokeAll(ctx context.Context, req *logical.Request, d
 	}}, nil
 }
 
-// revokeAllTokens deletes every token of the entity: each record first,
-// so that it stops verifying at once. user and reason go into the events.
+// revokeAllTokens deletes every token of the entity under its lock.
 func (b *backend) revokeAllTokens(ctx context.Context, s logical.Storage, entityID, user, reason string) (named, leased int, err error) {
 	lock := b.lockFor(entityLockKey(entityID))
 	lock.Lock()
 	defer lock.Unlock()
+	return b.revokeAllTokensLocked(ctx, s, entityID, user, reason)
+}
 
+// revokeAllTokensLocked deletes every token of the entity: each record
+// first, so that it stops verifying at once; user and reason go into the
+// events. The caller holds the entity's lock.
+func (b *backend) revokeAllTokensLocked(ctx context.Context, s logical.Storage, entityID, user, reason string) (named, leased int, err error) {
 	index, err := getTokenIndex(ctx, s, entityID)
 	if err != nil {
 		return 0, 0, err

@@ -147,6 +147,7 @@ func (b *backend) introspectToken(ctx context.Context, s logical.Storage, token 
 	if owner == nil || owner.disabled {
 		return nil, nil
 	}
+	b.lastUse.note(record, time.Now(), cfg.LastUsedGranularity)
 	return &activeToken{record: record, owner: owner, scopes: cfg.effectiveScopes(record.Scopes)}, nil
 }
 

@@ -136,7 +136,18 @@ func (b *backend) secretPATRenew(ctx context.Context, req *logical.Request, _ *f
 		return nil, err
 	}
 	b.records.set(record.Hash, record)
-	if err := putLeaseMarker(ctx, req.Storage, record); err != nil {
+	marker, err := getLeaseMarker(ctx, req.Storage, entityID, record.Hash)
+	if err != nil {
+		return nil, err
+	}
+	if marker == nil {
+		// Lost to a crash: list the lease again.
+		err = putLeaseMarker(ctx, req.Storage, record)
+	} else {
+		marker.ExpiresAt = record.ExpiresAt
+		err = putLeaseMarkerEntry(ctx, req.Storage, entityID, record.Hash, marker)
+	}
+	if err != nil {
 		return nil, err
 	}
 

@@ -74,31 +74,37 @@ type tokenSummary struct {
 	Scopes      []string  `json:"scopes,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
 	ExpiresAt   time.Time `json:"expires_at"`
+	LastUsedAt  time.Time `json:"last_used_at,omitempty"`
+	// NoticesSent are the expiry_notices thresholds the owner was already
+	// reminded for, so that each reminder is sent once.
+	NoticesSent []string `json:"notices_sent,omitempty"`
 }
 
 // toResponseData describes the token without its secret; user is the
 // owner's live name.
 func (t *tokenSummary) toResponseData(user, entityID, name string, scopes []string) map[string]interface{} {
 	return map[string]interface{}{
-		"token_id":    t.TokenID,
-		"name":        name,
-		"user":        user,
-		"entity_id":   entityID,
-		"description": t.Description,
-		"scopes":      scopes,
-		"created_at":  formatTime(t.CreatedAt),
-		"expires_at":  formatTime(t.ExpiresAt),
+		"token_id":     t.TokenID,
+		"name":         name,
+		"user":         user,
+		"entity_id":    entityID,
+		"description":  t.Description,
+		"scopes":       scopes,
+		"created_at":   formatTime(t.CreatedAt),
+		"expires_at":   formatTime(t.ExpiresAt),
+		"last_used_at": formatOptionalTime(t.LastUsedAt),
 	}
 }
 
 // leaseMarker lists one leased PAT under its owner entity, so that an
 // owner's leases can be found without reading every token record.
 type leaseMarker struct {
-	TokenID   string    `json:"token_id"`
-	Role      string    `json:"role"`
-	Scopes    []string  `json:"scopes,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	ExpiresAt time.Time `json:"expires_at"`
+	TokenID    string    `json:"token_id"`
+	Role       string    `json:"role"`
+	Scopes     []string  `json:"scopes,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	LastUsedAt time.Time `json:"last_used_at,omitempty"`
 }
 
 func formatTime(t time.Time) string {
@@ -196,14 +202,19 @@ func putTokenIndex(ctx context.Context, s logical.Storage, entityID string, inde
 	return nil
 }
 
+// putLeaseMarker lists a newly issued leased token under its owner.
 func putLeaseMarker(ctx context.Context, s logical.Storage, record *tokenRecord) error {
-	entry, err := logical.StorageEntryJSON(leaseMarkerPath(record.EntityID, record.Hash), &leaseMarker{
+	return putLeaseMarkerEntry(ctx, s, record.EntityID, record.Hash, &leaseMarker{
 		TokenID:   record.TokenID,
 		Role:      record.Role,
 		Scopes:    record.Scopes,
 		CreatedAt: record.CreatedAt,
 		ExpiresAt: record.ExpiresAt,
 	})
+}
+
+func putLeaseMarkerEntry(ctx context.Context, s logical.Storage, entityID, hash string, marker *leaseMarker) error {
+	entry, err := logical.StorageEntryJSON(leaseMarkerPath(entityID, hash), marker)
 	if err != nil {
 		return fmt.Errorf("encoding lease marker: %w", err)
 	}

@@ -75,7 +75,11 @@ func TestPolicy_grantsExactlyTheExpectedPaths(t *testing.T) {
 	}
 	want := map[string]map[string]policyPath{
 		"planqk-admin": {
-			"quantum/*": caps("create", "read", "update", "delete", "list"),
+			"quantum/*":           caps("create", "read", "update", "delete", "list"),
+			"quantum/roles/*":     caps("create", "read", "update", "delete", "list"),
+			"quantum/providers/*": caps("create", "read", "update", "delete", "list"),
+			"quantum/resolve/*":   caps("create", "read", "update", "delete", "list"),
+			"quantum/orgs/":       caps("create", "read", "update", "delete", "list"),
 		},
 		"planqk-user": {
 			"quantum/users/{{identity.entity.name}}":                   caps("read"),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make dev: the PlanQK engine live in a Vault dev server on 127.0.0.1, with
-# the bootstrap policies, a demo organization "acme" and demo users.
+# the bootstrap policies, a demo organization "acme" and demo users, and the
+# self-service portal (bin/planqk-portal) next to it on PORTAL_PORT (8210).
 # make dev-existing (--existing): the same in the Vault at VAULT_ADDR with
 # VAULT_TOKEN, whose plugin directory is PLUGIN_DIR, without starting one.
 set -euo pipefail
@@ -10,6 +11,7 @@ plugin=vault-plugin-secrets-planqk
 version="${VERSION:-v0.1.0}"
 mount="${MOUNT:-planqk}"
 port="${DEV_PORT:-8200}"
+portal_port="${PORTAL_PORT:-8210}"
 vault="$("$top/scripts/ensure-vault.sh")"
 bootstrap="$top/bin/planqk-bootstrap"
 
@@ -24,6 +26,10 @@ if $existing; then
 else
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		echo "Port $port on 127.0.0.1 is taken; run with DEV_PORT=<free port>." >&2
+		exit 1
+	fi
+	if (exec 3<>"/dev/tcp/127.0.0.1/$portal_port") 2>/dev/null; then
+		echo "Port $portal_port on 127.0.0.1 is taken; run with PORTAL_PORT=<free port>." >&2
 		exit 1
 	fi
 	work="$(mktemp -d -t planqk-dev-XXXXXX)"
@@ -42,8 +48,14 @@ if ! $existing; then
 	"$vault" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$port" \
 		-dev-plugin-dir="$plugin_dir" >"$work/vault.log" 2>&1 &
 	vault_pid=$!
+	portal_pid=""
 	stop() {
 		echo
+		if [ -n "$portal_pid" ]; then
+			echo "Stopping the portal (pid $portal_pid)..."
+			kill "$portal_pid" 2>/dev/null || true
+			wait "$portal_pid" 2>/dev/null || true
+		fi
 		echo "Stopping Vault (pid $vault_pid)..."
 		kill "$vault_pid" 2>/dev/null || true
 		wait "$vault_pid" 2>/dev/null || true
@@ -79,6 +91,18 @@ done
 quiet "$vault" write "$mount/roles/runtime" ttl=15m max_ttl=2h description="job runtimes"
 verifier="$("$vault" token create -policy=planqk-verifier -no-default-policy -ttl=24h -field=token)"
 
+if ! $existing; then
+	# The portal acts only as the people who sign in: it gets no token.
+	env -u VAULT_TOKEN "$top/bin/planqk-portal" -listen="127.0.0.1:$portal_port" -vault-addr="$VAULT_ADDR" \
+		-mount="$mount" >"$work/portal.log" 2>&1 &
+	portal_pid=$!
+	for _ in $(seq 1 50); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$portal_port") 2>/dev/null && break
+		kill -0 "$portal_pid" 2>/dev/null || { cat "$work/portal.log" >&2; exit 1; }
+		sleep 0.1
+	done
+fi
+
 cat <<EOF
 
   PlanQK secrets engine $version is live at $VAULT_ADDR, mounted at $mount/.
@@ -86,6 +110,24 @@ cat <<EOF
   Demo organization acme: olivia (owner), max (maintainer), mia (member);
   paul belongs to no organization. Each user's password is <name>-password.
   Root token: $VAULT_TOKEN   Verifier token (planqk-verifier, for the PlanQK API): $verifier
+EOF
+if ! $existing; then
+	cat <<EOF
+
+  Access Tokens portal: http://127.0.0.1:$portal_port
+    sign in as  olivia / olivia-password   (owner of acme)
+                max    / max-password      (maintainer of acme)
+                mia    / mia-password      (member of acme)
+                paul   / paul-password     (no organization)
+EOF
+else
+	cat <<EOF
+
+  The Access Tokens portal for this Vault (see the README):
+    bin/planqk-portal -vault-addr=$VAULT_ADDR -mount=$mount -public-url=https://<its address> -tls-cert=<cert> -tls-key=<key>
+EOF
+fi
+cat <<EOF
 
   Try, in another shell:
     export VAULT_ADDR=$VAULT_ADDR PATH="$(dirname "$vault"):\$PATH"
@@ -106,6 +148,6 @@ cat <<EOF
 EOF
 
 if ! $existing; then
-	echo "  Server log: $work/vault.log. Press Ctrl-C to stop."
+	echo "  Server log: $work/vault.log, portal log: $work/portal.log. Press Ctrl-C to stop."
 	wait "$vault_pid"
 fi

@@ -15,25 +15,31 @@ import (
 )
 
 // TestVaultAgentInjectsTokensIntoARuntime runs Vault Agent as a runtime
-// would: auto-auth with the user's token, templates rendering a leased PAT
-// and a resolved provider token into files. The PAT verifies until its
-// lease is revoked.
+// would: auto-auth with the user's token, templates rendering leased PATs
+// and a resolved provider token into files. The Agent renews a short
+// lease before it runs out, which moves the PAT's expiry; a PAT verifies
+// until its lease is revoked. The Agent logs at trace level, and its log
+// is part of the suite's leak check.
 func TestVaultAgentInjectsTokensIntoARuntime(t *testing.T) {
+	t.Parallel()
 	const acmeIonQ = "acme-ionq-agent-key-0b7e55"
 	s.remember(acmeIonQ, "acme's IonQ key for the agent")
 	if _, err := as(t, "olivia").Logical().Write(mount+"/orgs/acme/provider-tokens/ionq", map[string]interface{}{"api_key": acmeIonQ}); err != nil {
 		t.Fatal(err)
 	}
 
-	dir := filepath.Join(s.srv.Dir, "agent")
+	// A short lease the Agent must renew: it does so at about two thirds
+	// of the lease, so 15s leaves it room on a slow machine.
+	shortRole := newRole(t, "15s", "5m")
+	dir := filepath.Join(s.srv.Dir, uniqueName("agent"))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	tokenFile := filepath.Join(dir, "vault-token")
-	if err := os.WriteFile(tokenFile, []byte(s.tokens["mia"]), 0o600); err != nil {
+	if err := os.WriteFile(tokenFile, []byte(tokenOf("mia")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	patFile, ionqFile := filepath.Join(dir, "planqk-pat"), filepath.Join(dir, "ionq-api-key")
+	patFile, ionqFile, shortFile := filepath.Join(dir, "planqk-pat"), filepath.Join(dir, "ionq-api-key"), filepath.Join(dir, "short-pat")
 	config := fmt.Sprintf(`
 vault {
   address = %q
@@ -56,18 +62,24 @@ template {
   contents    = "{{ with secret \"%s/resolve/ionq?org=acme\" }}{{ .Data.api_key }}{{ end }}"
   destination = %q
 }
-`, s.srv.Addr, tokenFile, mount, patFile, mount, ionqFile)
+template {
+  contents    = "{{ with secret \"%s/users/mia/creds/%s\" }}{{ .Data.token }}{{ end }}"
+  destination = %q
+}
+`, s.srv.Addr, tokenFile, mount, patFile, mount, ionqFile, mount, shortRole, shortFile)
 	configFile := filepath.Join(dir, "agent.hcl")
 	if err := os.WriteFile(configFile, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
-	logFile, err := os.Create(filepath.Join(s.srv.Dir, "agent.log"))
+	logPath := filepath.Join(s.srv.Dir, filepath.Base(dir)+".log")
+	s.expectLog(logPath)
+	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	agent := exec.Command(s.srv.Bin, "agent", "-config="+configFile, "-log-level=info")
+	agent := exec.Command(s.srv.Bin, "agent", "-config="+configFile, "-log-level=trace")
 	agent.Stdout, agent.Stderr = logFile, logFile
 	agent.Env = append(os.Environ(), "VAULT_ADDR="+s.srv.Addr, "VAULT_TOKEN=")
 	agent.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -90,23 +102,37 @@ template {
 		t.Fatalf("the injected PAT does not verify: %v", got)
 	}
 
-	// Revoking the lease revokes the token.
-	leases, err := as(t, "root").Logical().List("sys/leases/lookup/" + mount + "/users/mia/creds/runtime/")
-	if err != nil || leases == nil {
-		t.Fatalf("listing leases: %v", err)
-	}
-	keys := leases.Data["keys"].([]interface{})
-	if len(keys) == 0 {
-		t.Fatal("the agent's PAT has no lease")
-	}
-	for _, key := range keys {
-		leaseID := mount + "/users/mia/creds/runtime/" + key.(string)
-		if err := as(t, "root").Sys().RevokeWithContext(context.Background(), leaseID); err != nil {
-			t.Fatal(err)
+	// The Agent renews the short lease: the same PAT, expiring later.
+	short := waitForFile(t, shortFile)
+	s.remember(short, "the short-lived PAT the agent rendered")
+	issuedUntil := verifiedExpiry(t, short)
+	eventually(t, time.Minute, "the Agent renewing the short lease", func() (bool, string) {
+		if current, _ := os.ReadFile(shortFile); strings.TrimSpace(string(current)) != short {
+			t.Fatal("the Agent fetched a new PAT instead of renewing the lease")
 		}
-	}
-	if got := verify(t, pat); got["active"] != false {
-		t.Fatalf("the PAT still verifies after its lease was revoked: %v", got)
+		expiry := verifiedExpiry(t, short)
+		return expiry.After(issuedUntil), "expires at " + expiry.Format(time.RFC3339)
+	})
+
+	// Revoking the leases revokes the tokens.
+	for _, c := range []struct{ role, pat string }{{"runtime", pat}, {shortRole, short}} {
+		prefix := mount + "/users/mia/creds/" + c.role + "/"
+		leases, err := as(t, "root").Logical().List("sys/leases/lookup/" + prefix)
+		if err != nil || leases == nil {
+			t.Fatalf("listing leases under %s: %v", prefix, err)
+		}
+		keys := leases.Data["keys"].([]interface{})
+		if len(keys) == 0 {
+			t.Fatalf("the agent's PAT of role %s has no lease", c.role)
+		}
+		for _, key := range keys {
+			if err := as(t, "root").Sys().RevokeWithContext(context.Background(), prefix+key.(string)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := verify(t, c.pat); got["active"] != false {
+			t.Fatalf("the PAT of role %s still verifies after its lease was revoked: %v", c.role, got)
+		}
 	}
 }
 

@@ -25,6 +25,14 @@ type badRequest struct {
 	want   string // what the error message must name
 }
 
+// Secret-looking values in the bodies below. The test registers them with
+// the suite's leak check, so that an error message, a log line or an audit
+// entry that repeats one fails the suite.
+const (
+	probeSecret = "probe-secret-value-4c1d9e7a2b"
+	probePAT    = "plqk_probeTokenValue8f3e0c6b1d2a9"
+)
+
 var badRequests = []badRequest{
 	// Personal access tokens.
 	{"ttl not a duration", "mia", "POST", "users/mia/tokens/bad", `{"ttl":"soon"}`, 400, "ttl"},
@@ -48,7 +56,7 @@ var badRequests = []badRequest{
 	// Verify.
 	{"verify without a body", "verifier", "POST", "verify", ``, 400, "token"},
 	{"verify with an empty token", "verifier", "POST", "verify", `{"token":""}`, 400, "token"},
-	{"verify with a token of the wrong JSON type", "verifier", "POST", "verify", `{"token":["plqk_a"]}`, 400, "token"},
+	{"verify with a token of the wrong JSON type", "verifier", "POST", "verify", `{"token":["` + probePAT + `"]}`, 400, "token"},
 	{"verify with the token in the query", "verifier", "POST", "verify?token=plqk_abc", ``, 400, "token"},
 	{"verify by GET", "root", "GET", "verify?token=plqk_abc", ``, 400, "never put a token in a URL"},
 	{"verify with the token in the path", "root", "POST", "verify/plqk_abc", `{}`, 404, "unsupported path"},
@@ -73,17 +81,17 @@ var badRequests = []badRequest{
 	{"provider name with capitals", "root", "POST", "providers/Rigetti", `{"required_fields":"a"}`, 404, "unsupported path"},
 	{"delete a built-in provider", "root", "DELETE", "providers/dwave", ``, 400, "built in"},
 	// Provider tokens.
-	{"token for an unknown provider", "mia", "POST", "users/mia/provider-tokens/rigetti", `{"api_key":"k"}`, 400, "unknown provider"},
-	{"token with an unknown field", "mia", "POST", "users/mia/provider-tokens/dwave", `{"token":"t","solver":"s"}`, 400, "unknown field"},
-	{"token without a required field", "mia", "POST", "users/mia/provider-tokens/aws-braket", `{"access_key_id":"AKIA"}`, 400, "secret_access_key"},
+	{"token for an unknown provider", "mia", "POST", "users/mia/provider-tokens/rigetti", `{"api_key":"` + probeSecret + `"}`, 400, "unknown provider"},
+	{"token with an unknown field", "mia", "POST", "users/mia/provider-tokens/dwave", `{"token":"` + probeSecret + `","solver":"` + probeSecret + `"}`, 400, "unknown field"},
+	{"token without a required field", "mia", "POST", "users/mia/provider-tokens/aws-braket", `{"access_key_id":"` + probeSecret + `"}`, 400, "secret_access_key"},
 	{"token with an empty body", "mia", "POST", "users/mia/provider-tokens/dwave", `{}`, 400, "missing required field"},
 	{"token value a number", "mia", "POST", "users/mia/provider-tokens/dwave", `{"token":12345}`, 400, "must be a string"},
-	{"token value a list", "mia", "POST", "users/mia/provider-tokens/dwave", `{"token":["a","b"]}`, 400, "must be a string"},
+	{"token value a list", "mia", "POST", "users/mia/provider-tokens/dwave", `{"token":["` + probeSecret + `","b"]}`, 400, "must be a string"},
 	{"token value null", "mia", "POST", "users/mia/provider-tokens/dwave", `{"token":null}`, 400, "must be a string"},
-	{"token value not UTF-8", "mia", "POST", "users/mia/provider-tokens/dwave", "{\"token\":\"ab\xff\xfecd\"}", 400, "not valid UTF-8"},
-	{"token value oversized", "mia", "POST", "users/mia/provider-tokens/dwave", `{"token":"` + strings.Repeat("t", 16*1024+1) + `"}`, 400, "at most"},
+	{"token value not UTF-8", "mia", "POST", "users/mia/provider-tokens/dwave", "{\"token\":\"" + probeSecret + "\xff\xfecd\"}", 400, "not valid UTF-8"},
+	{"token value oversized", "mia", "POST", "users/mia/provider-tokens/dwave", `{"token":"` + probeSecret + strings.Repeat("t", 16*1024+1-len(probeSecret)) + `"}`, 400, "at most"},
 	{"token with a thousand fields", "mia", "POST", "users/mia/provider-tokens/dwave", hugeObject(1000), 400, "unknown field"},
-	{"organization token by a member", "mia", "POST", "orgs/acme/provider-tokens/dwave", `{"token":"t"}`, 403, "permission denied"},
+	{"organization token by a member", "mia", "POST", "orgs/acme/provider-tokens/dwave", `{"token":"` + probeSecret + `"}`, 403, "permission denied"},
 	{"organization token, bad org name", "root", "POST", "orgs/bad%2Forg/provider-tokens/dwave", `{"token":"t"}`, 404, "unsupported path"},
 	{"organization token, org name with two dots", "root", "POST", "orgs/a..b/provider-tokens/dwave", `{"token":"t"}`, 400, "org is not a valid name"},
 	{"resolve for an org name with two dots", "mia", "GET", "resolve/dwave?org=a..b", ``, 400, "org is not a valid name"},
@@ -117,19 +125,29 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 	if len(badRequests) < 40 {
 		t.Fatalf("the table has %d cases; it must keep at least 40", len(badRequests))
 	}
-	if _, err := as(t, "mia").Logical().Write(mount+"/users/mia/tokens/existing", nil); err != nil {
-		t.Fatal(err)
+	s.remember(probeSecret, "a secret-looking value of the bad-input table")
+	s.remember(probePAT, "a PAT-looking value of the bad-input table")
+	// The "existing name" case needs mia's token "existing"; an earlier run
+	// (-count) may have created it already.
+	if r := call(t, "mia", "POST", mount+"/users/mia/tokens/existing", nil); r.status != 200 && !(r.status == 400 && strings.Contains(r.String(), "rotate")) {
+		t.Fatalf("creating mia's token \"existing\": %s", r)
 	}
 
+	// Each case's "after" is the next one's "before": nothing else runs
+	// meanwhile (the periodic tidy is off, parallel tests wait), and the
+	// storage is read half as often.
+	before, err := vaultharness.StorageSnapshot(ctx, as(t, "root"), mount)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range badRequests {
 		t.Run(c.name, func(t *testing.T) {
-			before, err := vaultharness.StorageSnapshot(ctx, as(t, "root"), mount)
-			if err != nil {
-				t.Fatal(err)
-			}
 			status, msg := send(t, c.who, c.method, c.path, c.body)
 			if status != c.status || !strings.Contains(msg, c.want) {
 				t.Errorf("%s %s: got %d %q, want %d naming %q", c.method, c.path, status, msg, c.status, c.want)
+			}
+			if strings.Contains(msg, probeSecret) || strings.Contains(msg, probePAT) {
+				t.Errorf("%s %s: the error repeats a value of the request", c.method, c.path)
 			}
 			after, err := vaultharness.StorageSnapshot(ctx, as(t, "root"), mount)
 			if err != nil {
@@ -138,6 +156,7 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 			if !reflect.DeepEqual(before, after) {
 				t.Errorf("%s %s changed the engine's storage", c.method, c.path)
 			}
+			before = after
 		})
 	}
 }
@@ -145,12 +164,8 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 // TestGarbledTokensAreInactive covers the malformed tokens, which verify
 // answers - by contract - with 200 and active=false, touching nothing.
 func TestGarbledTokensAreInactive(t *testing.T) {
-	created, err := as(t, "mia").Logical().Write(mount+"/users/mia/tokens/garble-source", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := created.Data["token"].(string)
-	s.remember(token, "mia's garble-source PAT")
+	name := uniqueName("garble-source")
+	token := createPAT(t, "mia", name, nil)["token"].(string)
 	last := token[len(token)-1]
 	other := byte('A')
 	if last == 'A' {
@@ -167,7 +182,7 @@ func TestGarbledTokensAreInactive(t *testing.T) {
 			t.Errorf("%s: %v", name, got)
 		}
 	}
-	if _, err := as(t, "mia").Logical().Delete(mount + "/users/mia/tokens/garble-source"); err != nil {
+	if _, err := as(t, "mia").Logical().Delete(mount + "/users/mia/tokens/" + name); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -39,14 +39,20 @@ func TestConcurrentWritesAgainstTheRealServer(t *testing.T) {
 		failures = append(failures, fmt.Sprintf(format, args...))
 	}
 	record := func(user string, data map[string]interface{}) {
+		secret := data["token"].(string)
+		s.remember(secret, "a concurrency-test PAT")
 		mu.Lock()
 		defer mu.Unlock()
-		secret := data["token"].(string)
-		s.secrets[secret] = "a concurrency-test PAT"
 		all = append(all, issued{user, data["name"].(string), secret, data["token_id"].(string)})
 	}
 
-	type job struct{ user, name string }
+	// Names of this run's own, so that an earlier run (-count) left none.
+	prefix, shared := uniqueName("c"), uniqueName("shared")
+	nameOf := func(i int) string { return fmt.Sprintf("%s-%d", prefix, i) }
+	type job struct {
+		user string
+		n    int
+	}
 	jobs := make(chan job)
 	var wg sync.WaitGroup
 	orgWrites := map[string]int{}
@@ -56,7 +62,8 @@ func TestConcurrentWritesAgainstTheRealServer(t *testing.T) {
 			defer wg.Done()
 			for j := range jobs {
 				client := as(t, j.user)
-				base := mount + "/users/" + j.user + "/tokens/" + j.name
+				n := j.n
+				base := mount + "/users/" + j.user + "/tokens/" + nameOf(n)
 				created, err := client.Logical().Write(base, nil)
 				if err != nil {
 					fail("create %s: %v", base, err)
@@ -64,13 +71,11 @@ func TestConcurrentWritesAgainstTheRealServer(t *testing.T) {
 				}
 				record(j.user, created.Data)
 				// Everyone also races for one shared name per user.
-				if shared, err := client.Logical().Write(mount+"/users/"+j.user+"/tokens/shared", nil); err == nil {
-					record(j.user, shared.Data)
+				if created, err := client.Logical().Write(mount+"/users/"+j.user+"/tokens/"+shared, nil); err == nil {
+					record(j.user, created.Data)
 				} else if vaultharness.StatusOf(err) != 400 {
 					fail("shared create: %v", err)
 				}
-				var n int
-				fmt.Sscanf(j.name, "c%d", &n)
 				if n%3 == 0 {
 					rotated, err := client.Logical().Write(base+"/rotate", nil)
 					if err != nil {
@@ -84,7 +89,7 @@ func TestConcurrentWritesAgainstTheRealServer(t *testing.T) {
 						fail("revoke %s: %v", base, err)
 					} else {
 						mu.Lock()
-						revoked[j.user+"/"+j.name] = true
+						revoked[j.user+"/"+nameOf(n)] = true
 						mu.Unlock()
 					}
 				}
@@ -94,9 +99,9 @@ func TestConcurrentWritesAgainstTheRealServer(t *testing.T) {
 					if _, err := client.Logical().Write(mount+"/orgs/acme/provider-tokens/dwave", map[string]interface{}{"token": key}); err != nil {
 						fail("org token write: %v", err)
 					} else {
+						s.remember(key, "a concurrency-test D-Wave token")
 						mu.Lock()
 						orgWrites["acme"]++
-						s.secrets[key] = "a concurrency-test D-Wave token"
 						mu.Unlock()
 					}
 				}
@@ -107,7 +112,7 @@ func TestConcurrentWritesAgainstTheRealServer(t *testing.T) {
 	start := time.Now()
 	for i := 0; i < perUser; i++ {
 		for _, user := range users {
-			jobs <- job{user, fmt.Sprintf("c%d", i)}
+			jobs <- job{user, i}
 		}
 	}
 	close(jobs)
@@ -126,7 +131,7 @@ func TestConcurrentWritesAgainstTheRealServer(t *testing.T) {
 		}
 		ids[tok.tokenID] = true
 		latest[tok.user+"/"+tok.name] = tok
-		if tok.name == "shared" {
+		if tok.name == shared {
 			perName[tok.user]++
 		}
 	}
@@ -143,7 +148,7 @@ func TestConcurrentWritesAgainstTheRealServer(t *testing.T) {
 			listed[k.(string)] = true
 		}
 		for i := 0; i < perUser; i++ {
-			name := fmt.Sprintf("c%d", i)
+			name := nameOf(i)
 			if listed[name] == revoked[user+"/"+name] {
 				t.Errorf("%s/%s: listed=%v revoked=%v", user, name, listed[name], revoked[user+"/"+name])
 			}
@@ -165,7 +170,7 @@ func TestConcurrentWritesAgainstTheRealServer(t *testing.T) {
 		t.Errorf("the organization's token is at version %d after %d acknowledged writes", version, orgWrites["acme"])
 	}
 
-	// In storage: exactly one record per live named token of these users.
+	// In storage: exactly one record per live named token of this run.
 	snapshot, err := vaultharness.StorageSnapshot(ctx, as(t, "root"), mount)
 	if err != nil {
 		t.Fatal(err)
@@ -179,25 +184,18 @@ func TestConcurrentWritesAgainstTheRealServer(t *testing.T) {
 		}
 		userOf[id] = c.user
 	}
+	stored, err := vaultharness.StoredTokens(snapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
 	records := map[string]int{}
-	for key, value := range snapshot {
-		if !strings.HasPrefix(key, "tokens/") {
-			continue
-		}
-		var rec struct {
-			EntityID string `json:"entity_id"`
-			Name     string
-			Role     string
-		}
-		if err := json.Unmarshal([]byte(value), &rec); err != nil {
-			t.Fatal(err)
-		}
-		if rec.Role == "" && strings.HasPrefix(rec.Name, "c") {
+	for _, rec := range stored {
+		if rec.Role == "" && strings.HasPrefix(rec.Name, prefix+"-") {
 			records[userOf[rec.EntityID]+"/"+rec.Name]++
 		}
 	}
 	for key := range latest {
-		if strings.HasSuffix(key, "/shared") {
+		if strings.HasSuffix(key, "/"+shared) {
 			continue
 		}
 		want := 1

@@ -32,8 +32,10 @@ const (
 )
 
 // The cast: organization acme with one user in each role, a user who is
-// an owner elsewhere (globex), a user in no organization, and a user whose
-// membership the lifecycle test changes.
+// an owner elsewhere (globex), a user in no organization, a user whose
+// membership the lifecycle test changes, a platform admin (bootstrap's
+// `member add '*' ada admin`), and otto, an operator who logs in as a user:
+// his login carries planqk-admin as well (see operatorWithEntity).
 var cast = []struct{ user, org, role string }{
 	{"olivia", "acme", "owner"},
 	{"max", "acme", "maintainer"},
@@ -41,7 +43,14 @@ var cast = []struct{ user, org, role string }{
 	{"nina", "globex", "owner"},
 	{"paul", "", ""},
 	{"lea", "acme", "member"},
+	{"ada", "*", "admin"},
+	{"otto", "", ""},
 }
+
+// operatorWithEntity is the user of the cast whose userpass login also
+// grants planqk-admin: the policy allows the whole mount, but his requests
+// carry an entity, so the engine's own checks apply to him.
+const operatorWithEntity = "otto"
 
 // suite is the server and the people the tests share.
 type suite struct {
@@ -49,9 +58,11 @@ type suite struct {
 	boot     *bootstrap.Bootstrapper
 	tokens   map[string]string // user -> Vault token from a userpass login
 	verifier string            // a token with only planqk-verifier
+	operator string            // a token with planqk-admin (and default), no entity
 
 	mu      sync.Mutex
 	secrets map[string]string // plaintext secret -> what it is; must never reach a log
+	logs    []string          // log files the leak check must find, non-empty
 }
 
 var s *suite
@@ -81,13 +92,17 @@ func run(m *testing.M) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	srv, err := vaultharness.StartDev(ctx, env["VAULT_BIN"], dir)
+	// At trace level Vault and the plugin log the most: the leak check
+	// reads the worst case.
+	srv, err := vaultharness.StartDevWithOptions(ctx, env["VAULT_BIN"], dir, vaultharness.DevOptions{LogLevel: "trace"})
 	if err != nil {
 		return 1, err
 	}
 	defer srv.Stop()
 
 	s = &suite{srv: srv, tokens: map[string]string{}, secrets: map[string]string{}}
+	s.expectLog(filepath.Join(dir, "audit.log"))
+	s.expectLog(srv.LogPath)
 	if err := s.setUp(ctx, sha, env["PLANQK_PLUGIN_VERSION"]); err != nil {
 		return 1, fmt.Errorf("setting up (logs in %s): %w", dir, err)
 	}
@@ -99,7 +114,7 @@ func run(m *testing.M) (int, error) {
 	}
 	srv.Stop()
 	if leaks := append(stored, s.leakedSecrets()...); len(leaks) > 0 {
-		fmt.Fprintf(os.Stderr, "secrets found in logs under %s:\n  %s\n", dir, strings.Join(leaks, "\n  "))
+		fmt.Fprintf(os.Stderr, "leak check failed (logs under %s):\n  %s\n", dir, strings.Join(leaks, "\n  "))
 		code = 1
 	}
 	if code == 0 {
@@ -126,6 +141,11 @@ func (st *suite) setUp(ctx context.Context, sha, version string) error {
 	if err := st.srv.Mount(ctx, mount, version); err != nil {
 		return err
 	}
+	// No periodic sweep: it would race the tests' own tidy and their
+	// before/after storage snapshots. A test that needs it turns it on.
+	if _, err := root.Logical().WriteWithContext(ctx, mount+"/config", map[string]interface{}{"tidy_interval": 0}); err != nil {
+		return err
+	}
 
 	st.boot = &bootstrap.Bootstrapper{Client: root, Mount: mount, AuthMount: authMount}
 	if err := st.boot.Init(ctx); err != nil {
@@ -147,6 +167,13 @@ func (st *suite) setUp(ctx context.Context, sha, version string) error {
 				return err
 			}
 		}
+		if c.user == operatorWithEntity {
+			if _, err := root.Logical().WriteWithContext(ctx, "auth/"+authMount+"/users/"+c.user, map[string]interface{}{
+				"token_policies": "planqk-user,planqk-admin",
+			}); err != nil {
+				return err
+			}
+		}
 		token, err := st.srv.Login(ctx, authMount, c.user, password)
 		if err != nil {
 			return fmt.Errorf("login of %s: %w", c.user, err)
@@ -161,9 +188,24 @@ func (st *suite) setUp(ctx context.Context, sha, version string) error {
 		return err
 	}
 	st.verifier = verifier.Auth.ClientToken
+	operator, err := root.Auth().Token().CreateWithContext(ctx, &api.TokenCreateRequest{
+		Policies: []string{"planqk-admin"}, TTL: "1h",
+	})
+	if err != nil {
+		return err
+	}
+	st.operator = operator.Auth.ClientToken
 
 	_, err = root.Logical().WriteWithContext(ctx, mount+"/roles/runtime", map[string]interface{}{"ttl": "10m", "max_ttl": "1h"})
 	return err
+}
+
+// expectLog registers a log file that the leak check must find and that
+// must not be empty: a missing log would make the check prove nothing.
+func (st *suite) expectLog(path string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.logs = append(st.logs, path)
 }
 
 // remember registers a plaintext secret that no log may contain.
@@ -183,60 +225,73 @@ func (st *suite) storedPlaintextPATs(ctx context.Context) ([]string, error) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	var found []string
-	pats := 0
-	for secret, what := range st.secrets {
-		if !strings.HasPrefix(secret, "plqk_") {
-			continue
-		}
-		pats++
-		for key, value := range snapshot {
-			if strings.Contains(key, secret) || strings.Contains(value, secret) {
-				found = append(found, fmt.Sprintf("%s in storage at %s", what, key))
-			}
+	var pats []string
+	for secret := range st.secrets {
+		if strings.HasPrefix(secret, "plqk_") {
+			pats = append(pats, secret)
 		}
 	}
-	if pats == 0 {
-		found = append(found, "no PAT was issued: the storage check would prove nothing")
+	if len(pats) == 0 {
+		return []string{"no PAT was issued: the storage check would prove nothing"}, nil
+	}
+	set := vaultharness.NewSecretSet(pats)
+	var found []string
+	for key, value := range snapshot {
+		for _, secret := range set.FoundIn([]byte(key + "\x00" + value)) {
+			found = append(found, fmt.Sprintf("%s in storage at %s", st.secrets[secret], key))
+		}
 	}
 	return found, nil
 }
 
-// leakedSecrets returns what of the remembered secrets the audit or server
-// log contains.
+// leakedSecrets returns what of the remembered secrets any log in the
+// server's directory contains (the audit log, the server log with the
+// plugin's, every Agent's log), and every expected log that is missing or
+// empty.
 func (st *suite) leakedSecrets() []string {
-	var leaks []string
-	logs := map[string][]byte{}
-	for _, name := range []string{"audit.log", "server.log", "agent.log"} {
-		data, err := os.ReadFile(filepath.Join(st.srv.Dir, name))
-		if err == nil {
-			logs[name] = data
-		}
-	}
-	if len(logs["audit.log"]) == 0 {
-		return []string{"the audit log is empty: the leak check would prove nothing"}
-	}
+	var problems []string
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	for secret, what := range st.secrets {
-		for name, data := range logs {
-			if strings.Contains(string(data), secret) {
-				leaks = append(leaks, fmt.Sprintf("%s in %s", what, name))
-			}
+	for _, path := range st.logs {
+		if info, err := os.Stat(path); err != nil || info.Size() == 0 {
+			problems = append(problems, fmt.Sprintf("%s is missing or empty: the leak check would prove nothing", filepath.Base(path)))
 		}
 	}
-	return leaks
+	paths, err := filepath.Glob(filepath.Join(st.srv.Dir, "*.log"))
+	if err != nil {
+		return append(problems, err.Error())
+	}
+	secrets := make([]string, 0, len(st.secrets))
+	for secret := range st.secrets {
+		secrets = append(secrets, secret)
+	}
+	set := vaultharness.NewSecretSet(secrets)
+	for _, path := range paths {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			problems = append(problems, err.Error())
+			continue
+		}
+		for _, secret := range set.FoundIn(data) {
+			problems = append(problems, fmt.Sprintf("%s in %s", st.secrets[secret], filepath.Base(path)))
+		}
+	}
+	return problems
 }
 
-// tokenOf returns the Vault token of a user, of "root" or of "verifier";
-// "" for anyone else.
+// tokenOf returns the Vault token of a user, of "root", of "verifier" or
+// of "operator"; "" for anyone else.
 func tokenOf(who string) string {
 	switch who {
 	case "root":
 		return s.srv.RootToken
 	case "verifier":
 		return s.verifier
+	case "operator":
+		return s.operator
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.tokens[who]
 }
 

@@ -85,7 +85,9 @@ func TestProviderTokensAndResolve(t *testing.T) {
 	}
 
 	// The organization has no IBM Cloud key and neither has Mia: 404. Once
-	// Mia stores one, it is her fallback.
+	// Mia stores one, it is her fallback. (It is removed again, so that the
+	// next run starts from none.)
+	t.Cleanup(func() { call(t, "mia", "DELETE", mount+"/users/mia/provider-tokens/ibm-cloud", nil) })
 	if _, status = resolve("mia", "ibm-cloud", "acme"); status != 404 {
 		t.Fatalf("no token anywhere: got %d, want 404", status)
 	}

@@ -27,10 +27,12 @@ func TestClusterRestartPersistence(t *testing.T) {
 	must(t, err)
 	restart := time.Since(start)
 	present := checkAcknowledged(t, leader)
-	providers := checkProviderTokens(t, leader)
+	indexed := checkIndex(t, leader)
+	providers, _ := checkProviderTokens(t, leader)
 	report("cluster restart: time until active again", restart.Round(time.Second))
 	report("cluster restart: PATs verifying afterwards", fmt.Sprintf("%d of %d", present, len(acked)))
-	report("cluster restart: provider-token writes present", providers)
+	report("cluster restart: PATs in the index", fmt.Sprintf("%d of %d", indexed, len(acked)))
+	report("cluster restart: provider tokens at their last acknowledged value, covering writes", providers)
 }
 
 // TestSingleNodeRestartPersistence does the same for one server with file
@@ -42,17 +44,16 @@ func TestSingleNodeRestartPersistence(t *testing.T) {
 			dir := filepath.Join(workDir, "single-"+kind)
 			_, sha, err := vaultharness.InstallPlugin(pluginBin, dir)
 			must(t, err)
-			port, err := vaultharness.FreePort()
-			must(t, err)
-			clusterPort, err := vaultharness.FreePort()
-			must(t, err)
 			storage := fmt.Sprintf("storage \"file\" {\n  path = %q\n}\n", filepath.Join(dir, "data"))
 			if kind == "raft" {
 				storage = vaultharness.RaftStorage(dir, "single", nil)
 			}
-			node, err := vaultharness.StartConfigured(ctx, vaultBin, dir, port, vaultharness.NodeConfig(dir, port, clusterPort, storage))
+			node, err := vaultharness.StartNode(ctx, vaultBin, dir, func(port, clusterPort int) string {
+				return vaultharness.NodeConfigAt(dir, port, clusterPort, storage, "trace")
+			})
 			must(t, err)
 			defer node.Stop()
+			expectLog(node.LogPath)
 			key, root, err := node.Initialize(ctx)
 			must(t, err)
 			single := &vaultharness.Cluster{Nodes: []*vaultharness.Server{node}, UnsealKey: key, RootToken: root}

@@ -21,8 +21,13 @@ type Cluster struct {
 }
 
 // NodeConfig is the configuration of one node of a raft cluster, or of a
-// single server with the storage stanza given.
+// single server with the storage stanza given, logging at info level.
 func NodeConfig(dir string, port, clusterPort int, storage string) string {
+	return NodeConfigAt(dir, port, clusterPort, storage, "info")
+}
+
+// NodeConfigAt is NodeConfig at the log level given (Vault's plugins follow it).
+func NodeConfigAt(dir string, port, clusterPort int, storage, logLevel string) string {
 	return fmt.Sprintf(`
 %s
 listener "tcp" {
@@ -35,8 +40,8 @@ cluster_addr         = "https://127.0.0.1:%d"
 disable_mlock        = true
 plugin_directory     = %q
 raw_storage_endpoint = true
-log_level            = "info"
-`, storage, port, clusterPort, port, clusterPort, filepath.Join(dir, "plugins"))
+log_level            = %q
+`, storage, port, clusterPort, port, clusterPort, filepath.Join(dir, "plugins"), logLevel)
 }
 
 // RaftStorage is the storage stanza of node id of a cluster whose nodes
@@ -52,29 +57,51 @@ func RaftStorage(dir, id string, ports []int) string {
 // StartConfigured starts `vault server -config` with the configuration in
 // dir/vault.hcl and waits until it answers (sealed or not).
 func StartConfigured(ctx context.Context, vaultBin, dir string, port int, config string) (*Server, error) {
-	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+	s, err := newConfiguredServer(vaultBin, dir)
+	if err != nil {
 		return nil, err
 	}
-	configPath := filepath.Join(dir, "vault.hcl")
-	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
+	s.Port, s.Addr = port, fmt.Sprintf("http://127.0.0.1:%d", port)
+	if err := os.WriteFile(s.configPath(), []byte(config), 0o600); err != nil {
 		return nil, err
 	}
-	s := &Server{
-		Bin:     vaultBin,
-		Port:    port,
-		Addr:    fmt.Sprintf("http://127.0.0.1:%d", port),
-		Dir:     dir,
-		LogPath: filepath.Join(dir, "server.log"),
-	}
-	if err := s.start([]string{"server", "-config=" + configPath}); err != nil {
+	if err := s.start([]string{"server", "-config=" + s.configPath()}); err != nil {
 		return nil, err
 	}
 	return s, s.waitAnswering(ctx, 60*time.Second)
 }
 
+// StartNode starts `vault server -config` with the configuration config
+// renders for the API and cluster ports it is given, which it picks free;
+// when another process takes the API port first, it starts again on new
+// ones. It waits until the server answers (sealed or not).
+func StartNode(ctx context.Context, vaultBin, dir string, config func(port, clusterPort int) string) (*Server, error) {
+	s, err := newConfiguredServer(vaultBin, dir)
+	if err != nil {
+		return nil, err
+	}
+	err = s.startOnFreePorts(func(port, clusterPort int) ([]string, error) {
+		err := os.WriteFile(s.configPath(), []byte(config(port, clusterPort)), 0o600)
+		return []string{"server", "-config=" + s.configPath()}, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, s.waitAnswering(ctx, 60*time.Second)
+}
+
+func newConfiguredServer(vaultBin, dir string) (*Server, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+		return nil, err
+	}
+	return &Server{Bin: vaultBin, Dir: dir, LogPath: filepath.Join(dir, "server.log")}, nil
+}
+
+func (s *Server) configPath() string { return filepath.Join(s.Dir, "vault.hcl") }
+
 // Restart starts a stopped server again with the same configuration.
 func (s *Server) Restart(ctx context.Context) error {
-	if err := s.start([]string{"server", "-config=" + filepath.Join(s.Dir, "vault.hcl")}); err != nil {
+	if err := s.start([]string{"server", "-config=" + s.configPath()}); err != nil {
 		return err
 	}
 	return s.waitAnswering(ctx, 60*time.Second)
@@ -136,16 +163,17 @@ func (s *Server) Unseal(ctx context.Context, key string) error {
 
 // StartCluster starts n raft nodes under dir, initialises the first,
 // unseals all (the others join through retry_join), installs the plugin in
-// every node's plugin directory and waits for an active node.
-func StartCluster(ctx context.Context, vaultBin, pluginBin, dir string, n int) (*Cluster, string, error) {
+// every node's plugin directory and waits for an active node. The nodes
+// log at logLevel.
+func StartCluster(ctx context.Context, vaultBin, pluginBin, dir string, n int, logLevel string) (*Cluster, string, error) {
+	// Every node's retry_join names every API address, so all are picked
+	// first; a node that must move to another port (see StartNode) updates
+	// the list the nodes after it get. The first node, which the others
+	// join, always knows its own address.
 	ports := make([]int, n)
-	clusterPorts := make([]int, n)
 	for i := range ports {
 		var err error
 		if ports[i], err = FreePort(); err != nil {
-			return nil, "", err
-		}
-		if clusterPorts[i], err = FreePort(); err != nil {
 			return nil, "", err
 		}
 	}
@@ -158,8 +186,11 @@ func StartCluster(ctx context.Context, vaultBin, pluginBin, dir string, n int) (
 			return nil, "", err
 		}
 		sha = nodeSHA
-		config := NodeConfig(nodeDir, ports[i], clusterPorts[i], RaftStorage(nodeDir, fmt.Sprintf("node%d", i+1), ports))
-		node, err := StartConfigured(ctx, vaultBin, nodeDir, ports[i], config)
+		id := fmt.Sprintf("node%d", i+1)
+		node, err := StartNode(ctx, vaultBin, nodeDir, func(port, clusterPort int) string {
+			ports[i] = port
+			return NodeConfigAt(nodeDir, port, clusterPort, RaftStorage(nodeDir, id, ports), logLevel)
+		})
 		if err != nil {
 			c.Stop()
 			return nil, "", err

@@ -28,23 +28,30 @@ const PluginName = "vault-plugin-secrets-planqk"
 
 // Server is one Vault server process on 127.0.0.1.
 type Server struct {
-	Bin       string // the vault binary
-	Addr      string // http://127.0.0.1:<port>
-	Port      int
-	RootToken string
-	Dir       string // holds the plugin directory, logs and audit log
-	LogPath   string
+	Bin  string // the vault binary
+	Addr string // http://127.0.0.1:<port>
+	Port int
+	// ClusterPort is the port of the cluster listener (raft and request
+	// forwarding); 0 when the harness did not choose it.
+	ClusterPort int
+	RootToken   string
+	Dir         string // holds the plugin directory, logs and audit log
+	LogPath     string
+	CACert      string // the CA that signed an https server's certificate (StartDevTLS)
 
-	cmd  *exec.Cmd
-	done chan error
-	log  *os.File
+	cmd      *exec.Cmd
+	done     chan error
+	log      *os.File
+	pickPort func() (int, error) // FreePort when nil
 
 	clientOnce sync.Once
 	base       *api.Client
 	baseErr    error
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago;
+// another process may take it before it is used. Servers of this package
+// are started on such ports with startOnFreePorts, which retries.
 func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -81,32 +88,47 @@ func InstallPlugin(pluginBin, dir string) (pluginDir, sha string, err error) {
 	return pluginDir, hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// DevOptions tune a dev server.
+type DevOptions struct {
+	// LogLevel is Vault's log level, which its plugins follow too
+	// (default "info"). Leak checks run at "trace", where the most is logged.
+	LogLevel string
+	// PickPort picks each port to try (default FreePort); a test of the
+	// retry hands out a taken one.
+	PickPort func() (int, error)
+}
+
 // StartDev starts `vault server -dev` with in-memory storage, root token
 // "root" and dir/plugins as the plugin directory, and waits until it serves.
 func StartDev(ctx context.Context, vaultBin, dir string) (*Server, error) {
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{
-		Bin:       vaultBin,
-		Port:      port,
-		Addr:      fmt.Sprintf("http://127.0.0.1:%d", port),
-		RootToken: "root",
-		Dir:       dir,
-		LogPath:   filepath.Join(dir, "server.log"),
+	return StartDevWithOptions(ctx, vaultBin, dir, DevOptions{})
+}
+
+// StartDevWithOptions is StartDev with options.
+func StartDevWithOptions(ctx context.Context, vaultBin, dir string, opts DevOptions) (*Server, error) {
+	if opts.LogLevel == "" {
+		opts.LogLevel = "info"
 	}
 	// sys/raw lets tests compare the engine's storage before and after a request.
 	extra := filepath.Join(dir, "dev-extra.hcl")
 	if err := os.WriteFile(extra, []byte("raw_storage_endpoint = true\n"), 0o644); err != nil {
 		return nil, err
 	}
-	args := []string{"server", "-dev", "-dev-root-token-id=root",
-		fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
-		"-dev-plugin-dir=" + filepath.Join(dir, "plugins"),
-		"-config=" + extra,
-		"-log-level=info"}
-	if err := s.start(args); err != nil {
+	s := &Server{
+		Bin:       vaultBin,
+		RootToken: "root",
+		Dir:       dir,
+		LogPath:   filepath.Join(dir, "server.log"),
+		pickPort:  opts.PickPort,
+	}
+	err := s.startOnFreePorts(func(port, _ int) ([]string, error) {
+		return []string{"server", "-dev", "-dev-root-token-id=root",
+			fmt.Sprintf("-dev-listen-address=127.0.0.1:%d", port),
+			"-dev-plugin-dir=" + filepath.Join(dir, "plugins"),
+			"-config=" + extra,
+			"-log-level=" + opts.LogLevel}, nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	if err := s.WaitHealthy(ctx, 60*time.Second); err != nil {
@@ -114,6 +136,92 @@ func StartDev(ctx context.Context, vaultBin, dir string) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// maxPortAttempts bounds how often a server is started again on new ports
+// because another process bound a picked port first.
+const maxPortAttempts = 5
+
+// errAddressInUse is Vault's complaint when its listener's port is taken.
+const errAddressInUse = "address already in use"
+
+// startOnFreePorts starts `vault server` with the arguments args returns for
+// an API port and a cluster port, and waits until the process has bound
+// them. Vault takes addresses, not listeners, so a port is picked free and
+// may be taken by another process before Vault binds it: when Vault exits
+// saying so, it is started again on new ports, at most maxPortAttempts times.
+// (The cluster port is bound only at unseal; a clash there is not retried.)
+func (s *Server) startOnFreePorts(args func(port, clusterPort int) ([]string, error)) error {
+	pick := s.pickPort
+	if pick == nil {
+		pick = FreePort
+	}
+	for attempt := 1; ; attempt++ {
+		port, err := pick()
+		if err != nil {
+			return err
+		}
+		clusterPort, err := pick()
+		if err != nil {
+			return err
+		}
+		s.Port, s.ClusterPort = port, clusterPort
+		s.Addr = fmt.Sprintf("http://127.0.0.1:%d", port)
+		argv, err := args(port, clusterPort)
+		if err != nil {
+			return err
+		}
+		logStart := fileSize(s.LogPath)
+		if err := s.start(argv); err != nil {
+			return err
+		}
+		err = s.waitStarted(logStart, 60*time.Second)
+		if err == nil {
+			return nil
+		}
+		s.Stop()
+		if attempt >= maxPortAttempts || !strings.Contains(logSince(s.LogPath, logStart), errAddressInUse) {
+			return err
+		}
+	}
+}
+
+// serverStarted is what Vault prints once its listeners are bound.
+const serverStarted = "Vault server started!"
+
+// waitStarted waits until the server process, started when its log held
+// logStart bytes, says it started; it fails when the process exits first.
+func (s *Server) waitStarted(logStart int64, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if strings.Contains(logSince(s.LogPath, logStart), serverStarted) {
+			return nil
+		}
+		if !s.Running() {
+			return fmt.Errorf("vault exited while starting; see %s", s.LogPath)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("vault at %s did not start within %s; see %s", s.Addr, timeout, s.LogPath)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func fileSize(path string) int64 {
+	info, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return info.Size()
+}
+
+// logSince returns what was written to the log at path after offset.
+func logSince(path string, offset int64) string {
+	data, err := os.ReadFile(path)
+	if err != nil || int64(len(data)) < offset {
+		return ""
+	}
+	return string(data[offset:])
 }
 
 // Start runs `vault server` with args, logging to LogPath.
@@ -212,6 +320,12 @@ func (s *Server) Client(token string) (*api.Client, error) {
 		config := api.DefaultConfig()
 		config.Address = s.Addr
 		config.MaxRetries = 0
+		if s.CACert != "" {
+			if err := config.ConfigureTLS(&api.TLSConfig{CACert: s.CACert}); err != nil {
+				s.baseErr = err
+				return
+			}
+		}
 		s.base, s.baseErr = api.NewClient(config)
 	})
 	if s.baseErr != nil {
@@ -260,7 +374,7 @@ func (s *Server) Mount(ctx context.Context, path, version string) error {
 // a failure's error holds stderr.
 func (s *Server) CLI(ctx context.Context, token string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, s.Bin, args...)
-	cmd.Env = append(os.Environ(), "VAULT_ADDR="+s.Addr, "VAULT_TOKEN="+token, "VAULT_FORMAT=", "HOME="+s.Dir)
+	cmd.Env = append(os.Environ(), "VAULT_ADDR="+s.Addr, "VAULT_CACERT="+s.CACert, "VAULT_TOKEN="+token, "VAULT_FORMAT=", "HOME="+s.Dir)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -1,0 +1,130 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Expiry reminders. Each sweep (tidy_interval, or tidy on request) finds the
+// named PATs and the provider tokens with an expiry that crossed one of the
+// expiry_notices thresholds and notifies their owner once per token and
+// threshold: the thresholds already notified are stored with the token, in
+// the same write that follows the notification, so that a restart or a
+// failover repeats a reminder only if it struck between the two. A token
+// that crossed several thresholds since the last sweep (one created with a
+// short lifetime, say) gets one reminder, for the nearest.
+//
+// Leased PATs get no reminders: they live minutes or hours and their
+// runtime renews or replaces them.
+
+// dueNotice returns the threshold to remind of now - the smallest one the
+// expiry has crossed that was not yet notified - and the thresholds to
+// mark as notified; "" when nothing is due.
+func dueNotice(expiresAt, now time.Time, thresholds []time.Duration, sent []string) (string, []string) {
+	if expiresAt.IsZero() || !now.Before(expiresAt) {
+		return "", nil
+	}
+	left := expiresAt.Sub(now)
+	due, marked := "", slices.Clone(sent)
+	for _, threshold := range thresholds { // longest first
+		name := threshold.String()
+		if left > threshold || slices.Contains(sent, name) {
+			continue
+		}
+		due = name
+		marked = append(marked, name)
+	}
+	if due == "" {
+		return "", nil
+	}
+	return due, marked
+}
+
+// remindNamedTokens notifies the due reminders of an entity's named tokens
+// and records them in the index; the caller holds the entity's lock and
+// writes the index when changed is true.
+func (b *backend) remindNamedTokens(ctx context.Context, s logical.Storage, cfg *configEntry, entityID, user string, index *tokenIndex, now time.Time) (sent int, changed bool) {
+	for name, summary := range index.Tokens {
+		due, marked := dueNotice(summary.ExpiresAt, now, cfg.ExpiryNotices, summary.NoticesSent)
+		if due == "" {
+			continue
+		}
+		event := patEvent(eventPATExpiring, entityID, user, summaryRecord(name, summary))
+		event.Details["threshold"] = due
+		b.notify(ctx, s, event)
+		summary.NoticesSent = marked
+		sent++
+		changed = true
+	}
+	return sent, changed
+}
+
+// remindProviderTokens notifies the due reminders of the provider tokens
+// stored under the owner and records them in each token; the caller holds
+// the owner's lock.
+func (b *backend) remindProviderTokens(ctx context.Context, s logical.Storage, cfg *configEntry, owner *providerTokenOwner, now time.Time) (int, error) {
+	if len(cfg.ExpiryNotices) == 0 {
+		return 0, nil
+	}
+	providers, err := s.List(ctx, owner.storagePrefix())
+	if err != nil {
+		return 0, fmt.Errorf("listing provider tokens: %w", err)
+	}
+	sent := 0
+	for _, provider := range providers {
+		entry, err := getProviderToken(ctx, s, owner.storagePrefix(), provider)
+		if err != nil {
+			return sent, err
+		}
+		if entry == nil {
+			continue
+		}
+		due, marked := dueNotice(entry.ExpiresAt, now, cfg.ExpiryNotices, entry.NoticesSent)
+		if due == "" {
+			continue
+		}
+		event := owner.providerTokenEvent(eventProviderTokenExpiring, entry)
+		event.Details["threshold"] = due
+		b.notify(ctx, s, event)
+		entry.NoticesSent = marked
+		if err := putProviderToken(ctx, s, owner.storagePrefix(), entry); err != nil {
+			return sent, err
+		}
+		sent++
+	}
+	return sent, nil
+}
+
+// remindOrganizations sends the due reminders of every organization's
+// provider tokens, one organization at a time under its lock.
+func (b *backend) remindOrganizations(ctx context.Context, s logical.Storage, cfg *configEntry, now time.Time) (int, error) {
+	if len(cfg.ExpiryNotices) == 0 {
+		return 0, nil
+	}
+	orgs, err := listProviderTokenOrgs(ctx, s)
+	if err != nil {
+		return 0, err
+	}
+	sent := 0
+	for _, org := range orgs {
+		if err := ctx.Err(); err != nil {
+			return sent, err
+		}
+		owner := &providerTokenOwner{org: org}
+		n, err := func() (int, error) {
+			lock := b.lockFor(owner.lockKey())
+			lock.Lock()
+			defer lock.Unlock()
+			return b.remindProviderTokens(ctx, s, cfg, owner, now)
+		}()
+		sent += n
+		if err != nil {
+			return sent, err
+		}
+	}
+	return sent, nil
+}

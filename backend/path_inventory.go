@@ -1,0 +1,632 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// The inventory answers a security team's questions - which tokens exist,
+// whose, with what scopes, expiring when, last used when - without ever
+// showing a secret, a hint of one, or a token's HMAC.
+const (
+	defaultInventoryLimit = 100
+	maxInventoryLimit     = 1000
+	// inventoryEntityBudget bounds the owners one page reads, so that a
+	// page with a selective filter costs a bounded amount; such a page may
+	// hold fewer than limit tokens and still have a next_after.
+	inventoryEntityBudget = 100
+	// inventoryCountsTTL is how long the counts are reused.
+	inventoryCountsTTL = time.Minute
+	// unusedAfter is the "unused for 90 days" of the counts.
+	unusedAfter = 90 * 24 * time.Hour
+	// afterEverything sorts after every key of an owner: names and ids use
+	// no character above 'z'.
+	afterEverything = "~"
+)
+
+func pathInventory(b *backend) []*framework.Path {
+	paging := map[string]*framework.FieldSchema{
+		"after": {
+			Type:        framework.TypeString,
+			Description: "Start after this key: the next_after of the previous page.",
+			Query:       true,
+		},
+		"limit": {
+			Type:        framework.TypeInt,
+			Description: fmt.Sprintf("Most keys in one page (default %d, at most %d).", defaultInventoryLimit, maxInventoryLimit),
+			Query:       true,
+		},
+	}
+	tokenFields := map[string]*framework.FieldSchema{
+		"user":            {Type: framework.TypeString, Description: "Only this user's tokens (the entity's current name).", Query: true},
+		"kind":            {Type: framework.TypeString, Description: `Only "named" or only "lease" tokens.`, Query: true},
+		"scope":           {Type: framework.TypeString, Description: "Only tokens holding this scope.", Query: true},
+		"expiring_within": {Type: framework.TypeDurationSecond, Description: "Only live tokens that expire within this duration.", Query: true},
+		"unused_for":      {Type: framework.TypeDurationSecond, Description: "Only tokens not used for this long (never used and older than it, or last used before it).", Query: true},
+		"expired":         {Type: framework.TypeString, Description: `"true": only expired tokens awaiting tidy; "false": only live ones; empty: both.`, Query: true},
+	}
+	for name, field := range paging {
+		tokenFields[name] = field
+	}
+	return []*framework.Path{
+		{
+			Pattern: "inventory$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefixPlanqk,
+				OperationVerb:   "read",
+				OperationSuffix: "inventory",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"refresh": {Type: framework.TypeBool, Description: "Count now instead of reusing counts up to a minute old.", Query: true},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: &framework.PathOperation{Callback: b.pathInventoryRead},
+			},
+			HelpSynopsis:    pathInventoryHelpSynopsis,
+			HelpDescription: pathInventoryHelpDescription,
+		},
+		{
+			Pattern: "inventory/tokens/?$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefixPlanqk,
+				OperationSuffix: "inventory-tokens",
+			},
+			Fields: tokenFields,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{Callback: b.pathInventoryTokens},
+			},
+			HelpSynopsis:    pathInventoryTokensHelpSynopsis,
+			HelpDescription: pathInventoryTokensHelpDescription,
+		},
+		{
+			Pattern: "inventory/provider-tokens/?$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefixPlanqk,
+				OperationSuffix: "inventory-provider-tokens",
+			},
+			Fields: paging,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{Callback: b.pathInventoryProviderTokens},
+			},
+			HelpSynopsis:    pathInventoryProviderTokensHelpSynopsis,
+			HelpDescription: pathInventoryProviderTokensHelpDescription,
+		},
+	}
+}
+
+// inventoryToken is one token as the inventory shows it.
+type inventoryToken struct {
+	key        string
+	entityID   string
+	kind       string
+	name       string
+	role       string
+	tokenID    string
+	scopes     []string
+	createdAt  time.Time
+	expiresAt  time.Time
+	lastUsedAt time.Time
+}
+
+func (t *inventoryToken) toResponseData(owner *ownerState) map[string]interface{} {
+	return map[string]interface{}{
+		"user":         owner.name,
+		"entity_id":    t.entityID,
+		"owner_state":  owner.state,
+		"kind":         t.kind,
+		"name":         t.name,
+		"role":         t.role,
+		"token_id":     t.tokenID,
+		"scopes":       t.scopes,
+		"created_at":   formatTime(t.createdAt),
+		"expires_at":   formatTime(t.expiresAt),
+		"last_used_at": formatOptionalTime(t.lastUsedAt),
+	}
+}
+
+// ownerState is an owner entity as the identity store describes it now.
+type ownerState struct {
+	name  string // live name, or the name last seen for a deleted entity
+	state string // "active", "disabled" or "deleted"
+}
+
+func (b *backend) ownerStateOf(ctx context.Context, s logical.Storage, entityID string) (*ownerState, error) {
+	id, err := b.lookupIdentity(ctx, s, entityID)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case id == nil:
+		return &ownerState{name: b.liveNameOf(ctx, s, entityID), state: "deleted"}, nil
+	case id.disabled:
+		return &ownerState{name: id.name, state: "disabled"}, nil
+	}
+	return &ownerState{name: id.name, state: "active"}, nil
+}
+
+// entityTokens returns every token of the entity, sorted by key: its index
+// and its lease markers, one read and one list plus a read per lease.
+func entityTokens(ctx context.Context, s logical.Storage, cfg *configEntry, entityID string) ([]*inventoryToken, error) {
+	index, err := getTokenIndex(ctx, s, entityID)
+	if err != nil {
+		return nil, err
+	}
+	var tokens []*inventoryToken
+	for name, summary := range index.Tokens {
+		tokens = append(tokens, &inventoryToken{
+			key: entityID + "/named/" + name, entityID: entityID, kind: tokenKindNamed, name: name,
+			tokenID: summary.TokenID, scopes: cfg.effectiveScopes(summary.Scopes),
+			createdAt: summary.CreatedAt, expiresAt: summary.ExpiresAt, lastUsedAt: summary.LastUsedAt,
+		})
+	}
+	hashes, err := listLeaseHashes(ctx, s, entityID)
+	if err != nil {
+		return nil, err
+	}
+	for _, hash := range hashes {
+		marker, err := getLeaseMarker(ctx, s, entityID, hash)
+		if err != nil {
+			return nil, err
+		}
+		if marker == nil {
+			continue
+		}
+		tokens = append(tokens, &inventoryToken{
+			key: entityID + "/lease/" + marker.TokenID, entityID: entityID, kind: tokenKindLease, name: marker.Role, role: marker.Role,
+			tokenID: marker.TokenID, scopes: cfg.effectiveScopes(marker.Scopes),
+			createdAt: marker.CreatedAt, expiresAt: marker.ExpiresAt, lastUsedAt: marker.LastUsedAt,
+		})
+	}
+	sort.Slice(tokens, func(i, j int) bool { return tokens[i].key < tokens[j].key })
+	return tokens, nil
+}
+
+// tokenFilter is what inventory/tokens was asked to keep.
+type tokenFilter struct {
+	kind           string
+	scope          string
+	expiringWithin time.Duration
+	unusedFor      time.Duration
+	expired        string
+}
+
+func (f *tokenFilter) keeps(t *inventoryToken, now time.Time) bool {
+	expired := !now.Before(t.expiresAt)
+	switch {
+	case f.kind != "" && t.kind != f.kind:
+		return false
+	case f.scope != "" && !slices.Contains(t.scopes, f.scope):
+		return false
+	case f.expired == "true" && !expired, f.expired == "false" && expired:
+		return false
+	case f.expiringWithin > 0 && (expired || t.expiresAt.Sub(now) > f.expiringWithin):
+		return false
+	case f.unusedFor > 0 && !unusedFor(t, now, f.unusedFor):
+		return false
+	}
+	return true
+}
+
+// unusedFor reports whether the token went unused for d: never used and
+// older than d, or last used more than d ago.
+func unusedFor(t *inventoryToken, now time.Time, d time.Duration) bool {
+	if t.lastUsedAt.IsZero() {
+		return now.Sub(t.createdAt) >= d
+	}
+	return now.Sub(t.lastUsedAt) >= d
+}
+
+// page reads the limit and after of a paged list; the message names what
+// is wrong.
+func page(d *framework.FieldData) (after string, limit int, msg string) {
+	limit = d.Get("limit").(int)
+	switch {
+	case limit == 0:
+		limit = defaultInventoryLimit
+	case limit < 0 || limit > maxInventoryLimit:
+		return "", 0, fmt.Sprintf("limit must be between 1 and %d", maxInventoryLimit)
+	}
+	return d.Get("after").(string), limit, ""
+}
+
+func (b *backend) pathInventoryTokens(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	after, limit, msg := page(d)
+	if msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+	filter := &tokenFilter{
+		kind:           d.Get("kind").(string),
+		scope:          d.Get("scope").(string),
+		expiringWithin: time.Duration(d.Get("expiring_within").(int)) * time.Second,
+		unusedFor:      time.Duration(d.Get("unused_for").(int)) * time.Second,
+		expired:        d.Get("expired").(string),
+	}
+	switch {
+	case filter.kind != "" && filter.kind != tokenKindNamed && filter.kind != tokenKindLease:
+		return logical.ErrorResponse(`kind must be "named" or "lease"`), nil
+	case filter.expired != "" && filter.expired != "true" && filter.expired != "false":
+		return logical.ErrorResponse(`expired must be "true" or "false"`), nil
+	case filter.expiringWithin < 0 || filter.unusedFor < 0:
+		return logical.ErrorResponse("expiring_within and unused_for must not be negative"), nil
+	}
+	cfg, err := b.getConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+
+	var entities []string
+	if user := d.Get("user").(string); user != "" {
+		if msg := checkNames(userName(user)); msg != "" {
+			return logical.ErrorResponse(msg), nil
+		}
+		owner, err := b.entityOfUser(ctx, req.Storage, user)
+		if err != nil {
+			return nil, err
+		}
+		if owner != nil {
+			entities = []string{owner.entityID}
+		}
+	} else if entities, err = listOwnerEntities(ctx, req.Storage); err != nil {
+		return nil, err
+	}
+	sort.Strings(entities)
+	afterEntity, _, _ := strings.Cut(after, "/")
+
+	now := time.Now()
+	keys := make([]string, 0, limit)
+	keyInfo := make(map[string]interface{}, limit)
+	next, scanned, lastEntity := "", 0, ""
+	for _, entityID := range entities {
+		if entityID < afterEntity || next != "" {
+			continue
+		}
+		if scanned == inventoryEntityBudget {
+			// More owners remain: the next page starts after the last one read.
+			next = lastEntity + "/" + afterEverything
+			break
+		}
+		scanned++
+		lastEntity = entityID
+		tokens, err := entityTokens(ctx, req.Storage, cfg, entityID)
+		if err != nil {
+			return nil, err
+		}
+		var owner *ownerState
+		for _, token := range tokens {
+			if token.key <= after || !filter.keeps(token, now) {
+				continue
+			}
+			if owner == nil {
+				if owner, err = b.ownerStateOf(ctx, req.Storage, entityID); err != nil {
+					return nil, err
+				}
+			}
+			keys = append(keys, token.key)
+			keyInfo[token.key] = token.toResponseData(owner)
+			if len(keys) == limit {
+				next = token.key
+				break
+			}
+		}
+	}
+	resp := logical.ListResponseWithInfo(keys, keyInfo)
+	resp.Data["next_after"] = next
+	return resp, nil
+}
+
+// inventoryProviderToken is one provider token as the inventory shows it.
+type inventoryProviderToken struct {
+	key       string
+	ownerKind string // "user", "organization" or "unclaimed"
+	owner     string
+	entityID  string
+	entry     *providerTokenEntry
+}
+
+func (t *inventoryProviderToken) toResponseData() map[string]interface{} {
+	return map[string]interface{}{
+		"owner_kind": t.ownerKind,
+		"owner":      t.owner,
+		"entity_id":  t.entityID,
+		"provider":   t.entry.Provider,
+		"version":    t.entry.Version,
+		"created_at": formatTime(t.entry.CreatedAt),
+		"updated_at": formatTime(t.entry.UpdatedAt),
+		"updated_by": t.entry.UpdatedBy,
+		"expires_at": formatOptionalTime(t.entry.ExpiresAt),
+	}
+}
+
+// providerTokenGroups lists, in key order, the storage prefixes holding
+// provider tokens and how the inventory names their owners.
+func (b *backend) providerTokenGroups(ctx context.Context, s logical.Storage) ([]providerTokenGroup, error) {
+	var groups []providerTokenGroup
+	for _, family := range []struct{ kind, listPrefix, keyPrefix string }{
+		{"organization", providerTokenPrefix + "orgs/", "orgs/"},
+		{"unclaimed", unclaimedProviderTokenPrefix, "unclaimed/"},
+		{"user", providerTokenPrefix + "entities/", "users/"},
+	} {
+		owners, err := s.List(ctx, family.listPrefix)
+		if err != nil {
+			return nil, fmt.Errorf("listing provider token owners: %w", err)
+		}
+		for _, owner := range owners {
+			owner = strings.TrimSuffix(owner, "/")
+			groups = append(groups, providerTokenGroup{
+				kind: family.kind, owner: owner, storagePrefix: family.listPrefix + owner + "/", keyPrefix: family.keyPrefix + owner + "/",
+			})
+		}
+	}
+	sort.Slice(groups, func(i, j int) bool { return groups[i].keyPrefix < groups[j].keyPrefix })
+	return groups, nil
+}
+
+type providerTokenGroup struct {
+	kind          string
+	owner         string // organization, entity id, or the v0.1.0 user name
+	storagePrefix string
+	keyPrefix     string
+}
+
+func (b *backend) pathInventoryProviderTokens(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	after, limit, msg := page(d)
+	if msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+	groups, err := b.providerTokenGroups(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, limit)
+	keyInfo := make(map[string]interface{}, limit)
+	next, scanned, lastGroup := "", 0, ""
+	for _, group := range groups {
+		if group.keyPrefix+afterEverything <= after || next != "" {
+			continue
+		}
+		if scanned == inventoryEntityBudget {
+			// More owners remain: the next page starts after the last one read.
+			next = lastGroup + afterEverything
+			break
+		}
+		scanned++
+		lastGroup = group.keyPrefix
+		providers, err := req.Storage.List(ctx, group.storagePrefix)
+		if err != nil {
+			return nil, fmt.Errorf("listing provider tokens: %w", err)
+		}
+		sort.Strings(providers)
+		for _, provider := range providers {
+			key := group.keyPrefix + provider
+			if key <= after {
+				continue
+			}
+			entry, err := getProviderToken(ctx, req.Storage, group.storagePrefix, provider)
+			if err != nil {
+				return nil, err
+			}
+			if entry == nil {
+				continue
+			}
+			item := &inventoryProviderToken{key: key, ownerKind: group.kind, owner: group.owner, entry: entry}
+			if group.kind == "user" {
+				item.entityID = group.owner
+				item.owner = b.liveNameOf(ctx, req.Storage, group.owner)
+			}
+			keys = append(keys, key)
+			keyInfo[key] = item.toResponseData()
+			if len(keys) == limit {
+				next = key
+				break
+			}
+		}
+	}
+	resp := logical.ListResponseWithInfo(keys, keyInfo)
+	resp.Data["next_after"] = next
+	return resp, nil
+}
+
+// inventoryCounts are the inventory's dashboard figures.
+type inventoryCounts struct {
+	computedAt time.Time
+	data       map[string]interface{}
+}
+
+// countsCache reuses the counts for inventoryCountsTTL: a dashboard
+// polling them costs a scan a minute, not a scan a poll.
+type countsCache struct {
+	mu     sync.Mutex
+	counts *inventoryCounts
+}
+
+func (b *backend) pathInventoryRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	b.counts.mu.Lock()
+	defer b.counts.mu.Unlock()
+	if c := b.counts.counts; c != nil && !d.Get("refresh").(bool) && time.Since(c.computedAt) < inventoryCountsTTL {
+		return &logical.Response{Data: c.data}, nil
+	}
+	counts, err := b.countInventory(ctx, req.Storage, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	b.counts.counts = counts
+	return &logical.Response{Data: counts.data}, nil
+}
+
+// countInventory scans every owner and provider token once.
+func (b *backend) countInventory(ctx context.Context, s logical.Storage, now time.Time) (*inventoryCounts, error) {
+	cfg, err := b.getConfig(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	entities, err := listOwnerEntities(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	active := map[string]int{tokenKindNamed: 0, tokenKindLease: 0}
+	expiring := make(map[string]int, len(cfg.ExpiryNotices))
+	for _, threshold := range cfg.ExpiryNotices {
+		expiring[threshold.String()] = 0
+	}
+	unused, expired, ofInactiveOwners := 0, 0, 0
+	ownersByState := map[string]int{"active": 0, "disabled": 0, "deleted": 0}
+	knownOrgs := make(map[string]bool)
+	var deletedOwners []string
+	for _, entityID := range entities {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		id, err := b.lookupIdentity(ctx, s, entityID)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case id == nil:
+			ownersByState["deleted"]++
+			deletedOwners = append(deletedOwners, entityID)
+		case id.disabled:
+			ownersByState["disabled"]++
+		default:
+			ownersByState["active"]++
+			for org := range id.orgs {
+				knownOrgs[org] = true
+			}
+		}
+		tokens, err := entityTokens(ctx, s, cfg, entityID)
+		if err != nil {
+			return nil, err
+		}
+		for _, token := range tokens {
+			if !now.Before(token.expiresAt) {
+				expired++
+				continue
+			}
+			if id == nil || id.disabled {
+				// They do not verify; tidy removes them after the grace.
+				ofInactiveOwners++
+				continue
+			}
+			active[token.kind]++
+			for _, threshold := range cfg.ExpiryNotices {
+				if token.expiresAt.Sub(now) <= threshold {
+					expiring[threshold.String()]++
+				}
+			}
+			if unusedFor(token, now, unusedAfter) {
+				unused++
+			}
+		}
+	}
+
+	groups, err := b.providerTokenGroups(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	byProvider := make(map[string]int)
+	byOwnerKind := map[string]int{"user": 0, "organization": 0, "unclaimed": 0}
+	var orgsWithoutMembers, unclaimed []string
+	for _, group := range groups {
+		providers, err := s.List(ctx, group.storagePrefix)
+		if err != nil {
+			return nil, fmt.Errorf("listing provider tokens: %w", err)
+		}
+		for _, provider := range providers {
+			byProvider[provider]++
+			byOwnerKind[group.kind]++
+			if group.kind == "unclaimed" {
+				unclaimed = append(unclaimed, group.owner+"/"+provider)
+			}
+		}
+		if group.kind == "organization" && !knownOrgs[group.owner] {
+			orgsWithoutMembers = append(orgsWithoutMembers, group.owner)
+		}
+	}
+
+	return &inventoryCounts{computedAt: now, data: map[string]interface{}{
+		"computed_at": formatTime(now),
+		"tokens": map[string]interface{}{
+			"active_named":          active[tokenKindNamed],
+			"active_leases":         active[tokenKindLease],
+			"expiring_within":       expiring,
+			"unused_for_90_days":    unused,
+			"expired_awaiting_tidy": expired,
+			"of_inactive_owners":    ofInactiveOwners,
+		},
+		"owners": ownersByState,
+		"provider_tokens": map[string]interface{}{
+			"by_provider":   byProvider,
+			"by_owner_kind": byOwnerKind,
+		},
+		"orphans": map[string]interface{}{
+			"deleted_owner_entities":                nonNil(deletedOwners),
+			"organizations_without_a_known_member":  nonNil(orgsWithoutMembers),
+			"unclaimed_provider_tokens_from_v0_1_0": nonNil(unclaimed),
+		},
+	}}, nil
+}
+
+const pathInventoryHelpSynopsis = `Counts for a governance dashboard: tokens, owners, provider tokens, orphans.`
+
+const pathInventoryHelpDescription = `
+tokens: live named PATs and leased PATs of active owners, how many expire
+within each of the expiry_notices thresholds, how many went unused for 90
+days (never used and older, or last used before), expired ones tidy has not
+yet removed, and those of deleted or disabled owners (they do not verify;
+tidy removes them after offboarding_grace).
+owners: the owner entities by state (active, disabled, deleted).
+provider_tokens: by provider and by owner kind (user, organization,
+unclaimed). orphans: owner entities that were deleted (tidy offboards them
+after offboarding_grace), organizations with provider tokens but no member
+among the engine's users (a plugin cannot list identity groups, so "no
+known member" is what it can tell), and v0.1.0 provider tokens the upgrade
+could not attribute.
+
+Counting reads every owner; the counts are reused for a minute
+(computed_at says when they were made) unless refresh=true.
+
+  vault read planqk/inventory
+  vault read planqk/inventory refresh=true
+`
+
+const pathInventoryTokensHelpSynopsis = `Every PAT and leased PAT of every user, paged and filtered; never a secret.`
+
+const pathInventoryTokensHelpDescription = `
+Keys are <entity id>/named/<name> and <entity id>/lease/<token id>, in
+order; key_info gives each token's user (the entity's live name), entity_id,
+owner_state (active, disabled, deleted), kind, name, role, token_id, scopes,
+created_at, expires_at and last_used_at. Never a secret or an HMAC.
+
+Paging: limit (default 100, at most 1000) and after, the next_after of the
+previous page ("" when there is no more). A page reads at most 100 owners,
+so with a selective filter it may hold fewer keys than limit and still
+have a next_after: keep going until next_after is "".
+
+Filters: user, kind (named, lease), scope, expiring_within (a duration),
+unused_for (a duration), expired (true: only expired ones awaiting tidy;
+false: only live ones).
+
+  vault list planqk/inventory/tokens
+  vault list -format=json planqk/inventory/tokens expiring_within=168h
+  vault list planqk/inventory/tokens after=<next_after> limit=500
+`
+
+const pathInventoryProviderTokensHelpSynopsis = `Every provider token of every user and organization, paged; never a secret.`
+
+const pathInventoryProviderTokensHelpDescription = `
+Keys are orgs/<org>/<provider>, users/<entity id>/<provider> and, for v0.1.0
+tokens the upgrade could not attribute, unclaimed/<name>/<provider>;
+key_info gives owner_kind, owner (organization, the user's live name, or
+the v0.1.0 name), entity_id, provider, version, created_at, updated_at,
+updated_by and expires_at (when the writer gave one). No secret, no hint.
+Paging as inventory/tokens.
+
+  vault list -format=json planqk/inventory/provider-tokens
+`
