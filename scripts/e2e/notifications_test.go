@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"regexp"
@@ -307,7 +308,10 @@ func waitForPending(t *testing.T, n int) {
 	}
 }
 
-// writeExamplePayloads writes one payload per type to the file named by
+// examplePayloads holds the first payload of each type the tests saw.
+var examplePayloads = map[string][]byte{}
+
+// writeExamplePayloads adds one payload per type to the file named by
 // PLANQK_WEBHOOK_EXAMPLES, for the README: examples from a real run.
 func writeExamplePayloads(t *testing.T, deliveries []webhookDelivery) {
 	t.Helper()
@@ -315,26 +319,127 @@ func writeExamplePayloads(t *testing.T, deliveries []webhookDelivery) {
 	if path == "" {
 		return
 	}
-	examples := map[string]json.RawMessage{}
 	for _, d := range deliveries {
-		if _, ok := examples[d.Payload.Type]; !ok {
-			examples[d.Payload.Type] = d.Body
+		if _, ok := examplePayloads[d.Payload.Type]; !ok {
+			examplePayloads[d.Payload.Type] = d.Body
 		}
 	}
-	types := make([]string, 0, len(examples))
-	for eventType := range examples {
+	types := make([]string, 0, len(examplePayloads))
+	for eventType := range examplePayloads {
 		types = append(types, eventType)
 	}
 	sort.Strings(types)
 	var out bytes.Buffer
 	for _, eventType := range types {
-		var pretty bytes.Buffer
-		if err := json.Indent(&pretty, examples[eventType], "", "  "); err != nil {
+		if err := json.Indent(&out, examplePayloads[eventType], "", "  "); err != nil {
 			t.Fatal(err)
 		}
-		out.WriteString(pretty.String() + "\n")
+		out.WriteString("\n")
 	}
 	if err := os.WriteFile(path, out.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestWebhooksFromTheSweep: the sweep's notifications reach the receiver -
+// one reminder per token and threshold however often it runs, expiry, and
+// offboarding with what it revoked.
+func TestWebhooksFromTheSweep(t *testing.T) {
+	receiver, secret := useWebhooks(t)
+	root := as(t, "root")
+	if _, err := root.Logical().Write(mount+"/config", map[string]interface{}{"expiry_notices": "1h"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := root.Logical().Write(mount+"/config", map[string]interface{}{"expiry_notices": "168h,24h"}); err != nil {
+			t.Error(err)
+		}
+	})
+
+	userName := "notifysweep" + fmt.Sprint(loginSeq.Add(1))
+	userToken, _ := newLogin(t, userName)
+	user := clientWith(t, userToken)
+	var secrets []string
+	for name, ttl := range map[string]string{"soon": "50m", "brief": "1s", "later": "2h"} {
+		created, err := user.Logical().Write(mount+"/users/"+userName+"/tokens/"+name, map[string]interface{}{"ttl": ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, created.Data["token"].(string))
+		s.remember(created.Data["token"].(string), userName+"'s "+name+" PAT")
+	}
+	const dwave = "notify-sweep-dwave-token-4d2b"
+	s.remember(dwave, "the sweep test's D-Wave token")
+	secrets = append(secrets, dwave)
+	expiresAt := time.Now().Add(30 * time.Minute).UTC().Format(time.RFC3339)
+	if _, err := user.Logical().Write(mount+"/users/"+userName+"/provider-tokens/dwave", map[string]interface{}{"token": dwave, "expires_at": expiresAt}); err != nil {
+		t.Fatal(err)
+	}
+
+	leaverName := "notifyleaver" + fmt.Sprint(loginSeq.Add(1))
+	leaverToken, leaverID := newLogin(t, leaverName)
+	created, err := clientWith(t, leaverToken).Logical().Write(mount+"/users/"+leaverName+"/tokens/laptop", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaverPAT := created.Data["token"].(string)
+	s.remember(leaverPAT, "the notified leaver's PAT")
+	secrets = append(secrets, leaverPAT)
+	if _, err := root.Logical().Delete("identity/entity/id/" + leaverID); err != nil {
+		t.Fatal(err)
+	}
+	waitForIdentity(t, "the deletion", func() bool { return verify(t, leaverPAT)["active"] == false })
+	time.Sleep(1100 * time.Millisecond) // brief expires
+	runTidy(t, false)
+	runTidy(t, false)
+
+	key := func(d webhookDelivery) string {
+		out := d.Payload.Type + " " + d.Payload.Data.Path
+		if threshold := d.Payload.Data.Details["threshold"]; threshold != "" {
+			out += " threshold " + threshold
+		}
+		if reason := d.Payload.Data.Details["reason"]; reason != "" {
+			out += " reason " + reason
+		}
+		return out
+	}
+	userPrefix, leaverPath := "users/"+userName+"/", "users/"+leaverName
+	want := map[string]int{
+		"planqk.pat-expiring " + userPrefix + "tokens/soon threshold 1h0m0s":                      1,
+		"planqk.provider-token-expiring " + userPrefix + "provider-tokens/dwave threshold 1h0m0s": 1,
+		"planqk.pat-expired " + userPrefix + "tokens/brief":                                       1,
+		"planqk.pat-revoked " + leaverPath + "/tokens/laptop reason offboarded":                   1,
+		"planqk.user-offboarded " + leaverPath:                                                    1,
+	}
+	counted := func(deliveries []webhookDelivery) map[string]int {
+		got := map[string]int{}
+		for _, d := range mine(deliveries, userPrefix, leaverPath+"/", leaverPath) {
+			if d.Payload.Type == "planqk.pat-created" || d.Payload.Type == "planqk.provider-token-written" {
+				continue
+			}
+			if d.Payload.Type == "planqk.pat-expiring" && strings.HasSuffix(d.Payload.Data.Path, "/brief") {
+				continue // a sweep may have caught brief in its one second
+			}
+			got[key(d)]++
+		}
+		return got
+	}
+	got := receiver.waitFor("the sweep's notifications", 15*time.Second, func(d []webhookDelivery) bool {
+		return len(counted(d)) >= len(want)
+	})
+	// Anything still in flight from the second sweep arrives now.
+	waitForPending(t, 0)
+	got = receiver.deliveries()
+	receiver.requireNoneRejected()
+	requireOncePerID(t, got)
+	if fmt.Sprint(counted(got)) != fmt.Sprint(want) {
+		t.Fatalf("the sweep notified\n  %v\nwant\n  %v", counted(got), want)
+	}
+	requireNoSecrets(t, got, append(secrets, secret)...)
+	for _, d := range mine(got, leaverPath) {
+		if d.Payload.Type == "planqk.user-offboarded" && (d.Payload.Data.User != leaverName || d.Payload.Data.EntityID != leaverID || d.Payload.Data.Details["named_tokens_revoked"] != "1") {
+			t.Fatalf("user-offboarded names the wrong things: %s", d.Body)
+		}
+	}
+	writeExamplePayloads(t, got)
 }
