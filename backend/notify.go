@@ -101,7 +101,7 @@ const vaultEventTypePrefix = "planqk/"
 const webhookTypePrefix = "planqk."
 
 // sendVaultEvent publishes the event on Vault's event bus. Vault prepends
-// the mount path to the path metadata, so subscribers filter on
+// the mount path to the path and data_path metadata, so subscribers see
 // planqk/users/alice/... and need the subscribe capability there.
 func (b *backend) sendVaultEvent(ctx context.Context, id string, event *lifecycleEvent) {
 	metadata := event.metadata()
@@ -126,21 +126,25 @@ func (b *backend) sendVaultEvent(ctx context.Context, id string, event *lifecycl
 }
 
 // metadata is the event as flat, non-secret strings for Vault's event bus:
-// path for subscription filters, modified for changes (not reminders), the
-// event's fields and its details (which never override a field).
+// path, against which Vault checks a subscriber's subscribe capability;
+// data_path and operation (the event type), which subscription filters
+// can test; modified for changes (not reminders); the event's fields and
+// its details (which never override a field).
 func (event *lifecycleEvent) metadata() map[string]string {
 	metadata := map[string]string{}
 	for key, value := range event.Details {
 		metadata[key] = value
 	}
 	for key, value := range map[string]string{
-		logical.EventMetadataPath: event.Path,
-		"entity_id":               event.EntityID,
-		"user":                    event.User,
-		"org":                     event.Org,
-		"token_id":                event.TokenID,
-		"name":                    event.Name,
-		"at":                      event.At.UTC().Format(time.RFC3339Nano),
+		logical.EventMetadataPath:      event.Path,
+		logical.EventMetadataDataPath:  event.Path,
+		logical.EventMetadataOperation: event.Type,
+		"entity_id":                    event.EntityID,
+		"user":                         event.User,
+		"org":                          event.Org,
+		"token_id":                     event.TokenID,
+		"name":                         event.Name,
+		"at":                           event.At.UTC().Format(time.RFC3339Nano),
 	} {
 		metadata[key] = value
 	}

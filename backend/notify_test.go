@@ -122,6 +122,8 @@ func TestNotify_vaultEventForEveryLifecycleChange(t *testing.T) {
 
 	created := metadataOf(events[0])
 	require.Equal(t, "users/alice/tokens/laptop", created["path"], "Vault prepends the mount path itself")
+	require.Equal(t, created["path"], created["data_path"], "subscription filters test data_path")
+	require.Equal(t, "pat-created", created["operation"])
 	require.Equal(t, alice, created["entity_id"])
 	require.Equal(t, "alice", created["user"])
 	require.Equal(t, "laptop", created["name"])

@@ -135,6 +135,7 @@ func (w *webhookDelivery) stop() {
 		cancel()
 		<-done
 	}
+	w.client.CloseIdleConnections()
 }
 
 // signal wakes the worker without waiting.
