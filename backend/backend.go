@@ -89,6 +89,8 @@ type backend struct {
 	webhookSecret *storageCache[string, *webhookSecretEntry]
 	// webhooks delivers lifecycle notifications from the outbox.
 	webhooks *webhookDelivery
+	// vaultEvents knows whether Vault can deliver events to anyone.
+	vaultEvents vaultEventAudience
 }
 
 func newBackend() *backend {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-uuid"
@@ -74,8 +76,9 @@ func summaryRecord(name string, summary *tokenSummary) *tokenRecord {
 // It never fails the operation that caused it: a notification that cannot
 // be recorded is logged instead.
 //
-// Cost on the request path: one gRPC call to Vault's event bus, and with a
-// webhook_url one storage write (the outbox entry); without one, no
+// Cost on the request path: on Vault Enterprise one gRPC call to Vault's
+// event bus (none on Community Edition, which cannot deliver events), and
+// with a webhook_url one storage write (the outbox entry); without one, no
 // storage round trip (the configuration is cached).
 func (b *backend) notify(ctx context.Context, s logical.Storage, event *lifecycleEvent) {
 	if event.At.IsZero() {
@@ -104,6 +107,9 @@ const webhookTypePrefix = "planqk."
 // the mount path to the path and data_path metadata, so subscribers see
 // planqk/users/alice/... and need the subscribe capability there.
 func (b *backend) sendVaultEvent(ctx context.Context, id string, event *lifecycleEvent) {
+	if !b.vaultEvents.haveSubscribers(b.System()) {
+		return
+	}
 	metadata := event.metadata()
 	fields := make(map[string]*structpb.Value, len(metadata))
 	for key, value := range metadata {
@@ -123,6 +129,26 @@ func (b *backend) sendVaultEvent(ctx context.Context, id string, event *lifecycl
 	if err != nil && !errors.Is(err, framework.ErrNoEvents) {
 		b.Logger().Warn("sending a Vault event failed", "type", event.Type, "error", err)
 	}
+}
+
+// vaultEventAudience remembers whether this Vault lets anyone subscribe to
+// events. Since Vault 1.16 only Enterprise does: Community Edition accepts
+// a plugin's events and drops them, so there the engine spares every
+// lifecycle change that gRPC round trip to Vault. Vault reports its edition
+// in the plugin environment ("ent..." version metadata for Enterprise); an
+// unknown environment counts as Enterprise, so events are never lost to a
+// wrong guess.
+type vaultEventAudience struct {
+	once sync.Once
+	none bool
+}
+
+func (a *vaultEventAudience) haveSubscribers(sys logical.SystemView) bool {
+	a.once.Do(func() {
+		env, err := sys.PluginEnv(context.Background())
+		a.none = err == nil && env != nil && env.VaultVersion != "" && !strings.HasPrefix(env.VaultVersionMetadata, "ent")
+	})
+	return !a.none
 }
 
 // metadata is the event as flat, non-secret strings for Vault's event bus:

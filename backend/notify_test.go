@@ -228,3 +228,27 @@ func TestNotify_webhookCostsOnePutOnlyWhenConfigured(t *testing.T) {
 	require.Equal(t, off.Deletes, on.Deletes)
 	require.Equal(t, 2, env.b.webhooks.outbox.pendingCount())
 }
+
+// Community Edition drops plugin events (only Enterprise lets anyone
+// subscribe), so the engine does not send them there; Enterprise, and a
+// Vault that does not say, get every event.
+func TestNotify_vaultEventsOnlyWhereSomeoneCanSubscribe(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		env  *logical.PluginEnvironment
+		sent int
+	}{
+		{"community edition", &logical.PluginEnvironment{VaultVersion: "1.21.0"}, 0},
+		{"enterprise", &logical.PluginEnvironment{VaultVersion: "1.21.0", VaultVersionMetadata: "ent"}, 1},
+		{"enterprise with HSM", &logical.PluginEnvironment{VaultVersion: "1.21.0", VaultVersionMetadata: "ent.hsm"}, 1},
+		{"unknown", nil, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			env.sys.PluginEnvironment = c.env
+			alice := env.addUser("alice")
+			env.createToken("alice", alice, "laptop", nil)
+			require.Len(t, env.events.sent(), c.sent)
+		})
+	}
+}
