@@ -106,6 +106,7 @@ fuzz:
 	$(GO) test ./backend -run '^$$' -fuzz '^FuzzWellFormedToken$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./backend -run '^$$' -fuzz '^FuzzValidateProviderValues$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./backend -run '^$$' -fuzz '^FuzzBuildProvider$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./backend -run '^$$' -fuzz '^FuzzRenderDotenv$$' -fuzztime $(FUZZTIME)
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -68,6 +68,8 @@ type backend struct {
 	ownerNames *storageCache[string, string]
 	// leaseCounts holds how many leased PATs each entity has.
 	leaseCounts *storageCache[string, int]
+	// providers holds the whole provider catalogue under catalogueKey.
+	providers *storageCache[string, map[string]*providerEntry]
 
 	// replication is the system view the framework uses, with the
 	// replication state cached.
@@ -103,6 +105,7 @@ func newBackend() *backend {
 		records:     newStorageCache[string, *tokenRecord](recordCacheSize),
 		ownerNames:  newStorageCache[string, string](ownerCacheSize),
 		leaseCounts: newStorageCache[string, int](ownerCacheSize),
+		providers:   newStorageCache[string, map[string]*providerEntry](1),
 		lastUse:     newLastUse(),
 
 		webhookSecret: newStorageCache[string, *webhookSecretEntry](1),
@@ -125,6 +128,7 @@ func newBackend() *backend {
 			pathTokens(b),
 			pathRoles(b),
 			pathCreds(b),
+			pathRuntime(b),
 			pathVerify(b),
 			pathIntrospect(b),
 			pathProviders(b),
@@ -211,6 +215,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.webhookSecret.remove(webhookSecretPath)
 	case key == migrationPath:
 		b.migrated.Store(false)
+	case strings.HasPrefix(key, providerPrefix):
+		b.providers.remove(catalogueKey)
 	case strings.HasPrefix(key, rolePrefix):
 		b.roles.remove(strings.TrimPrefix(key, rolePrefix))
 	case strings.HasPrefix(key, tokenRecordPrefix):
@@ -257,7 +263,9 @@ The PlanQK secrets engine serves PlanQK's access-token model from Vault.
 
 Personal access tokens (PATs) are issued to users - Vault identity entities -
 under users/<user>/tokens/<name>, verified by the PlanQK API at verify, and
-issued as short-lived Vault leases for runtimes at users/<user>/creds/<role>.
+issued as short-lived Vault leases for runtimes at users/<user>/creds/<role>,
+or with every provider credential a job needs, as environment variables, at
+users/<user>/runtime/<role>.
 A PAT works in every organization its owner belongs to; organizations and
 roles are Vault identity groups with metadata planqk_org and planqk_role.
 Everything a user owns is kept under the user's entity id: renaming an

@@ -339,6 +339,8 @@ func TestBackend_writesOnPerformanceStandbyAreForwarded(t *testing.T) {
 		{logical.UpdateOperation, "users/alice/tokens/laptop/rotate", nil},
 		{logical.DeleteOperation, "users/alice/tokens/laptop", nil},
 		{logical.ReadOperation, "users/alice/creds/runtime", nil},
+		{logical.ReadOperation, "users/alice/runtime/runtime", nil},
+		{logical.UpdateOperation, "users/alice/runtime/runtime", map[string]interface{}{"org": "acme"}},
 		{logical.UpdateOperation, "roles/runtime", nil},
 		{logical.DeleteOperation, "roles/runtime", nil},
 		{logical.UpdateOperation, "providers/rigetti", map[string]interface{}{"required_fields": "api_key"}},

@@ -46,35 +46,77 @@ func pathCreds(b *backend) []*framework.Path {
 }
 
 func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	user, roleName := d.Get("user").(string), d.Get("role").(string)
-	if msg := checkNames(userName(user), resourceName("role", roleName)); msg != "" {
-		return logical.ErrorResponse(msg), nil
-	}
-	owner, errResp, err := b.requireTokenOwner(ctx, req, user)
+	lease, errResp, err := b.prepareLease(ctx, req, d.Get("user").(string), d.Get("role").(string))
 	if errResp != nil || err != nil {
 		return errResp, err
 	}
+	return b.issueLease(ctx, req, lease)
+}
+
+// leaseRequest is a leased PAT that may be issued: the caller is the
+// token's owner, the role exists and the lease's TTLs are known. Nothing
+// is stored yet.
+type leaseRequest struct {
+	owner    *identity
+	roleName string
+	scopes   []string
+	cfg      *configEntry
+	ttl      time.Duration
+	maxTTL   time.Duration
+	warnings []string
+	// path is the API path the lease was asked for, for the lifecycle event.
+	path string
+}
+
+// prepareLease checks a request for a leased PAT of roleName for user:
+// only the user's own entity may have one, of a role that exists. It
+// returns a response naming the problem when there is one.
+func (b *backend) prepareLease(ctx context.Context, req *logical.Request, user, roleName string) (*leaseRequest, *logical.Response, error) {
+	if msg := checkNames(userName(user), resourceName("role", roleName)); msg != "" {
+		return nil, logical.ErrorResponse(msg), nil
+	}
+	owner, errResp, err := b.requireTokenOwner(ctx, req, user)
+	if errResp != nil || err != nil {
+		return nil, errResp, err
+	}
 	role, err := b.getRole(ctx, req.Storage, roleName)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if role == nil {
-		return logical.ErrorResponse(fmt.Sprintf("role %q does not exist", roleName)), nil
+		return nil, logical.ErrorResponse(fmt.Sprintf("role %q does not exist", roleName)), nil
 	}
 	cfg, err := b.getConfig(ctx, req.Storage)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ttl, maxTTL, warnings, err := b.leaseTTLs(role, cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	scopes := role.Scopes
 	if scopes == nil {
 		scopes = cfg.DefaultScopes
 	}
-	scopes = cfg.effectiveScopes(scopes)
+	return &leaseRequest{
+		owner:    owner,
+		roleName: roleName,
+		scopes:   cfg.effectiveScopes(scopes),
+		cfg:      cfg,
+		ttl:      ttl,
+		maxTTL:   maxTTL,
+		warnings: warnings,
+		path:     req.Path,
+	}, nil, nil
+}
 
+// issueLease issues the PAT as a Vault lease: its record (what verify
+// reads) and its lease marker (what lists it under its owner), under the
+// owner's lock and within the per-user cap. The response carries the token
+// and its metadata; a user at the cap gets an error response and nothing
+// is stored.
+func (b *backend) issueLease(ctx context.Context, req *logical.Request, l *leaseRequest) (*logical.Response, error) {
+	owner := l.owner
 	lock := b.lockFor(entityLockKey(owner.entityID))
 	lock.Lock()
 	defer lock.Unlock()
@@ -84,20 +126,20 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 		return nil, err
 	}
 	if leases >= maxLeasesPerUser {
-		return logical.ErrorResponse(fmt.Sprintf("user %q already holds %d leased tokens, the most a user may hold at once: revoke unused leases (vault lease revoke -prefix) or let them expire", user, maxLeasesPerUser)), nil
+		return logical.ErrorResponse(fmt.Sprintf("user %q already holds %d leased tokens, the most a user may hold at once: revoke unused leases (vault lease revoke -prefix) or let them expire", owner.name, maxLeasesPerUser)), nil
 	}
 	if err := b.registerOwner(ctx, req.Storage, owner); err != nil {
 		return nil, err
 	}
 
-	token, err := b.newToken(ctx, req.Storage, cfg)
+	token, err := b.newToken(ctx, req.Storage, l.cfg)
 	if err != nil {
 		return nil, err
 	}
 	// The record's expiry is the lease's, as Vault will cap it: Vault
 	// revokes the lease, and with it the record, at that instant, and verify
 	// refuses the token from then on even if the revocation runs late.
-	record := token.record(owner.entityID, roleName, roleName, scopes, ttl)
+	record := token.record(owner.entityID, l.roleName, l.roleName, l.scopes, l.ttl)
 	if err := putTokenRecord(ctx, req.Storage, record); err != nil {
 		return nil, err
 	}
@@ -108,7 +150,9 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 		return nil, err
 	}
 	b.leaseCounts.set(owner.entityID, leases+1)
-	b.notify(ctx, req.Storage, patEvent(eventLeaseIssued, owner.entityID, owner.name, record))
+	event := patEvent(eventLeaseIssued, owner.entityID, owner.name, record)
+	event.Path = l.path
+	b.notify(ctx, req.Storage, event)
 
 	resp := b.Secret(secretPATType).Response(
 		map[string]interface{}{
@@ -117,16 +161,16 @@ func (b *backend) pathCredsRead(ctx context.Context, req *logical.Request, d *fr
 			"name":       record.Name,
 			"user":       owner.name,
 			"entity_id":  owner.entityID,
-			"role":       roleName,
-			"scopes":     scopes,
+			"role":       l.roleName,
+			"scopes":     l.scopes,
 			"created_at": formatTime(record.CreatedAt),
 			"expires_at": formatTime(record.ExpiresAt),
 		},
-		leaseInternalData{Hash: record.Hash, EntityID: owner.entityID, Role: roleName, TokenID: record.TokenID}.toMap(),
+		leaseInternalData{Hash: record.Hash, EntityID: owner.entityID, Role: l.roleName, TokenID: record.TokenID}.toMap(),
 	)
-	resp.Secret.TTL = ttl
-	resp.Secret.MaxTTL = maxTTL
-	for _, warning := range warnings {
+	resp.Secret.TTL = l.ttl
+	resp.Secret.MaxTTL = l.maxTTL
+	for _, warning := range l.warnings {
 		resp.AddWarning(warning)
 	}
 	return resp, nil

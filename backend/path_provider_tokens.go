@@ -417,7 +417,8 @@ func takeExpiresAt(body map[string]interface{}) (time.Time, string) {
 func validateProviderValues(name string, provider *providerEntry, data map[string]interface{}) (map[string]string, string) {
 	values := make(map[string]string, len(data))
 	for key, raw := range data {
-		if _, ok := provider.field(key); !ok {
+		field, ok := provider.field(key)
+		if !ok {
 			return nil, fmt.Sprintf("unknown field %q for provider %q (fields: %s)", key, name, provider.fieldNames())
 		}
 		value, ok := raw.(string)
@@ -430,11 +431,19 @@ func validateProviderValues(name string, provider *providerEntry, data map[strin
 			// Vault's JSON decoding turns bytes that are not UTF-8 into
 			// U+FFFD; storing that would silently corrupt a credential.
 			return nil, fmt.Sprintf("field %q contains U+FFFD: the value was not valid UTF-8 as sent", key)
+		case strings.IndexByte(value, 0) >= 0:
+			return nil, fmt.Sprintf("field %q must not contain NUL: no environment variable can hold it", key)
 		case len(value) > maxProviderValueLength:
 			return nil, fmt.Sprintf("field %q must be at most %d bytes", key, maxProviderValueLength)
-		case value != "":
-			values[key] = value
+		case value == "":
+			continue
 		}
+		if field.splitter != nil {
+			if _, ok := field.splitter.split(value); !ok {
+				return nil, fmt.Sprintf("field %q must be of the form %s", key, field.splitter.format)
+			}
+		}
+		values[key] = value
 	}
 	for _, f := range provider.Fields {
 		if _, ok := values[f.Name]; f.Required && !ok {

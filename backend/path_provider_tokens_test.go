@@ -79,6 +79,10 @@ func TestProviderTokens_badWritesAreRefusedAndWriteNothing(t *testing.T) {
 		{"not UTF-8 as sent", "users/alice/provider-tokens/dwave", map[string]interface{}{"token": "abc\uFFFDdef"}, `field "token" contains U+FFFD`},
 		{"oversized", "users/alice/provider-tokens/dwave", map[string]interface{}{"token": strings.Repeat("t", maxProviderValueLength+1)}, `field "token" must be at most`},
 		{"path parameter in body", "users/alice/provider-tokens/dwave", map[string]interface{}{"token": "t", "org": "acme"}, `unknown field "org"`},
+		{"NUL", "users/alice/provider-tokens/dwave", map[string]interface{}{"token": "ab\x00cd"}, `field "token" must not contain NUL`},
+		{"azure resource id of another form", "users/alice/provider-tokens/azure-quantum", map[string]interface{}{
+			"tenant_id": "t", "client_id": "c", "client_secret": "s", "resource_id": "/subscriptions/not-a-guid/resourceGroups/rg/providers/Microsoft.Quantum/Workspaces/ws",
+		}, `field "resource_id" must be of the form /subscriptions/{AZURE_QUANTUM_SUBSCRIPTION_ID}/`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -32,12 +33,22 @@ type providerField struct {
 	Name     string `json:"name"`
 	Required bool   `json:"required"`
 	Secret   bool   `json:"secret"`
+	// Env are the environment variables the field's value is handed to a
+	// runtime in (resolve's env, the runtime read).
+	Env []string `json:"env,omitempty"`
+
+	// splitter, for a built-in field whose SDK reads its value in parts,
+	// puts each part into one of Env instead.
+	splitter *envSplitter
 }
 
 // providerEntry describes what a provider's access token consists of.
 type providerEntry struct {
 	Description string          `json:"description"`
 	Fields      []providerField `json:"fields"`
+	// EnvConstants are variables with fixed values that the provider's SDK
+	// needs for every token, such as the channel qiskit-ibm-runtime takes.
+	EnvConstants map[string]string `json:"env_constants,omitempty"`
 }
 
 func (p *providerEntry) field(name string) (providerField, bool) {
@@ -52,54 +63,130 @@ func (p *providerEntry) field(name string) (providerField, bool) {
 func (p *providerEntry) toResponseData(name string, builtIn, overridden bool) map[string]interface{} {
 	fields := make([]map[string]interface{}, 0, len(p.Fields))
 	for _, f := range p.Fields {
-		fields = append(fields, map[string]interface{}{"name": f.Name, "required": f.Required, "secret": f.Secret})
+		field := map[string]interface{}{"name": f.Name, "required": f.Required, "secret": f.Secret, "env": append([]string{}, f.Env...)}
+		if f.splitter != nil {
+			field["env_format"] = f.splitter.format
+		}
+		fields = append(fields, field)
+	}
+	constants := make(map[string]string, len(p.EnvConstants))
+	for k, v := range p.EnvConstants {
+		constants[k] = v
 	}
 	return map[string]interface{}{
-		"name":        name,
-		"description": p.Description,
-		"fields":      fields,
-		"built_in":    builtIn,
-		"overridden":  overridden,
+		"name":          name,
+		"description":   p.Description,
+		"fields":        fields,
+		"env_constants": constants,
+		"built_in":      builtIn,
+		"overridden":    overridden,
 	}
 }
 
-func required(name string, secret bool) providerField {
-	return providerField{Name: name, Required: true, Secret: secret}
+func required(name string, secret bool, env ...string) providerField {
+	return providerField{Name: name, Required: true, Secret: secret, Env: env}
 }
 
-func optional(name string) providerField {
-	return providerField{Name: name}
+func optional(name string, secret bool, env ...string) providerField {
+	return providerField{Name: name, Secret: secret, Env: env}
 }
 
 // builtinProviders is the default catalogue; operators extend or override it
-// at providers/<provider>.
+// at providers/<provider>. Each variable is the one the provider's SDK
+// reads, as its source says (repository, file, where). Fields were only
+// ever added, never renamed, so tokens stored by earlier versions keep
+// their meaning.
 var builtinProviders = map[string]*providerEntry{
+	// qiskit-ibm-runtime (Qiskit/qiskit-ibm-runtime, 0.49):
+	// qiskit_ibm_runtime/accounts/management.py, AccountManager._from_env_variables
+	// reads QISKIT_IBM_TOKEN, QISKIT_IBM_URL and QISKIT_IBM_INSTANCE, and
+	// AccountManager.get takes the channel from QISKIT_IBM_CHANNEL when the
+	// caller names none (default "ibm_quantum_platform"); the channels are
+	// accounts/account.py's ChannelType. The IBM Quantum Platform and IBM
+	// Cloud both take an IBM Cloud API key as the token and a service CRN as
+	// the instance; they differ in the channel, a constant of each provider.
+	// url (QISKIT_IBM_URL, optional since qiskit-ibm-runtime 0.24) was added
+	// for private or regional endpoints.
 	"ibm-quantum": {
-		Description: "IBM Quantum Platform: API token and optional instance (hub/group/project or CRN).",
-		Fields:      []providerField{required("token", true), optional("instance")},
+		Description: "IBM Quantum Platform: API key and optional instance (service CRN) and API URL.",
+		Fields: []providerField{
+			required("token", true, "QISKIT_IBM_TOKEN"),
+			optional("instance", false, "QISKIT_IBM_INSTANCE"),
+			optional("url", false, "QISKIT_IBM_URL"),
+		},
+		EnvConstants: map[string]string{"QISKIT_IBM_CHANNEL": "ibm_quantum_platform"},
 	},
 	"ibm-cloud": {
-		Description: "IBM Cloud Quantum: API key and optional service CRN.",
-		Fields:      []providerField{required("api_key", true), optional("service_crn")},
-	},
-	"aws-braket": {
-		Description: "Amazon Braket: AWS access key pair and optional region.",
-		Fields:      []providerField{required("access_key_id", true), required("secret_access_key", true), optional("region")},
-	},
-	"azure-quantum": {
-		Description: "Azure Quantum: service principal of a workspace and optional location.",
+		Description: "IBM Cloud Quantum: API key and optional service CRN and API URL.",
 		Fields: []providerField{
-			required("tenant_id", false), required("client_id", false), required("client_secret", true),
-			required("resource_id", false), optional("location"),
+			required("api_key", true, "QISKIT_IBM_TOKEN"),
+			optional("service_crn", false, "QISKIT_IBM_INSTANCE"),
+			optional("url", false, "QISKIT_IBM_URL"),
+		},
+		EnvConstants: map[string]string{"QISKIT_IBM_CHANNEL": "ibm_cloud"},
+	},
+	// botocore (boto/botocore): botocore/credentials.py, EnvProvider reads
+	// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (or
+	// AWS_SECURITY_TOKEN); botocore/configprovider.py,
+	// BOTOCORE_DEFAUT_SESSION_VARIABLES takes the region from
+	// AWS_DEFAULT_REGION. The Braket SDK (amazon-braket/amazon-braket-sdk-python):
+	// src/braket/aws/aws_session.py, AwsSession.__init__ creates its boto3
+	// session with region_name=os.environ.get("AWS_REGION"), so the region
+	// feeds both. session_token was added for temporary credentials.
+	"aws-braket": {
+		Description: "Amazon Braket: AWS access key pair, optional session token and region.",
+		Fields: []providerField{
+			required("access_key_id", true, "AWS_ACCESS_KEY_ID"),
+			required("secret_access_key", true, "AWS_SECRET_ACCESS_KEY"),
+			optional("region", false, "AWS_REGION", "AWS_DEFAULT_REGION"),
+			optional("session_token", true, "AWS_SESSION_TOKEN"),
 		},
 	},
-	"dwave": {
-		Description: "D-Wave Leap: API token.",
-		Fields:      []providerField{required("token", true)},
+	// azure-quantum (microsoft/azure-quantum-python):
+	// azure-quantum/azure/quantum/_workspace_connection_params.py,
+	// WorkspaceConnectionParams.default_from_env_vars reads
+	// AZURE_QUANTUM_SUBSCRIPTION_ID, AZURE_QUANTUM_WORKSPACE_RG,
+	// AZURE_QUANTUM_WORKSPACE_NAME and AZURE_QUANTUM_WORKSPACE_LOCATION
+	// (names in azure/quantum/_constants.py, EnvironmentVariables) - never a
+	// resource id, so the stored resource_id is split into those three. Its
+	// credential defaults to azure-identity's DefaultAzureCredential, whose
+	// EnvironmentCredential (Azure/azure-sdk-for-python:
+	// sdk/identity/azure-identity/azure/identity/_credentials/environment.py)
+	// reads AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET.
+	"azure-quantum": {
+		Description: "Azure Quantum: service principal, workspace resource id and optional location.",
+		Fields: []providerField{
+			required("tenant_id", false, "AZURE_TENANT_ID"),
+			required("client_id", false, "AZURE_CLIENT_ID"),
+			required("client_secret", true, "AZURE_CLIENT_SECRET"),
+			{
+				Name: "resource_id", Required: true,
+				Env:      []string{"AZURE_QUANTUM_SUBSCRIPTION_ID", "AZURE_QUANTUM_WORKSPACE_RG", "AZURE_QUANTUM_WORKSPACE_NAME"},
+				splitter: azureWorkspaceSplitter,
+			},
+			optional("location", false, "AZURE_QUANTUM_WORKSPACE_LOCATION"),
+		},
 	},
+	// dwave-cloud-client (dwavesystems/dwave-cloud-client):
+	// dwave/cloud/config/loaders.py, ENV_OPTION_MAP maps DWAVE_API_TOKEN,
+	// DWAVE_API_ENDPOINT and DWAVE_API_REGION to its token, endpoint and
+	// region options. endpoint and region were added; the client treats
+	// them as alternatives (MUTUALLY_EXCLUSIVE_OPTIONS).
+	"dwave": {
+		Description: "D-Wave Leap: API token and optional solver API endpoint or region.",
+		Fields: []providerField{
+			required("token", true, "DWAVE_API_TOKEN"),
+			optional("endpoint", false, "DWAVE_API_ENDPOINT"),
+			optional("region", false, "DWAVE_API_REGION"),
+		},
+	},
+	// qiskit-ionq (qiskit-community/qiskit-ionq): qiskit_ionq/helpers.py,
+	// resolve_credentials reads QISKIT_IONQ_API_TOKEN, then IONQ_API_KEY,
+	// then IONQ_API_TOKEN; IONQ_API_KEY is the name IonQ documents and its
+	// other SDKs read too.
 	"ionq": {
 		Description: "IonQ Quantum Cloud: API key.",
-		Fields:      []providerField{required("api_key", true)},
+		Fields:      []providerField{required("api_key", true, "IONQ_API_KEY")},
 	},
 }
 
@@ -146,6 +233,14 @@ func pathProviders(b *backend) []*framework.Path {
 				"secret_fields": {
 					Type:        framework.TypeCommaStringSlice,
 					Description: "Which of the fields hold secrets: reads show only a hint of them; resolve returns them.",
+				},
+				"env": {
+					Type:        framework.TypeCommaStringSlice,
+					Description: "Environment variables the provider's SDK reads each field from, as field:VARIABLE entries (a field may feed several variables).",
+				},
+				"env_constants": {
+					Type:        framework.TypeKVPairs,
+					Description: "Environment variables with fixed values the provider's SDK needs for every token, as VARIABLE=value pairs.",
 				},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
@@ -203,7 +298,8 @@ func (b *backend) pathProviderWrite(ctx context.Context, req *logical.Request, d
 		return logical.ErrorResponse(msg), nil
 	}
 	provider, msg := buildProvider(description,
-		d.Get("required_fields").([]string), d.Get("optional_fields").([]string), d.Get("secret_fields").([]string))
+		d.Get("required_fields").([]string), d.Get("optional_fields").([]string), d.Get("secret_fields").([]string),
+		d.Get("env").([]string), d.Get("env_constants").(map[string]string))
 	if msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
@@ -215,12 +311,17 @@ func (b *backend) pathProviderWrite(ctx context.Context, req *logical.Request, d
 	if err := req.Storage.Put(ctx, entry); err != nil {
 		return nil, fmt.Errorf("storing provider: %w", err)
 	}
-	return &logical.Response{Data: provider.toResponseData(name, builtinProviders[name] != nil, true)}, nil
+	b.providers.remove(catalogueKey)
+	resp := &logical.Response{Data: provider.toResponseData(name, builtinProviders[name] != nil, true)}
+	if missing := provider.fieldsWithoutEnv(); len(missing) > 0 {
+		resp.AddWarning(fmt.Sprintf("fields without an environment variable are left out of resolve's env and of the runtime read: %s (declare them with env=field:VARIABLE)", strings.Join(missing, ", ")))
+	}
+	return resp, nil
 }
 
 // buildProvider validates a provider definition, returning a message naming
 // the offending field when it is invalid.
-func buildProvider(description string, requiredFields, optionalFields, secretFields []string) (*providerEntry, string) {
+func buildProvider(description string, requiredFields, optionalFields, secretFields, env []string, envConstants map[string]string) (*providerEntry, string) {
 	if len(requiredFields) == 0 {
 		return nil, "required_fields must name at least one field"
 	}
@@ -262,6 +363,9 @@ func buildProvider(description string, requiredFields, optionalFields, secretFie
 			}
 		}
 	}
+	if msg := provider.parseEnvMappings(env, envConstants); msg != "" {
+		return nil, msg
+	}
 	return provider, ""
 }
 
@@ -277,6 +381,7 @@ func (b *backend) pathProviderDelete(ctx context.Context, req *logical.Request, 
 	if err := req.Storage.Delete(ctx, providerPrefix+name); err != nil {
 		return nil, fmt.Errorf("deleting provider: %w", err)
 	}
+	b.providers.remove(catalogueKey)
 	return nil, nil
 }
 
@@ -297,6 +402,39 @@ func getProvider(ctx context.Context, s logical.Storage, name string) (provider 
 	return provider, true, nil
 }
 
+// catalogueKey is the one key of the catalogue cache.
+const catalogueKey = "catalogue"
+
+// catalogue returns every provider's definition by name: the built-in ones
+// with the operator's added and overriding ones. It is cached whole, so
+// that resolve and the runtime read pay nothing for it; writes on this node
+// and Invalidate for other nodes' writes drop it.
+func (b *backend) catalogue(ctx context.Context, s logical.Storage) (map[string]*providerEntry, error) {
+	if cached, ok := b.providers.get(catalogueKey); ok {
+		return cached, nil
+	}
+	generation := b.providers.begin()
+	stored, err := s.List(ctx, providerPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing providers: %w", err)
+	}
+	merged := make(map[string]*providerEntry, len(builtinProviders)+len(stored))
+	for name, provider := range builtinProviders {
+		merged[name] = provider
+	}
+	for _, name := range stored {
+		provider, _, err := getProvider(ctx, s, name)
+		if err != nil {
+			return nil, err
+		}
+		if provider != nil {
+			merged[name] = provider
+		}
+	}
+	b.providers.fill(catalogueKey, merged, generation)
+	return merged, nil
+}
+
 const pathProvidersListHelpSynopsis = `List the providers whose access tokens the engine stores.`
 
 const pathProvidersListHelpDescription = `
@@ -308,13 +446,29 @@ const pathProviderHelpSynopsis = `Read, define or override a provider of the cat
 
 const pathProviderHelpDescription = `
 A provider entry says which fields its access tokens have: each field's
-name, whether it is required, and whether it is secret (reads of stored
-tokens show only a hint of secret fields). Writes of provider tokens are
-validated against it.
+name, whether it is required, whether it is secret (reads of stored tokens
+show only a hint of secret fields), and the environment variables its
+provider's SDK reads the value from. Writes of provider tokens are
+validated against it; resolve's env and the runtime read
+(users/<user>/runtime/<role>) hand the values to runtimes under those
+variables, with the provider's env_constants.
+
+env lists field:VARIABLE entries; a field may feed several variables.
+Variable names are POSIX names (letters, digits, '_', not starting with a
+digit). Names that change how a runtime's programs run (PATH, HOME, LD_*,
+DYLD_*, PYTHON*, NODE_OPTIONS, proxies, CA bundles, shell start-up) and the
+engine's and Vault's own (PLANQK_*, VAULT_*) are refused: whoever writes a
+provider token chooses the values.
 
 Writing a built-in provider overrides it; deleting the override restores the
 built-in definition. Built-in providers themselves cannot be deleted.
 
   vault write planqk/providers/rigetti description="Rigetti QCS" \
       required_fields=api_key optional_fields=region secret_fields=api_key
+
+  # Azure Quantum with a workspace connection string (an API key) instead
+  # of a service principal; azure-quantum reads AZURE_QUANTUM_CONNECTION_STRING.
+  vault write planqk/providers/azure-quantum-key description="Azure Quantum (connection string)" \
+      required_fields=connection_string secret_fields=connection_string \
+      env=connection_string:AZURE_QUANTUM_CONNECTION_STRING
 `

@@ -65,7 +65,7 @@ func (b *backend) pathResolve(ctx context.Context, req *logical.Request, d *fram
 			return nil, err
 		}
 		if entry != nil {
-			return resolvedResponse(entry, orgOwner, "organization"), nil
+			return b.resolvedResponse(ctx, req.Storage, entry, orgOwner, sourceOrganization)
 		}
 	}
 
@@ -81,19 +81,35 @@ func (b *backend) pathResolve(ctx context.Context, req *logical.Request, d *fram
 		}
 		return notFound(fmt.Sprintf("no %q token is stored for user %q", provider, caller.name)), nil
 	}
-	return resolvedResponse(entry, userOwner, "user"), nil
+	return b.resolvedResponse(ctx, req.Storage, entry, userOwner, sourceUser)
 }
 
 // resolvedResponse returns the token's values as top-level string fields -
-// which audit devices HMAC - for templates such as {{ .Data.token }}.
-func resolvedResponse(entry *providerTokenEntry, owner *providerTokenOwner, source string) *logical.Response {
+// which audit devices HMAC - for templates such as {{ .Data.token }}, and
+// as env, under the variables the provider's SDK reads.
+func (b *backend) resolvedResponse(ctx context.Context, s logical.Storage, entry *providerTokenEntry, owner *providerTokenOwner, source string) (*logical.Response, error) {
+	catalogue, err := b.catalogue(ctx, s)
+	if err != nil {
+		return nil, err
+	}
 	data := entry.commonResponseData(owner)
 	for name, value := range entry.Values {
 		data[name] = value
 	}
 	data["source"] = source
 	data["org"] = owner.org
-	return &logical.Response{Data: data}
+	env, warnings := map[string]string{}, []string(nil)
+	if provider := catalogue[entry.Provider]; provider != nil {
+		env, warnings = provider.environment(entry.Provider, entry.Values)
+	} else {
+		warnings = append(warnings, fmt.Sprintf("provider %q is no longer in the catalogue: env is empty", entry.Provider))
+	}
+	data["env"] = env
+	resp := &logical.Response{Data: data}
+	for _, warning := range warnings {
+		resp.AddWarning(warning)
+	}
+	return resp, nil
 }
 
 const pathResolveHelpSynopsis = `Return the caller's effective provider access token, with its secret values.`
@@ -104,9 +120,12 @@ be a member of the organization (any role): the organization's token is
 returned if one is stored, otherwise the caller's own. Without org, the
 caller's own token. None: 404.
 
-The response holds the provider's fields with their values, and source
+The response holds the provider's fields with their values; env, the same
+values under the environment variables the provider's SDK reads (with the
+provider's fixed variables, see providers/<provider>); and source
 ("organization" or "user"), org, provider and version. Needs a token with
-an identity entity.
+an identity entity. users/<user>/runtime/<role> gives a job all providers'
+variables and a leased PAT in one read.
 
   vault read planqk/resolve/ibm-quantum org=acme
 `

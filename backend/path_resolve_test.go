@@ -18,10 +18,14 @@ func TestResolve_prefersTheOrganizationsTokenForMembers(t *testing.T) {
 	require.Equal(t, map[string]interface{}{
 		"token": "acme-org-token", "instance": "acme/prod/main",
 		"source": "organization", "org": "acme", "provider": "ibm-quantum", "version": 1,
+		"env": map[string]string{
+			"QISKIT_IBM_TOKEN": "acme-org-token", "QISKIT_IBM_INSTANCE": "acme/prod/main", "QISKIT_IBM_CHANNEL": "ibm_quantum_platform",
+		},
 	}, got)
 
 	got = env.ok(logical.ReadOperation, "resolve/ibm-quantum", alice, nil).Data
 	require.Equal(t, "alice-own-token", got["token"])
+	require.Equal(t, map[string]string{"QISKIT_IBM_TOKEN": "alice-own-token", "QISKIT_IBM_CHANNEL": "ibm_quantum_platform"}, got["env"])
 	require.Equal(t, "user", got["source"])
 	require.Equal(t, "", got["org"])
 
@@ -48,8 +52,24 @@ func TestResolve_refusals(t *testing.T) {
 	require.Equal(t, 403, env.statusOf(logical.ReadOperation, "resolve/ionq", bob, nil))
 }
 
+// A token whose provider was removed from the catalogue still resolves,
+// with an empty env and a warning saying why.
+func TestResolve_envOfAProviderNoLongerInTheCatalogue(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	env.ok(logical.UpdateOperation, "providers/rigetti", "", map[string]interface{}{"required_fields": "api_key", "env": "api_key:RIGETTI_API_KEY"})
+	env.ok(logical.UpdateOperation, "users/alice/provider-tokens/rigetti", alice, map[string]interface{}{"api_key": "rk"})
+	require.Equal(t, map[string]string{"RIGETTI_API_KEY": "rk"}, env.ok(logical.ReadOperation, "resolve/rigetti", alice, nil).Data["env"])
+
+	env.ok(logical.DeleteOperation, "providers/rigetti", "", nil)
+	resp := env.ok(logical.ReadOperation, "resolve/rigetti", alice, nil)
+	require.Equal(t, "rk", resp.Data["api_key"])
+	require.Equal(t, map[string]string{}, resp.Data["env"])
+	require.Equal(t, []string{`provider "rigetti" is no longer in the catalogue: env is empty`}, resp.Warnings)
+}
+
 // Resolve costs one storage read for the token found first once the
-// caller's identity is cached.
+// caller's identity and the catalogue are cached.
 func TestResolve_storageRoundTrips(t *testing.T) {
 	env := newTestEnv(t)
 	alice := env.addUser("alice")

@@ -85,6 +85,7 @@ func TestPolicy_grantsExactlyTheExpectedPaths(t *testing.T) {
 			"quantum/users/{{identity.entity.name}}":                   caps("read"),
 			"quantum/users/{{identity.entity.name}}/tokens/*":          caps("read", "update", "delete", "list"),
 			"quantum/users/{{identity.entity.name}}/creds/*":           caps("read"),
+			"quantum/users/{{identity.entity.name}}/runtime/*":         caps("read", "update"),
 			"quantum/users/{{identity.entity.name}}/provider-tokens/*": caps("read", "update", "delete", "list"),
 			"quantum/resolve/*":   caps("read"),
 			"quantum/providers/*": caps("read", "list"),
@@ -150,7 +151,7 @@ func TestPolicy_auditorReachesNoSecret(t *testing.T) {
 		if !strings.HasPrefix(path, "planqk/") || strings.HasPrefix(path, "planqk/*") || strings.HasPrefix(path, "planqk/+") {
 			t.Errorf("the auditor reaches %s", path)
 		}
-		for _, secret := range []string{"resolve", "users", "orgs", "creds", "provider-tokens", "verify"} {
+		for _, secret := range []string{"resolve", "users", "orgs", "creds", "runtime", "provider-tokens", "verify"} {
 			if strings.Contains(path, "/"+secret) {
 				t.Errorf("the auditor reaches %s", path)
 			}

@@ -19,6 +19,13 @@ path "[[.Mount]]/users/{{identity.entity.name}}/creds/*" {
   capabilities = ["read"]
 }
 
+# A job runtime's whole environment: a leased PAT with the provider tokens
+# of an organization context. update is the same read with org in the body
+# (the Vault Secrets Operator sends parameters that way).
+path "[[.Mount]]/users/{{identity.entity.name}}/runtime/*" {
+  capabilities = ["read", "update"]
+}
+
 # Own provider access tokens ("bring your own token").
 path "[[.Mount]]/users/{{identity.entity.name}}/provider-tokens/*" {
   capabilities = ["read", "update", "delete", "list"]

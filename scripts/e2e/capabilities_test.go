@@ -40,7 +40,7 @@ func TestPolicyCapabilities(t *testing.T) {
 	for _, c := range matrixCallers {
 		t.Run(c.label, func(t *testing.T) {
 			who := c.who
-			isUser := who != "verifier" && who != "operator" // logs in through userpass
+			isUser := who != "verifier" && who != "operator" && who != "auditor" // logs in through userpass
 			admin := platformAdmins[who]
 			want := map[string]string{}
 			set := func(caps string, paths ...string) {
@@ -50,6 +50,7 @@ func TestPolicyCapabilities(t *testing.T) {
 			}
 			// Nothing by default: every path below not granted is denied.
 			set(deny, mount+"/config", mount+"/tidy", mount+"/verify", mount+"/introspect",
+				mount+"/inventory", mount+"/inventory/tokens", mount+"/inventory/provider-tokens", mount+"/tidy/status",
 				mount+"/roles/runtime", mount+"/roles/", mount+"/providers/ibm-quantum", mount+"/providers/",
 				mount+"/resolve/ionq", mount+"/orgs/",
 				mount+"/users/lea/tokens/laptop", mount+"/users/lea/tokens/", mount+"/users/lea/creds/runtime", mount+"/users/lea/provider-tokens/ionq",
@@ -94,6 +95,12 @@ func TestPolicyCapabilities(t *testing.T) {
 				set(readUpdate, mount+"/verify")
 				set("update", mount+"/introspect")
 			}
+			if who == "auditor" {
+				// Inventory and metadata; nothing that returns a secret.
+				set(readList, mount+"/inventory", mount+"/inventory/tokens", mount+"/inventory/provider-tokens",
+					mount+"/roles/runtime", mount+"/roles/", mount+"/providers/ibm-quantum", mount+"/providers/")
+				set("read", mount+"/config", mount+"/tidy/status")
+			}
 
 			paths := make([]string, 0, len(want))
 			for p := range want {
@@ -116,7 +123,7 @@ func TestPolicyCapabilities(t *testing.T) {
 func capabilities(t *testing.T, who string, paths []string) map[string]string {
 	t.Helper()
 	var r response
-	if who == "verifier" {
+	if who == "verifier" || who == "auditor" {
 		r = call(t, "root", "POST", "sys/capabilities", map[string]interface{}{"token": tokenOf(who), "paths": paths})
 	} else {
 		r = call(t, who, "POST", "sys/capabilities-self", map[string]interface{}{"paths": paths})

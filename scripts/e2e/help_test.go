@@ -24,6 +24,7 @@ var apiPaths = map[string]string{
 	"/providers/{provider}":                    "providers/ibm-quantum",
 	"/users/{user}/provider-tokens/":           "users/mia/provider-tokens/",
 	"/users/{user}/provider-tokens/{provider}": "users/mia/provider-tokens/ibm-quantum",
+	"/users/{user}/runtime/{role}":             "users/mia/runtime/runtime",
 	"/orgs/":                                   "orgs/",
 	"/orgs/{org}/provider-tokens/":             "orgs/acme/provider-tokens/",
 	"/orgs/{org}/provider-tokens/{provider}":   "orgs/acme/provider-tokens/ionq",

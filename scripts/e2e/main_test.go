@@ -59,6 +59,7 @@ type suite struct {
 	tokens   map[string]string // user -> Vault token from a userpass login
 	verifier string            // a token with only planqk-verifier
 	operator string            // a token with planqk-admin (and default), no entity
+	auditor  string            // a token with only planqk-auditor
 
 	mu      sync.Mutex
 	secrets map[string]string // plaintext secret -> what it is; must never reach a log
@@ -194,6 +195,13 @@ func (st *suite) setUp(ctx context.Context, sha, version string) error {
 	if err != nil {
 		return err
 	}
+	auditor, err := root.Auth().Token().CreateWithContext(ctx, &api.TokenCreateRequest{
+		Policies: []string{"planqk-auditor"}, NoDefaultPolicy: true, TTL: "1h",
+	})
+	if err != nil {
+		return err
+	}
+	st.auditor = auditor.Auth.ClientToken
 	st.operator = operator.Auth.ClientToken
 
 	_, err = root.Logical().WriteWithContext(ctx, mount+"/roles/runtime", map[string]interface{}{"ttl": "10m", "max_ttl": "1h"})
@@ -280,7 +288,7 @@ func (st *suite) leakedSecrets() []string {
 }
 
 // tokenOf returns the Vault token of a user, of "root", of "verifier" or
-// of "operator"; "" for anyone else.
+// of "operator" or of "auditor"; "" for anyone else.
 func tokenOf(who string) string {
 	switch who {
 	case "root":
@@ -289,6 +297,8 @@ func tokenOf(who string) string {
 		return s.verifier
 	case "operator":
 		return s.operator
+	case "auditor":
+		return s.auditor
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

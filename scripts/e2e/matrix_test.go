@@ -25,6 +25,7 @@ var matrixCallers = []struct{ label, who string }{
 	{"operator without an entity", "operator"},
 	{"operator with an entity", operatorWithEntity},
 	{"platform admin", "ada"},
+	{"auditor", "auditor"},
 }
 
 // matrixAction is one row of the role matrix.
@@ -104,6 +105,14 @@ func TestRoleMatrix(t *testing.T) {
 		out := map[string]int{"operator": status}
 		for _, c := range cast {
 			out[c.user] = status
+		}
+		return out
+	}
+	// and the auditor, who reads configuration and catalogue metadata.
+	withAuditor := func(expect map[string]int) map[string]int {
+		out := map[string]int{"auditor": 200}
+		for who, status := range expect {
+			out[who] = status
 		}
 		return out
 	}
@@ -312,7 +321,7 @@ func TestRoleMatrix(t *testing.T) {
 		},
 		{
 			name:   "read the configuration",
-			expect: operators,
+			expect: withAuditor(operators),
 			do: func(t *testing.T, who string) (response, effect) {
 				return call(t, who, "GET", mount+"/config", nil), effect{allowed: func(t *testing.T, r response) {
 					if r.data["token_prefix"] != "plqk_" || fmt.Sprint(r.data["tidy_interval"]) != "0" {
@@ -345,7 +354,7 @@ func TestRoleMatrix(t *testing.T) {
 		},
 		{
 			name:   "read a role",
-			expect: everyUser(200),
+			expect: withAuditor(everyUser(200)),
 			do: func(t *testing.T, who string) (response, effect) {
 				return call(t, who, "GET", mount+"/roles/"+role, nil), effect{allowed: func(t *testing.T, r response) {
 					if fmt.Sprint(r.data["ttl"]) != "300" || fmt.Sprint(r.data["max_ttl"]) != "3600" {
@@ -356,7 +365,7 @@ func TestRoleMatrix(t *testing.T) {
 		},
 		{
 			name:   "list the roles",
-			expect: everyUser(200),
+			expect: withAuditor(everyUser(200)),
 			do: func(t *testing.T, who string) (response, effect) {
 				return call(t, who, "LIST", mount+"/roles/", nil), effect{allowed: func(t *testing.T, r response) {
 					if !slices.Contains(keysOf(r), role) {
@@ -400,7 +409,7 @@ func TestRoleMatrix(t *testing.T) {
 		},
 		{
 			name:   "read a provider",
-			expect: everyUser(200),
+			expect: withAuditor(everyUser(200)),
 			do: func(t *testing.T, who string) (response, effect) {
 				return call(t, who, "GET", mount+"/providers/ibm-quantum", nil), effect{allowed: func(t *testing.T, r response) {
 					if r.data["built_in"] != true || !strings.Contains(asJSON(t, r.data["fields"]), `"token"`) {
@@ -411,7 +420,7 @@ func TestRoleMatrix(t *testing.T) {
 		},
 		{
 			name:   "list the providers",
-			expect: everyUser(200),
+			expect: withAuditor(everyUser(200)),
 			do: func(t *testing.T, who string) (response, effect) {
 				return call(t, who, "LIST", mount+"/providers/", nil), effect{allowed: func(t *testing.T, r response) {
 					if !slices.Contains(keysOf(r), "ibm-quantum") || !slices.Contains(keysOf(r), "aws-braket") {

@@ -77,6 +77,109 @@ func TestHACluster(t *testing.T) {
 	report("writes through standbys (forwarded), each read back elsewhere", forwarded)
 }
 
+// TestChangesAreSeenAtOnceOnEveryNode: verify serves token records from a
+// cache, so every change that ends a token must be seen by the very next
+// verify, whichever node it is sent to - rotation, revocation, expiry, a
+// new token prefix, a revoked lease.
+func TestChangesAreSeenAtOnceOnEveryNode(t *testing.T) {
+	ctx := context.Background()
+	nodes := cluster.Running()
+	verifyOn := func(i int, token string) bool {
+		t.Helper()
+		got, err := clientFor(t, nodes[i%len(nodes)], verifierToken).Logical().Write(mount+"/verify", map[string]interface{}{"token": token})
+		must(t, err)
+		return got.Data["active"] == true
+	}
+	alice := func(i int) *api.Client { return clientFor(t, nodes[i%len(nodes)], userTokens["alice"]) }
+	create := func(i int, name string, data map[string]interface{}) string {
+		t.Helper()
+		created, err := alice(i).Logical().Write(mount+"/users/alice/tokens/"+name, data)
+		must(t, err)
+		secret := created.Data["token"].(string)
+		remember(secret, "alice's "+name+" PAT")
+		return secret
+	}
+	for i := range nodes {
+		// Every node has verified (and cached) the token before it changes.
+		rotated := create(i, fmt.Sprintf("cache-rotate-%d", i), nil)
+		revoked := create(i+1, fmt.Sprintf("cache-revoke-%d", i), nil)
+		for j := range nodes {
+			if !verifyOn(j, rotated) || !verifyOn(j, revoked) {
+				t.Fatalf("a new token does not verify through node %d", j)
+			}
+		}
+		renewed, err := alice(i+2).Logical().Write(mount+"/users/alice/tokens/"+fmt.Sprintf("cache-rotate-%d", i)+"/rotate", nil)
+		must(t, err)
+		remember(renewed.Data["token"].(string), "alice's rotated PAT")
+		_, err = alice(i).Logical().Delete(mount + "/users/alice/tokens/" + fmt.Sprintf("cache-revoke-%d", i))
+		must(t, err)
+		for j := range nodes {
+			if verifyOn(j, rotated) {
+				t.Errorf("the rotated-away secret verifies through node %d", j)
+			}
+			if verifyOn(j, revoked) {
+				t.Errorf("the revoked token verifies through node %d", j)
+			}
+			if !verifyOn(j, renewed.Data["token"].(string)) {
+				t.Errorf("the new secret does not verify through node %d", j)
+			}
+		}
+	}
+
+	// Expiry: cached records are checked against their expiry on each use.
+	short := create(0, "cache-expiry", map[string]interface{}{"ttl": "8s"})
+	for j := range nodes {
+		if !verifyOn(j, short) {
+			t.Fatalf("the short-lived token does not verify through node %d", j)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && verifyOn(0, short) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	for j := range nodes {
+		if verifyOn(j, short) {
+			t.Errorf("the expired token verifies through node %d", j)
+		}
+	}
+
+	// A leased token revoked through Vault.
+	leased, err := alice(1).Logical().Read(mount + "/users/alice/creds/runtime")
+	must(t, err)
+	leasePAT := leased.Data["token"].(string)
+	remember(leasePAT, "alice's leased PAT")
+	for j := range nodes {
+		if !verifyOn(j, leasePAT) {
+			t.Fatalf("the leased token does not verify through node %d", j)
+		}
+	}
+	must(t, clientFor(t, nodes[2], cluster.RootToken).Sys().RevokeWithContext(ctx, leased.LeaseID))
+	for j := range nodes {
+		if verifyOn(j, leasePAT) {
+			t.Errorf("the revoked leased token verifies through node %d", j)
+		}
+	}
+
+	// A configuration change: tokens of the old prefix stop at once.
+	kept := create(2, "cache-prefix", nil)
+	for j := range nodes {
+		if !verifyOn(j, kept) {
+			t.Fatalf("a token does not verify through node %d", j)
+		}
+	}
+	root := clientFor(t, nodes[1], cluster.RootToken)
+	_, err = root.Logical().Write(mount+"/config", map[string]interface{}{"token_prefix": "acme_"})
+	must(t, err)
+	for j := range nodes {
+		if verifyOn(j, kept) {
+			t.Errorf("a token of the old prefix verifies through node %d after the prefix changed", j)
+		}
+	}
+	_, err = root.Logical().Write(mount+"/config", map[string]interface{}{"token_prefix": "plqk_"})
+	must(t, err)
+	report("changes seen at once through every node (rotate, revoke, expiry, lease revoke, prefix)", "yes")
+}
+
 // TestFailoverWithoutLoss issues PATs and writes provider tokens through
 // all three nodes while the active node is killed with SIGKILL; the load
 // goes on for a while after a new active node is elected. Afterwards every

@@ -1,0 +1,286 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// The variables the PlanQK SDK (PlanQK/planqk-quantum) reads:
+// planqk/credentials.py, EnvironmentCredential takes the access token from
+// PLANQK_PERSONAL_ACCESS_TOKEN (after PLANQK_SERVICE_EXECUTION_TOKEN, which
+// a managed service sets) and sends it as the x-auth-token header;
+// planqk/context.py, Context.get_organization_id reads
+// PLANQK_ORGANIZATION_ID and sends it as x-organizationid.
+const (
+	envPlanqkPAT   = "PLANQK_PERSONAL_ACCESS_TOKEN"
+	envPlanqkOrgID = "PLANQK_ORGANIZATION_ID"
+)
+
+const (
+	sourceOrganization = "organization"
+	sourceUser         = "user"
+)
+
+func pathRuntime(b *backend) []*framework.Path {
+	operation := func() *framework.PathOperation {
+		return &framework.PathOperation{
+			Callback: b.pathRuntimeRead,
+			// A leased PAT is stored, like creds', by the primary's active node.
+			ForwardPerformanceStandby:   true,
+			ForwardPerformanceSecondary: true,
+		}
+	}
+	return []*framework.Path{
+		{
+			Pattern: "users/" + pathSegment("user") + "/runtime/" + pathSegment("role") + "$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefixPlanqk,
+				OperationVerb:   "generate",
+				OperationSuffix: "runtime-environment",
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"user": {
+					Type:        framework.TypeString,
+					Description: "Name of the user: the Vault identity entity's name.",
+					Required:    true,
+				},
+				"role": {
+					Type:        framework.TypeString,
+					Description: "Name of the role that sets the lease.",
+					Required:    true,
+				},
+				"org": {
+					Type:        framework.TypeString,
+					Description: "Organization the job runs for; the caller must be a member. Its provider tokens are preferred to the caller's own.",
+					Query:       true,
+				},
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: operation(),
+				// The same with org in the body, for clients that send
+				// parameters only that way (the Vault Secrets Operator).
+				logical.UpdateOperation: operation(),
+			},
+			HelpSynopsis:    pathRuntimeHelpSynopsis,
+			HelpDescription: pathRuntimeHelpDescription,
+		},
+	}
+}
+
+func (b *backend) pathRuntimeRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	org := d.Get("org").(string)
+	if org != "" {
+		if msg := checkNames(orgName(org)); msg != "" {
+			return logical.ErrorResponse(msg), nil
+		}
+	}
+	lease, errResp, err := b.prepareLease(ctx, req, d.Get("user").(string), d.Get("role").(string))
+	if errResp != nil || err != nil {
+		return errResp, err
+	}
+	if org != "" && lease.owner.roleIn(org) < roleMember {
+		return forbidden(fmt.Sprintf("entity %q is not a member of organization %q", lease.owner.name, org)), nil
+	}
+	// The provider tokens are read before the PAT is issued, so that a
+	// failure leaves no lease behind.
+	runtime, err := b.runtimeEnvironment(ctx, req.Storage, lease.owner, org)
+	if err != nil {
+		return nil, err
+	}
+
+	resp, err := b.issueLease(ctx, req, lease)
+	if err != nil || resp.IsError() {
+		return resp, err
+	}
+	runtime.env[envPlanqkPAT] = resp.Data["token"].(string)
+	if org != "" {
+		runtime.env[envPlanqkOrgID] = org
+	}
+	dotenv, err := renderDotenv(runtime.env)
+	if err != nil {
+		// The catalogue and the writes admit nothing renderDotenv refuses.
+		return nil, fmt.Errorf("rendering the environment: %w", err)
+	}
+	resp.Data["org"] = org
+	resp.Data["env"] = runtime.env
+	resp.Data["dotenv"] = dotenv
+	resp.Data["providers"] = runtime.providers
+	for _, warning := range runtime.warnings {
+		resp.AddWarning(warning)
+	}
+	return resp, nil
+}
+
+// runtimeEnv is everything provider tokens put into a job's environment.
+type runtimeEnv struct {
+	env map[string]string
+	// providers names the providers whose tokens are in env, each with
+	// where its token came from.
+	providers map[string]string
+	warnings  []string
+}
+
+// usableToken is a provider token the caller may use in the context.
+type usableToken struct {
+	provider string
+	source   string
+	entry    *providerTokenEntry
+}
+
+// runtimeEnvironment collects, for every provider of the catalogue, the
+// token the caller may use: the organization's if org has one, else the
+// caller's own. Both owners' tokens are listed first, so that only tokens
+// that exist are read: one list per owner and one read per provider used.
+func (b *backend) runtimeEnvironment(ctx context.Context, s logical.Storage, caller *identity, org string) (*runtimeEnv, error) {
+	catalogue, err := b.catalogue(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	orgPrefix := ""
+	orgHas := map[string]bool{}
+	if org != "" {
+		orgPrefix = orgProviderTokenPrefix(org)
+		if orgHas, err = listedSet(ctx, s, orgPrefix); err != nil {
+			return nil, err
+		}
+	}
+	userPrefix := userProviderTokenPrefix(caller.entityID)
+	userHas, err := listedSet(ctx, s, userPrefix)
+	if err != nil {
+		return nil, err
+	}
+
+	var tokens []usableToken
+	for name := range catalogue {
+		for _, candidate := range []struct {
+			listed bool
+			prefix string
+			source string
+		}{{orgHas[name], orgPrefix, sourceOrganization}, {userHas[name], userPrefix, sourceUser}} {
+			if !candidate.listed {
+				continue
+			}
+			entry, err := getProviderToken(ctx, s, candidate.prefix, name)
+			if err != nil {
+				return nil, err
+			}
+			if entry != nil {
+				tokens = append(tokens, usableToken{provider: name, source: candidate.source, entry: entry})
+				break
+			}
+			// Deleted since the list: the next candidate, if any.
+		}
+	}
+	return composeEnvironment(catalogue, tokens), nil
+}
+
+func listedSet(ctx context.Context, s logical.Storage, prefix string) (map[string]bool, error) {
+	keys, err := s.List(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing provider tokens: %w", err)
+	}
+	set := make(map[string]bool, len(keys))
+	for _, key := range keys {
+		set[key] = true
+	}
+	return set, nil
+}
+
+// composeEnvironment merges the tokens' variables. Two providers may feed
+// one variable (ibm-quantum and ibm-cloud both feed QISKIT_IBM_TOKEN, with
+// different channels); mixing their values would hand an SDK a token of one
+// and a channel of the other, so a provider whose variables overlap one
+// already taken is left out whole, with a warning. Organization tokens come
+// first, then the caller's own, each in provider name order: the job runs
+// for the organization, and the order never depends on chance.
+func composeEnvironment(catalogue map[string]*providerEntry, tokens []usableToken) *runtimeEnv {
+	sort.Slice(tokens, func(i, j int) bool {
+		if tokens[i].source != tokens[j].source {
+			return tokens[i].source == sourceOrganization
+		}
+		return tokens[i].provider < tokens[j].provider
+	})
+	result := &runtimeEnv{env: map[string]string{}, providers: map[string]string{}}
+	takenBy := map[string]string{} // variable -> provider
+	for _, token := range tokens {
+		env, warnings := catalogue[token.provider].environment(token.provider, token.entry.Values)
+		result.warnings = append(result.warnings, warnings...)
+		if len(env) == 0 {
+			result.warnings = append(result.warnings, fmt.Sprintf("provider %q: the catalogue names no environment variable for the fields of its %s token, which is left out", token.provider, token.source))
+			continue
+		}
+		clashes := map[string][]string{} // provider already taken -> variables
+		for name := range env {
+			if other, taken := takenBy[name]; taken {
+				clashes[other] = append(clashes[other], name)
+			}
+		}
+		if len(clashes) > 0 {
+			for _, other := range sortedKeys(clashes) {
+				sort.Strings(clashes[other])
+				result.warnings = append(result.warnings, fmt.Sprintf(
+					"providers %q and %q both set %s: the %s token of %q is used, the %s token of %q is left out",
+					other, token.provider, strings.Join(clashes[other], ", "),
+					result.providers[other], other, token.source, token.provider))
+			}
+			continue
+		}
+		for name, value := range env {
+			result.env[name] = value
+			takenBy[name] = token.provider
+		}
+		result.providers[token.provider] = token.source
+	}
+	return result
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+const pathRuntimeHelpSynopsis = `Issue a leased PAT with every provider credential a job needs, as environment variables.`
+
+const pathRuntimeHelpDescription = `
+One read gives a job runtime everything for one organization context:
+
+  - a short-lived PAT issued as a Vault lease exactly as creds/<role> issues
+    it (the role's TTLs and scopes, the same caps, at most 1000 leases per
+    user; renewing or revoking the lease renews or revokes the PAT), as
+    PLANQK_PERSONAL_ACCESS_TOKEN, the variable the PlanQK SDK reads;
+  - with org, PLANQK_ORGANIZATION_ID=<org> (the organization's name, which
+    is its id in this engine); the caller must be a member of org;
+  - for every provider of the catalogue, the token the caller may use: the
+    organization's if it has one, else the caller's own, under the
+    environment variables the provider's SDK reads (see providers/).
+
+They come as env (variable -> value) and as dotenv, the same as lines
+NAME='value' for a POSIX shell: set -a; . ./file. providers names each
+provider used with the source of its token ("organization" or "user").
+
+Two providers may feed one variable (ibm-quantum and ibm-cloud both feed
+QISKIT_IBM_TOKEN). Then organization tokens win over the caller's own, and
+among tokens of one source the provider first in name order wins; the other
+provider is left out whole, never mixed, and a warning names both.
+
+Only the user's own entity may read it. GET with ?org=, or PUT/POST with
+org in the body.
+
+Note: Vault keeps a leased response's data in the lease's entry in its own
+storage (sys/expire, encrypted by the barrier but not seal-wrapped) until
+the lease ends. This read therefore puts the provider credentials it
+returns there as well, not only the PAT. Where that is not wanted, use
+creds/<role> for the PAT and resolve/<provider>, whose responses are not
+leased, for each provider token.
+
+  vault read planqk/users/alice/runtime/jobs org=acme
+`
