@@ -76,7 +76,7 @@ func TestIntrospect_inactiveTokensSayNothingElse(t *testing.T) {
 
 	for name, token := range map[string]string{
 		"revoked": revoked, "expired": expired, "owner disabled": ofDisabled,
-		"garbled": valid[:len(valid)-1] + "x", "wrong prefix": "ghp_" + valid[5:], "not a token": "hello",
+		"garbled": garble(valid), "wrong prefix": "ghp_" + valid[5:], "not a token": "hello",
 	} {
 		status, body := env.introspect(map[string]interface{}{"token": token})
 		require.Equal(t, 200, status, name)
@@ -102,7 +102,7 @@ func TestIntrospect_storageRoundTrips(t *testing.T) {
 	require.Equal(t, roundTrips{Gets: 1}, env.storage.counted())
 	env.storage.reset()
 	env.introspect(map[string]interface{}{"token": token})
-	env.introspect(map[string]interface{}{"token": token[:len(token)-1] + "x"})
+	env.introspect(map[string]interface{}{"token": garble(token)})
 	require.Equal(t, roundTrips{}, env.storage.counted())
 }
 

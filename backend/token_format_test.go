@@ -96,3 +96,9 @@ func FuzzWellFormedToken(f *testing.F) {
 		}
 	})
 }
+
+// garble changes a token's last character to another one of the alphabet,
+// so that the token is always malformed.
+func garble(token string) string {
+	return token[:len(token)-1] + string(nextBase62(token[len(token)-1]))
+}
