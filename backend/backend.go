@@ -28,7 +28,9 @@ const (
 	identityCacheSize = 10000
 	roleCacheSize     = 1000
 	recordCacheSize   = 50000
-	ownerCacheSize    = 10000
+	// providerTokenCacheSize bounds the provider tokens resolve keeps.
+	providerTokenCacheSize = 10000
+	ownerCacheSize         = 10000
 )
 
 // Factory returns a configured instance of the backend.
@@ -68,6 +70,9 @@ type backend struct {
 	ownerNames *storageCache[string, string]
 	// leaseCounts holds how many leased PATs each entity has.
 	leaseCounts *storageCache[string, int]
+	// providerTokens holds provider tokens (or their absence) by storage
+	// key, for resolve and the runtime read.
+	providerTokens *storageCache[string, *providerTokenEntry]
 	// providers holds the whole provider catalogue under catalogueKey.
 	providers *storageCache[string, map[string]*providerEntry]
 
@@ -105,8 +110,10 @@ func newBackend() *backend {
 		records:     newStorageCache[string, *tokenRecord](recordCacheSize),
 		ownerNames:  newStorageCache[string, string](ownerCacheSize),
 		leaseCounts: newStorageCache[string, int](ownerCacheSize),
-		providers:   newStorageCache[string, map[string]*providerEntry](1),
-		lastUse:     newLastUse(),
+
+		providerTokens: newStorageCache[string, *providerTokenEntry](providerTokenCacheSize),
+		providers:      newStorageCache[string, map[string]*providerEntry](1),
+		lastUse:        newLastUse(),
 
 		webhookSecret: newStorageCache[string, *webhookSecretEntry](1),
 	}
@@ -219,6 +226,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.providers.remove(catalogueKey)
 	case strings.HasPrefix(key, rolePrefix):
 		b.roles.remove(strings.TrimPrefix(key, rolePrefix))
+	case strings.HasPrefix(key, providerTokenPrefix):
+		b.providerTokens.remove(key)
 	case strings.HasPrefix(key, tokenRecordPrefix):
 		b.records.remove(strings.TrimPrefix(key, tokenRecordPrefix))
 	case strings.HasPrefix(key, entityPrefix):
