@@ -28,7 +28,9 @@ const (
 	identityCacheSize = 10000
 	roleCacheSize     = 1000
 	recordCacheSize   = 50000
-	ownerCacheSize    = 10000
+	// providerTokenCacheSize bounds the provider tokens resolve keeps.
+	providerTokenCacheSize = 10000
+	ownerCacheSize         = 10000
 )
 
 // Factory returns a configured instance of the backend.
@@ -68,6 +70,9 @@ type backend struct {
 	ownerNames *storageCache[string, string]
 	// leaseCounts holds how many leased PATs each entity has.
 	leaseCounts *storageCache[string, int]
+	// providerTokens holds provider tokens (or their absence) by storage
+	// key, for resolve and the runtime read.
+	providerTokens *storageCache[string, *providerTokenEntry]
 	// providers holds the whole provider catalogue under catalogueKey.
 	providers *storageCache[string, map[string]*providerEntry]
 
@@ -86,6 +91,13 @@ type backend struct {
 
 	// counts are the inventory's last counts.
 	counts countsCache
+
+	// webhookSecret caches the webhook signing secret (nil: none).
+	webhookSecret *storageCache[string, *webhookSecretEntry]
+	// webhooks delivers lifecycle notifications from the outbox.
+	webhooks *webhookDelivery
+	// vaultEvents knows whether Vault can deliver events to anyone.
+	vaultEvents vaultEventAudience
 }
 
 func newBackend() *backend {
@@ -98,9 +110,14 @@ func newBackend() *backend {
 		records:     newStorageCache[string, *tokenRecord](recordCacheSize),
 		ownerNames:  newStorageCache[string, string](ownerCacheSize),
 		leaseCounts: newStorageCache[string, int](ownerCacheSize),
-		providers:   newStorageCache[string, map[string]*providerEntry](1),
-		lastUse:     newLastUse(),
+
+		providerTokens: newStorageCache[string, *providerTokenEntry](providerTokenCacheSize),
+		providers:      newStorageCache[string, map[string]*providerEntry](1),
+		lastUse:        newLastUse(),
+
+		webhookSecret: newStorageCache[string, *webhookSecretEntry](1),
 	}
+	b.webhooks = newWebhookDelivery(b)
 
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -109,6 +126,7 @@ func newBackend() *backend {
 			SealWrapStorage: []string{
 				saltPrefix,
 				providerTokenPrefix,
+				webhookSecretPath,
 			},
 		},
 		Paths: framework.PathAppend(
@@ -125,6 +143,7 @@ func newBackend() *backend {
 			pathResolve(b),
 			pathTidy(b),
 			pathInventory(b),
+			pathNotifications(b),
 		),
 		Secrets: []*framework.Secret{
 			secretPAT(b),
@@ -132,18 +151,33 @@ func newBackend() *backend {
 		InitializeFunc: b.initialize,
 		Invalidate:     b.invalidate,
 		PeriodicFunc:   b.periodic,
+		Clean:          b.cleanup,
 		RunningVersion: Version,
 	}
 	return b
 }
 
-// initialize upgrades the mount's storage when the node may write; other
-// nodes wait for the marker the upgrading node writes.
+// initialize upgrades the mount's storage and starts webhook delivery when
+// the node may write; other nodes wait for the marker the upgrading node
+// writes, and deliver nothing.
 func (b *backend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
-	return b.ensureMigrated(ctx, req.Storage)
+	if err := b.ensureMigrated(ctx, req.Storage); err != nil {
+		return err
+	}
+	if err := b.webhooks.start(ctx, req.Storage); err != nil {
+		// The periodic function tries again.
+		b.Logger().Error("starting webhook delivery failed", "error", err)
+	}
+	return nil
+}
+
+// cleanup stops the background work when Vault unmounts or reloads the
+// engine, or steps the node down.
+func (b *backend) cleanup(_ context.Context) {
+	b.webhooks.stop()
 }
 
 // HandleRequest is framework.Backend's, with three additions: requests wait
@@ -184,12 +218,16 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.identities.purge()
 	case key == saltPath:
 		b.saltCache.remove(saltPath)
+	case key == webhookSecretPath:
+		b.webhookSecret.remove(webhookSecretPath)
 	case key == migrationPath:
 		b.migrated.Store(false)
 	case strings.HasPrefix(key, providerPrefix):
 		b.providers.remove(catalogueKey)
 	case strings.HasPrefix(key, rolePrefix):
 		b.roles.remove(strings.TrimPrefix(key, rolePrefix))
+	case strings.HasPrefix(key, providerTokenPrefix):
+		b.providerTokens.remove(key)
 	case strings.HasPrefix(key, tokenRecordPrefix):
 		b.records.remove(strings.TrimPrefix(key, tokenRecordPrefix))
 	case strings.HasPrefix(key, entityPrefix):
@@ -220,6 +258,12 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if err := b.flushLastUse(ctx, req.Storage); err != nil {
 		b.Logger().Warn("writing last use failed; those uses are not recorded", "error", err)
 	}
+	// Starts webhook delivery if initialize could not, and wakes it: a
+	// webhook_url configured after events were queued is used from here.
+	if err := b.webhooks.start(ctx, req.Storage); err != nil {
+		b.Logger().Error("starting webhook delivery failed", "error", err)
+	}
+	b.webhooks.signal()
 	return b.periodicTidy(ctx, req)
 }
 

@@ -87,6 +87,7 @@ type testEnv struct {
 	b       *backend
 	storage *countingStorage
 	sys     *testSystemView
+	events  *recordingEventSender
 	// baseline is the storage right after the mount was initialised.
 	baseline map[string]string
 }
@@ -106,10 +107,14 @@ func newTestEnv(t testing.TB) *testEnv {
 	config.StorageView = storage
 	config.System = sys
 	config.Logger = logging.NewVaultLogger(hclog.Error)
+	events := &recordingEventSender{}
+	config.EventsSender = events
 
 	raw, err := Factory(context.Background(), config)
 	require.NoError(t, err)
-	env := &testEnv{t: t, b: raw.(*backend), storage: storage, sys: sys}
+	env := &testEnv{t: t, b: raw.(*backend), storage: storage, sys: sys, events: events}
+	// Vault cleans a mount up when it unmounts it; this stops its workers.
+	t.Cleanup(func() { env.b.Cleanup(context.Background()) })
 	// Vault initialises a mount before routing requests to it.
 	require.NoError(t, env.b.Initialize(context.Background(), &logical.InitializationRequest{Storage: storage}))
 	env.baseline = env.storageSnapshot()

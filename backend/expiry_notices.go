@@ -91,7 +91,7 @@ func (b *backend) remindProviderTokens(ctx context.Context, s logical.Storage, c
 		event.Details["threshold"] = due
 		b.notify(ctx, s, event)
 		entry.NoticesSent = marked
-		if err := putProviderToken(ctx, s, owner.storagePrefix(), entry); err != nil {
+		if err := b.putProviderToken(ctx, s, owner.storagePrefix(), entry); err != nil {
 			return sent, err
 		}
 		sent++

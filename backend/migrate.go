@@ -154,6 +154,9 @@ func (b *backend) migrateStorage(ctx context.Context, s logical.Storage) (*migra
 			return nil, err
 		}
 	}
+	// Nothing read before the upgrade may stand for what it moved.
+	b.providerTokens.purge()
+
 	// What is set aside is read back rather than counted, so that an
 	// interrupted run's work is reported too.
 	unclaimed, err := listUnclaimedProviderTokens(ctx, s)

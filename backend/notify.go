@@ -2,9 +2,17 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
 	"time"
 
+	"github.com/hashicorp/go-uuid"
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // Lifecycle notifications: what happened to a token, for security teams
@@ -63,11 +71,178 @@ func summaryRecord(name string, summary *tokenSummary) *tokenRecord {
 	return &tokenRecord{TokenID: summary.TokenID, Name: name, Scopes: summary.Scopes, CreatedAt: summary.CreatedAt, ExpiresAt: summary.ExpiresAt}
 }
 
-// notify hands the event to the notification channels. It never fails the
-// operation that caused it: a notification that cannot be recorded is
-// logged instead.
+// notify hands the event to the notification channels: a Vault event at
+// once, and a webhook through the outbox when a webhook_url is configured.
+// It never fails the operation that caused it: a notification that cannot
+// be recorded is logged instead.
+//
+// Cost on the request path: on Vault Enterprise one gRPC call to Vault's
+// event bus (none on Community Edition, which cannot deliver events), and
+// with a webhook_url one storage write (the outbox entry); without one, no
+// storage round trip (the configuration is cached).
 func (b *backend) notify(ctx context.Context, s logical.Storage, event *lifecycleEvent) {
 	if event.At.IsZero() {
 		event.At = time.Now().UTC()
 	}
+	// One id for both channels, so that a Vault event and its webhook
+	// (webhook-id msg_<id>) can be matched.
+	id, err := uuid.GenerateUUID()
+	if err != nil {
+		b.Logger().Error("notification lost: generating its id failed", "type", event.Type, "error", err)
+		return
+	}
+	b.sendVaultEvent(ctx, id, event)
+	b.enqueueWebhook(ctx, s, id, event)
+}
+
+// vaultEventTypePrefix is the namespace of the engine's Vault event types,
+// as in `vault events subscribe planqk/*`.
+const vaultEventTypePrefix = "planqk/"
+
+// webhookTypePrefix is the namespace of the webhook payloads' type, dotted
+// as Standard Webhooks recommends: planqk.pat-created.
+const webhookTypePrefix = "planqk."
+
+// sendVaultEvent publishes the event on Vault's event bus. Vault prepends
+// the mount path to the path and data_path metadata, so subscribers see
+// planqk/users/alice/... and need the subscribe capability there.
+func (b *backend) sendVaultEvent(ctx context.Context, id string, event *lifecycleEvent) {
+	if !b.vaultEvents.haveSubscribers(b.System()) {
+		return
+	}
+	metadata := event.metadata()
+	fields := make(map[string]*structpb.Value, len(metadata))
+	for key, value := range metadata {
+		fields[key] = structpb.NewStringValue(value)
+	}
+	data := &logical.EventData{
+		Id:       id,
+		Metadata: &structpb.Struct{Fields: fields},
+		Note:     event.Type + " " + event.Path,
+	}
+	for _, related := range []string{event.EntityID, event.TokenID} {
+		if related != "" {
+			data.EntityIds = append(data.EntityIds, related)
+		}
+	}
+	err := b.SendEvent(ctx, logical.EventType(vaultEventTypePrefix+event.Type), data)
+	if err != nil && !errors.Is(err, framework.ErrNoEvents) {
+		b.Logger().Warn("sending a Vault event failed", "type", event.Type, "error", err)
+	}
+}
+
+// vaultEventAudience remembers whether this Vault lets anyone subscribe to
+// events. Since Vault 1.16 only Enterprise does: Community Edition accepts
+// a plugin's events and drops them, so there the engine spares every
+// lifecycle change that gRPC round trip to Vault. Vault reports its edition
+// in the plugin environment ("ent..." version metadata for Enterprise); an
+// unknown environment counts as Enterprise, so events are never lost to a
+// wrong guess.
+type vaultEventAudience struct {
+	once sync.Once
+	none bool
+}
+
+func (a *vaultEventAudience) haveSubscribers(sys logical.SystemView) bool {
+	a.once.Do(func() {
+		env, err := sys.PluginEnv(context.Background())
+		a.none = err == nil && env != nil && env.VaultVersion != "" && !strings.HasPrefix(env.VaultVersionMetadata, "ent")
+	})
+	return !a.none
+}
+
+// metadata is the event as flat, non-secret strings for Vault's event bus:
+// path, against which Vault checks a subscriber's subscribe capability;
+// data_path and operation (the event type), which subscription filters
+// can test; modified for changes (not reminders); the event's fields and
+// its details (which never override a field).
+func (event *lifecycleEvent) metadata() map[string]string {
+	metadata := map[string]string{}
+	for key, value := range event.Details {
+		metadata[key] = value
+	}
+	for key, value := range map[string]string{
+		logical.EventMetadataPath:      event.Path,
+		logical.EventMetadataDataPath:  event.Path,
+		logical.EventMetadataOperation: event.Type,
+		"entity_id":                    event.EntityID,
+		"user":                         event.User,
+		"org":                          event.Org,
+		"token_id":                     event.TokenID,
+		"name":                         event.Name,
+		"at":                           event.At.UTC().Format(time.RFC3339Nano),
+	} {
+		metadata[key] = value
+	}
+	if event.Type != eventPATExpiring && event.Type != eventProviderTokenExpiring {
+		metadata[logical.EventMetadataModified] = "true"
+	}
+	return metadata
+}
+
+// webhookPayload is a webhook's body, shaped as Standard Webhooks
+// recommends. Every type has the same fields; those that do not apply are
+// empty strings.
+type webhookPayload struct {
+	Type      string           `json:"type"`
+	Timestamp string           `json:"timestamp"`
+	Data      webhookEventData `json:"data"`
+}
+
+type webhookEventData struct {
+	EntityID string `json:"entity_id"`
+	User     string `json:"user"`
+	Org      string `json:"org"`
+	TokenID  string `json:"token_id"`
+	Name     string `json:"name"`
+	// Path is relative to the engine's mount, e.g. users/alice/tokens/ci.
+	Path    string            `json:"path"`
+	At      string            `json:"at"`
+	Details map[string]string `json:"details"`
+}
+
+func (event *lifecycleEvent) webhookPayload() webhookPayload {
+	at := event.At.UTC().Format(time.RFC3339Nano)
+	details := event.Details
+	if details == nil {
+		details = map[string]string{}
+	}
+	return webhookPayload{
+		Type:      webhookTypePrefix + event.Type,
+		Timestamp: at,
+		Data: webhookEventData{
+			EntityID: event.EntityID, User: event.User, Org: event.Org, TokenID: event.TokenID,
+			Name: event.Name, Path: event.Path, At: at, Details: details,
+		},
+	}
+}
+
+// enqueueWebhook stores the event in the outbox, with one storage write,
+// when a webhook_url is configured, and wakes the delivery worker.
+func (b *backend) enqueueWebhook(ctx context.Context, s logical.Storage, id string, event *lifecycleEvent) {
+	cfg, err := b.getConfig(ctx, s)
+	if err != nil {
+		b.Logger().Error("webhook notification lost: reading the configuration failed", "type", event.Type, "error", err)
+		return
+	}
+	if cfg.WebhookURL == "" {
+		return
+	}
+	body, err := json.Marshal(event.webhookPayload())
+	if err != nil {
+		b.Logger().Error("webhook notification lost: encoding failed", "type", event.Type, "error", err)
+		return
+	}
+	entry := &outboxEntry{ID: "msg_" + id, Type: webhookTypePrefix + event.Type, Body: string(body), EnqueuedAt: event.At.UTC()}
+	err = b.webhooks.outbox.enqueue(ctx, s, entry, time.Now())
+	switch {
+	case errors.Is(err, errOutboxFull):
+		msg := fmt.Sprintf("the webhook outbox holds %d events, its limit: dropped %s (%s)", b.webhooks.outbox.limit, entry.ID, entry.Type)
+		b.Logger().Error("webhook notification dropped: the outbox is full", "webhook_id", entry.ID, "type", entry.Type, "limit", b.webhooks.outbox.limit)
+		b.webhooks.recordDrop(msg)
+	case err != nil:
+		b.Logger().Error("webhook notification lost", "webhook_id", entry.ID, "type", entry.Type, "error", err)
+		return
+	}
+	b.webhooks.signal()
 }

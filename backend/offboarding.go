@@ -84,8 +84,8 @@ func (b *backend) deleteUserProviderTokens(ctx context.Context, s logical.Storag
 		if err != nil {
 			return i, err
 		}
-		if err := s.Delete(ctx, owner.storagePrefix()+provider); err != nil {
-			return i, fmt.Errorf("deleting provider token: %w", err)
+		if err := b.deleteProviderToken(ctx, s, owner.storagePrefix(), provider); err != nil {
+			return i, err
 		}
 		if entry != nil {
 			event := owner.providerTokenEvent(eventProviderTokenDeleted, entry)

@@ -418,7 +418,7 @@ func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Reque
 		}
 	}
 
-	if err := putProviderToken(ctx, req.Storage, owner.storagePrefix(), entry); err != nil {
+	if err := b.putProviderToken(ctx, req.Storage, owner.storagePrefix(), entry); err != nil {
 		return nil, err
 	}
 	b.notify(ctx, req.Storage, owner.providerTokenEvent(eventProviderTokenWritten, entry))
@@ -511,8 +511,8 @@ func (b *backend) pathProviderTokenDelete(ctx context.Context, req *logical.Requ
 	if err != nil || existing == nil {
 		return nil, err
 	}
-	if err := req.Storage.Delete(ctx, owner.storagePrefix()+existing.Provider); err != nil {
-		return nil, fmt.Errorf("deleting provider token: %w", err)
+	if err := b.deleteProviderToken(ctx, req.Storage, owner.storagePrefix(), existing.Provider); err != nil {
+		return nil, err
 	}
 	b.notify(ctx, req.Storage, owner.providerTokenEvent(eventProviderTokenDeleted, existing))
 	return nil, nil
@@ -538,8 +538,9 @@ func (b *backend) pathOrgsList(ctx context.Context, req *logical.Request, _ *fra
 	return logical.ListResponse(orgs), nil
 }
 
-// putProviderToken stores the provider token under prefix (an owner's).
-func putProviderToken(ctx context.Context, s logical.Storage, prefix string, token *providerTokenEntry) error {
+// putProviderToken stores the provider token under prefix (an owner's)
+// and caches it for resolve; the caller holds the owner's lock.
+func (b *backend) putProviderToken(ctx context.Context, s logical.Storage, prefix string, token *providerTokenEntry) error {
 	entry, err := logical.StorageEntryJSON(prefix+token.Provider, token)
 	if err != nil {
 		return fmt.Errorf("encoding provider token: %w", err)
@@ -547,7 +548,37 @@ func putProviderToken(ctx context.Context, s logical.Storage, prefix string, tok
 	if err := s.Put(ctx, entry); err != nil {
 		return fmt.Errorf("storing provider token: %w", err)
 	}
+	b.providerTokens.set(entry.Key, token)
 	return nil
+}
+
+// deleteProviderToken deletes the provider token under prefix and its
+// cached copy; the caller holds the owner's lock.
+func (b *backend) deleteProviderToken(ctx context.Context, s logical.Storage, prefix, provider string) error {
+	if err := s.Delete(ctx, prefix+provider); err != nil {
+		return fmt.Errorf("deleting provider token: %w", err)
+	}
+	b.providerTokens.remove(prefix + provider)
+	return nil
+}
+
+// cachedProviderToken is getProviderToken served from memory when it can
+// be, for resolve and the runtime read, which run on every job: a token, or
+// its absence, is cached until this node changes it or Invalidate reports
+// another node's change. The cache holds provider secrets in the plugin's
+// memory, where they pass on every resolve anyway; it is bounded
+// (providerTokenCacheSize entries).
+func (b *backend) cachedProviderToken(ctx context.Context, s logical.Storage, prefix, provider string) (*providerTokenEntry, error) {
+	if token, ok := b.providerTokens.get(prefix + provider); ok {
+		return token, nil
+	}
+	generation := b.providerTokens.begin()
+	token, err := getProviderToken(ctx, s, prefix, provider)
+	if err != nil {
+		return nil, err
+	}
+	b.providerTokens.fill(prefix+provider, token, generation)
+	return token, nil
 }
 
 // listProviderTokenOrgs returns the organizations that have provider tokens.

@@ -64,7 +64,7 @@ func (b *backend) pathResolve(ctx context.Context, req *logical.Request, d *fram
 			return forbidden(fmt.Sprintf("entity %q is not a member of organization %q", caller.name, org)), nil
 		}
 		orgOwner := &providerTokenOwner{org: org}
-		entry, err := getProviderToken(ctx, req.Storage, orgOwner.storagePrefix(), provider)
+		entry, err := b.cachedProviderToken(ctx, req.Storage, orgOwner.storagePrefix(), provider)
 		if err != nil {
 			return nil, err
 		}
@@ -75,7 +75,7 @@ func (b *backend) pathResolve(ctx context.Context, req *logical.Request, d *fram
 
 	// The caller's own token, by the caller's entity id: never by name.
 	userOwner := &providerTokenOwner{user: &userTarget{name: caller.name, owner: caller, self: true}}
-	entry, err := getProviderToken(ctx, req.Storage, userOwner.storagePrefix(), provider)
+	entry, err := b.cachedProviderToken(ctx, req.Storage, userOwner.storagePrefix(), provider)
 	if err != nil {
 		return nil, err
 	}

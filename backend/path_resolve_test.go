@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"context"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -78,8 +79,55 @@ func TestResolve_storageRoundTrips(t *testing.T) {
 	env.ok(logical.ReadOperation, "resolve/ionq", alice, map[string]interface{}{"org": "acme"})
 
 	env.storage.reset()
+	env.b.providerTokens.purge()
 	lookups := env.sys.lookups.Load()
 	env.ok(logical.ReadOperation, "resolve/ionq", alice, map[string]interface{}{"org": "acme"})
-	require.Equal(t, roundTrips{Gets: 1}, env.storage.counted())
+	require.Equal(t, roundTrips{Gets: 1}, env.storage.counted(), "a cold token is one read")
 	require.Equal(t, lookups, env.sys.lookups.Load())
+
+	env.storage.reset()
+	env.ok(logical.ReadOperation, "resolve/ionq", alice, map[string]interface{}{"org": "acme"})
+	require.Equal(t, roundTrips{}, env.storage.counted(), "a cached token costs no read")
+}
+
+// resolve's cache never serves a token that was replaced or deleted, here
+// or, through Invalidate, on another node.
+func TestResolve_cacheFollowsEveryChange(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	alice := env.addUser("alice")
+	env.setRole(alice, "acme", "maintainer")
+	resolve := func() (int, interface{}) {
+		resp, err := env.do(logical.ReadOperation, "resolve/ionq", alice, map[string]interface{}{"org": "acme"})
+		require.NoError(t, err)
+		if status, ok := resp.Data[logical.HTTPStatusCode].(int); ok {
+			return status, nil
+		}
+		return 200, resp.Data["api_key"]
+	}
+	_, before := resolve()
+	require.Nil(t, before)
+	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ionq", alice, map[string]interface{}{"api_key": "first"})
+	_, got := resolve()
+	require.Equal(t, "first", got, "a cached absence gives way to a write")
+	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ionq", alice, map[string]interface{}{"api_key": "second"})
+	_, got = resolve()
+	require.Equal(t, "second", got)
+	env.ok(logical.UpdateOperation, "users/alice/provider-tokens/ionq", alice, map[string]interface{}{"api_key": "own"})
+	env.ok(logical.DeleteOperation, "orgs/acme/provider-tokens/ionq", alice, nil)
+	_, got = resolve()
+	require.Equal(t, "own", got, "a deleted org token falls back to the user's")
+
+	// Another node replaces the user's token.
+	entry, err := getProviderToken(ctx, env.storage, userProviderTokenPrefix(alice), "ionq")
+	require.NoError(t, err)
+	entry.Values["api_key"] = "from another node"
+	stored, err := logical.StorageEntryJSON(userProviderTokenPrefix(alice)+"ionq", entry)
+	require.NoError(t, err)
+	require.NoError(t, env.storage.Put(ctx, stored))
+	_, got = resolve()
+	require.Equal(t, "own", got, "still cached: nothing told this node")
+	env.b.invalidate(ctx, userProviderTokenPrefix(alice)+"ionq")
+	_, got = resolve()
+	require.Equal(t, "from another node", got)
 }

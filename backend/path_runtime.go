@@ -179,7 +179,7 @@ func (b *backend) runtimeEnvironment(ctx context.Context, s logical.Storage, cal
 			if !candidate.listed {
 				continue
 			}
-			entry, err := getProviderToken(ctx, s, candidate.prefix, name)
+			entry, err := b.cachedProviderToken(ctx, s, candidate.prefix, name)
 			if err != nil {
 				return nil, err
 			}

@@ -241,6 +241,7 @@ func TestRuntime_storageRoundTrips(t *testing.T) {
 	env.ok(logical.ReadOperation, "users/alice/runtime/jobs", alice, map[string]interface{}{"org": "acme"})
 
 	env.storage.reset()
+	env.b.providerTokens.purge()
 	lookups := env.sys.lookups.Load()
 	env.ok(logical.ReadOperation, "users/alice/runtime/jobs", alice, map[string]interface{}{"org": "acme"})
 	// ibm-quantum and aws-braket from acme, dwave from alice: alice's own
@@ -248,7 +249,13 @@ func TestRuntime_storageRoundTrips(t *testing.T) {
 	require.Equal(t, roundTrips{Lists: 2, Gets: 3, Puts: 2}, env.storage.counted())
 	require.Equal(t, lookups, env.sys.lookups.Load())
 
+	// The provider tokens read are cached: only the lists remain.
 	env.storage.reset()
+	env.ok(logical.ReadOperation, "users/alice/runtime/jobs", alice, map[string]interface{}{"org": "acme"})
+	require.Equal(t, roundTrips{Lists: 2, Puts: 2}, env.storage.counted())
+
+	env.storage.reset()
+	env.b.providerTokens.purge()
 	env.ok(logical.ReadOperation, "users/alice/runtime/jobs", alice, nil)
 	require.Equal(t, roundTrips{Lists: 1, Gets: 2, Puts: 2}, env.storage.counted())
 }

@@ -233,6 +233,12 @@ func TestResponses_handlersReturnExactlyTheDeclaredFields(t *testing.T) {
 	waitForTidy(t, env)
 	check(responseCase{op: logical.ReadOperation, path: "tidy/status"})
 
+	// Notifications.
+	check(responseCase{op: logical.UpdateOperation, path: "notifications/webhook-secret"})
+	check(responseCase{op: logical.UpdateOperation, path: "notifications/webhook-secret", data: map[string]interface{}{"previous_secret_ttl": "1h"}})
+	check(responseCase{op: logical.ReadOperation, path: "notifications/status"})
+	check(responseCase{op: logical.DeleteOperation, path: "notifications/webhook-secret"})
+
 	// Deletes and offboarding.
 	check(responseCase{op: logical.DeleteOperation, path: "users/alice/provider-tokens/ibm-quantum", entity: alice})
 	check(responseCase{op: logical.DeleteOperation, path: "orgs/acme/provider-tokens/dwave", entity: alice})

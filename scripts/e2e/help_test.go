@@ -33,6 +33,8 @@ var apiPaths = map[string]string{
 	"/tidy/status":                             "tidy/status",
 	"/users/{user}":                            "users/mia",
 	"/users/{user}/revoke-all":                 "users/mia/revoke-all",
+	"/notifications/webhook-secret":            "notifications/webhook-secret",
+	"/notifications/status":                    "notifications/status",
 }
 
 // TestPathHelpOnEveryPath runs `vault path-help` on a path of every route.

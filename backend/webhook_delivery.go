@@ -1,0 +1,485 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/hashicorp/vault/sdk/logical"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+)
+
+const (
+	// webhookStatsPath keeps the delivery counts across restarts.
+	webhookStatsPath = notificationsPrefix + "delivery-stats"
+
+	// webhookTimeout bounds one delivery; Standard Webhooks recommends
+	// 15 to 30 seconds.
+	webhookTimeout = 15 * time.Second
+	// The retry schedule: 5s, 10s, 20s, ... doubling up to an hour between
+	// attempts, each ±20%. An event is given up (dead-lettered) after
+	// webhookMaxAttempts failed attempts - about 41 hours of trying - or
+	// when an attempt fails and the event is older than webhookMaxAge.
+	webhookFirstBackoff = 5 * time.Second
+	webhookMaxBackoff   = time.Hour
+	webhookMaxAttempts  = 50
+	webhookMaxAge       = 72 * time.Hour
+	// webhookIdleWait is how long the worker sleeps with nothing to do;
+	// an enqueue, a new secret or the periodic function wakes it earlier.
+	webhookIdleWait = time.Hour
+
+	// webhookErrorLength bounds the error text kept in the status.
+	webhookErrorLength = 300
+)
+
+// webhookStats are the delivery counts the status shows. They are stored
+// by the worker whenever it runs out of due work, so that a restart keeps
+// them; a crash loses at most the counts of the batch in progress.
+type webhookStats struct {
+	Delivered      uint64    `json:"delivered"`
+	Failed         uint64    `json:"failed"`
+	Dropped        uint64    `json:"dropped"`
+	LastDeliveryAt time.Time `json:"last_delivery_at,omitempty"`
+	LastError      string    `json:"last_error,omitempty"`
+	LastErrorAt    time.Time `json:"last_error_at,omitempty"`
+}
+
+// webhookDelivery sends the outbox to the configured receiver from one
+// goroutine on the node that may write, oldest event first: an event that
+// fails holds back the later ones until it is delivered or given up, so a
+// receiver sees events in the order they happened.
+type webhookDelivery struct {
+	b      *backend
+	outbox *webhookOutbox
+	client *http.Client
+
+	// The retry schedule; tests shorten it.
+	firstBackoff, maxBackoff time.Duration
+	maxAttempts              int
+	maxAge                   time.Duration
+
+	// wake has room for one signal: a wake-up while the worker is busy
+	// makes it look again when it is done.
+	wake chan struct{}
+
+	runMu   sync.Mutex
+	cancel  context.CancelFunc
+	done    chan struct{}
+	storage logical.Storage
+
+	statsMu     sync.Mutex
+	statsLoaded bool
+	statsDirty  bool
+	stats       webhookStats
+	// retryAt is when the event at the head of the outbox is tried again;
+	// zero when none is waiting.
+	retryAt time.Time
+}
+
+func newWebhookDelivery(b *backend) *webhookDelivery {
+	client := cleanhttp.DefaultPooledClient()
+	client.Timeout = webhookTimeout
+	// A redirect is a failure: Standard Webhooks asks operators to update
+	// the URL instead, and following one would send the payload elsewhere.
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &webhookDelivery{
+		b:            b,
+		outbox:       newWebhookOutbox(defaultOutboxLimit),
+		client:       client,
+		firstBackoff: webhookFirstBackoff,
+		maxBackoff:   webhookMaxBackoff,
+		maxAttempts:  webhookMaxAttempts,
+		maxAge:       webhookMaxAge,
+		wake:         make(chan struct{}, 1),
+	}
+}
+
+// start counts the outbox (one List) and starts the worker, unless it
+// runs already. Only the node that may write calls it. The worker touches
+// storage only when events are pending.
+func (w *webhookDelivery) start(ctx context.Context, s logical.Storage) error {
+	w.runMu.Lock()
+	defer w.runMu.Unlock()
+	if w.cancel != nil {
+		return nil
+	}
+	if err := w.outbox.ensureLoaded(ctx, s); err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	w.cancel, w.done, w.storage = cancel, make(chan struct{}), s
+	go w.run(runCtx, s, w.done)
+	if w.outbox.pendingCount() > 0 {
+		w.signal()
+	}
+	return nil
+}
+
+// stop ends the worker and waits for it; an attempt in flight is aborted
+// and stays in the outbox.
+func (w *webhookDelivery) stop() {
+	w.runMu.Lock()
+	cancel, done := w.cancel, w.done
+	w.cancel, w.done = nil, nil
+	w.runMu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	w.client.CloseIdleConnections()
+}
+
+// signal wakes the worker without waiting.
+func (w *webhookDelivery) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *webhookDelivery) run(ctx context.Context, s logical.Storage, done chan struct{}) {
+	defer close(done)
+	for {
+		wait := w.deliverDue(ctx, s)
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-w.wake:
+			timer.Stop()
+		case <-timer.C:
+		}
+	}
+}
+
+// deliverDue sends every due event in order and returns how long to wait
+// before looking again.
+func (w *webhookDelivery) deliverDue(ctx context.Context, s logical.Storage) time.Duration {
+	defer w.saveStats(ctx, s)
+	if w.outbox.pendingCount() == 0 {
+		return webhookIdleWait
+	}
+	if wait := time.Until(w.retryTime()); wait > 0 {
+		return wait
+	}
+	cfg, err := w.b.getConfig(ctx, s)
+	if err != nil {
+		w.recordError(err.Error())
+		return w.firstBackoff
+	}
+	if cfg.WebhookURL == "" {
+		// Events wait for a receiver; they are given up by age once one
+		// is configured and they still fail.
+		return webhookIdleWait
+	}
+	secret, err := w.b.getWebhookSecret(ctx, s)
+	if err != nil {
+		w.recordError(err.Error())
+		return w.firstBackoff
+	}
+	if secret == nil {
+		w.recordError("no signing secret: generate one with a write to notifications/webhook-secret")
+		return webhookIdleWait
+	}
+
+	keys, err := w.outbox.due(ctx, s)
+	if err != nil {
+		w.recordError(err.Error())
+		return w.firstBackoff
+	}
+	for _, key := range keys {
+		if ctx.Err() != nil {
+			return 0
+		}
+		entry, err := w.outbox.get(ctx, s, key)
+		if err != nil {
+			w.recordError(err.Error())
+			return w.firstBackoff
+		}
+		if entry == nil {
+			continue
+		}
+		if wait := time.Until(entry.NextAttemptAt); wait > 0 {
+			// A retry scheduled before a restart.
+			w.setRetryAt(entry.NextAttemptAt)
+			return wait
+		}
+		if wait, stop := w.attempt(ctx, s, cfg.WebhookURL, secret, key, entry); stop {
+			return wait
+		}
+	}
+	if len(keys) == 0 {
+		// Everything pending is still being written; its enqueue wakes us.
+		return webhookIdleWait
+	}
+	// Look again at once for what arrived meanwhile.
+	return 0
+}
+
+// attempt delivers one event. stop is true when the event failed and holds
+// back the later ones for wait.
+func (w *webhookDelivery) attempt(ctx context.Context, s logical.Storage, webhookURL string, secret *webhookSecretEntry, key string, entry *outboxEntry) (wait time.Duration, stop bool) {
+	now := time.Now()
+	sendErr := w.send(ctx, webhookURL, secret, entry, now)
+	if ctx.Err() != nil {
+		// The worker is stopping: the event stays for the next one.
+		return 0, true
+	}
+	if sendErr == nil {
+		if err := w.outbox.remove(ctx, s, key); err != nil {
+			// Sent but still stored: it is sent again, which receivers
+			// detect by its webhook-id.
+			w.recordError(err.Error())
+			return w.firstBackoff, true
+		}
+		w.recordDelivery(now)
+		return 0, false
+	}
+
+	entry.Attempts++
+	entry.LastError = sendErr.Error()
+	if entry.Attempts >= w.maxAttempts || now.Sub(entry.EnqueuedAt) >= w.maxAge {
+		msg := fmt.Sprintf("gave up on %s (%s) after %d attempts: %s", entry.ID, entry.Type, entry.Attempts, entry.LastError)
+		w.b.Logger().Error("webhook delivery abandoned", "webhook_id", entry.ID, "type", entry.Type, "attempts", entry.Attempts, "error", entry.LastError)
+		if err := w.outbox.remove(ctx, s, key); err != nil {
+			w.recordError(err.Error())
+			return w.firstBackoff, true
+		}
+		w.recordFailure(msg)
+		return 0, false
+	}
+
+	wait = w.backoff(entry.Attempts, sendErr)
+	entry.NextAttemptAt = now.Add(wait).UTC()
+	w.b.Logger().Warn("webhook delivery failed, will retry", "webhook_id", entry.ID, "type", entry.Type, "attempt", entry.Attempts, "retry_in", wait.Round(time.Millisecond).String(), "error", entry.LastError)
+	w.recordError(fmt.Sprintf("attempt %d of %s (%s): %s", entry.Attempts, entry.ID, entry.Type, entry.LastError))
+	if err := w.outbox.update(ctx, s, key, entry); err != nil {
+		w.recordError(err.Error())
+	}
+	w.setRetryAt(entry.NextAttemptAt)
+	return wait, true
+}
+
+// deliveryError is a failed attempt, described without the URL (which may
+// carry a receiver's token) and without the receiver's response body.
+type deliveryError struct {
+	msg        string
+	retryAfter time.Duration
+}
+
+func (e *deliveryError) Error() string { return e.msg }
+
+// send POSTs the event as a Standard Webhook, signed for this attempt.
+func (w *webhookDelivery) send(ctx context.Context, webhookURL string, secret *webhookSecretEntry, entry *outboxEntry, now time.Time) error {
+	body := []byte(entry.Body)
+	signature, err := secret.sign(entry.ID, now, body)
+	if err != nil {
+		return &deliveryError{msg: "signing: " + err.Error()}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, webhookURL, strings.NewReader(entry.Body))
+	if err != nil {
+		return &deliveryError{msg: "the webhook_url cannot be requested"}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "vault-plugin-secrets-planqk/"+Version)
+	req.Header.Set(standardwebhooks.HeaderWebhookID, entry.ID)
+	req.Header.Set(standardwebhooks.HeaderWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set(standardwebhooks.HeaderWebhookSignature, signature)
+
+	resp, err := w.client.Do(req)
+	if err != nil {
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return &deliveryError{msg: fmt.Sprintf("no answer within %s", webhookTimeout)}
+		}
+		return &deliveryError{msg: truncate(err.Error(), webhookErrorLength)}
+	}
+	defer resp.Body.Close()
+	// Read a little of the body so that the connection can be reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return nil
+	}
+	return &deliveryError{
+		msg:        fmt.Sprintf("the receiver answered %s", resp.Status),
+		retryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), now),
+	}
+}
+
+// backoff is the wait before the next attempt after attempts failures: the
+// schedule with ±20% jitter, or longer if the receiver asked for it with
+// Retry-After.
+func (w *webhookDelivery) backoff(attempts int, sendErr error) time.Duration {
+	wait := w.firstBackoff
+	for i := 1; i < attempts && wait < w.maxBackoff; i++ {
+		wait *= 2
+	}
+	wait = min(wait, w.maxBackoff)
+	jitter := time.Duration(rand.Int64N(int64(wait)/5*2+1)) - wait/5
+	wait += jitter
+	var de *deliveryError
+	if errors.As(sendErr, &de) && de.retryAfter > wait {
+		wait = min(de.retryAfter, w.maxBackoff)
+	}
+	return wait
+}
+
+// parseRetryAfter reads a Retry-After header: seconds or an HTTP date.
+func parseRetryAfter(value string, now time.Time) time.Duration {
+	if value == "" {
+		return 0
+	}
+	if seconds, err := strconv.Atoi(value); err == nil && seconds > 0 {
+		return time.Duration(seconds) * time.Second
+	}
+	if at, err := http.ParseTime(value); err == nil {
+		return at.Sub(now)
+	}
+	return 0
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// loadStats reads the stored counts once, adding what this node counted
+// before.
+func (w *webhookDelivery) loadStats(ctx context.Context, s logical.Storage) error {
+	w.statsMu.Lock()
+	defer w.statsMu.Unlock()
+	if w.statsLoaded {
+		return nil
+	}
+	entry, err := s.Get(ctx, webhookStatsPath)
+	if err != nil {
+		return fmt.Errorf("reading webhook delivery counts: %w", err)
+	}
+	if entry != nil {
+		var stored webhookStats
+		if err := entry.DecodeJSON(&stored); err != nil {
+			return fmt.Errorf("decoding webhook delivery counts: %w", err)
+		}
+		w.stats = mergeStats(stored, w.stats)
+	}
+	w.statsLoaded = true
+	return nil
+}
+
+// mergeStats adds the counts of recent to stored, keeping the newer times
+// and error.
+func mergeStats(stored, recent webhookStats) webhookStats {
+	stored.Delivered += recent.Delivered
+	stored.Failed += recent.Failed
+	stored.Dropped += recent.Dropped
+	if recent.LastDeliveryAt.After(stored.LastDeliveryAt) {
+		stored.LastDeliveryAt = recent.LastDeliveryAt
+	}
+	if recent.LastErrorAt.After(stored.LastErrorAt) {
+		stored.LastError, stored.LastErrorAt = recent.LastError, recent.LastErrorAt
+	}
+	return stored
+}
+
+// saveStats stores the counts if they changed since the last save.
+func (w *webhookDelivery) saveStats(ctx context.Context, s logical.Storage) {
+	w.statsMu.Lock()
+	dirty, loaded := w.statsDirty, w.statsLoaded
+	w.statsMu.Unlock()
+	if !dirty {
+		return
+	}
+	if !loaded {
+		if err := w.loadStats(ctx, s); err != nil {
+			w.b.Logger().Warn("webhook delivery counts not stored", "error", err)
+			return
+		}
+	}
+	w.statsMu.Lock()
+	entry, err := logical.StorageEntryJSON(webhookStatsPath, w.stats)
+	w.statsDirty = false
+	w.statsMu.Unlock()
+	if err == nil {
+		err = s.Put(ctx, entry)
+	}
+	if err != nil && ctx.Err() == nil {
+		w.b.Logger().Warn("storing webhook delivery counts failed", "error", err)
+		w.statsMu.Lock()
+		w.statsDirty = true
+		w.statsMu.Unlock()
+	}
+}
+
+func (w *webhookDelivery) recordDelivery(at time.Time) {
+	w.statsMu.Lock()
+	defer w.statsMu.Unlock()
+	w.stats.Delivered++
+	w.stats.LastDeliveryAt = at.UTC()
+	w.retryAt = time.Time{}
+	w.statsDirty = true
+}
+
+func (w *webhookDelivery) recordFailure(msg string) {
+	w.statsMu.Lock()
+	defer w.statsMu.Unlock()
+	w.stats.Failed++
+	w.retryAt = time.Time{}
+	w.setErrorLocked(msg)
+}
+
+func (w *webhookDelivery) recordDrop(msg string) {
+	w.statsMu.Lock()
+	defer w.statsMu.Unlock()
+	w.stats.Dropped++
+	w.setErrorLocked(msg)
+}
+
+func (w *webhookDelivery) recordError(msg string) {
+	w.statsMu.Lock()
+	defer w.statsMu.Unlock()
+	w.setErrorLocked(msg)
+}
+
+func (w *webhookDelivery) setErrorLocked(msg string) {
+	msg = truncate(msg, webhookErrorLength)
+	w.stats.LastErrorAt = time.Now().UTC()
+	if w.stats.LastError != msg {
+		// A repeated error is not worth a storage write.
+		w.stats.LastError = msg
+		w.statsDirty = true
+	}
+}
+
+func (w *webhookDelivery) setRetryAt(at time.Time) {
+	w.statsMu.Lock()
+	defer w.statsMu.Unlock()
+	w.retryAt = at
+}
+
+func (w *webhookDelivery) retryTime() time.Time {
+	w.statsMu.Lock()
+	defer w.statsMu.Unlock()
+	return w.retryAt
+}
+
+// snapshot returns the counts and the next retry.
+func (w *webhookDelivery) snapshot() (webhookStats, time.Time) {
+	w.statsMu.Lock()
+	defer w.statsMu.Unlock()
+	return w.stats, w.retryAt
+}
