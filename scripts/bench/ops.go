@@ -60,6 +60,7 @@ type comparison struct {
 // Operation names.
 const (
 	refNoopWrite       = "no-op plugin write (JSON body)"
+	refNoopWriteAnswer = "no-op plugin write (verify-sized answer)"
 	refNoopWriteForm   = "no-op plugin write (form body, Bearer)"
 	refNoopRead        = "no-op plugin read"
 	refNoopReadHeader  = "no-op plugin read (X-Auth-Token header)"
@@ -113,7 +114,9 @@ func comparisons() []comparison {
 		// What the references themselves cost: Vault's in-process token
 		// lookup against a plugin's gRPC hop, a plugin write's existence
 		// check, a passed-through header.
+		{opVerify, refNoopWriteAnswer, 0, ""},
 		{refTokenLookup, refNoopWrite, 0, ""},
+		{refNoopWriteAnswer, refNoopWrite, 0, ""},
 		{refNoopWrite, refNoopRead, 0, ""},
 		{refNoopReadHeader, refNoopRead, 0, ""},
 	}
@@ -183,6 +186,8 @@ func operations(f *fixtures) []*operation {
 		// verifier's token and with a user's.
 		{name: refNoopWrite, caller: asVerifier, request: "POST noop/noop {token}", reference: true, status: 200,
 			targeter: fixed("POST", base+"noop/noop", verifierHeader, garbledBodies, nil), check: ok("data", "ok")},
+		{name: refNoopWriteAnswer, caller: asVerifier, request: "POST noop/answer {token}", reference: true, status: 200,
+			targeter: fixed("POST", base+"noop/answer", verifierHeader, garbledBodies, nil), check: ok("data", "active")},
 		{name: refNoopWriteForm, caller: asVerifier, request: "POST noop/noop token=…", reference: true, status: 200,
 			targeter: fixed("POST", base+"noop/noop", bearerForm, garbledForms, nil), check: ok("data", "ok")},
 		{name: refNoopRead, caller: asVerifier, request: "GET noop/noop", reference: true, status: 200,
