@@ -72,6 +72,7 @@ const (
 	refKVWrite         = "KV v2 write (user)"
 	opVerify           = "verify (POST)"
 	opVerifyCold       = "verify (POST, cold identity cache)"
+	opVerifyLongCache  = "verify (POST, identity_cache_ttl=5m)"
 	opVerifyNoLastUse  = "verify (POST, last-use recording off)"
 	opVerifyGarbled    = "verify (POST, garbled checksum)"
 	opVerifyHeader     = "verify (GET, X-Auth-Token header)"
@@ -102,6 +103,8 @@ func comparisons() []comparison {
 		{opVerify, refTokenLookup, 0, ""},
 		{opVerifyCold, refNoopWrite, 0, ""},
 		{opVerifyCold, refTokenLookup, 0, ""},
+		{opVerifyLongCache, refNoopWriteAnswer, 0, ""},
+		{opVerify, opVerifyLongCache, 0, ""},
 		{opIntrospect, refTokenLookup, 0, ""},
 		{opVerifyHeader, opVerify, 0, ""},
 		{opResolve, refNoopReadUser, 0, ""},
@@ -219,6 +222,9 @@ func operations(f *fixtures) []*operation {
 			targeter: fixed("POST", base+mount+"/verify", verifierHeader, verifyBodies, nil), check: checkActive(true, "data")},
 		{name: opVerifyCold, caller: asVerifier, request: "POST planqk/verify {token}, identity_cache_ttl=0", status: 200,
 			config:   map[string]interface{}{"identity_cache_ttl": 0},
+			targeter: fixed("POST", base+mount+"/verify", verifierHeader, verifyBodies, nil), check: checkActive(true, "data")},
+		{name: opVerifyLongCache, caller: asVerifier, request: "POST planqk/verify {token}, identity_cache_ttl=5m", status: 200,
+			config:   map[string]interface{}{"identity_cache_ttl": 300},
 			targeter: fixed("POST", base+mount+"/verify", verifierHeader, verifyBodies, nil), check: checkActive(true, "data")},
 		{name: opVerifyNoLastUse, caller: asVerifier, request: "POST planqk/verify {token}, last_used_granularity=0", status: 200,
 			probe: f.probeConfigField("last_used_granularity"), config: map[string]interface{}{"last_used_granularity": "0"},
