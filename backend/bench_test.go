@@ -70,14 +70,25 @@ func BenchmarkCreateNamedToken(b *testing.B) {
 
 func BenchmarkIssueLease(b *testing.B) {
 	env := newTestEnv(b)
-	alice := env.addUser("alice")
+	// Spread over users: one user holds at most maxLeasesPerUser leases.
+	const users = 100
+	ids := make([]string, users)
+	for u := range ids {
+		ids[u] = env.addUser(fmt.Sprintf("user%d", u))
+	}
 	env.ok(logical.CreateOperation, "roles/runtime", "", nil)
 	b.ReportAllocs()
+	i := 0
 	for b.Loop() {
-		resp, err := env.do(logical.ReadOperation, "users/alice/creds/runtime", alice, nil)
+		u := i % users
+		if i/users >= maxLeasesPerUser {
+			b.Fatalf("more iterations than %d users can hold leases", users)
+		}
+		resp, err := env.do(logical.ReadOperation, fmt.Sprintf("users/user%d/creds/runtime", u), ids[u], nil)
 		if err != nil || resp.IsError() || resp.Secret == nil || !strings.HasPrefix(fmt.Sprint(resp.Data["token"]), "plqk_") {
 			b.Fatal(err, resp)
 		}
+		i++
 	}
 }
 
