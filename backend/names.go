@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/hashicorp/vault/sdk/framework"
 )
 
 // Name rules. Every name the engine takes from a path or a body, and every
@@ -32,6 +34,24 @@ var (
 	errNameRules     = errors.New("use 1-128 letters, digits, '_', '-' and '.', starting and ending with a letter, digit or '_', without '..'")
 	errUserNameRules = errors.New("use 1-128 letters, digits, '_', '-', '.' and '@', starting and ending with a letter, digit or '_', without '..'")
 )
+
+// userNameField is the user segment of users/<user>/... paths.
+func userNameField() *framework.FieldSchema {
+	return &framework.FieldSchema{
+		Type:        framework.TypeString,
+		Description: "Name of the user: the Vault identity entity's current name.",
+		Required:    true,
+	}
+}
+
+// leaseRoleField is the role segment of the paths that issue leased PATs.
+func leaseRoleField() *framework.FieldSchema {
+	return &framework.FieldSchema{
+		Type:        framework.TypeString,
+		Description: "Name of the role that sets the lease.",
+		Required:    true,
+	}
+}
 
 // pathSegment captures one path segment for a handler to validate, so that
 // a name breaking the rules gets a 400 naming the rule rather than the

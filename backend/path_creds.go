@@ -20,16 +20,8 @@ func pathCreds(b *backend) []*framework.Path {
 				OperationSuffix: "leased-token",
 			},
 			Fields: map[string]*framework.FieldSchema{
-				"user": {
-					Type:        framework.TypeString,
-					Description: "Name of the user: the Vault identity entity's name.",
-					Required:    true,
-				},
-				"role": {
-					Type:        framework.TypeString,
-					Description: "Name of the role that sets the lease.",
-					Required:    true,
-				},
+				"user": userNameField(),
+				"role": leaseRoleField(),
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{

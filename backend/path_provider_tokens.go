@@ -215,11 +215,7 @@ func secretHint(value string) string {
 }
 
 func pathProviderTokens(b *backend) []*framework.Path {
-	userField := &framework.FieldSchema{
-		Type:        framework.TypeString,
-		Description: "Name of the user: the Vault identity entity's name.",
-		Required:    true,
-	}
+	userField := userNameField()
 	orgField := &framework.FieldSchema{
 		Type:        framework.TypeString,
 		Description: "Name of the organization (the planqk_org metadata of its identity groups).",

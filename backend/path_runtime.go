@@ -48,16 +48,8 @@ func pathRuntime(b *backend) []*framework.Path {
 				OperationSuffix: "runtime-environment",
 			},
 			Fields: map[string]*framework.FieldSchema{
-				"user": {
-					Type:        framework.TypeString,
-					Description: "Name of the user: the Vault identity entity's name.",
-					Required:    true,
-				},
-				"role": {
-					Type:        framework.TypeString,
-					Description: "Name of the role that sets the lease.",
-					Required:    true,
-				},
+				"user": userNameField(),
+				"role": leaseRoleField(),
 				"org": {
 					Type:        framework.TypeString,
 					Description: "Organization the job runs for; the caller must be a member. Its provider tokens are preferred to the caller's own.",

@@ -12,11 +12,7 @@ import (
 )
 
 func pathTokens(b *backend) []*framework.Path {
-	userField := &framework.FieldSchema{
-		Type:        framework.TypeString,
-		Description: "Name of the user: the Vault identity entity's name.",
-		Required:    true,
-	}
+	userField := userNameField()
 	nameField := &framework.FieldSchema{
 		Type:        framework.TypeString,
 		Description: "Name of the personal access token, unique per user.",

@@ -9,11 +9,7 @@ import (
 )
 
 func pathUsers(b *backend) []*framework.Path {
-	userField := &framework.FieldSchema{
-		Type:        framework.TypeString,
-		Description: "Name of the user: the Vault identity entity's name.",
-		Required:    true,
-	}
+	userField := userNameField()
 	return []*framework.Path{
 		{
 			Pattern: "users/" + pathSegment("user") + "$",

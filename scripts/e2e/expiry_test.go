@@ -56,29 +56,12 @@ func TestExpiredTokensStopAtTheirExpiryAndTidyRemovesThem(t *testing.T) {
 	}
 }
 
-// runTidy starts a tidy and waits for its result: tidy runs in the
-// background and reports at tidy/status.
+// runTidy runs a tidy and waits for its result.
 func runTidy(t *testing.T, repair bool) map[string]interface{} {
 	t.Helper()
-	root := as(t, "root")
-	if _, err := root.Logical().Write(mount+"/tidy", map[string]interface{}{"repair": repair}); err != nil {
+	status, err := vaultharness.Tidy(context.Background(), as(t, "root"), mount, repair, time.Minute)
+	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		status, err := root.Logical().Read(mount + "/tidy/status")
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch status.Data["state"] {
-		case "finished":
-			return status.Data
-		case "error":
-			t.Fatalf("tidy failed: %v", status.Data["error"])
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tidy still %v after 60s", status.Data["state"])
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return status
 }

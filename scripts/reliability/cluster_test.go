@@ -415,25 +415,10 @@ func TestPluginCrash(t *testing.T) {
 	report("plugin crash: acknowledged PATs in the index", fmt.Sprintf("%d of %d", indexed, len(acked)))
 }
 
-// repairTidy runs tidy with repair and waits for its result: tidy runs in
-// the background and reports at tidy/status.
+// repairTidy runs tidy with repair and waits for its result.
 func repairTidy(t *testing.T, root *api.Client) map[string]interface{} {
 	t.Helper()
-	_, err := root.Logical().Write(mount+"/tidy", map[string]interface{}{"repair": true})
+	status, err := vaultharness.Tidy(context.Background(), root, mount, true, 2*time.Minute)
 	must(t, err)
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		status, err := root.Logical().Read(mount + "/tidy/status")
-		must(t, err)
-		switch status.Data["state"] {
-		case "finished":
-			return status.Data
-		case "error":
-			t.Fatalf("tidy failed: %v", status.Data["error"])
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tidy still %v after 2 minutes", status.Data["state"])
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return status
 }
