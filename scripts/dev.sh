@@ -143,6 +143,15 @@ cat <<EOF
     vault read $mount/orgs/acme/provider-tokens/ibm-quantum          # metadata only
     vault read $mount/resolve/ibm-quantum org=acme                   # what a runtime injects
 
+    vault read $mount/users/mia/runtime/runtime org=acme              # a leased PAT and acme's provider tokens as env
+
+    curl -s -H "X-Vault-Token: $verifier" -H "X-Auth-Token: <a PAT>" \$VAULT_ADDR/v1/$mount/verify      # as the SDKs send it
+    curl -s -H "Authorization: Bearer $verifier" -d token=<a PAT> \$VAULT_ADDR/v1/$mount/introspect     # RFC 7662, for gateways
+
+    export VAULT_TOKEN=root
+    vault list -format=json $mount/inventory/tokens                 # every PAT of every user, never a secret
+    vault read $mount/inventory
+
     vault path-help $mount/verify
 
 EOF
