@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
@@ -68,6 +69,8 @@ type backend struct {
 	records *storageCache[string, *tokenRecord]
 	// ownerNames holds the name each owner entity was registered under.
 	ownerNames *storageCache[string, string]
+	// unknownNames holds when a name was last found held by no owner.
+	unknownNames *storageCache[string, time.Time]
 	// leaseCounts holds how many leased PATs each entity has.
 	leaseCounts *storageCache[string, int]
 	// providerTokens holds provider tokens (or their absence) by storage
@@ -109,7 +112,9 @@ func newBackend() *backend {
 		identities:  newStorageCache[string, *identity](identityCacheSize),
 		records:     newStorageCache[string, *tokenRecord](recordCacheSize),
 		ownerNames:  newStorageCache[string, string](ownerCacheSize),
-		leaseCounts: newStorageCache[string, int](ownerCacheSize),
+
+		unknownNames: newStorageCache[string, time.Time](ownerCacheSize),
+		leaseCounts:  newStorageCache[string, int](ownerCacheSize),
 
 		providerTokens: newStorageCache[string, *providerTokenEntry](providerTokenCacheSize),
 		providers:      newStorageCache[string, map[string]*providerEntry](1),
@@ -143,6 +148,7 @@ func newBackend() *backend {
 			pathResolve(b),
 			pathTidy(b),
 			pathInventory(b),
+			pathUnclaimed(b),
 			pathNotifications(b),
 		),
 		Secrets: []*framework.Secret{
@@ -235,6 +241,7 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		switch {
 		case rest == "owner":
 			b.ownerNames.remove(entityID)
+			b.unknownNames.purge()
 		case strings.HasPrefix(rest, "leases/"):
 			b.leaseCounts.remove(entityID)
 		}

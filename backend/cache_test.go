@@ -183,3 +183,32 @@ func TestCaches_recordCacheFollowsEveryWriter(t *testing.T) {
 	env.b.invalidate(ctx, tokenRecordPath(hmacKey.GetHMAC(other)))
 	require.Equal(t, false, env.verify(other)["active"])
 }
+
+// A configuration write that lands while an identity is looked up under
+// the old group bindings must not leave that judgement cached.
+func TestCaches_identityFillRacingAConfigWrite(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	mallory := env.addEntity("7c1d7c7e-0000-4000-8000-000000000001", "mallory")
+	env.sys.mu.Lock()
+	env.sys.groups[mallory] = []*logical.Group{{ID: "g-rogue", Name: "rogue", Metadata: map[string]string{groupMetadataOrg: adminOrg, groupMetadataRole: "admin"}}}
+	env.sys.mu.Unlock()
+	env.b.identities.purge()
+	env.b.configCache.remove(configPath)
+
+	stalling := stall(env, configPath)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, err := env.b.lookupIdentity(ctx, stalling, mallory)
+		require.NoError(t, err)
+	}()
+	<-stalling.read
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"admin_groups": "planqk-admins"})
+	close(stalling.released)
+	<-done
+
+	id, err := env.b.lookupIdentity(ctx, env.storage, mallory)
+	require.NoError(t, err)
+	require.False(t, id.admin, "a group outside admin_groups must not make an admin, not even from the cache")
+}

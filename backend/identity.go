@@ -106,6 +106,10 @@ func (id *identity) orgRoles() []string {
 // identity_cache_ttl: each lookup costs two round-trips to Vault, which would
 // otherwise dominate verify and resolve.
 func (b *backend) lookupIdentity(ctx context.Context, s logical.Storage, entityID string) (*identity, error) {
+	// Before the configuration is read: a configuration change (which
+	// purges identities judged under the old group bindings) between the
+	// two must make this fill fail.
+	generation := b.identities.begin()
 	cfg, err := b.getConfig(ctx, s)
 	if err != nil {
 		return nil, err
@@ -115,7 +119,6 @@ func (b *backend) lookupIdentity(ctx context.Context, s logical.Storage, entityI
 			return id, nil
 		}
 	}
-	generation := b.identities.begin()
 
 	entity, err := b.System().EntityInfo(entityID)
 	if err != nil {

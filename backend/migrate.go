@@ -1,7 +1,9 @@
 package backend
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -259,6 +261,10 @@ func (b *backend) migrateTokenIndex(ctx context.Context, s logical.Storage, name
 		}
 		byEntity := make(map[string]map[string]*tokenSummary)
 		for tokenName, summary := range legacy.Tokens {
+			if summary == nil {
+				result.DanglingIndexEntries++
+				continue
+			}
 			record := records[summary.Hash]
 			if record == nil || record.Role != "" {
 				// Without its record the token never verifies again.
@@ -292,19 +298,70 @@ func (b *backend) mergeIntoIndex(ctx context.Context, s logical.Storage, entityI
 	if err != nil {
 		return 0, err
 	}
-	added := false
-	for tokenName, summary := range tokens {
-		if _, exists := index.Tokens[tokenName]; !exists {
-			index.Tokens[tokenName] = summary
-			added = true
-		}
+	listed := make(map[string]bool, len(index.Tokens))
+	for _, summary := range index.Tokens {
+		listed[summary.Hash] = true
 	}
-	if added {
+	names := make([]string, 0, len(tokens))
+	for tokenName := range tokens {
+		names = append(names, tokenName)
+	}
+	sort.Strings(names)
+	added := 0
+	for _, tokenName := range names {
+		summary := tokens[tokenName]
+		if listed[summary.Hash] {
+			// Merged by an earlier, interrupted run.
+			continue
+		}
+		if _, taken := index.Tokens[tokenName]; taken {
+			// The entity issued this name under two of its names (v0.1.0
+			// showed each name only its own index): both tokens are live,
+			// so the later one gets a free name - its record first, so
+			// that the index never lists a name its record does not hold.
+			renamed := freeTokenName(index, tokenName)
+			if err := renameTokenRecord(ctx, s, summary.Hash, renamed); err != nil {
+				return 0, err
+			}
+			b.Logger().Warn("two named tokens of one entity had the same name under two of its v0.1.0 names; the later one was renamed",
+				"entity_id", entityID, "name", tokenName, "renamed_to", renamed)
+			tokenName = renamed
+		}
+		index.Tokens[tokenName] = summary
+		listed[summary.Hash] = true
+		added++
+	}
+	if added > 0 {
 		if err := putTokenIndex(ctx, s, entityID, index); err != nil {
 			return 0, err
 		}
 	}
-	return len(tokens), b.adoptOwner(ctx, s, entityID, legacyName)
+	return added, b.adoptOwner(ctx, s, entityID, legacyName)
+}
+
+// freeTokenName returns name with the smallest suffix -2, -3, ... that the
+// index does not hold, within the name rules' length.
+func freeTokenName(index *tokenIndex, name string) string {
+	for n := 2; ; n++ {
+		suffix := fmt.Sprintf("-%d", n)
+		base := name
+		if len(base)+len(suffix) > MaxNameLength {
+			base = base[:MaxNameLength-len(suffix)]
+		}
+		if _, taken := index.Tokens[base+suffix]; !taken {
+			return base + suffix
+		}
+	}
+}
+
+// renameTokenRecord changes the name a token record holds.
+func renameTokenRecord(ctx context.Context, s logical.Storage, hash, name string) error {
+	record, err := getTokenRecord(ctx, s, hash)
+	if err != nil || record == nil {
+		return err
+	}
+	record.Name = name
+	return putTokenRecord(ctx, s, record)
 }
 
 // migrateUserProviderTokens moves the provider tokens v0.1.0 kept under a
@@ -329,18 +386,18 @@ func (b *backend) migrateUserProviderTokens(ctx context.Context, s logical.Stora
 			if err != nil {
 				return err
 			}
-			destination := unclaimedProviderTokenPrefix + name + "/" + provider
+			aside := unclaimedProviderTokenPrefix + name + "/" + provider
+			destination := aside
 			if owner != "" {
 				destination = providerTokenPrefix + "entities/" + owner + "/" + provider
 			}
-			existing, err := s.Get(ctx, destination)
+			token.LegacyName = name
+			value, err := json.Marshal(&token)
 			if err != nil {
-				return fmt.Errorf("reading provider token: %w", err)
+				return fmt.Errorf("encoding provider token: %w", err)
 			}
-			if existing == nil {
-				if err := s.Put(ctx, &logical.StorageEntry{Key: destination, Value: entry.Value, SealWrap: true}); err != nil {
-					return fmt.Errorf("storing provider token: %w", err)
-				}
+			if err := placeLegacyProviderToken(ctx, s, destination, aside, value, &token); err != nil {
+				return err
 			}
 			if owner != "" {
 				if err := b.adoptOwner(ctx, s, owner, name); err != nil {
@@ -356,16 +413,63 @@ func (b *backend) migrateUserProviderTokens(ctx context.Context, s logical.Stora
 	return nil
 }
 
+// placeLegacyProviderToken stores a v0.1.0 provider token at destination.
+// An identical entry there is an earlier, interrupted run's. A different
+// one is the same entity's token for the same provider under another of
+// its v0.1.0 names: the newer of the two stays, the other is kept aside
+// for an operator, and nothing is ever deleted.
+func placeLegacyProviderToken(ctx context.Context, s logical.Storage, destination, aside string, value []byte, token *providerTokenEntry) error {
+	existing, err := s.Get(ctx, destination)
+	if err != nil {
+		return fmt.Errorf("reading provider token: %w", err)
+	}
+	store := func(key string, value []byte) error {
+		if err := s.Put(ctx, &logical.StorageEntry{Key: key, Value: value, SealWrap: true}); err != nil {
+			return fmt.Errorf("storing provider token: %w", err)
+		}
+		return nil
+	}
+	if existing == nil {
+		return store(destination, value)
+	}
+	if bytes.Equal(existing.Value, value) || destination == aside {
+		return nil
+	}
+	var current providerTokenEntry
+	if err := existing.DecodeJSON(&current); err != nil {
+		return fmt.Errorf("decoding provider token: %w", err)
+	}
+	if !token.UpdatedAt.After(current.UpdatedAt) {
+		return store(aside, value)
+	}
+	// The incoming token is newer: the stored one goes aside, under the
+	// name it was found under, first, so that a crash in between loses
+	// neither.
+	currentAside := aside
+	if current.LegacyName != "" {
+		currentAside = unclaimedProviderTokenPrefix + current.LegacyName + "/" + current.Provider
+	}
+	if err := store(currentAside, existing.Value); err != nil {
+		return err
+	}
+	return store(destination, value)
+}
+
 // legacyProviderTokenOwner names the entity a v0.1.0 provider token of user
 // name belongs to, or "" when the evidence proves none. v0.1.0 let only the
 // user itself, a platform admin or an operator write there, so:
-//   - the writer (updated_by) owns it if it issued PATs under that name, or
-//     still holds the name;
-//   - otherwise the one entity that issued PATs under that name owns it;
-//   - otherwise - no evidence, or several entities held the name - nobody
-//     can be proven to, and the token is kept aside.
+//   - a writer (updated_by) that issued PATs under that name, or that is an
+//     entity and no platform admin, was the user: it owns the token;
+//   - a token an operator (no entity) or a platform admin wrote belongs to
+//     the one entity that issued PATs under that name, if there is one;
+//   - otherwise - a writer that no longer exists, no evidence, or several
+//     entities held the name - nobody can be proven to own it, and the token
+//     is kept aside, never given to whoever holds the name now.
 func (b *backend) legacyProviderTokenOwner(ctx context.Context, s logical.Storage, name string, token *providerTokenEntry, holders map[string]bool) (string, error) {
-	if writer := token.UpdatedBy; validEntityID(writer) {
+	if writer := token.UpdatedBy; writer != "" {
+		if !validEntityID(writer) {
+			return "", nil
+		}
 		if holders[writer] {
 			return writer, nil
 		}
@@ -373,7 +477,10 @@ func (b *backend) legacyProviderTokenOwner(ctx context.Context, s logical.Storag
 		if err != nil {
 			return "", err
 		}
-		if id != nil && id.name == name {
+		switch {
+		case id == nil:
+			return "", nil
+		case !id.admin:
 			return writer, nil
 		}
 	}

@@ -99,7 +99,7 @@ func (b *backend) deleteUserProviderTokens(ctx context.Context, s logical.Storag
 // forgetOwner deletes the owner entry and the name's pointer if it still
 // points at the entity; the caller holds the entity's lock.
 func (b *backend) forgetOwner(ctx context.Context, s logical.Storage, owner *ownerEntry) error {
-	if owner.Name != "" {
+	if CheckUserName(owner.Name) == nil {
 		pointed, err := getOwnerName(ctx, s, owner.Name)
 		if err != nil {
 			return err
@@ -114,5 +114,6 @@ func (b *backend) forgetOwner(ctx context.Context, s logical.Storage, owner *own
 		return fmt.Errorf("deleting owner entry: %w", err)
 	}
 	b.ownerNames.remove(owner.EntityID)
+	b.unknownNames.purge()
 	return nil
 }

@@ -33,8 +33,8 @@ func leaseMarkerPath(entityID, hash string) string {
 }
 
 // ownerNamePath is the pointer from a user name to the entity that last
-// held it. Names pass CheckUserName before they get here, so they hold no
-// '/' or '..' that storage would misread.
+// held it. Only names that pass CheckUserName get here, so they hold no
+// '/' or '..' that storage would misread or refuse.
 func ownerNamePath(name string) string { return ownerNamePrefix + name }
 
 // entityLockKey names the striped lock that serialises every
@@ -134,13 +134,20 @@ func (b *backend) registerOwner(ctx context.Context, s logical.Storage, id *iden
 	owner.Name, owner.NameSeen = id.name, now
 	// The pointer first: an owner entry under a name then always means the
 	// pointer was written, so a retry after a failure in between redoes both.
-	if err := putOwnerName(ctx, s, id.name, id.entityID); err != nil {
-		return err
+	// Vault does not restrict entity names; a name that breaks the engine's
+	// rules can address no path, so it gets no pointer (and its key could
+	// be one storage refuses).
+	if CheckUserName(id.name) == nil {
+		if err := putOwnerName(ctx, s, id.name, id.entityID); err != nil {
+			return err
+		}
 	}
 	if err := putOwner(ctx, s, owner); err != nil {
 		return err
 	}
 	b.ownerNames.set(id.entityID, id.name)
+	// A name nobody held a moment ago may be this entity's now.
+	b.unknownNames.purge()
 	return nil
 }
 
@@ -160,8 +167,10 @@ func (b *backend) liveNameOf(ctx context.Context, s logical.Storage, entityID st
 // entities that own something in the engine, or nil if there is none. The
 // name's pointer is tried first; when it is missing or stale (the entity
 // was renamed or deleted, or another took the name) every owner's live name
-// is checked, which costs a lookup per owner but happens only for operator
-// and admin requests after a rename.
+// is checked, which costs a lookup per owner. That happens only for
+// operator and admin requests after a rename, or for a name no owner holds,
+// whose answer is then reused for identity_cache_ttl (as identities are)
+// and dropped as soon as any entity registers as an owner.
 func (b *backend) entityOfUser(ctx context.Context, s logical.Storage, user string) (*identity, error) {
 	pointed, err := getOwnerName(ctx, s, user)
 	if err != nil {
@@ -177,6 +186,14 @@ func (b *backend) entityOfUser(ctx context.Context, s logical.Storage, user stri
 		}
 	}
 
+	cfg, err := b.getConfig(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if since, ok := b.unknownNames.get(user); ok && time.Since(since) < cfg.IdentityCacheTTL {
+		return nil, nil
+	}
+	generation := b.unknownNames.begin()
 	owners, err := s.List(ctx, entityPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("listing owners: %w", err)
@@ -200,6 +217,9 @@ func (b *backend) entityOfUser(ctx context.Context, s logical.Storage, user stri
 			}
 		}
 		return id, nil
+	}
+	if cfg.IdentityCacheTTL > 0 {
+		b.unknownNames.fill(user, time.Now(), generation)
 	}
 	return nil, nil
 }

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -168,4 +169,29 @@ func TestOwners_revokeAllRevokesNamedAndLeasedTokens(t *testing.T) {
 	require.Equal(t, 0, again["leases_revoked"])
 	// The lease count is fresh: alice may take new leases.
 	env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil)
+}
+
+// A name no owner holds (a typo, a user who never used the engine) costs a
+// scan of the owners once per identity_cache_ttl, not on every request,
+// and stops being "unknown" as soon as an entity of that name registers.
+func TestOwners_anUnknownNameIsScannedOncePerIdentityCacheTTL(t *testing.T) {
+	env := newTestEnv(t)
+	for i := 0; i < 20; i++ {
+		user := fmt.Sprintf("u%d", i)
+		env.createToken(user, env.addUser(user), "t", nil)
+	}
+	env.b.identities.purge()
+	before := env.sys.lookups.Load()
+	require.Equal(t, 404, env.statusOf(logical.ListOperation, "users/nobody/tokens/", "", nil))
+	require.Equal(t, int64(2*20), env.sys.lookups.Load()-before, "the first answer scans the owners")
+	env.b.identities.purge()
+	before = env.sys.lookups.Load()
+	for i := 0; i < 3; i++ {
+		env.ok(logical.ListOperation, "inventory/tokens/", "", map[string]interface{}{"user": "nobody"})
+	}
+	require.Equal(t, before, env.sys.lookups.Load(), "then the answer is reused")
+
+	nobody := env.addUser("nobody")
+	env.createToken("nobody", nobody, "laptop", nil)
+	require.Equal(t, []string{"laptop"}, env.ok(logical.ListOperation, "users/nobody/tokens/", "", nil).Data["keys"])
 }

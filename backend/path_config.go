@@ -163,7 +163,7 @@ func (c *configEntry) toResponseData() map[string]interface{} {
 		"expiry_notices":          formatDurations(c.ExpiryNotices),
 		"last_used_granularity":   int64(c.LastUsedGranularity.Seconds()),
 		"offboarding_grace":       int64(c.OffboardingGrace.Seconds()),
-		"webhook_url":             c.WebhookURL,
+		"webhook_url":             redactedURL(c.WebhookURL),
 	}
 }
 
@@ -182,7 +182,7 @@ var configFields = fieldSet{
 	"expiry_notices":          {Type: framework.TypeStringSlice, Description: `How long before expiry owners are reminded, longest first, as Go durations such as "168h0m0s".`},
 	"last_used_granularity":   {Type: framework.TypeInt64, Description: "How finely last use is recorded, in seconds; 0 records nothing."},
 	"offboarding_grace":       {Type: framework.TypeInt64, Description: "How long tidy keeps a deleted entity's tokens and provider tokens, in seconds."},
-	"webhook_url":             {Type: framework.TypeString, Description: "Where lifecycle notifications are sent; empty sends none."},
+	"webhook_url":             {Type: framework.TypeString, Description: "Where lifecycle notifications are sent, shown as scheme and host only (its path and query may carry the receiver's token); empty sends none."},
 }
 
 func formatDurations(durations []time.Duration) []string {
@@ -464,6 +464,21 @@ func parseExpiryNotices(values []string) ([]time.Duration, string) {
 	}
 	slices.SortFunc(notices, func(a, b time.Duration) int { return int((b - a) / time.Second) })
 	return notices, ""
+}
+
+// redactedURL shows a URL's scheme and host, and "/…" for a path or query,
+// which receivers often use to carry a token (the auditor policy reads the
+// configuration).
+func redactedURL(raw string) string {
+	u, err := url.Parse(raw)
+	if raw == "" || err != nil {
+		return ""
+	}
+	shown := u.Scheme + "://" + u.Host
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+		shown += "/…"
+	}
+	return shown
 }
 
 // checkWebhookURL accepts https URLs, and http ones to loopback addresses

@@ -76,6 +76,7 @@ func TestConfig_notificationsAndGovernance(t *testing.T) {
 	require.Equal(t, []string{"720h0m0s", "24h0m0s"}, got["expiry_notices"], "longest first, repeats dropped")
 	require.Equal(t, int64(900), got["last_used_granularity"])
 	require.Equal(t, int64(72*3600), got["offboarding_grace"])
+	require.Equal(t, "https://hooks.example.com/…", got["webhook_url"], "a path may carry the receiver's token: never shown")
 	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"webhook_url": "http://127.0.0.1:9000/hook", "expiry_notices": ""})
 	require.Equal(t, []string{}, env.ok(logical.ReadOperation, "config", "", nil).Data["expiry_notices"])
 

@@ -132,6 +132,9 @@ type providerTokenEntry struct {
 	ExpiresAt time.Time `json:"expires_at,omitempty"`
 	// NoticesSent are the expiry_notices thresholds already reminded of.
 	NoticesSent []string `json:"notices_sent,omitempty"`
+	// LegacyName is the user name v0.1.0 kept the token under, for tokens
+	// the upgrade moved.
+	LegacyName string `json:"legacy_name,omitempty"`
 }
 
 // toResponseData returns the entry's metadata: never a secret value.

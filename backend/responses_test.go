@@ -239,6 +239,14 @@ func TestResponses_handlersReturnExactlyTheDeclaredFields(t *testing.T) {
 	check(responseCase{op: logical.ReadOperation, path: "notifications/status"})
 	check(responseCase{op: logical.DeleteOperation, path: "notifications/webhook-secret"})
 
+	// What the upgrade from v0.1.0 set aside.
+	unclaimed, err := logical.StorageEntryJSON(unclaimedProviderTokenPrefix+"dave/ionq", &providerTokenEntry{Provider: "ionq", Values: map[string]string{"api_key": "dave-ionq-0123456789"}, SecretFields: []string{"api_key"}, Version: 1})
+	require.NoError(t, err)
+	require.NoError(t, env.storage.Put(context.Background(), unclaimed))
+	check(responseCase{op: logical.UpdateOperation, path: "unclaimed/dave/ionq/claim", data: map[string]interface{}{"entity_id": bob}})
+	check(responseCase{op: logical.UpdateOperation, path: "unclaimed/dave/ionq/claim", data: map[string]interface{}{"entity_id": bob}, status: http.StatusNotFound})
+	check(responseCase{op: logical.DeleteOperation, path: "unclaimed/dave/ionq"})
+
 	// Deletes and offboarding.
 	check(responseCase{op: logical.DeleteOperation, path: "users/alice/provider-tokens/ibm-quantum", entity: alice})
 	check(responseCase{op: logical.DeleteOperation, path: "orgs/acme/provider-tokens/dwave", entity: alice})

@@ -1,0 +1,216 @@
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/helper/logging"
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/stretchr/testify/require"
+)
+
+// The cases below rebuild v0.1.0 histories the fixture does not hold, by
+// rewriting a v0.2 storage into v0.1.0's layout (asV010), then upgrade it
+// with a fresh backend (restarted), as a plugin reload does.
+
+// restarted starts a fresh backend on env's storage and identity store.
+func restarted(t *testing.T, env *testEnv) *testEnv {
+	t.Helper()
+	config := logical.TestBackendConfig()
+	config.StorageView = env.storage
+	config.System = env.sys
+	config.Logger = logging.NewVaultLogger(hclog.Error)
+	raw, err := Factory(context.Background(), config)
+	require.NoError(t, err)
+	fresh := &testEnv{t: t, b: raw.(*backend), storage: env.storage, sys: env.sys}
+	t.Cleanup(func() { fresh.b.Cleanup(context.Background()) })
+	require.NoError(t, fresh.b.Initialize(context.Background(), &logical.InitializationRequest{Storage: env.storage}))
+	return fresh
+}
+
+func putJSON(t *testing.T, s logical.Storage, key string, v interface{}) {
+	t.Helper()
+	entry, err := logical.StorageEntryJSON(key, v)
+	require.NoError(t, err)
+	require.NoError(t, s.Put(context.Background(), entry))
+}
+
+func deletePrefix(t *testing.T, s logical.Storage, prefix string) {
+	t.Helper()
+	keys, err := s.List(context.Background(), prefix)
+	require.NoError(t, err)
+	for _, key := range keys {
+		if strings.HasSuffix(key, "/") {
+			deletePrefix(t, s, prefix+key)
+			continue
+		}
+		require.NoError(t, s.Delete(context.Background(), prefix+key))
+	}
+}
+
+func hmacOf(t *testing.T, env *testEnv, token string) string {
+	t.Helper()
+	key, err := env.b.getSalt(context.Background(), env.storage, false)
+	require.NoError(t, err)
+	return key.GetHMAC(token)
+}
+
+// asV010 rewrites the storage into v0.1.0's layout: indexes maps a user name
+// to its token names and HMACs; issuedAs names the user each token was
+// issued under, which v0.1.0 kept in the record.
+func asV010(t *testing.T, env *testEnv, indexes map[string]map[string]string, issuedAs map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	s := env.storage.Storage
+	summaries := map[string]*tokenSummary{}
+	entities, err := listOwnerEntities(ctx, s)
+	require.NoError(t, err)
+	for _, entityID := range entities {
+		index, err := getTokenIndex(ctx, s, entityID)
+		require.NoError(t, err)
+		for _, summary := range index.Tokens {
+			summaries[summary.Hash] = summary
+		}
+	}
+	for name, tokens := range indexes {
+		legacy := &tokenIndex{Tokens: map[string]*tokenSummary{}}
+		for tokenName, hash := range tokens {
+			legacy.Tokens[tokenName] = summaries[hash]
+			record, err := getTokenRecord(ctx, s, hash)
+			require.NoError(t, err)
+			raw := map[string]interface{}{}
+			encoded, err := json.Marshal(record)
+			require.NoError(t, err)
+			require.NoError(t, json.Unmarshal(encoded, &raw))
+			raw["name"], raw["user"] = tokenName, issuedAs[hash]
+			putJSON(t, s, tokenRecordPath(hash), raw)
+		}
+		putJSON(t, s, legacyTokenIndexPrefix+name, legacy)
+	}
+	deletePrefix(t, s, entityPrefix)
+	deletePrefix(t, s, ownerNamePrefix)
+	deletePrefix(t, s, providerTokenPrefix+"entities/")
+	require.NoError(t, s.Delete(ctx, migrationPath))
+}
+
+// v0.1.0 showed a renamed user only the index of its new name, so one
+// entity could issue "laptop" twice, under two of its names. Both tokens
+// are live: the upgrade keeps both listed - the later one renamed - so that
+// its owner can see and revoke it and repair does not take it for an orphan.
+func TestMigrate_oneEntitysTokenNameUnderTwoOfItsNames(t *testing.T) {
+	env := newTestEnv(t)
+	e1 := env.addUser("alice")
+	first := env.createToken("alice", e1, "laptop", nil)["token"].(string)
+	second := env.createToken("alice", e1, "laptop2", nil)["token"].(string)
+	env.renameEntity(e1, "alice2")
+	asV010(t, env,
+		map[string]map[string]string{"alice": {"laptop": hmacOf(t, env, first)}, "alice2": {"laptop": hmacOf(t, env, second)}},
+		map[string]string{hmacOf(t, env, first): "alice", hmacOf(t, env, second): "alice2"})
+
+	up := restarted(t, env)
+	require.Equal(t, []string{"laptop", "laptop-2"}, up.ok(logical.ListOperation, "users/alice2/tokens/", e1, nil).Data["keys"])
+	require.Equal(t, "laptop-2", up.verify(second)["name"], "the record holds the name the index lists")
+	require.Equal(t, 0, up.tidy(map[string]interface{}{"repair": true})["orphans_removed"])
+	got := up.ok(logical.UpdateOperation, "users/alice2/revoke-all", e1, nil).Data
+	require.Equal(t, 2, got["named_revoked"])
+	require.Equal(t, false, up.verify(first)["active"])
+	require.Equal(t, false, up.verify(second)["active"])
+}
+
+// One entity wrote a provider's token under two of its v0.1.0 names: the
+// newer stays its own, the older is kept aside, nothing is lost.
+func TestMigrate_oneEntitysProviderTokenUnderTwoOfItsNames(t *testing.T) {
+	env := newTestEnv(t)
+	e1 := env.addUser("alice")
+	token := env.createToken("alice", e1, "laptop", nil)["token"].(string)
+	env.renameEntity(e1, "alice2")
+	asV010(t, env, map[string]map[string]string{"alice": {"laptop": hmacOf(t, env, token)}}, map[string]string{hmacOf(t, env, token): "alice"})
+	now := time.Now().UTC()
+	putJSON(t, env.storage.Storage, legacyUserProviderTokenPrefix+"alice2/ibm-quantum", &providerTokenEntry{
+		Provider: "ibm-quantum", Values: map[string]string{"token": "CURRENT-new-secret"}, SecretFields: []string{"token"}, Version: 1, UpdatedBy: e1, UpdatedAt: now})
+	putJSON(t, env.storage.Storage, legacyUserProviderTokenPrefix+"alice/ibm-quantum", &providerTokenEntry{
+		Provider: "ibm-quantum", Values: map[string]string{"token": "STALE-old-secret"}, SecretFields: []string{"token"}, Version: 1, UpdatedBy: e1, UpdatedAt: now.Add(-time.Hour)})
+
+	up := restarted(t, env)
+	require.Equal(t, "CURRENT-new-secret", up.ok(logical.ReadOperation, "resolve/ibm-quantum", e1, nil).Data["token"])
+	stale, err := getProviderToken(context.Background(), env.storage, unclaimedProviderTokenPrefix+"alice/", "ibm-quantum")
+	require.NoError(t, err)
+	require.NotNil(t, stale, "the older credential is kept aside, not deleted")
+	require.Equal(t, "STALE-old-secret", stale.Values["token"])
+}
+
+// alice (E1) stored her own provider token and never issued a PAT; she was
+// renamed and E2 took her name and issued one. The writer evidence says the
+// token is E1's: the upgrade must not give it to E2.
+func TestMigrate_aRenamedWritersProviderTokenStaysTheWriters(t *testing.T) {
+	env := newTestEnv(t)
+	e1 := env.addEntity("entity-e1", "alice")
+	env.renameEntity(e1, "alice-old")
+	e2 := env.addEntity("entity-e2", "alice")
+	token := env.createToken("alice", e2, "laptop", nil)["token"].(string)
+	asV010(t, env, map[string]map[string]string{"alice": {"laptop": hmacOf(t, env, token)}}, map[string]string{hmacOf(t, env, token): "alice"})
+	putJSON(t, env.storage.Storage, legacyUserProviderTokenPrefix+"alice/ibm-quantum", &providerTokenEntry{
+		Provider: "ibm-quantum", Values: map[string]string{"token": "E1-private-secret"}, SecretFields: []string{"token"}, Version: 1, UpdatedBy: e1})
+
+	up := restarted(t, env)
+	require.Equal(t, 404, up.statusOf(logical.ReadOperation, "resolve/ibm-quantum", e2, nil))
+	require.Equal(t, "E1-private-secret", up.ok(logical.ReadOperation, "resolve/ibm-quantum", e1, nil).Data["token"])
+}
+
+// rejectingDots refuses keys with "..", as Vault's storage view does.
+type rejectingDots struct{ logical.Storage }
+
+func (s rejectingDots) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if strings.Contains(key, "..") {
+		return nil, logical.ErrRelativePath
+	}
+	return s.Storage.Get(ctx, key)
+}
+
+func (s rejectingDots) Put(ctx context.Context, entry *logical.StorageEntry) error {
+	if strings.Contains(entry.Key, "..") {
+		return logical.ErrRelativePath
+	}
+	return s.Storage.Put(ctx, entry)
+}
+
+func (s rejectingDots) Delete(ctx context.Context, key string) error {
+	if strings.Contains(key, "..") {
+		return logical.ErrRelativePath
+	}
+	return s.Storage.Delete(ctx, key)
+}
+
+// Vault does not restrict entity names. An owner now named "john..doe" -
+// a name no path can carry, and a storage key Vault refuses - must not
+// take the upgrade, and with it the whole mount, down.
+func TestMigrate_anEntityNameStorageRefusesDoesNotStopTheUpgrade(t *testing.T) {
+	env := newTestEnv(t)
+	john := env.addEntity("0b5e2f9a-1111-2222-3333-444455556666", "john.doe")
+	token := env.createToken("john.doe", john, "laptop", nil)["token"].(string)
+	asV010(t, env, map[string]map[string]string{"john.doe": {"laptop": hmacOf(t, env, token)}}, map[string]string{hmacOf(t, env, token): "john.doe"})
+	env.renameEntity(john, "john..doe")
+
+	strict := rejectingDots{env.storage}
+	config := logical.TestBackendConfig()
+	config.StorageView = strict
+	config.System = env.sys
+	config.Logger = logging.NewVaultLogger(hclog.Off)
+	raw, err := Factory(context.Background(), config)
+	require.NoError(t, err)
+	b := raw.(*backend)
+	t.Cleanup(func() { b.Cleanup(context.Background()) })
+	require.NoError(t, b.Initialize(context.Background(), &logical.InitializationRequest{Storage: strict}))
+
+	paul := env.addUser("paul")
+	resp, err := b.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation, Path: "users/paul/tokens/x", Storage: strict, EntityID: paul})
+	require.NoError(t, err)
+	require.False(t, resp.IsError())
+	verified, err := b.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation, Path: "verify", Storage: strict, Data: map[string]interface{}{"token": token}})
+	require.NoError(t, err)
+	require.Equal(t, true, verified.Data["active"], "the oddly named owner's token still verifies")
+}

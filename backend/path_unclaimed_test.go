@@ -1,0 +1,48 @@
+package backend
+
+import (
+	"context"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/stretchr/testify/require"
+)
+
+func (e *testEnv) putUnclaimed(name, provider, secret string) {
+	e.t.Helper()
+	entry, err := logical.StorageEntryJSON(unclaimedProviderTokenPrefix+name+"/"+provider, &providerTokenEntry{
+		Provider: provider, Values: map[string]string{"api_key": secret}, SecretFields: []string{"api_key"}, Version: 1, LegacyName: name})
+	require.NoError(e.t, err)
+	require.NoError(e.t, e.storage.Put(context.Background(), entry))
+}
+
+func TestUnclaimed_operatorsGiveATokenToItsEntityOrDeleteIt(t *testing.T) {
+	env := newTestEnv(t)
+	dave := env.addUser("dave")
+	mallory := env.addUser("mallory")
+	admin := env.addUser("admin")
+	env.setRole(admin, adminOrg, "admin")
+	env.putUnclaimed("dave", "ionq", "dave-ionq-secret-0123456789")
+	env.putUnclaimed("dave", "dwave", "dave-dwave-secret-0123456789")
+
+	before := env.storageSnapshot()
+	require.Equal(t, 403, env.statusOf(logical.UpdateOperation, "unclaimed/dave/ionq/claim", mallory, map[string]interface{}{"entity_id": mallory}))
+	require.Equal(t, 403, env.statusOf(logical.DeleteOperation, "unclaimed/dave/ionq", mallory, nil))
+	require.Contains(t, env.userError(logical.UpdateOperation, "unclaimed/dave/ionq/claim", "", map[string]interface{}{"entity_id": "entity-ghost"}), "no identity entity")
+	require.Contains(t, env.userError(logical.UpdateOperation, "unclaimed/dave/ionq/claim", "", map[string]interface{}{"entity_id": "../x"}), "entity_id")
+	require.Equal(t, before, env.storageSnapshot())
+
+	got := env.ok(logical.UpdateOperation, "unclaimed/dave/ionq/claim", admin, map[string]interface{}{"entity_id": dave}).Data
+	require.Equal(t, dave, got["entity_id"])
+	require.NotContains(t, got, "api_key")
+	require.Equal(t, "dave-ionq-secret-0123456789", env.ok(logical.ReadOperation, "resolve/ionq", dave, nil).Data["api_key"])
+	require.Equal(t, 404, env.statusOf(logical.UpdateOperation, "unclaimed/dave/ionq/claim", "", map[string]interface{}{"entity_id": dave}))
+
+	env.putUnclaimed("dave", "ionq", "another-ionq-secret-0123456789")
+	require.Contains(t, env.userError(logical.UpdateOperation, "unclaimed/dave/ionq/claim", "", map[string]interface{}{"entity_id": dave}), "already has")
+
+	env.ok(logical.DeleteOperation, "unclaimed/dave/dwave", "", nil)
+	for key := range env.storageSnapshot() {
+		require.NotEqual(t, unclaimedProviderTokenPrefix+"dave/dwave", key)
+	}
+}
