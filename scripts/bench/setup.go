@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -85,7 +82,7 @@ func setUp(ctx context.Context, o options, env map[string]string, dir string) (*
 	if err != nil {
 		return nil, err
 	}
-	noopSHA, err := copyFile(env["NOOP_PLUGIN_BIN"], filepath.Join(dir, "plugins", "noop"))
+	noopSHA, err := vaultharness.CopyPlugin(env["NOOP_PLUGIN_BIN"], filepath.Join(dir, "plugins", "noop"))
 	if err != nil {
 		return nil, err
 	}
@@ -379,24 +376,6 @@ func parallel(workers, n int, do func(i int) error) error {
 	close(next)
 	wg.Wait()
 	return firstErr
-}
-
-func copyFile(src, dst string) (string, error) {
-	in, err := os.Open(src)
-	if err != nil {
-		return "", err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
-	if err != nil {
-		return "", err
-	}
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(out, h), in); err != nil {
-		out.Close()
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), out.Close()
 }
 
 // pluginMemory reads the engine's plugin process's peak and current

@@ -4,10 +4,7 @@ package e2e
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,7 +36,10 @@ func TestUpgradeFromThePreviousRelease(t *testing.T) {
 
 	// Register the previous release beside the current one and mount it.
 	command := vaultharness.PluginName + "-" + previous
-	sha := installPluginFile(t, previousBin, filepath.Join(s.srv.Dir, "plugins", command))
+	sha, err := vaultharness.CopyPlugin(previousBin, filepath.Join(s.srv.Dir, "plugins", command))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := root.Sys().RegisterPluginWithContext(ctx, &api.RegisterPluginInput{
 		Name: vaultharness.PluginName, Type: api.PluginTypeSecrets, Command: command, SHA256: sha, Version: previous,
 	}); err != nil {
@@ -209,29 +209,6 @@ func TestUpgradeFromThePreviousRelease(t *testing.T) {
 	if _, ok := snapshot["migrations/storage-v2"]; !ok {
 		t.Error("the upgrade wrote no marker")
 	}
-}
-
-// installPluginFile copies a plugin binary into the plugin directory and
-// returns its SHA-256.
-func installPluginFile(t *testing.T, from, to string) string {
-	t.Helper()
-	src, err := os.Open(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	dst, err := os.OpenFile(to, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(dst, h), src); err != nil {
-		t.Fatal(err)
-	}
-	if err := dst.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 func requireRunningVersion(t *testing.T, path, version string) {

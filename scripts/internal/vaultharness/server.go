@@ -68,24 +68,28 @@ func InstallPlugin(pluginBin, dir string) (pluginDir, sha string, err error) {
 	if err := os.MkdirAll(pluginDir, 0o755); err != nil {
 		return "", "", err
 	}
-	src, err := os.Open(pluginBin)
+	sha, err = CopyPlugin(pluginBin, filepath.Join(pluginDir, PluginName))
+	return pluginDir, sha, err
+}
+
+// CopyPlugin copies a plugin binary to dst, executable, and returns its
+// SHA-256, which registering it in Vault's catalogue takes.
+func CopyPlugin(src, dst string) (string, error) {
+	in, err := os.Open(src)
 	if err != nil {
-		return "", "", err
+		return "", err
 	}
-	defer src.Close()
-	dst, err := os.OpenFile(filepath.Join(pluginDir, PluginName), os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
 	if err != nil {
-		return "", "", err
+		return "", err
 	}
 	h := sha256.New()
-	if _, err := io.Copy(io.MultiWriter(dst, h), src); err != nil {
-		dst.Close()
-		return "", "", err
+	if _, err := io.Copy(io.MultiWriter(out, h), in); err != nil {
+		out.Close()
+		return "", err
 	}
-	if err := dst.Close(); err != nil {
-		return "", "", err
-	}
-	return pluginDir, hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil)), out.Close()
 }
 
 // DevOptions tune a dev server.
