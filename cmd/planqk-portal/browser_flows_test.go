@@ -261,7 +261,7 @@ func TestBrowserSessionSecurity(t *testing.T) {
 	olivia.load("pressing Enter on Sign out", chromedp.KeyEvent("\r"))
 	olivia.expectText("You are signed out. Your Vault token was revoked.")
 	olivia.checkPage()
-	if _, err := suite.vault.client(vaultToken).Auth().Token().LookupSelf(); statusOf(err) != http.StatusForbidden {
+	if _, err := vaultClient(vaultToken).Auth().Token().LookupSelf(); statusOf(err) != http.StatusForbidden {
 		t.Fatalf("the Vault token works after sign-out: %v", err)
 	}
 	if _, err := chromedp.Call(olivia.ctx, network.SetCookie, network.SetCookieParams{

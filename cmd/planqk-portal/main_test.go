@@ -25,6 +25,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/planqk/vault-plugin-secrets-planqk/bootstrap"
+	"github.com/planqk/vault-plugin-secrets-planqk/scripts/vaultharness"
 )
 
 // The cast. acme is the demo organization the browser tests (and the
@@ -44,7 +45,7 @@ var cast = []struct{ user, org, role string }{
 
 // suite is what the tests share.
 var suite struct {
-	vault     *devVault
+	vault     *vaultharness.Server
 	root      *api.Client
 	boot      *bootstrap.Bootstrapper
 	verifier  string // a token with only planqk-verifier
@@ -97,9 +98,9 @@ func runSuite(m *testing.M) (int, error) {
 	if err != nil {
 		return 1, err
 	}
-	defer suite.vault.stop()
+	defer suite.vault.Stop()
 	if err := setUpCast(ctx); err != nil {
-		return 1, fmt.Errorf("setting up (Vault log: %s): %w", suite.vault.logPath, err)
+		return 1, fmt.Errorf("setting up (Vault log: %s): %w", suite.vault.LogPath, err)
 	}
 
 	code := m.Run()
@@ -108,7 +109,7 @@ func runSuite(m *testing.M) (int, error) {
 		fmt.Fprintf(os.Stderr, "secrets found in the portal's log:\n  %s\n", strings.Join(leaks, "\n  "))
 		code = 1
 	}
-	suite.vault.stop()
+	suite.vault.Stop()
 	if shots, _ := os.ReadDir(suite.screenshots); len(shots) > 0 {
 		fmt.Fprintln(os.Stderr, "portal tests: screenshots in", suite.screenshots)
 	} else if os.Getenv("PORTAL_SCREENSHOTS") == "" {
@@ -124,7 +125,7 @@ func runSuite(m *testing.M) (int, error) {
 }
 
 func setUpCast(ctx context.Context) error {
-	suite.root = suite.vault.client("root")
+	suite.root = vaultClient("root")
 	suite.boot = &bootstrap.Bootstrapper{Client: suite.root, Mount: "planqk", AuthMount: "userpass"}
 	if err := suite.boot.Init(ctx); err != nil {
 		return err
@@ -217,7 +218,7 @@ func startPortal(t *testing.T, adjust func(*config)) *testPortal {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := parseConfig([]string{"-listen", listener.Addr().String(), "-vault-addr", suite.vault.addr,
+	cfg, err := parseConfig([]string{"-listen", listener.Addr().String(), "-vault-addr", suite.vault.Addr,
 		"-signin-rate", "600", "-signin-burst", "100"}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)

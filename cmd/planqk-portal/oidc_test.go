@@ -106,12 +106,12 @@ func authorizeAtIdP(t *testing.T, authURL, user string) (code, state string) {
 	if !strings.HasSuffix(u.Path, "/identity/oidc/provider/planqk/authorize") {
 		t.Fatalf("the auth URL is not the provider's authorization endpoint: %s", u.Path)
 	}
-	token, err := suite.vault.login(context.Background(), user, suite.passwords[user])
+	token, err := suite.vault.Login(context.Background(), "userpass", user, suite.passwords[user])
 	if err != nil {
 		t.Fatal(err)
 	}
 	remember(token, user+"'s Vault token at the identity provider")
-	req, err := http.NewRequest(http.MethodGet, suite.vault.addr+"/v1/identity/oidc/provider/planqk/authorize?"+u.RawQuery, nil)
+	req, err := http.NewRequest(http.MethodGet, suite.vault.Addr+"/v1/identity/oidc/provider/planqk/authorize?"+u.RawQuery, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestOIDCSignInWithVaultAsIdentityProvider(t *testing.T) {
 	}
 	// Sign-out revokes the OIDC token like any other.
 	v.submit("/signout", nil)
-	if _, err := suite.vault.client(sess.vaultToken).Auth().Token().LookupSelf(); statusOf(err) != http.StatusForbidden {
+	if _, err := vaultClient(sess.vaultToken).Auth().Token().LookupSelf(); statusOf(err) != http.StatusForbidden {
 		t.Fatalf("the OIDC token works after sign-out: %v", err)
 	}
 }

@@ -96,7 +96,7 @@ func TestSignOutRevokesTheVaultToken(t *testing.T) {
 	if p := v.follow(out); !strings.Contains(p.text(), "You are signed out. Your Vault token was revoked.") {
 		t.Errorf("after sign-out: %s", p.text())
 	}
-	if _, err := suite.vault.client(token).Auth().Token().LookupSelf(); statusOf(err) != http.StatusForbidden {
+	if _, err := vaultClient(token).Auth().Token().LookupSelf(); statusOf(err) != http.StatusForbidden {
 		t.Fatalf("the Vault token still works after sign-out (lookup-self: %v)", err)
 	}
 	// The old cookie, sent again, opens nothing.
@@ -159,7 +159,7 @@ func TestSessionLimitRevokesTheToken(t *testing.T) {
 	tp.sessions.now = func() time.Time { return time.Now().Add(2 * time.Minute) }
 	tp.sessions.mu.Unlock()
 	tp.revokeSessions(context.Background(), tp.sessions.prune())
-	if _, err := suite.vault.client(token).Auth().Token().LookupSelf(); statusOf(err) != http.StatusForbidden {
+	if _, err := vaultClient(token).Auth().Token().LookupSelf(); statusOf(err) != http.StatusForbidden {
 		t.Fatalf("the token of an ended session still works (lookup-self: %v)", err)
 	}
 	if p := v.get("/tokens"); p.status != http.StatusSeeOther {
@@ -184,7 +184,7 @@ func TestSigningInAgainEndsTheEarlierSession(t *testing.T) {
 	if v.sessionCookie() == first.id || tp.sessions.get(first.id) != nil {
 		t.Fatal("the earlier session lives on")
 	}
-	if _, err := suite.vault.client(first.vaultToken).Auth().Token().LookupSelf(); statusOf(err) != http.StatusForbidden {
+	if _, err := vaultClient(first.vaultToken).Auth().Token().LookupSelf(); statusOf(err) != http.StatusForbidden {
 		t.Fatalf("the earlier session's Vault token still works: %v", err)
 	}
 }
@@ -194,7 +194,7 @@ func TestStoppingThePortalRevokesItsSessions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := parseConfig([]string{"-listen", listener.Addr().String(), "-vault-addr", suite.vault.addr}, func(string) string { return "" })
+	cfg, err := parseConfig([]string{"-listen", listener.Addr().String(), "-vault-addr", suite.vault.Addr}, func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +214,7 @@ func TestStoppingThePortalRevokesItsSessions(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if _, err := suite.vault.client(token).Auth().Token().LookupSelf(); statusOf(err) != http.StatusForbidden {
+	if _, err := vaultClient(token).Auth().Token().LookupSelf(); statusOf(err) != http.StatusForbidden {
 		t.Fatalf("a session's Vault token outlived the portal: %v", err)
 	}
 }

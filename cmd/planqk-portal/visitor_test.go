@@ -219,7 +219,7 @@ func (p *page) forms() []string {
 // verify introspects a PAT as the PlanQK API does.
 func verify(t *testing.T, token string) map[string]interface{} {
 	t.Helper()
-	secret, err := suite.vault.client(suite.verifier).Logical().Write("planqk/verify", map[string]interface{}{"token": token})
+	secret, err := vaultClient(suite.verifier).Logical().Write("planqk/verify", map[string]interface{}{"token": token})
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}

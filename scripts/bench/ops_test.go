@@ -6,7 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
-	"github.com/planqk/vault-plugin-secrets-planqk/scripts/internal/vaultharness"
+	"github.com/planqk/vault-plugin-secrets-planqk/scripts/vaultharness"
 )
 
 // Each check accepts the answer the operation should give and names what

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/planqk/vault-plugin-secrets-planqk/scripts/internal/vaultharness"
+	"github.com/planqk/vault-plugin-secrets-planqk/scripts/vaultharness"
 )
 
 // badRequest is one malformed request and how it must be answered.

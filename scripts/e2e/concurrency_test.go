@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/planqk/vault-plugin-secrets-planqk/scripts/internal/vaultharness"
+	"github.com/planqk/vault-plugin-secrets-planqk/scripts/vaultharness"
 )
 
 // TestConcurrentWritesAgainstTheRealServer runs hundreds of parallel

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/planqk/vault-plugin-secrets-planqk/scripts/internal/vaultharness"
+	"github.com/planqk/vault-plugin-secrets-planqk/scripts/vaultharness"
 )
 
 // TestExpiredTokensStopAtTheirExpiryAndTidyRemovesThem checks that a PAT

@@ -19,7 +19,7 @@ import (
 
 	"github.com/planqk/vault-plugin-secrets-planqk/bootstrap"
 	"github.com/planqk/vault-plugin-secrets-planqk/scripts/internal/gateway"
-	"github.com/planqk/vault-plugin-secrets-planqk/scripts/internal/vaultharness"
+	"github.com/planqk/vault-plugin-secrets-planqk/scripts/vaultharness"
 )
 
 // TestGatewayAcceptsPATsThroughIntrospection proves that an off-the-shelf

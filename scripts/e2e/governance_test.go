@@ -11,7 +11,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/planqk/vault-plugin-secrets-planqk/scripts/internal/vaultharness"
+	"github.com/planqk/vault-plugin-secrets-planqk/scripts/vaultharness"
 )
 
 // auditorClient returns a client with a token holding only planqk-auditor.

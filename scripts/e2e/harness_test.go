@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/planqk/vault-plugin-secrets-planqk/scripts/internal/vaultharness"
+	"github.com/planqk/vault-plugin-secrets-planqk/scripts/vaultharness"
 )
 
 // TestServerMovesToAnotherPortWhenItsPortIsTaken starts a dev server whose

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/planqk/vault-plugin-secrets-planqk/scripts/internal/vaultharness"
+	"github.com/planqk/vault-plugin-secrets-planqk/scripts/vaultharness"
 )
 
 // leasedPAT is a PAT issued as a Vault lease by users/<user>/creds/<role>.

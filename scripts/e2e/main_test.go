@@ -23,7 +23,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/planqk/vault-plugin-secrets-planqk/bootstrap"
-	"github.com/planqk/vault-plugin-secrets-planqk/scripts/internal/vaultharness"
+	"github.com/planqk/vault-plugin-secrets-planqk/scripts/vaultharness"
 )
 
 const (

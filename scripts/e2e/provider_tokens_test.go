@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/planqk/vault-plugin-secrets-planqk/scripts/internal/vaultharness"
+	"github.com/planqk/vault-plugin-secrets-planqk/scripts/vaultharness"
 )
 
 // TestProviderTokensAndResolve stores a user's own and an organization's

@@ -15,7 +15,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/planqk/vault-plugin-secrets-planqk/scripts/internal/vaultharness"
+	"github.com/planqk/vault-plugin-secrets-planqk/scripts/vaultharness"
 )
 
 // TestHACluster starts three raft nodes, mounts the engine once (the

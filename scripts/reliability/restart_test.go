@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/planqk/vault-plugin-secrets-planqk/bootstrap"
-	"github.com/planqk/vault-plugin-secrets-planqk/scripts/internal/vaultharness"
+	"github.com/planqk/vault-plugin-secrets-planqk/scripts/vaultharness"
 )
 
 // TestClusterRestartPersistence stops and restarts the whole cluster: all

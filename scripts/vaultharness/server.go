@@ -1,5 +1,5 @@
 // Package vaultharness runs real HashiCorp Vault servers on loopback for the
-// end-to-end, reliability and benchmark programs: it starts and stops them,
+// end-to-end, reliability, benchmark and portal tests: it starts and stops them,
 // registers and mounts the plugin, and drives the vault CLI.
 package vaultharness
 
