@@ -8,7 +8,9 @@ set -euo pipefail
 
 top="$(cd "$(dirname "$0")/.." && pwd)"
 plugin=vault-plugin-secrets-planqk
-version="${VERSION:-v0.1.0}"
+# The version make builds into the plugin; Vault refuses a registration whose
+# version differs from the one the binary reports.
+version="${VERSION:-$(sed -n 's/^VERSION *?= *//p' "$top/Makefile")}"
 mount="${MOUNT:-planqk}"
 port="${DEV_PORT:-8200}"
 portal_port="${PORTAL_PORT:-8210}"
@@ -103,13 +105,22 @@ if ! $existing; then
 	done
 fi
 
+# An existing Vault's operator token is the caller's own: never echo it.
+if $existing; then
+	operator_token_line="Operator token: your VAULT_TOKEN"
+	operator_login='export VAULT_TOKEN=<your operator token>'
+else
+	operator_token_line="Root token: $VAULT_TOKEN"
+	operator_login='export VAULT_TOKEN=root'
+fi
+
 cat <<EOF
 
   PlanQK secrets engine $version is live at $VAULT_ADDR, mounted at $mount/.
 
   Demo organization acme: olivia (owner), max (maintainer), mia (member);
   paul belongs to no organization. Each user's password is <name>-password.
-  Root token: $VAULT_TOKEN   Verifier token (planqk-verifier, for the PlanQK API): $verifier
+  $operator_token_line   Verifier token (planqk-verifier, for the PlanQK API): $verifier
 EOF
 if ! $existing; then
 	cat <<EOF
@@ -148,7 +159,7 @@ cat <<EOF
     curl -s -H "X-Vault-Token: $verifier" -H "X-Auth-Token: <a PAT>" \$VAULT_ADDR/v1/$mount/verify      # as the SDKs send it
     curl -s -H "Authorization: Bearer $verifier" -d token=<a PAT> \$VAULT_ADDR/v1/$mount/introspect     # RFC 7662, for gateways
 
-    export VAULT_TOKEN=root
+    $operator_login
     vault list -format=json $mount/inventory/tokens                 # every PAT of every user, never a secret
     vault read $mount/inventory
 

@@ -153,6 +153,10 @@ func (c *config) validate() error {
 
 func (c *config) tls() bool { return c.TLSCert != "" }
 
+// servedOverHTTPS reports whether browsers reach the portal over https,
+// directly or through a proxy that ends TLS.
+func servedOverHTTPS(c *config) bool { return strings.HasPrefix(c.PublicURL, "https://") }
+
 func (c *config) scheme() string {
 	if c.tls() {
 		return "https"

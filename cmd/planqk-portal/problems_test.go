@@ -2,7 +2,10 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/vault/api"
@@ -47,5 +50,24 @@ func TestVaultMessagesUnwrapsMultiErrors(t *testing.T) {
 	}
 	if vaultErrorForLog(err) != "status 400: first; second; third" {
 		t.Errorf("log form: %q", vaultErrorForLog(err))
+	}
+}
+
+// When Vault cannot be reached, the client's error quotes the request URL;
+// the OIDC callback's query holds the authorization code, state and nonce.
+func TestVaultErrorForLog_leavesOutTheURLOfATransportFailure(t *testing.T) {
+	err := fmt.Errorf("reading: %w", &url.Error{
+		Op:  "Get",
+		URL: "http://127.0.0.1:8200/v1/auth/oidc/oidc/callback?client_nonce=n0nce&code=the-code&state=st4te",
+		Err: errors.New("dial tcp 127.0.0.1:8200: connect: connection refused"),
+	})
+	got := vaultErrorForLog(err)
+	for _, secret := range []string{"the-code", "st4te", "n0nce", "callback"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("log form %q holds %q", got, secret)
+		}
+	}
+	if !strings.Contains(got, "connection refused") {
+		t.Errorf("log form %q lost the cause", got)
 	}
 }

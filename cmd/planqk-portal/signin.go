@@ -57,7 +57,13 @@ func (p *portal) signInUserpass(w http.ResponseWriter, r *http.Request) {
 	}
 	username := strings.TrimSpace(r.PostFormValue("username"))
 	password := r.PostFormValue("password")
-	if !p.limiter.allow(clientKey(r), userKey(username)) {
+	// The address is charged first; a user name is remembered only when it
+	// could be one (a malformed one never reaches Vault).
+	limits := []string{clientKey(r)}
+	if validSegment(username) {
+		limits = append(limits, userKey(username))
+	}
+	if !p.limiter.allow(limits...) {
 		p.renderSignIn(w, r, http.StatusTooManyRequests, pageData{Problem: problemTooManySignIns}, username)
 		return
 	}

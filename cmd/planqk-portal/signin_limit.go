@@ -3,6 +3,7 @@ package main
 import (
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -34,31 +35,31 @@ func newSignInLimiter(perMinute float64, burst int) *signInLimiter {
 	}
 }
 
-// allow takes one attempt from the budget of each key; it reports false if
-// any key has none left.
+// allow takes one attempt from the budget of each key in turn and reports
+// false at the first key that has none left, without touching the keys
+// after it: a client address over its budget (passed first) cannot make
+// the limiter remember new user names, which would fill it for everyone.
 func (l *signInLimiter) allow(keys ...string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	allowed := true
 	for _, key := range keys {
 		limiter, ok := l.limiters[key]
 		if !ok {
 			if len(l.limiters) >= maxLimiterKeys {
 				l.pruneLocked(now)
 				if len(l.limiters) >= maxLimiterKeys {
-					allowed = false
-					continue
+					return false
 				}
 			}
 			limiter = rate.NewLimiter(l.limit, l.burst)
 			l.limiters[key] = limiter
 		}
 		if !limiter.AllowN(now, 1) {
-			allowed = false
+			return false
 		}
 	}
-	return allowed
+	return true
 }
 
 // prune forgets keys whose budget has refilled: they behave like new ones.
@@ -76,12 +77,17 @@ func (l *signInLimiter) pruneLocked(now time.Time) {
 	}
 }
 
-// clientKey is the limiter key of the request's client address. Behind a
-// reverse proxy every request comes from the proxy: put the limit there.
+// clientKey is the limiter key of the request's client address; an IPv6
+// client is keyed by its /64, the block one host is usually given, so that
+// stepping through addresses does not buy new budgets. Behind a reverse
+// proxy every request comes from the proxy: put the limit there.
 func clientKey(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
+	}
+	if addr, err := netip.ParseAddr(host); err == nil && addr.Is6() && !addr.Is4In6() {
+		return "addr:" + netip.PrefixFrom(addr, 64).Masked().String()
 	}
 	return "addr:" + host
 }

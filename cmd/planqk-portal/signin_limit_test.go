@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -46,5 +47,39 @@ func TestClientKey(t *testing.T) {
 	}
 	if userKey("Mia") != userKey("mia") {
 		t.Error("user names differ by case")
+	}
+}
+
+// An address over its budget must not make the limiter remember the user
+// names it tries: otherwise one client fills the limiter and every new
+// address and user is refused.
+func TestSignInLimiter_anExhaustedAddressAddsNoUserNames(t *testing.T) {
+	l := newSignInLimiter(6, 3)
+	for i := 0; i < 3; i++ {
+		l.allow("addr:10.0.0.9", fmt.Sprintf("user:guess%d", i))
+	}
+	keys := len(l.limiters)
+	for i := 3; i < 1000; i++ {
+		if l.allow("addr:10.0.0.9", fmt.Sprintf("user:guess%d", i)) {
+			t.Fatalf("attempt %d allowed past the address's budget", i+1)
+		}
+	}
+	if len(l.limiters) != keys {
+		t.Fatalf("the limiter holds %d keys after 997 refused attempts, want %d", len(l.limiters), keys)
+	}
+	if !l.allow("addr:10.0.0.10", "user:mia") {
+		t.Fatal("another client was refused")
+	}
+}
+
+func TestClientKey_IPv6ClientsAreKeyedByTheirSlash64(t *testing.T) {
+	a := clientKey(&http.Request{RemoteAddr: "[2001:db8:1:2:aaaa::1]:443"})
+	b := clientKey(&http.Request{RemoteAddr: "[2001:db8:1:2:bbbb::7]:443"})
+	c := clientKey(&http.Request{RemoteAddr: "[2001:db8:1:3::1]:443"})
+	if a != b || a != "addr:2001:db8:1:2::/64" {
+		t.Errorf("one /64 gave keys %q and %q", a, b)
+	}
+	if a == c {
+		t.Errorf("two /64s share the key %q", a)
 	}
 }

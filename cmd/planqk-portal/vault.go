@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -116,6 +117,11 @@ func vaultErrorForLog(err error) string {
 	var respErr *api.ResponseError
 	if errors.As(err, &respErr) {
 		return fmt.Sprintf("status %d: %s", respErr.StatusCode, strings.Join(vaultMessages(err), "; "))
+	}
+	// A transport failure's text quotes the whole request URL.
+	var urlErr *url.Error
+	if errors.As(err, &urlErr) {
+		return urlErr.Op + ": " + urlErr.Err.Error()
 	}
 	return err.Error()
 }

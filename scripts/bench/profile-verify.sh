@@ -12,6 +12,7 @@ port="${PROFILE_PORT:-8299}"
 vault="$("$top/scripts/ensure-vault.sh")"
 command -v perf >/dev/null || { echo "perf is missing: apt-get install -y linux-perf" >&2; exit 1; }
 mkdir -p "$out/plugins"
+version="${VERSION:-$(sed -n 's/^VERSION *?= *//p' "$top/Makefile")}"
 cp "$top/bin/vault-plugin-secrets-planqk" "$out/plugins/"
 "$vault" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$port" \
 	-dev-plugin-dir="$out/plugins" >"$out/vault.log" 2>&1 &
@@ -20,8 +21,8 @@ trap 'kill $server 2>/dev/null || true' EXIT
 export VAULT_ADDR="http://127.0.0.1:$port" VAULT_TOKEN=root
 for _ in $(seq 100); do "$vault" status >/dev/null 2>&1 && break; sleep 0.2; done
 sha="$(sha256sum "$out/plugins/vault-plugin-secrets-planqk" | cut -d' ' -f1)"
-"$vault" plugin register -sha256="$sha" -version=v0.2.0 -command=vault-plugin-secrets-planqk secret vault-plugin-secrets-planqk >/dev/null
-"$vault" secrets enable -path=planqk -plugin-version=v0.2.0 vault-plugin-secrets-planqk >/dev/null
+"$vault" plugin register -sha256="$sha" -version="$version" -command=vault-plugin-secrets-planqk secret vault-plugin-secrets-planqk >/dev/null
+"$vault" secrets enable -path=planqk -plugin-version="$version" vault-plugin-secrets-planqk >/dev/null
 "$top/bin/planqk-bootstrap" init >/dev/null
 "$top/bin/planqk-bootstrap" org acme >/dev/null
 printf 'profile-password\n' | "$top/bin/planqk-bootstrap" user mia >/dev/null
