@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/go-secure-stdlib/parseutil"
+	"github.com/hashicorp/go-secure-stdlib/strutil"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -56,7 +59,9 @@ type configEntry struct {
 	// Scopes are the scopes a PAT may carry; DefaultScopes those of a PAT
 	// created without scopes, and of every PAT issued before scopes existed.
 	Scopes        []string `json:"scopes,omitempty"`
-	DefaultScopes []string `json:"default_scopes,omitempty"`
+	// No omitempty: an empty list ("tokens created without scopes get
+	// none") must survive storage, not decode back to the defaults.
+	DefaultScopes []string `json:"default_scopes"`
 
 	// AdminGroups, when set, are the only identity groups (by name or id)
 	// whose planqk_org=* planqk_role=admin metadata makes a platform admin.
@@ -451,9 +456,10 @@ func (c *configEntry) validate() string {
 func parseExpiryNotices(values []string) ([]time.Duration, string) {
 	notices := []time.Duration{}
 	for _, v := range normalizedList(values) {
-		d, err := time.ParseDuration(v)
+		// As every other duration field: 168h, 7d or seconds.
+		d, err := parseutil.ParseDurationSecond(v)
 		if err != nil || d <= 0 {
-			return nil, fmt.Sprintf("expiry_notices: %q is not a positive duration such as 168h", v)
+			return nil, fmt.Sprintf("expiry_notices: %q is not a positive duration such as 168h or 7d", v)
 		}
 		if !slices.Contains(notices, d) {
 			notices = append(notices, d)
@@ -462,7 +468,7 @@ func parseExpiryNotices(values []string) ([]time.Duration, string) {
 	if len(notices) > maxExpiryNotices {
 		return nil, fmt.Sprintf("expiry_notices may hold at most %d durations", maxExpiryNotices)
 	}
-	slices.SortFunc(notices, func(a, b time.Duration) int { return int((b - a) / time.Second) })
+	slices.SortFunc(notices, func(a, b time.Duration) int { return cmp.Compare(b, a) })
 	return notices, ""
 }
 
@@ -503,16 +509,10 @@ func checkWebhookURL(raw string) string {
 	return "webhook_url must be an absolute http(s) URL without credentials"
 }
 
-// normalizedList trims the entries of a list field and drops empty ones
-// and repeats, keeping the first occurrence's order.
+// normalizedList drops the empty entries and repeats of a list field
+// (whose entries the framework has trimmed), keeping the first order.
 func normalizedList(values []string) []string {
-	out := make([]string, 0, len(values))
-	for _, v := range values {
-		if v = strings.TrimSpace(v); v != "" && !slices.Contains(out, v) {
-			out = append(out, v)
-		}
-	}
-	return out
+	return strutil.RemoveDuplicatesStable(values, false)
 }
 
 // getConfig returns the stored configuration, or the defaults when none is

@@ -92,3 +92,20 @@ func TestConfig_notificationsAndGovernance(t *testing.T) {
 	require.Contains(t, env.userError(logical.UpdateOperation, "config", "", map[string]interface{}{"webhook_url": "https://user:pw@example.com/"}), "without credentials")
 	require.Equal(t, before, env.storageSnapshot())
 }
+
+// Every setting survives storage exactly as written: read back through a
+// backend that did not write it (another node, or after a restart).
+func TestConfig_emptyListsSurviveStorage(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"default_scopes": "", "expiry_notices": "7d,1d,86400"})
+	env.b.invalidate(context.Background(), configPath)
+	got := env.ok(logical.ReadOperation, "config", "", nil).Data
+	require.Equal(t, []string{}, got["default_scopes"], "no default scopes must not come back as the defaults")
+	require.Equal(t, []string{"168h0m0s", "24h0m0s"}, got["expiry_notices"], "7d, 1d and seconds parse as every other duration")
+
+	env.b.invalidate(context.Background(), configPath)
+	created := env.createToken("alice", alice, "bare", nil)
+	require.Empty(t, created["scopes"], "a token created without scopes gets the (empty) defaults")
+	require.Empty(t, env.verify(created["token"].(string))["scopes"])
+}
