@@ -431,12 +431,33 @@ func TestBackend_replicationStateIsAskedOncePerTTL(t *testing.T) {
 
 type countingReplicationState struct {
 	logical.SystemView
-	asks atomic.Int64
+	asks, localAsks atomic.Int64
 }
 
 func (c *countingReplicationState) ReplicationState() consts.ReplicationState {
 	c.asks.Add(1)
 	return c.SystemView.ReplicationState()
+}
+
+func (c *countingReplicationState) LocalMount() bool {
+	c.localAsks.Add(1)
+	return c.SystemView.LocalMount()
+}
+
+// Every write is ForwardPerformanceSecondary, for which the framework asks
+// whether the mount is local: a gRPC round trip per write unless answered
+// from memory. A mount cannot be made local or not after it is enabled.
+func TestBackend_localMountIsAskedOnce(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	counting := &countingReplicationState{SystemView: env.sys}
+	env.b.replication.SystemView = counting
+	env.b.replication.forget()
+
+	for i := 0; i < 10; i++ {
+		env.createToken("alice", alice, fmt.Sprintf("t%d", i), nil)
+	}
+	require.Equal(t, int64(1), counting.localAsks.Load())
 }
 
 // badInput is a request body that must be refused with a 400 naming field.

@@ -57,7 +57,15 @@ type identity struct {
 	admin     bool
 	orgs      map[string]orgRole
 	fetchedAt time.Time
+	// gone marks a cached answer "no such entity" (deleted): a deleted
+	// owner's token may still be presented at every request.
+	gone bool
 }
+
+// goneIdentityTTL bounds how long "no such entity" is reused: long enough
+// that a deleted owner's token costs Vault at most one lookup a second,
+// short enough that an entity not yet replicated to this node is found soon.
+const goneIdentityTTL = time.Second
 
 // roleIn returns the entity's role in org; platform admins are admins everywhere.
 func (id *identity) roleIn(org string) orgRole {
@@ -115,8 +123,13 @@ func (b *backend) lookupIdentity(ctx context.Context, s logical.Storage, entityI
 		return nil, err
 	}
 	if cfg.IdentityCacheTTL > 0 {
-		if id, ok := b.identities.get(entityID); ok && time.Since(id.fetchedAt) < cfg.IdentityCacheTTL {
-			return id, nil
+		if id, ok := b.identities.get(entityID); ok {
+			switch age := time.Since(id.fetchedAt); {
+			case id.gone && age < min(cfg.IdentityCacheTTL, goneIdentityTTL):
+				return nil, nil
+			case !id.gone && age < cfg.IdentityCacheTTL:
+				return id, nil
+			}
 		}
 	}
 
@@ -125,7 +138,11 @@ func (b *backend) lookupIdentity(ctx context.Context, s logical.Storage, entityI
 		return nil, fmt.Errorf("looking up entity: %w", err)
 	}
 	if entity == nil {
-		b.identities.remove(entityID)
+		// Cached like any answer (a fill, never a remove, which would
+		// also drop every other entity's fill in flight).
+		if cfg.IdentityCacheTTL > 0 {
+			b.identities.fill(entityID, &identity{entityID: entityID, gone: true, fetchedAt: time.Now()}, generation)
+		}
 		return nil, nil
 	}
 	groups, err := b.System().GroupsForEntity(entityID)

@@ -226,3 +226,26 @@ func TestVerify_tokenInTheXAuthTokenHeader(t *testing.T) {
 	get(map[string][]string{"X-Auth-Token": {token}})
 	require.Equal(t, roundTrips{}, env.storage.counted(), "a cached record costs no read")
 }
+
+// A deleted owner's token may be presented on every request (a CI job of
+// someone who left): "no such entity" is reused like any identity answer,
+// so that it costs Vault one lookup a second, not one per verify.
+func TestVerify_aDeletedOwnerIsNotLookedUpOnEveryRequest(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	token := env.createToken("alice", alice, "ci", nil)["token"].(string)
+	env.deleteEntity(alice)
+
+	before := env.sys.lookups.Load()
+	for i := 0; i < 50; i++ {
+		require.Equal(t, false, env.verify(token)["active"])
+	}
+	require.Equal(t, int64(1), env.sys.lookups.Load()-before, "one EntityInfo for 50 verifies within a second")
+
+	// The answer is reused for at most a second, then asked again.
+	gone, ok := env.b.identities.get(alice)
+	require.True(t, ok && gone.gone)
+	gone.fetchedAt = gone.fetchedAt.Add(-goneIdentityTTL)
+	require.Equal(t, false, env.verify(token)["active"])
+	require.Equal(t, int64(2), env.sys.lookups.Load()-before)
+}

@@ -19,14 +19,29 @@ import (
 // version of Vault ever change the state of a live backend instance.
 const replicationStateTTL = time.Second
 
-// cachedReplicationState is the system view with ReplicationState answered
-// from memory. framework.Backend asks for the state on every request to a
-// path with Operations, to honour the ForwardPerformance* flags; for an
-// external plugin each ask is a gRPC round-trip to Vault, measured at about
-// a tenth of the throughput of verify and resolve.
+// cachedReplicationState is the system view with ReplicationState and
+// LocalMount answered from memory. framework.Backend asks for the state on
+// every request to a path with Operations, and whether the mount is local
+// on every request to an operation marked ForwardPerformanceSecondary (all
+// writes), to honour the ForwardPerformance* flags; for an external plugin
+// each ask is a gRPC round-trip to Vault, the state's measured at about a
+// tenth of the throughput of verify and resolve.
 type cachedReplicationState struct {
 	logical.SystemView
 	cached atomic.Pointer[replicationStateAt]
+	// local is whether the mount is local; it is chosen when the mount is
+	// enabled and cannot be tuned, so the first answer holds for the
+	// backend's life.
+	local atomic.Pointer[bool]
+}
+
+func (c *cachedReplicationState) LocalMount() bool {
+	if local := c.local.Load(); local != nil {
+		return *local
+	}
+	local := c.SystemView.LocalMount()
+	c.local.Store(&local)
+	return local
 }
 
 type replicationStateAt struct {
@@ -43,9 +58,10 @@ func (c *cachedReplicationState) ReplicationState() consts.ReplicationState {
 	return state
 }
 
-// forget drops the cached state, so that the next request asks Vault.
+// forget drops what is cached, so that the next request asks Vault.
 func (c *cachedReplicationState) forget() {
 	c.cached.Store(nil)
+	c.local.Store(nil)
 }
 
 // entropySourcingReplicationState keeps the optional entropy.Sourcer of the
