@@ -431,7 +431,17 @@ func TestBackend_replicationStateIsAskedOncePerTTL(t *testing.T) {
 
 type countingReplicationState struct {
 	logical.SystemView
-	asks, localAsks atomic.Int64
+	asks, localAsks, leaseTTLAsks atomic.Int64
+}
+
+func (c *countingReplicationState) DefaultLeaseTTL() time.Duration {
+	c.leaseTTLAsks.Add(1)
+	return c.SystemView.DefaultLeaseTTL()
+}
+
+func (c *countingReplicationState) MaxLeaseTTL() time.Duration {
+	c.leaseTTLAsks.Add(1)
+	return c.SystemView.MaxLeaseTTL()
 }
 
 func (c *countingReplicationState) ReplicationState() consts.ReplicationState {

@@ -146,8 +146,10 @@ func (b *backend) registerOwner(ctx context.Context, s logical.Storage, id *iden
 		return err
 	}
 	b.ownerNames.set(id.entityID, id.name)
-	// A name nobody held a moment ago may be this entity's now.
-	b.unknownNames.purge()
+	// The name nobody held a moment ago is this entity's now. (Only this
+	// name: other entities' renames happen in Vault and are noticed when
+	// an unknown name's answer expires.)
+	b.unknownNames.remove(id.name)
 	return nil
 }
 
@@ -170,7 +172,7 @@ func (b *backend) liveNameOf(ctx context.Context, s logical.Storage, entityID st
 // is checked, which costs a lookup per owner. That happens only for
 // operator and admin requests after a rename, or for a name no owner holds,
 // whose answer is then reused for identity_cache_ttl (as identities are)
-// and dropped as soon as any entity registers as an owner.
+// and dropped as soon as an entity registers as an owner under that name.
 func (b *backend) entityOfUser(ctx context.Context, s logical.Storage, user string) (*identity, error) {
 	pointed, err := getOwnerName(ctx, s, user)
 	if err != nil {

@@ -92,7 +92,7 @@ func (b *backend) prepareLease(ctx context.Context, req *logical.Request, user, 
 	if err != nil {
 		return nil, nil, err
 	}
-	ttl, maxTTL, warnings, err := b.leaseTTLs(role, cfg)
+	ttl, maxTTL, warnings, err := leaseTTLs(b.mountLeaseTTLs(), role, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -182,19 +182,54 @@ func (b *backend) issueLease(ctx context.Context, req *logical.Request, l *lease
 // as Vault will grant them: capped by the role's max_ttl, the engine's
 // max_ttl and the mount's max_lease_ttl, so that the token's own expiry
 // never outlives its lease.
-func (b *backend) leaseTTLs(role *roleEntry, cfg *configEntry) (ttl, maxTTL time.Duration, warnings []string, err error) {
-	maxTTL = role.MaxTTL
-	if cfg.MaxTTL > 0 && maxTTL > cfg.MaxTTL {
-		maxTTL = cfg.MaxTTL
-	}
-	if mountMax := b.System().MaxLeaseTTL(); mountMax > 0 && maxTTL > mountMax {
-		maxTTL = mountMax
-	}
-	ttl, warnings, err = framework.CalculateTTL(b.System(), 0, role.TTL, 0, maxTTL, 0, time.Time{})
+func leaseTTLs(mount *mountLeaseTTLs, role *roleEntry, cfg *configEntry) (ttl, maxTTL time.Duration, warnings []string, err error) {
+	maxTTL = leaseMaxTTL(mount, role, cfg)
+	ttl, warnings, err = framework.CalculateTTL(mount, 0, role.TTL, 0, maxTTL, 0, time.Time{})
 	if err != nil {
 		return 0, 0, nil, fmt.Errorf("calculating the lease TTL: %w", err)
 	}
 	return ttl, maxTTL, warnings, nil
+}
+
+// leaseMaxTTL is the longest a lease of the role may live.
+func leaseMaxTTL(mount *mountLeaseTTLs, role *roleEntry, cfg *configEntry) time.Duration {
+	maxTTL := role.MaxTTL
+	if cfg.MaxTTL > 0 && maxTTL > cfg.MaxTTL {
+		maxTTL = cfg.MaxTTL
+	}
+	if mountMax := mount.MaxLeaseTTL(); mountMax > 0 && maxTTL > mountMax {
+		maxTTL = mountMax
+	}
+	return maxTTL
+}
+
+// mountLeaseTTLs is the system view with the mount's default and max lease
+// TTL asked at most once: framework.CalculateTTL asks for them again, and
+// each ask is a gRPC round trip to Vault. It lives for one request, since
+// tuning the mount changes them.
+type mountLeaseTTLs struct {
+	logical.SystemView
+	defaultTTL, maxTTL *time.Duration
+}
+
+func (b *backend) mountLeaseTTLs() *mountLeaseTTLs {
+	return &mountLeaseTTLs{SystemView: b.System()}
+}
+
+func (m *mountLeaseTTLs) DefaultLeaseTTL() time.Duration {
+	if m.defaultTTL == nil {
+		ttl := m.SystemView.DefaultLeaseTTL()
+		m.defaultTTL = &ttl
+	}
+	return *m.defaultTTL
+}
+
+func (m *mountLeaseTTLs) MaxLeaseTTL() time.Duration {
+	if m.maxTTL == nil {
+		ttl := m.SystemView.MaxLeaseTTL()
+		m.maxTTL = &ttl
+	}
+	return *m.maxTTL
 }
 
 // leaseCount returns how many leased PATs the entity holds; the caller

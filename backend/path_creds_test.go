@@ -210,3 +210,68 @@ func TestCreds_scopesComeFromTheRole(t *testing.T) {
 	require.Equal(t, []string{"quantum_tokens"}, env.verify(lease["token"].(string))["scopes"])
 	require.Contains(t, env.userError(logical.UpdateOperation, "roles/jobs", "", map[string]interface{}{"scopes": "admin"}), `scope "admin"`)
 }
+
+// A job takes a lease and ends it; the next job's creds must not list the
+// owner's lease markers again, and the count stays exact, also when Vault
+// retries a revocation.
+func TestCreds_revokingALeaseKeepsTheCountWithoutListing(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	ctx := context.Background()
+	env.ok(logical.CreateOperation, "roles/runtime", "", nil)
+	revoke := func(secret *logical.Secret) {
+		_, err := env.b.HandleRequest(ctx, &logical.Request{Operation: logical.RevokeOperation, Path: "users/alice/creds/runtime", Storage: env.storage, Secret: secret})
+		require.NoError(t, err)
+	}
+	requireExactCount := func(want int) {
+		t.Helper()
+		env.storage.reset()
+		env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil)
+		count, ok := env.b.leaseCounts.get(alice)
+		require.True(t, ok)
+		hashes, err := listLeaseHashes(ctx, env.storage, alice)
+		require.NoError(t, err)
+		require.Equal(t, want, count)
+		require.Equal(t, len(hashes), count, "the cached count is the number of markers")
+	}
+	first := env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil)
+	env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil)
+	revoke(first.Secret)
+
+	env.storage.reset()
+	third := env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil)
+	require.Equal(t, roundTrips{Puts: 2}, env.storage.counted(), "no List of the markers after a revoke")
+	revoke(third.Secret)
+	revoke(third.Secret) // Vault retrying: nothing left to count down
+	requireExactCount(2)
+}
+
+// Each of the mount's lease TTLs is a gRPC round trip to Vault: asked at
+// most once per issue and per renewal (Agent renews every job's lease).
+func TestCreds_mountLeaseTTLsAreAskedOncePerRequest(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	ctx := context.Background()
+	counting := &countingReplicationState{SystemView: env.sys}
+	env.b.replication.SystemView = counting
+	for _, role := range []string{"ttl=0", "ttl=10m"} {
+		data := map[string]interface{}{"max_ttl": "1h"}
+		if role == "ttl=10m" {
+			data["ttl"] = "10m"
+		}
+		env.ok(logical.UpdateOperation, "roles/runtime", "", data)
+
+		counting.leaseTTLAsks.Store(0)
+		resp := env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil)
+		require.LessOrEqual(t, counting.leaseTTLAsks.Load(), int64(2), "%s: issue asks the default and max once each at most", role)
+
+		counting.leaseTTLAsks.Store(0)
+		secret := resp.Secret
+		secret.IssueTime = time.Now()
+		secret.Increment = 5 * time.Minute
+		renewed, err := env.b.HandleRequest(ctx, &logical.Request{Operation: logical.RenewOperation, Path: "users/alice/creds/runtime", Storage: env.storage, Secret: secret})
+		require.NoError(t, err)
+		require.False(t, renewed.IsError())
+		require.LessOrEqual(t, counting.leaseTTLAsks.Load(), int64(2), "%s: renewal asks the default and max once each at most", role)
+	}
+}

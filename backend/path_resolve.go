@@ -59,33 +59,47 @@ func (b *backend) pathResolve(ctx context.Context, req *logical.Request, d *fram
 		return denied, err
 	}
 
-	if org != "" {
-		if caller.roleIn(org) < roleMember {
-			return forbidden(fmt.Sprintf("entity %q is not a member of organization %q", caller.name, org)), nil
-		}
-		orgOwner := &providerTokenOwner{org: org}
-		entry, err := b.cachedProviderToken(ctx, req.Storage, orgOwner.storagePrefix(), provider)
-		if err != nil {
-			return nil, err
-		}
-		if entry != nil {
-			return b.resolvedResponse(ctx, req.Storage, entry, orgOwner, sourceOrganization)
-		}
+	if org != "" && caller.roleIn(org) < roleMember {
+		return forbidden(fmt.Sprintf("entity %q is not a member of organization %q", caller.name, org)), nil
 	}
-
-	// The caller's own token, by the caller's entity id: never by name.
-	userOwner := &providerTokenOwner{user: &userTarget{name: caller.name, owner: caller, self: true}}
-	entry, err := b.cachedProviderToken(ctx, req.Storage, userOwner.storagePrefix(), provider)
+	usable, err := b.effectiveProviderToken(ctx, req.Storage, caller, org, provider)
 	if err != nil {
 		return nil, err
 	}
-	if entry == nil {
+	if usable == nil {
 		if org != "" {
 			return notFound(fmt.Sprintf("no %q token is stored for organization %q or for user %q", provider, org, caller.name)), nil
 		}
 		return notFound(fmt.Sprintf("no %q token is stored for user %q", provider, caller.name)), nil
 	}
-	return b.resolvedResponse(ctx, req.Storage, entry, userOwner, sourceUser)
+	return b.resolvedResponse(ctx, req.Storage, usable)
+}
+
+// effectiveProviderToken returns the token of provider the caller may use:
+// the organization's when org (of which the caller is a member) has one,
+// else the caller's own, by its entity id (never by name); nil when
+// neither exists. Tokens and their absence come from the provider-token
+// cache, which every write, delete and invalidation updates.
+func (b *backend) effectiveProviderToken(ctx context.Context, s logical.Storage, caller *identity, org, provider string) (*usableToken, error) {
+	type candidate struct {
+		owner  *providerTokenOwner
+		source string
+	}
+	own := candidate{&providerTokenOwner{user: &userTarget{name: caller.name, owner: caller, self: true}}, sourceUser}
+	candidates := []candidate{own}
+	if org != "" {
+		candidates = []candidate{{&providerTokenOwner{org: org}, sourceOrganization}, own}
+	}
+	for _, candidate := range candidates {
+		entry, err := b.cachedProviderToken(ctx, s, candidate.owner.storagePrefix(), provider)
+		if err != nil {
+			return nil, err
+		}
+		if entry != nil {
+			return &usableToken{provider: provider, source: candidate.source, owner: candidate.owner, entry: entry}, nil
+		}
+	}
+	return nil, nil
 }
 
 // resolvedFields describe resolve's answer, less the provider's own
@@ -103,17 +117,18 @@ var resolvedFields = fieldSet{
 // resolvedResponse returns the token's values as top-level string fields -
 // which audit devices HMAC - for templates such as {{ .Data.token }}, and
 // as env, under the variables the provider's SDK reads.
-func (b *backend) resolvedResponse(ctx context.Context, s logical.Storage, entry *providerTokenEntry, owner *providerTokenOwner, source string) (*logical.Response, error) {
+func (b *backend) resolvedResponse(ctx context.Context, s logical.Storage, usable *usableToken) (*logical.Response, error) {
 	catalogue, err := b.catalogue(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	data := entry.commonResponseData(owner)
+	entry := usable.entry
+	data := entry.commonResponseData(usable.owner)
 	for name, value := range entry.Values {
 		data[name] = value
 	}
-	data["source"] = source
-	data["org"] = owner.org
+	data["source"] = usable.source
+	data["org"] = usable.owner.org
 	env, warnings := map[string]string{}, []string(nil)
 	if provider := catalogue[entry.Provider]; provider != nil {
 		env, warnings = provider.environment(entry.Provider, entry.Values)

@@ -92,11 +92,15 @@ func (b *backend) pathRuntimeRead(ctx context.Context, req *logical.Request, d *
 	if org != "" && lease.owner.roleIn(org) < roleMember {
 		return forbidden(fmt.Sprintf("entity %q is not a member of organization %q", lease.owner.name, org)), nil
 	}
-	// The provider tokens are read before the PAT is issued, so that a
-	// failure leaves no lease behind.
+	// The provider tokens are read, and their environment checked, before
+	// the PAT is issued, so that a failure leaves no lease behind.
 	runtime, err := b.runtimeEnvironment(ctx, req.Storage, lease.owner, org)
 	if err != nil {
 		return nil, err
+	}
+	if _, err := renderDotenv(runtime.env); err != nil {
+		// The catalogue and the writes admit nothing renderDotenv refuses.
+		return nil, fmt.Errorf("rendering the environment: %w", err)
 	}
 
 	resp, err := b.issueLease(ctx, req, lease)
@@ -107,9 +111,10 @@ func (b *backend) pathRuntimeRead(ctx context.Context, req *logical.Request, d *
 	if org != "" {
 		runtime.env[envPlanqkOrgID] = org
 	}
+	// Cannot fail: checked above, and the PAT and org are base62 and a
+	// checked name.
 	dotenv, err := renderDotenv(runtime.env)
 	if err != nil {
-		// The catalogue and the writes admit nothing renderDotenv refuses.
 		return nil, fmt.Errorf("rendering the environment: %w", err)
 	}
 	resp.Data["org"] = org
@@ -135,66 +140,30 @@ type runtimeEnv struct {
 type usableToken struct {
 	provider string
 	source   string
+	owner    *providerTokenOwner
 	entry    *providerTokenEntry
 }
 
 // runtimeEnvironment collects, for every provider of the catalogue, the
-// token the caller may use: the organization's if org has one, else the
-// caller's own. Both owners' tokens are listed first, so that only tokens
-// that exist are read: one list per owner and one read per provider used.
+// token the caller may use (effectiveProviderToken, as resolve). Once the
+// provider-token cache holds the owners' tokens and their absence, this
+// costs no storage round trip.
 func (b *backend) runtimeEnvironment(ctx context.Context, s logical.Storage, caller *identity, org string) (*runtimeEnv, error) {
 	catalogue, err := b.catalogue(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	orgPrefix := ""
-	orgHas := map[string]bool{}
-	if org != "" {
-		orgPrefix = orgProviderTokenPrefix(org)
-		if orgHas, err = listedSet(ctx, s, orgPrefix); err != nil {
-			return nil, err
-		}
-	}
-	userPrefix := userProviderTokenPrefix(caller.entityID)
-	userHas, err := listedSet(ctx, s, userPrefix)
-	if err != nil {
-		return nil, err
-	}
-
 	var tokens []usableToken
 	for name := range catalogue {
-		for _, candidate := range []struct {
-			listed bool
-			prefix string
-			source string
-		}{{orgHas[name], orgPrefix, sourceOrganization}, {userHas[name], userPrefix, sourceUser}} {
-			if !candidate.listed {
-				continue
-			}
-			entry, err := b.cachedProviderToken(ctx, s, candidate.prefix, name)
-			if err != nil {
-				return nil, err
-			}
-			if entry != nil {
-				tokens = append(tokens, usableToken{provider: name, source: candidate.source, entry: entry})
-				break
-			}
-			// Deleted since the list: the next candidate, if any.
+		usable, err := b.effectiveProviderToken(ctx, s, caller, org, name)
+		if err != nil {
+			return nil, err
+		}
+		if usable != nil {
+			tokens = append(tokens, *usable)
 		}
 	}
 	return composeEnvironment(catalogue, tokens), nil
-}
-
-func listedSet(ctx context.Context, s logical.Storage, prefix string) (map[string]bool, error) {
-	keys, err := s.List(ctx, prefix)
-	if err != nil {
-		return nil, fmt.Errorf("listing provider tokens: %w", err)
-	}
-	set := make(map[string]bool, len(keys))
-	for _, key := range keys {
-		set[key] = true
-	}
-	return set, nil
 }
 
 // composeEnvironment merges the tokens' variables. Two providers may feed

@@ -101,10 +101,8 @@ func (b *backend) secretPATRenew(ctx context.Context, req *logical.Request, _ *f
 	if err != nil {
 		return nil, err
 	}
-	_, maxTTL, _, err := b.leaseTTLs(role, cfg)
-	if err != nil {
-		return nil, err
-	}
+	mount := b.mountLeaseTTLs()
+	maxTTL := leaseMaxTTL(mount, role, cfg)
 	entityID, err := leaseOwner(ctx, req.Storage, lease)
 	if err != nil {
 		return nil, err
@@ -127,7 +125,7 @@ func (b *backend) secretPATRenew(ctx context.Context, req *logical.Request, _ *f
 		return logical.ErrorResponse("the token of this lease was revoked; it cannot be renewed"), nil
 	}
 
-	ttl, warnings, err := framework.CalculateTTL(b.System(), req.Secret.Increment, role.TTL, 0, maxTTL, 0, req.Secret.IssueTime)
+	ttl, warnings, err := framework.CalculateTTL(mount, req.Secret.Increment, role.TTL, 0, maxTTL, 0, req.Secret.IssueTime)
 	if err != nil {
 		return nil, err
 	}
@@ -179,8 +177,15 @@ func (b *backend) secretPATRevoke(ctx context.Context, req *logical.Request, _ *
 	if err != nil {
 		return nil, err
 	}
+	leases, counted := b.leaseCounts.get(entityID)
 	if err := b.revokeLease(ctx, req.Storage, entityID, lease.Hash); err != nil {
 		return nil, err
+	}
+	if record != nil && counted && leases > 0 {
+		// Jobs take a lease each and end it: keep the count exact rather
+		// than have the owner's next creds list up to 1,000 markers again
+		// (under the lock, so no issue or revoke of the entity interleaves).
+		b.leaseCounts.set(entityID, leases-1)
 	}
 	if record != nil {
 		event := patEvent(eventLeaseRevoked, entityID, b.liveNameOf(ctx, req.Storage, entityID), record)
