@@ -58,7 +58,7 @@ type configEntry struct {
 
 	// Scopes are the scopes a PAT may carry; DefaultScopes those of a PAT
 	// created without scopes, and of every PAT issued before scopes existed.
-	Scopes        []string `json:"scopes,omitempty"`
+	Scopes []string `json:"scopes,omitempty"`
 	// No omitempty: an empty list ("tokens created without scopes get
 	// none") must survive storage, not decode back to the defaults.
 	DefaultScopes []string `json:"default_scopes"`
