@@ -261,7 +261,8 @@ func pathProviderTokens(b *backend) []*framework.Path {
 				Callback:     b.pathProviderTokensList,
 				DisplayAttrs: &framework.DisplayAttributes{OperationSuffix: suffix},
 				Responses: okResponse("The providers for which a token is stored.", fieldSet{
-					"keys": {Type: framework.TypeStringSlice, Description: "Names of the providers."},
+					"keys":     {Type: framework.TypeStringSlice, Description: "Names of the providers."},
+					"key_info": {Type: framework.TypeMap, Description: "For each provider, what reading its token returns: metadata, hints and settings, never a secret."},
 				}).or(http.StatusForbidden, forbiddenDescription).or(http.StatusNotFound, emptyListDescription),
 			},
 		}
@@ -340,7 +341,21 @@ func (b *backend) pathProviderTokensList(ctx context.Context, req *logical.Reque
 	if err != nil {
 		return nil, fmt.Errorf("listing provider tokens: %w", err)
 	}
-	return logical.ListResponse(providers), nil
+	// What a read of each shows (never a secret), so that a settings page
+	// makes one request, not one per provider; served from the cache.
+	keys := make([]string, 0, len(providers))
+	keyInfo := make(map[string]interface{}, len(providers))
+	for _, provider := range providers {
+		entry, err := b.cachedProviderToken(ctx, req.Storage, owner.storagePrefix(), provider)
+		if err != nil {
+			return nil, err
+		}
+		if entry != nil { // else deleted since the list
+			keys = append(keys, provider)
+			keyInfo[provider] = entry.toResponseData(owner)
+		}
+	}
+	return logical.ListResponseWithInfo(keys, keyInfo), nil
 }
 
 func (b *backend) pathProviderTokenRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -348,7 +363,7 @@ func (b *backend) pathProviderTokenRead(ctx context.Context, req *logical.Reques
 	if denied != nil || err != nil || !owner.stored() {
 		return denied, err
 	}
-	entry, err := getProviderToken(ctx, req.Storage, owner.storagePrefix(), d.Get("provider").(string))
+	entry, err := b.cachedProviderToken(ctx, req.Storage, owner.storagePrefix(), d.Get("provider").(string))
 	if err != nil || entry == nil {
 		return nil, err
 	}
@@ -364,10 +379,11 @@ func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Reque
 	if !owner.stored() {
 		return logical.ErrorResponse(fmt.Sprintf("no entity named %q has used the engine yet, and a plugin cannot look entities up by name: the user stores their own provider tokens (or does anything in the engine first)", owner.user.name)), nil
 	}
-	provider, _, err := getProvider(ctx, req.Storage, name)
+	catalogue, err := b.catalogue(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
+	provider := catalogue[name]
 	if provider == nil {
 		return logical.ErrorResponse(fmt.Sprintf("unknown provider %q: see providers/ for the catalogue", name)), nil
 	}
@@ -393,7 +409,8 @@ func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Reque
 			return nil, err
 		}
 	}
-	existing, err := getProviderToken(ctx, req.Storage, owner.storagePrefix(), name)
+	// From the cache, which every write and delete under this lock updates.
+	existing, err := b.cachedProviderToken(ctx, req.Storage, owner.storagePrefix(), name)
 	if err != nil {
 		return nil, err
 	}
@@ -456,7 +473,7 @@ func validateProviderValues(name string, provider *providerEntry, data map[strin
 	for key, raw := range data {
 		field, ok := provider.field(key)
 		if !ok {
-			return nil, fmt.Sprintf("unknown field %q for provider %q (fields: %s)", key, name, provider.fieldNames())
+			return nil, fmt.Sprintf("unknown field %q for provider %q (fields: %s)", truncateForMessage(key), name, provider.fieldNames())
 		}
 		value, ok := raw.(string)
 		switch {
@@ -506,7 +523,7 @@ func (b *backend) pathProviderTokenDelete(ctx context.Context, req *logical.Requ
 	lock := b.lockFor(owner.lockKey())
 	lock.Lock()
 	defer lock.Unlock()
-	existing, err := getProviderToken(ctx, req.Storage, owner.storagePrefix(), d.Get("provider").(string))
+	existing, err := b.cachedProviderToken(ctx, req.Storage, owner.storagePrefix(), d.Get("provider").(string))
 	if err != nil || existing == nil {
 		return nil, err
 	}

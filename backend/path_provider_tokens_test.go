@@ -193,3 +193,32 @@ func FuzzValidateProviderValues(f *testing.F) {
 		}
 	})
 }
+
+// A settings page shows every stored token's metadata from one list: its
+// key_info is what a read of each returns, never a secret. Writes and reads
+// of a warm owner cost only what they change.
+func TestProviderTokens_listCarriesWhatReadsShowAndWritesReadNothing(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	env.ok(logical.UpdateOperation, "users/alice/provider-tokens/ibm-quantum", alice, map[string]interface{}{"token": ibmSecret, "instance": "ibm-q/open/main"})
+	env.ok(logical.UpdateOperation, "users/alice/provider-tokens/ionq", alice, map[string]interface{}{"api_key": "ionq-secret-value-123"})
+
+	list := env.ok(logical.ListOperation, "users/alice/provider-tokens/", alice, nil).Data
+	require.Equal(t, []string{"ibm-quantum", "ionq"}, list["keys"])
+	keyInfo := list["key_info"].(map[string]interface{})
+	for _, provider := range []string{"ibm-quantum", "ionq"} {
+		read := env.ok(logical.ReadOperation, "users/alice/provider-tokens/"+provider, alice, nil).Data
+		require.Equal(t, read, keyInfo[provider], provider)
+	}
+	flat := strings.Join(flatten(map[string]interface{}{"info": keyInfo}), " ")
+	require.NotContains(t, flat, ibmSecret)
+	require.NotContains(t, flat, "ionq-secret-value-123")
+
+	env.storage.reset()
+	env.ok(logical.UpdateOperation, "users/alice/provider-tokens/ibm-quantum", alice, map[string]interface{}{"token": ibmSecret + "2"})
+	require.Equal(t, roundTrips{Puts: 1}, env.storage.counted(), "a rewrite reads neither the catalogue nor the old token from storage")
+	env.storage.reset()
+	env.ok(logical.ReadOperation, "users/alice/provider-tokens/ibm-quantum", alice, nil)
+	env.ok(logical.DeleteOperation, "users/alice/provider-tokens/ionq", alice, nil)
+	require.Equal(t, roundTrips{Deletes: 1}, env.storage.counted())
+}

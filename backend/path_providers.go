@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"sort"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -213,7 +212,8 @@ func pathProviders(b *backend) []*framework.Path {
 				logical.ListOperation: &framework.PathOperation{
 					Callback: b.pathProvidersList,
 					Responses: okResponse("The catalogue: built-in providers and those an operator added.", fieldSet{
-						"keys": {Type: framework.TypeStringSlice, Description: "Names of the providers, sorted."},
+						"keys":     {Type: framework.TypeStringSlice, Description: "Names of the providers, sorted."},
+						"key_info": {Type: framework.TypeMap, Description: "For each provider, what reading providers/<provider> returns."},
 					}),
 				},
 			},
@@ -282,30 +282,33 @@ func pathProviders(b *backend) []*framework.Path {
 }
 
 func (b *backend) pathProvidersList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	stored, err := req.Storage.List(ctx, providerPrefix)
+	catalogue, err := b.catalogue(ctx, req.Storage)
 	if err != nil {
-		return nil, fmt.Errorf("listing providers: %w", err)
+		return nil, err
 	}
-	names := make([]string, 0, len(builtinProviders)+len(stored))
-	for name := range builtinProviders {
-		names = append(names, name)
+	names := sortedKeys(catalogue)
+	keyInfo := make(map[string]interface{}, len(names))
+	for _, name := range names {
+		keyInfo[name] = catalogueResponseData(catalogue, name)
 	}
-	for _, name := range stored {
-		if builtinProviders[name] == nil {
-			names = append(names, name)
-		}
-	}
-	sort.Strings(names)
-	return logical.ListResponse(names), nil
+	return logical.ListResponseWithInfo(names, keyInfo), nil
 }
 
 func (b *backend) pathProviderRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("provider").(string)
-	provider, overridden, err := getProvider(ctx, req.Storage, name)
-	if err != nil || provider == nil {
+	catalogue, err := b.catalogue(ctx, req.Storage)
+	if err != nil || catalogue[name] == nil {
 		return nil, err
 	}
-	return &logical.Response{Data: provider.toResponseData(name, builtinProviders[name] != nil, overridden)}, nil
+	return &logical.Response{Data: catalogueResponseData(catalogue, name)}, nil
+}
+
+// catalogueResponseData is what a read of the catalogue's provider shows;
+// an operator's definition replaces the built-in entry, so an entry that is
+// not the built-in one is overridden (or added).
+func catalogueResponseData(catalogue map[string]*providerEntry, name string) map[string]interface{} {
+	builtIn := builtinProviders[name]
+	return catalogue[name].toResponseData(name, builtIn != nil, catalogue[name] != builtIn)
 }
 
 func (b *backend) pathProviderWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -388,11 +391,11 @@ func buildProvider(description string, requiredFields, optionalFields, secretFie
 
 func (b *backend) pathProviderDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("provider").(string)
-	_, overridden, err := getProvider(ctx, req.Storage, name)
+	catalogue, err := b.catalogue(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
-	if builtinProviders[name] != nil && !overridden {
+	if builtIn := builtinProviders[name]; builtIn != nil && catalogue[name] == builtIn {
 		return logical.ErrorResponse(fmt.Sprintf("provider %q is built in and cannot be deleted; write it to override its fields", name)), nil
 	}
 	if err := req.Storage.Delete(ctx, providerPrefix+name); err != nil {
@@ -402,21 +405,21 @@ func (b *backend) pathProviderDelete(ctx context.Context, req *logical.Request, 
 	return nil, nil
 }
 
-// getProvider returns the operator's definition of the provider if there is
-// one (overridden is then true), else the built-in one, else nil.
-func getProvider(ctx context.Context, s logical.Storage, name string) (provider *providerEntry, overridden bool, err error) {
+// getStoredProvider returns the operator's definition of the provider, or
+// nil when there is none.
+func getStoredProvider(ctx context.Context, s logical.Storage, name string) (*providerEntry, error) {
 	entry, err := s.Get(ctx, providerPrefix+name)
 	if err != nil {
-		return nil, false, fmt.Errorf("reading provider: %w", err)
+		return nil, fmt.Errorf("reading provider: %w", err)
 	}
 	if entry == nil {
-		return builtinProviders[name], false, nil
+		return nil, nil
 	}
-	provider = &providerEntry{}
+	provider := &providerEntry{}
 	if err := entry.DecodeJSON(provider); err != nil {
-		return nil, false, fmt.Errorf("decoding provider: %w", err)
+		return nil, fmt.Errorf("decoding provider: %w", err)
 	}
-	return provider, true, nil
+	return provider, nil
 }
 
 // catalogueKey is the one key of the catalogue cache.
@@ -440,7 +443,7 @@ func (b *backend) catalogue(ctx context.Context, s logical.Storage) (map[string]
 		merged[name] = provider
 	}
 	for _, name := range stored {
-		provider, _, err := getProvider(ctx, s, name)
+		provider, err := getStoredProvider(ctx, s, name)
 		if err != nil {
 			return nil, err
 		}

@@ -266,3 +266,21 @@ func FuzzBuildProvider(f *testing.F) {
 		}
 	})
 }
+
+// The catalogue is served from memory; its list carries each entry as a
+// read shows it.
+func TestProviders_listCarriesEachEntryAndReadsAreServedFromMemory(t *testing.T) {
+	env := newTestEnv(t)
+	env.ok(logical.UpdateOperation, "providers/dwave", "", map[string]interface{}{"required_fields": "token", "secret_fields": "token"})
+	list := env.ok(logical.ListOperation, "providers/", "", nil).Data
+	keyInfo := list["key_info"].(map[string]interface{})
+	require.Len(t, keyInfo, len(list["keys"].([]string)))
+
+	env.storage.reset()
+	for _, name := range list["keys"].([]string) {
+		require.Equal(t, env.ok(logical.ReadOperation, "providers/"+name, "", nil).Data, keyInfo[name], name)
+	}
+	require.Equal(t, true, keyInfo["dwave"].(map[string]interface{})["overridden"])
+	require.Equal(t, false, keyInfo["ionq"].(map[string]interface{})["overridden"])
+	require.Equal(t, roundTrips{}, env.storage.counted())
+}
