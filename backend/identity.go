@@ -162,7 +162,7 @@ func (b *backend) lookupIdentity(ctx context.Context, s logical.Storage, entityI
 		switch {
 		case role == roleAdmin && org == adminOrg:
 			id.admin = id.admin || cfg.grantsAdmin(group)
-		case role == roleNone || role == roleAdmin || !validOrgName(org):
+		case role == roleNone || role == roleAdmin || CheckName(org) != nil:
 			// Not a PlanQK organization role; ignore the group.
 		case !cfg.grantsOrgRole(group, org, role):
 			// A group the configuration does not trust with org roles.

@@ -82,6 +82,10 @@ func (b *backend) ensureMigrated(ctx context.Context, s logical.Storage) error {
 			return logical.ErrReadOnly
 		}
 		result, err := b.migrateStorage(ctx, s)
+		// verify runs during the upgrade and caches records, some of which
+		// the upgrade renames (same-named tokens of one entity): drop them,
+		// also after a partial run.
+		b.records.purge()
 		if err != nil {
 			b.Logger().Error("upgrading the storage layout failed; it is retried on the next request", "error", err)
 			return fmt.Errorf("upgrading storage: %w", err)

@@ -214,3 +214,30 @@ func TestMigrate_anEntityNameStorageRefusesDoesNotStopTheUpgrade(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, true, verified.Data["active"], "the oddly named owner's token still verifies")
 }
+
+// verify answers before the upgrade has run (records do not move), so it
+// may cache a record the upgrade then renames: the answer after the
+// upgrade must be the record as it now is.
+func TestMigrate_recordsVerifiedBeforeTheUpgradeAreReadAgain(t *testing.T) {
+	env := newTestEnv(t)
+	e1 := env.addUser("alice")
+	first := env.createToken("alice", e1, "laptop", nil)["token"].(string)
+	second := env.createToken("alice", e1, "laptop2", nil)["token"].(string)
+	env.renameEntity(e1, "alice2")
+	asV010(t, env,
+		map[string]map[string]string{"alice": {"laptop": hmacOf(t, env, first)}, "alice2": {"laptop": hmacOf(t, env, second)}},
+		map[string]string{hmacOf(t, env, first): "alice", hmacOf(t, env, second): "alice2"})
+
+	config := logical.TestBackendConfig()
+	config.StorageView = env.storage
+	config.System = env.sys
+	config.Logger = logging.NewVaultLogger(hclog.Error)
+	raw, err := Factory(context.Background(), config)
+	require.NoError(t, err)
+	early := &testEnv{t: t, b: raw.(*backend), storage: env.storage, sys: env.sys}
+	t.Cleanup(func() { early.b.Cleanup(context.Background()) })
+	require.Equal(t, "laptop", early.verify(second)["name"], "before the upgrade: the v0.1.0 record")
+
+	require.NoError(t, early.b.ensureMigrated(context.Background(), env.storage))
+	require.Equal(t, "laptop-2", early.verify(second)["name"])
+}

@@ -66,13 +66,9 @@ func CheckUserName(name string) error {
 	return checkAgainst(name, userNameRegex, errUserNameRules)
 }
 
-// CheckOrgName returns nil if name may be an organization's name.
-func CheckOrgName(name string) error {
-	return checkAgainst(name, nameRegex, errNameRules)
-}
-
-// checkResourceName returns nil if name may name a token or a role.
-func checkResourceName(name string) error {
+// CheckName returns nil if name may name an organization, a token or a
+// role (the bootstrap holds mount names to it too).
+func CheckName(name string) error {
 	return checkAgainst(name, nameRegex, errNameRules)
 }
 
@@ -102,9 +98,9 @@ type namedValue struct {
 }
 
 func userName(v string) namedValue { return namedValue{"user", v, CheckUserName} }
-func orgName(v string) namedValue  { return namedValue{"org", v, CheckOrgName} }
+func orgName(v string) namedValue  { return namedValue{"org", v, CheckName} }
 func resourceName(field, v string) namedValue {
-	return namedValue{field, v, checkResourceName}
+	return namedValue{field, v, CheckName}
 }
 
 // checkDescription returns a message when a description is too long or not UTF-8.
@@ -116,9 +112,4 @@ func checkDescription(description string) string {
 		return fmt.Sprintf("description must be at most %d bytes of UTF-8", maxDescriptionBytes)
 	}
 	return ""
-}
-
-// validOrgName reports whether org may be an organization's name.
-func validOrgName(org string) bool {
-	return CheckOrgName(org) == nil
 }

@@ -42,8 +42,7 @@ func TestNames_rules(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			require.Equal(t, c.user, CheckUserName(c.name) == nil, "user name")
-			require.Equal(t, c.org, CheckOrgName(c.name) == nil, "org name")
-			require.Equal(t, c.org, checkResourceName(c.name) == nil, "token or role name")
+			require.Equal(t, c.org, CheckName(c.name) == nil, "organization, token or role name")
 		})
 	}
 }

@@ -168,7 +168,7 @@ func (b *backend) issueLease(ctx context.Context, req *logical.Request, l *lease
 			"created_at": formatTime(record.CreatedAt),
 			"expires_at": formatTime(record.ExpiresAt),
 		},
-		leaseInternalData{Hash: record.Hash, EntityID: owner.entityID, Role: l.roleName, TokenID: record.TokenID}.toMap(),
+		leaseInternalData{Hash: record.Hash, EntityID: owner.entityID, Role: l.roleName}.toMap(),
 	)
 	resp.Secret.TTL = l.ttl
 	resp.Secret.MaxTTL = l.maxTTL

@@ -230,7 +230,7 @@ func (b *backend) pathRoleDelete(ctx context.Context, req *logical.Request, d *f
 // on every lease issue, so they are served from memory after the first read
 // and dropped by invalidate when another node changes them.
 func (b *backend) getRole(ctx context.Context, s logical.Storage, name string) (*roleEntry, error) {
-	if checkResourceName(name) != nil {
+	if CheckName(name) != nil {
 		// No role can have this name; never use it as a storage key.
 		return nil, nil
 	}

@@ -53,7 +53,12 @@ func (b *backend) pathVerify(ctx context.Context, req *logical.Request, d *frame
 	if token == "" {
 		return logical.ErrorResponse("token is required in the request body"), nil
 	}
-	active, err := b.introspectToken(ctx, req.Storage, token)
+	return b.verifyResponse(ctx, req.Storage, token)
+}
+
+// verifyResponse is verify's answer for token, however it was sent.
+func (b *backend) verifyResponse(ctx context.Context, s logical.Storage, token string) (*logical.Response, error) {
+	active, err := b.introspectToken(ctx, s, token)
 	if err != nil {
 		return nil, err
 	}
@@ -76,14 +81,7 @@ func (b *backend) pathVerifyHeader(ctx context.Context, req *logical.Request, _ 
 	if token == "" {
 		return logical.ErrorResponse("send the token in the " + authTokenHeader + " header (the mount must pass it through: vault secrets tune -passthrough-request-headers=" + authTokenHeader + "), or POST it in the body"), nil
 	}
-	active, err := b.introspectToken(ctx, req.Storage, token)
-	if err != nil {
-		return nil, err
-	}
-	if active == nil {
-		return &logical.Response{Data: map[string]interface{}{"active": false}}, nil
-	}
-	return &logical.Response{Data: active.verifyResponseData()}, nil
+	return b.verifyResponse(ctx, req.Storage, token)
 }
 
 // headerValue returns the first value of a request header, whatever the

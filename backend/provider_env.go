@@ -3,7 +3,6 @@ package backend
 import (
 	"fmt"
 	"regexp"
-	"sort"
 	"strings"
 	"unicode/utf8"
 )
@@ -150,19 +149,6 @@ func (p *providerEntry) environment(provider string, values map[string]string) (
 		env[name] = value
 	}
 	return env, warnings
-}
-
-// envNames returns every variable the provider can set, sorted.
-func (p *providerEntry) envNames() []string {
-	var names []string
-	for _, f := range p.Fields {
-		names = append(names, f.Env...)
-	}
-	for name := range p.EnvConstants {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // parseEnvMappings validates an operator's env parameter - entries

@@ -18,7 +18,6 @@ type leaseInternalData struct {
 	Hash     string
 	EntityID string // absent from leases issued by v0.1.0
 	Role     string
-	TokenID  string
 }
 
 func (l leaseInternalData) toMap() map[string]interface{} {
@@ -26,7 +25,6 @@ func (l leaseInternalData) toMap() map[string]interface{} {
 		"token_hash": l.Hash,
 		"entity_id":  l.EntityID,
 		"role":       l.Role,
-		"token_id":   l.TokenID,
 	}
 }
 
@@ -37,7 +35,10 @@ func parseLeaseInternalData(secret *logical.Secret) (leaseInternalData, error) {
 	if secret == nil {
 		return l, errBadLeaseData
 	}
-	fields := map[string]*string{"token_hash": &l.Hash, "role": &l.Role, "token_id": &l.TokenID}
+	// Leases of v0.1.0 and of earlier v0.2 builds also carry token_id,
+	// which nothing needs: it is not required, so that no lease can become
+	// impossible to revoke over it.
+	fields := map[string]*string{"token_hash": &l.Hash, "role": &l.Role}
 	for key, dst := range fields {
 		v, ok := secret.InternalData[key].(string)
 		if !ok {
@@ -170,6 +171,9 @@ func (b *backend) secretPATRevoke(ctx context.Context, req *logical.Request, _ *
 	if err != nil || entityID == "" {
 		return nil, err
 	}
+	// For the event; asked of Vault before the lock, which other requests
+	// of every entity on the stripe wait for.
+	ownerName := b.liveNameOf(ctx, req.Storage, entityID)
 	lock := b.lockFor(entityLockKey(entityID))
 	lock.Lock()
 	defer lock.Unlock()
@@ -188,7 +192,7 @@ func (b *backend) secretPATRevoke(ctx context.Context, req *logical.Request, _ *
 		b.leaseCounts.set(entityID, leases-1)
 	}
 	if record != nil {
-		event := patEvent(eventLeaseRevoked, entityID, b.liveNameOf(ctx, req.Storage, entityID), record)
+		event := patEvent(eventLeaseRevoked, entityID, ownerName, record)
 		event.Details["reason"] = "lease ended"
 		b.notify(ctx, req.Storage, event)
 	}

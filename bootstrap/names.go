@@ -50,7 +50,7 @@ func checkOrg(org string) error {
 	if org == adminOrg {
 		return fmt.Errorf("%q is not an organization: it only holds the platform admin role (member add '*' <user> admin)", adminOrg)
 	}
-	if err := backend.CheckOrgName(org); err != nil {
+	if err := backend.CheckName(org); err != nil {
 		return fmt.Errorf("invalid organization name: %w", err)
 	}
 	return nil
@@ -71,7 +71,7 @@ func checkMemberOrg(org string) error {
 // (framework.GenericNameRegex's, without "..") is that, so organization
 // names' rule serves for mounts too.
 func checkMount(field, mount string) error {
-	if err := backend.CheckOrgName(mount); err != nil {
+	if err := backend.CheckName(mount); err != nil {
 		return fmt.Errorf("invalid %s: it must be one path segment: %w", field, err)
 	}
 	return nil
