@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -135,6 +136,26 @@ type providerTokenEntry struct {
 	// LegacyName is the user name v0.1.0 kept the token under, for tokens
 	// the upgrade moved.
 	LegacyName string `json:"legacy_name,omitempty"`
+}
+
+// withSecretsOf returns the entry with every field treated as secret that
+// was secret when it was written, is secret in the provider's definition
+// now, or is no field of that definition: a catalogue change can hide a
+// stored value from reads, never expose one.
+func (e *providerTokenEntry) withSecretsOf(provider *providerEntry) *providerTokenEntry {
+	shown := *e
+	shown.SecretFields = slices.Clone(e.SecretFields)
+	for name := range e.Values {
+		var field providerField
+		known := false
+		if provider != nil {
+			field, known = provider.field(name)
+		}
+		if (!known || field.Secret) && !slices.Contains(shown.SecretFields, name) {
+			shown.SecretFields = append(shown.SecretFields, name)
+		}
+	}
+	return &shown
 }
 
 // toResponseData returns the entry's metadata: never a secret value.
@@ -337,6 +358,10 @@ func (b *backend) pathProviderTokensList(ctx context.Context, req *logical.Reque
 	if !owner.stored() {
 		return logical.ListResponse(nil), nil
 	}
+	catalogue, err := b.catalogue(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
 	providers, err := req.Storage.List(ctx, owner.storagePrefix())
 	if err != nil {
 		return nil, fmt.Errorf("listing provider tokens: %w", err)
@@ -352,7 +377,7 @@ func (b *backend) pathProviderTokensList(ctx context.Context, req *logical.Reque
 		}
 		if entry != nil { // else deleted since the list
 			keys = append(keys, provider)
-			keyInfo[provider] = entry.toResponseData(owner)
+			keyInfo[provider] = entry.withSecretsOf(catalogue[provider]).toResponseData(owner)
 		}
 	}
 	return logical.ListResponseWithInfo(keys, keyInfo), nil
@@ -363,11 +388,16 @@ func (b *backend) pathProviderTokenRead(ctx context.Context, req *logical.Reques
 	if denied != nil || err != nil || !owner.stored() {
 		return denied, err
 	}
-	entry, err := b.cachedProviderToken(ctx, req.Storage, owner.storagePrefix(), d.Get("provider").(string))
+	provider := d.Get("provider").(string)
+	entry, err := b.cachedProviderToken(ctx, req.Storage, owner.storagePrefix(), provider)
 	if err != nil || entry == nil {
 		return nil, err
 	}
-	return &logical.Response{Data: entry.toResponseData(owner)}, nil
+	catalogue, err := b.catalogue(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: entry.withSecretsOf(catalogue[provider]).toResponseData(owner)}, nil
 }
 
 func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

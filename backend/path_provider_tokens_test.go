@@ -222,3 +222,28 @@ func TestProviderTokens_listCarriesWhatReadsShowAndWritesReadNothing(t *testing.
 	env.ok(logical.DeleteOperation, "users/alice/provider-tokens/ionq", alice, nil)
 	require.Equal(t, roundTrips{Deletes: 1}, env.storage.counted())
 }
+
+// An operator who marks a field secret after tokens were stored must not
+// see those tokens keep showing the value: a catalogue change can hide a
+// stored value from reads, never expose one.
+func TestProviderTokens_fieldsMadeSecretLaterAreHidden(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	env.ok(logical.UpdateOperation, "providers/rigetti", "", map[string]interface{}{"required_fields": "api_key", "optional_fields": "endpoint_token"})
+	env.ok(logical.UpdateOperation, "users/alice/provider-tokens/rigetti", alice, map[string]interface{}{"api_key": "rigetti-api-key-0001", "endpoint_token": "endpoint-secret-0002"})
+	require.Equal(t, "endpoint-secret-0002", env.ok(logical.ReadOperation, "users/alice/provider-tokens/rigetti", alice, nil).Data["settings"].(map[string]interface{})["endpoint_token"])
+
+	env.ok(logical.UpdateOperation, "providers/rigetti", "", map[string]interface{}{"required_fields": "api_key", "optional_fields": "endpoint_token", "secret_fields": "api_key,endpoint_token"})
+	read := env.ok(logical.ReadOperation, "users/alice/provider-tokens/rigetti", alice, nil).Data
+	listed := env.ok(logical.ListOperation, "users/alice/provider-tokens/", alice, nil).Data["key_info"].(map[string]interface{})["rigetti"]
+	for what, data := range map[string]map[string]interface{}{"read": read, "list": listed.(map[string]interface{})} {
+		flat := strings.Join(flatten(data), " ")
+		require.NotContains(t, flat, "endpoint-secret-0002", what)
+		require.NotContains(t, flat, "rigetti-api-key-0001", what)
+		require.Equal(t, map[string]interface{}{"api_key": "****0001", "endpoint_token": "****0002"}, data["secret_hints"], what)
+	}
+
+	// A field the definition no longer has is shown as a secret too.
+	env.ok(logical.UpdateOperation, "providers/rigetti", "", map[string]interface{}{"required_fields": "api_key"})
+	require.NotContains(t, strings.Join(flatten(env.ok(logical.ReadOperation, "users/alice/provider-tokens/rigetti", alice, nil).Data), " "), "endpoint-secret-0002")
+}

@@ -254,7 +254,7 @@ func pathProviders(b *backend) []*framework.Path {
 				},
 				"env_constants": {
 					Type:        framework.TypeKVPairs,
-					Description: "Environment variables with fixed values the provider's SDK needs for every token, as VARIABLE=value pairs.",
+					Description: "Environment variables with fixed values the provider's SDK needs for every token, as VARIABLE=value pairs. Never a secret: every user and the auditor can read the catalogue, which is not seal-wrapped; a shared credential belongs in an organization's provider token.",
 				},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
