@@ -9,30 +9,58 @@ import (
 )
 
 // Offboarding. When a user's entity is deleted or disabled, its tokens
-// stop verifying at once (verify asks the identity store). The sweep
-// (tidy_interval, or tidy on request) records when it first found the
-// entity inactive; once offboarding_grace has passed since then, it
-// revokes every named and leased PAT of the user, deletes the user's
-// provider tokens and what the engine remembers of the entity, and
-// notifies user-offboarded. A disabled entity that is enabled again
-// within the grace keeps everything and its tokens verify again.
+// stop verifying at once (verify asks the identity store). Disabling is not
+// deleting: the sweep (tidy_interval, or tidy on request) records when it
+// first found the entity inactive, and how (deleted or disabled); once the
+// grace for that state has passed - offboarding_grace after deletion
+// (default 0), disabled_grace after disablement (default 30 days; 0 never
+// removes a disabled entity's data) - it revokes every named and leased PAT
+// of the user, deletes the user's provider tokens and what the engine
+// remembers of the entity, and notifies user-offboarded. A disabled entity
+// that is enabled again within its grace keeps everything and its tokens
+// verify again. An entity deleted after being disabled counts
+// offboarding_grace from when the sweep first found it deleted.
 
-// offboardIfInactive handles an owner whose entity is gone or disabled
-// (id nil or disabled); it returns true when it offboarded the entity.
-// The caller holds the entity's lock.
-func (b *backend) offboardIfInactive(ctx context.Context, s logical.Storage, cfg *configEntry, entityID string, owner *ownerEntry, now time.Time, result *tidyResult) (bool, error) {
+// Why the sweep found an owner's entity inactive.
+const (
+	inactiveDisabled = "disabled"
+	inactiveDeleted  = "deleted"
+)
+
+// offboardingGrace is how long the data of an owner whose entity is
+// inactive for reason is kept; ok is false when it is kept for good.
+func (c *configEntry) offboardingGrace(reason string) (grace time.Duration, ok bool) {
+	if reason == inactiveDisabled {
+		return c.DisabledGrace, c.DisabledGrace > 0
+	}
+	return c.OffboardingGrace, true
+}
+
+// offboardIfInactive handles an owner whose entity is gone (disabled false)
+// or disabled; it returns true when it offboarded the entity. The caller
+// holds the entity's lock.
+func (b *backend) offboardIfInactive(ctx context.Context, s logical.Storage, cfg *configEntry, entityID string, owner *ownerEntry, disabled bool, now time.Time, result *tidyResult) (bool, error) {
 	if owner == nil {
 		// An entity the engine lists but never registered (data from before
 		// owner entries): remember it from now on.
 		owner = &ownerEntry{EntityID: entityID, FirstSeen: now, NameSeen: now}
 	}
-	if owner.InactiveSince.IsZero() {
+	reason := inactiveDeleted
+	if disabled {
+		reason = inactiveDisabled
+	}
+	// Marked when first found inactive, and again when a disabled entity
+	// is deleted (its deletion grace starts then). A mark from before
+	// reasons were kept is taken as the state found now.
+	if owner.InactiveSince.IsZero() || (owner.InactiveReason != reason && owner.InactiveReason != "") {
 		owner.InactiveSince = now
+		owner.InactiveReason = reason
 		if err := putOwner(ctx, s, owner); err != nil {
 			return false, err
 		}
 	}
-	if now.Sub(owner.InactiveSince) < cfg.OffboardingGrace {
+	grace, removes := cfg.offboardingGrace(reason)
+	if !removes || now.Sub(owner.InactiveSince) < grace {
 		return false, nil
 	}
 	named, leased, err := b.revokeAllTokensLocked(ctx, s, entityID, owner.Name, "offboarded")
@@ -50,6 +78,7 @@ func (b *backend) offboardIfInactive(ctx context.Context, s logical.Storage, cfg
 		Type: eventUserOffboarded, EntityID: entityID, User: owner.Name, Path: "users/" + owner.Name,
 		Details: map[string]string{
 			"inactive_since":          formatTime(owner.InactiveSince),
+			"inactive_reason":         reason,
 			"named_tokens_revoked":    fmt.Sprint(named),
 			"leased_tokens_revoked":   fmt.Sprint(leased),
 			"provider_tokens_deleted": fmt.Sprint(providerTokens),
@@ -67,7 +96,7 @@ func reactivate(ctx context.Context, s logical.Storage, owner *ownerEntry) error
 	if owner == nil || owner.InactiveSince.IsZero() {
 		return nil
 	}
-	owner.InactiveSince = time.Time{}
+	owner.InactiveSince, owner.InactiveReason = time.Time{}, ""
 	return putOwner(ctx, s, owner)
 }
 

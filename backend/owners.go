@@ -52,6 +52,9 @@ type ownerEntry struct {
 	// disabled; zero while it is active. Offboarding counts its grace
 	// from here.
 	InactiveSince time.Time `json:"inactive_since,omitempty"`
+	// InactiveReason is how it was found: inactiveDisabled or
+	// inactiveDeleted ("" for marks from before it was kept).
+	InactiveReason string `json:"inactive_reason,omitempty"`
 }
 
 type ownerNamePointer struct {

@@ -79,6 +79,12 @@ type configEntry struct {
 	// OffboardingGrace is how long after its owner entity is deleted a
 	// user's tokens and provider tokens are kept before tidy removes them.
 	OffboardingGrace time.Duration `json:"offboarding_grace"`
+	// DisabledGrace is how long after its owner entity is disabled (and
+	// not enabled again) tidy keeps the user's tokens and provider tokens;
+	// 0 keeps them for as long as the entity exists. A disabled entity's
+	// tokens stop verifying at once either way, and work again when it is
+	// enabled within the grace.
+	DisabledGrace time.Duration `json:"disabled_grace"`
 	// WebhookURL receives lifecycle notifications (Standard Webhooks);
 	// empty sends none.
 	WebhookURL string `json:"webhook_url,omitempty"`
@@ -96,8 +102,14 @@ func defaultConfig() *configEntry {
 
 		ExpiryNotices:       defaultExpiryNotices,
 		LastUsedGranularity: defaultLastUsedGrain,
+		DisabledGrace:       defaultDisabledGrace,
 	}
 }
+
+// defaultDisabledGrace is how long a disabled entity's data is kept by
+// default: long enough that disabling someone during an incident never
+// costs them their tokens.
+const defaultDisabledGrace = 30 * 24 * time.Hour
 
 // grantsAdmin reports whether group, which carries the admin metadata, may
 // make its members platform admins.
@@ -168,6 +180,7 @@ func (c *configEntry) toResponseData() map[string]interface{} {
 		"expiry_notices":          formatDurations(c.ExpiryNotices),
 		"last_used_granularity":   int64(c.LastUsedGranularity.Seconds()),
 		"offboarding_grace":       int64(c.OffboardingGrace.Seconds()),
+		"disabled_grace":          int64(c.DisabledGrace.Seconds()),
 		"webhook_url":             redactedURL(c.WebhookURL),
 	}
 }
@@ -187,6 +200,7 @@ var configFields = fieldSet{
 	"expiry_notices":          {Type: framework.TypeStringSlice, Description: `How long before expiry owners are reminded, longest first, as Go durations such as "168h0m0s".`},
 	"last_used_granularity":   {Type: framework.TypeInt64, Description: "How finely last use is recorded, in seconds; 0 records nothing."},
 	"offboarding_grace":       {Type: framework.TypeInt64, Description: "How long tidy keeps a deleted entity's tokens and provider tokens, in seconds."},
+	"disabled_grace":          {Type: framework.TypeInt64, Description: "How long tidy keeps a disabled entity's tokens and provider tokens, in seconds; 0 keeps them while the entity exists."},
 	"webhook_url":             {Type: framework.TypeString, Description: "Where lifecycle notifications are sent, shown as scheme and host only (its path and query may carry the receiver's token); empty sends none."},
 }
 
@@ -289,6 +303,11 @@ func pathConfig(b *backend) []*framework.Path {
 					Type:        framework.TypeDurationSecond,
 					Description: "How long after a user's entity is deleted tidy keeps the user's tokens and provider tokens; they stop verifying at once either way.",
 				},
+				"disabled_grace": {
+					Type:        framework.TypeDurationSecond,
+					Description: "How long after a user's entity is disabled tidy keeps the user's tokens and provider tokens; 0 keeps them while the entity exists. They stop verifying at once and work again if the entity is enabled before then.",
+					Default:     int(defaultDisabledGrace.Seconds()),
+				},
 				"webhook_url": {
 					Type:        framework.TypeString,
 					Description: "Where lifecycle notifications are sent as Standard Webhooks: https, or http to a loopback address; empty sends none.",
@@ -373,6 +392,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if v, ok := d.GetOk("offboarding_grace"); ok {
 		cfg.OffboardingGrace = time.Duration(v.(int)) * time.Second
 	}
+	if v, ok := d.GetOk("disabled_grace"); ok {
+		cfg.DisabledGrace = time.Duration(v.(int)) * time.Second
+	}
 	if v, ok := d.GetOk("webhook_url"); ok {
 		cfg.WebhookURL = strings.TrimSpace(v.(string))
 	}
@@ -445,6 +467,8 @@ func (c *configEntry) validate() string {
 		return "last_used_granularity must be 0 (off) or at least 1m: finer would write on nearly every verify"
 	case c.OffboardingGrace < 0:
 		return "offboarding_grace must not be negative"
+	case c.DisabledGrace < 0:
+		return "disabled_grace must not be negative"
 	}
 	if msg := checkWebhookURL(c.WebhookURL); msg != "" {
 		return msg
@@ -567,6 +591,9 @@ HMAC key that protects stored tokens lives in a separate seal-wrapped entry).
                       how finely last use is recorded (default 1h; 0 = off)
   offboarding_grace   how long tidy keeps a deleted entity's tokens and
                       provider tokens (default 0)
+  disabled_grace      how long tidy keeps a disabled entity's tokens and
+                      provider tokens (default 720h; 0 = while the entity
+                      exists); enabled again before then, it has them back
   webhook_url         where lifecycle notifications go (Standard Webhooks);
                       the signing secret is at notifications/webhook-secret
 `

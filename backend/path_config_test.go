@@ -23,6 +23,7 @@ func TestConfig_defaults(t *testing.T) {
 		"expiry_notices":          []string{"168h0m0s", "24h0m0s"},
 		"last_used_granularity":   int64(3600),
 		"offboarding_grace":       int64(0),
+		"disabled_grace":          int64(30 * 24 * 3600),
 		"webhook_url":             "",
 	}, env.ok(logical.ReadOperation, "config", "", nil).Data)
 }

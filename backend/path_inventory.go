@@ -614,7 +614,8 @@ tokens: live named PATs and leased PATs of active owners, how many expire
 within each of the expiry_notices thresholds, how many went unused for 90
 days (never used and older, or last used before), expired ones tidy has not
 yet removed, and those of deleted or disabled owners (they do not verify;
-tidy removes them after offboarding_grace).
+tidy removes them after offboarding_grace, or disabled_grace for a
+disabled owner).
 owners: the owner entities by state (active, disabled, deleted).
 provider_tokens: by provider and by owner kind (user, organization,
 unclaimed). orphans: owner entities that were deleted (tidy offboards them

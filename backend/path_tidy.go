@@ -297,7 +297,7 @@ func (b *backend) sweepEntity(ctx context.Context, s logical.Storage, cfg *confi
 		return err
 	}
 	if id == nil || id.disabled {
-		_, err := b.offboardIfInactive(ctx, s, cfg, entityID, owner, now, result)
+		_, err := b.offboardIfInactive(ctx, s, cfg, entityID, owner, id != nil, now, result)
 		return err
 	}
 	if err := reactivate(ctx, s, owner); err != nil {
@@ -511,7 +511,8 @@ const pathTidyHelpDescription = `
 Starts a sweep in the background and answers 202 at once (409 while one is
 running); read tidy/status for its progress and result. The sweep writes
 the last uses noted since the engine's last periodic run, offboards users
-whose entity has been deleted or disabled for offboarding_grace, sends the
+whose entity has been deleted for offboarding_grace or disabled for
+disabled_grace (0: never), sends the
 expiry reminders that are due, and removes every expired PAT: named tokens with their entry in the owner's index, and
 leased tokens whose revocation by Vault never arrived. Expired tokens
 already stop verifying at their expiry instant; tidy reclaims their
