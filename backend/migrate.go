@@ -460,40 +460,47 @@ func placeLegacyProviderToken(ctx context.Context, s logical.Storage, destinatio
 }
 
 // legacyProviderTokenOwner names the entity a v0.1.0 provider token of user
-// name belongs to, or "" when the evidence proves none. v0.1.0 let only the
-// user itself, a platform admin or an operator write there, so:
-//   - a writer (updated_by) that issued PATs under that name, or that is an
-//     entity and no platform admin, was the user: it owns the token;
-//   - a token an operator (no entity) or a platform admin wrote belongs to
-//     the one entity that issued PATs under that name, if there is one;
+// name belongs to, or "" when the evidence proves none. v0.1.0 let the user
+// itself, a platform admin or an operator write there, and whether a writer
+// was an admin when it wrote cannot be told at upgrade time (admins are
+// demoted, users promoted), so only evidence that agrees gives a token an
+// owner; the upgrade never guesses:
+//   - a writer (updated_by) that issued PATs under that name was the user:
+//     it owns the token;
+//   - a writer while other entities issued the PATs under that name (the
+//     PATs and the writer disagree: an admin writing for the user, or an
+//     earlier holder of the name) - kept aside, for neither;
+//   - a writer with no PATs under that name owns the token only if it holds
+//     that name now; under another name it may be an ex-admin who wrote for
+//     the user, so the token is kept aside;
+//   - a token an operator wrote (no writer) belongs to the one entity that
+//     issued PATs under that name, if there is exactly one;
 //   - otherwise - a writer that no longer exists, no evidence, or several
-//     entities held the name - nobody can be proven to own it, and the token
-//     is kept aside, never given to whoever holds the name now.
+//     entities held the name - the token is kept aside, never given to
+//     whoever holds the name now.
 func (b *backend) legacyProviderTokenOwner(ctx context.Context, s logical.Storage, name string, token *providerTokenEntry, holders map[string]bool) (string, error) {
-	if writer := token.UpdatedBy; writer != "" {
-		if !validEntityID(writer) {
-			return "", nil
+	writer := token.UpdatedBy
+	if writer == "" {
+		if len(holders) == 1 {
+			for entityID := range holders {
+				return entityID, nil
+			}
 		}
-		if holders[writer] {
-			return writer, nil
-		}
-		id, err := b.lookupIdentity(ctx, s, writer)
-		if err != nil {
-			return "", err
-		}
-		switch {
-		case id == nil:
-			return "", nil
-		case !id.admin:
-			return writer, nil
-		}
+		return "", nil
 	}
-	if len(holders) == 1 {
-		for entityID := range holders {
-			return entityID, nil
-		}
+	switch {
+	case !validEntityID(writer):
+		return "", nil
+	case holders[writer]:
+		return writer, nil
+	case len(holders) > 0:
+		return "", nil
 	}
-	return "", nil
+	id, err := b.lookupIdentity(ctx, s, writer)
+	if err != nil || id == nil || id.name != name {
+		return "", err
+	}
+	return writer, nil
 }
 
 // adoptOwner registers an entity found in v0.1.0 data as an owner: under

@@ -143,10 +143,27 @@ func TestMigrate_oneEntitysProviderTokenUnderTwoOfItsNames(t *testing.T) {
 	require.Equal(t, "STALE-old-secret", stale.Values["token"])
 }
 
-// alice (E1) stored her own provider token and never issued a PAT; she was
-// renamed and E2 took her name and issued one. The writer evidence says the
-// token is E1's: the upgrade must not give it to E2.
-func TestMigrate_aRenamedWritersProviderTokenStaysTheWriters(t *testing.T) {
+// requireUnclaimed checks that the v0.1.0 provider token of name is kept
+// aside with its value, and that none of entities resolves it.
+func requireUnclaimed(t *testing.T, up *testEnv, name, provider, value string, entities ...string) {
+	t.Helper()
+	for _, entityID := range entities {
+		require.Equal(t, 404, up.statusOf(logical.ReadOperation, "resolve/"+provider, entityID, nil), entityID)
+	}
+	aside, err := getProviderToken(context.Background(), up.storage, unclaimedProviderTokenPrefix+name+"/", provider)
+	require.NoError(t, err)
+	require.NotNil(t, aside, "kept aside, not lost")
+	require.Equal(t, value, aside.Values["token"])
+	migration, err := getMigration(context.Background(), up.storage)
+	require.NoError(t, err)
+	require.Contains(t, migration.Unclaimed, name+"/"+provider)
+}
+
+// E1 wrote a provider token under "alice" and never issued a PAT; E1 was
+// renamed and E2 took "alice" and issued one. The writer and the PATs
+// disagree: E1 may have been alice, or an admin writing for E2 - the
+// upgrade cannot tell, so neither gets the token.
+func TestMigrate_aWriterThePATsUnderTheNameContradictGetsNothing(t *testing.T) {
 	env := newTestEnv(t)
 	e1 := env.addEntity("entity-e1", "alice")
 	env.renameEntity(e1, "alice-old")
@@ -154,11 +171,46 @@ func TestMigrate_aRenamedWritersProviderTokenStaysTheWriters(t *testing.T) {
 	token := env.createToken("alice", e2, "laptop", nil)["token"].(string)
 	asV010(t, env, map[string]map[string]string{"alice": {"laptop": hmacOf(t, env, token)}}, map[string]string{hmacOf(t, env, token): "alice"})
 	putJSON(t, env.storage.Storage, legacyUserProviderTokenPrefix+"alice/ibm-quantum", &providerTokenEntry{
-		Provider: "ibm-quantum", Values: map[string]string{"token": "E1-private-secret"}, SecretFields: []string{"token"}, Version: 1, UpdatedBy: e1})
+		Provider: "ibm-quantum", Values: map[string]string{"token": "E1-or-E2-secret"}, SecretFields: []string{"token"}, Version: 1, UpdatedBy: e1})
 
 	up := restarted(t, env)
-	require.Equal(t, 404, up.statusOf(logical.ReadOperation, "resolve/ibm-quantum", e2, nil))
-	require.Equal(t, "E1-private-secret", up.ok(logical.ReadOperation, "resolve/ibm-quantum", e1, nil).Data["token"])
+	requireUnclaimed(t, up, "alice", "ibm-quantum", "E1-or-E2-secret", e1, e2)
+}
+
+// The security review's case: a platform admin wrote alice's provider
+// token in v0.1.0 and has since been demoted; alice's PATs show who alice
+// was. Judged at upgrade time the writer looks like a plain user writing
+// its own token - the token must not go to the ex-admin.
+func TestMigrate_aDemotedExAdminDoesNotGetTheTokenItWroteForAUser(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addEntity("entity-alice", "alice")
+	exAdmin := env.addEntity("entity-ex-admin", "morgan")
+	token := env.createToken("alice", alice, "laptop", nil)["token"].(string)
+	asV010(t, env, map[string]map[string]string{"alice": {"laptop": hmacOf(t, env, token)}}, map[string]string{hmacOf(t, env, token): "alice"})
+	putJSON(t, env.storage.Storage, legacyUserProviderTokenPrefix+"alice/ibm-quantum", &providerTokenEntry{
+		Provider: "ibm-quantum", Values: map[string]string{"token": "alices-ibm-secret"}, SecretFields: []string{"token"}, Version: 1, UpdatedBy: exAdmin})
+
+	up := restarted(t, env)
+	requireUnclaimed(t, up, "alice", "ibm-quantum", "alices-ibm-secret", exAdmin, alice)
+	require.Equal(t, true, up.verify(token)["active"], "alice's PAT is hers")
+}
+
+// No PATs under the name: a writer that holds the name now was the user
+// (carol in the fixture); a writer under another name may be an ex-admin
+// who wrote for the user, so its token is kept aside.
+func TestMigrate_withoutPATsOnlyAWriterHoldingTheNameGetsTheToken(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addEntity("entity-alice", "alice")
+	exAdmin := env.addEntity("entity-ex-admin", "morgan")
+	asV010(t, env, nil, nil)
+	putJSON(t, env.storage.Storage, legacyUserProviderTokenPrefix+"alice/ibm-quantum", &providerTokenEntry{
+		Provider: "ibm-quantum", Values: map[string]string{"token": "alices-ibm-secret"}, SecretFields: []string{"token"}, Version: 1, UpdatedBy: exAdmin})
+	putJSON(t, env.storage.Storage, legacyUserProviderTokenPrefix+"alice/dwave", &providerTokenEntry{
+		Provider: "dwave", Values: map[string]string{"token": "alices-dwave-secret"}, SecretFields: []string{"token"}, Version: 1, UpdatedBy: alice})
+
+	up := restarted(t, env)
+	requireUnclaimed(t, up, "alice", "ibm-quantum", "alices-ibm-secret", exAdmin, alice)
+	require.Equal(t, "alices-dwave-secret", up.ok(logical.ReadOperation, "resolve/dwave", alice, nil).Data["token"])
 }
 
 // rejectingDots refuses keys with "..", as Vault's storage view does.
