@@ -150,6 +150,7 @@ func newBackend() *backend {
 			pathInventory(b),
 			pathUnclaimed(b),
 			pathNotifications(b),
+			pathLeaks(b),
 		),
 		Secrets: []*framework.Secret{
 			secretPAT(b),

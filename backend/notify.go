@@ -26,6 +26,7 @@ const (
 	eventPATExpired            = "pat-expired"
 	eventLeaseIssued           = "lease-issued"
 	eventLeaseRevoked          = "lease-revoked"
+	eventPATLeaked             = "pat-leaked"
 	eventProviderTokenWritten  = "provider-token-written"
 	eventProviderTokenDeleted  = "provider-token-deleted"
 	eventProviderTokenExpiring = "provider-token-expiring"

@@ -70,6 +70,7 @@ type tidyResult struct {
 	RecordsScanned     int `json:"records_scanned"`
 	OrphansRemoved     int `json:"orphans_removed"`
 	DanglingRemoved    int `json:"dangling_removed"`
+	LeakedPruned       int `json:"leaked_pruned"`
 }
 
 // tidyState is the one sweep that may run at a time on this node, and what
@@ -128,6 +129,7 @@ var tidyStatusFields = fieldSet{
 	"records_scanned":     {Type: framework.TypeInt, Description: "Token records read by a repair."},
 	"orphans_removed":     {Type: framework.TypeInt, Description: "Token records no index or lease marker listed, removed by a repair."},
 	"dangling_removed":    {Type: framework.TypeInt, Description: "Index entries and lease markers without their token record, removed by a repair."},
+	"leaked_pruned":       {Type: framework.TypeInt, Description: "Records of where a revoked token leaked, removed after their 90 days."},
 }
 
 func (t *tidyState) toResponseData() map[string]interface{} {
@@ -156,6 +158,7 @@ func (t *tidyState) toResponseData() map[string]interface{} {
 		"records_scanned":     t.result.RecordsScanned,
 		"orphans_removed":     t.result.OrphansRemoved,
 		"dangling_removed":    t.result.DanglingRemoved,
+		"leaked_pruned":       t.result.LeakedPruned,
 	}
 	if !t.startedAt.IsZero() {
 		data["started_at"] = t.startedAt.Format(time.RFC3339Nano)
@@ -227,6 +230,11 @@ func (b *backend) runTidy(ctx context.Context, s logical.Storage, repair bool) (
 		return result, err
 	}
 	if err := b.sweep(ctx, s, time.Now(), result); err != nil {
+		return result, err
+	}
+	pruned, err := pruneLeaked(ctx, s, time.Now())
+	result.LeakedPruned = pruned
+	if err != nil {
 		return result, err
 	}
 	if repair {

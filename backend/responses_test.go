@@ -198,6 +198,12 @@ func TestResponses_handlersReturnExactlyTheDeclaredFields(t *testing.T) {
 	// The user.
 	check(responseCase{op: logical.ReadOperation, path: "users/alice", entity: alice})
 
+	// Leaks: a leased token revoked by value, and where it leaked.
+	check(responseCase{op: logical.UpdateOperation, path: "leaks/revoke", data: map[string]interface{}{"leaks": []interface{}{
+		map[string]interface{}{"token": lease["token"], "url": "https://example.com/log", "source": "ci-log"}}}})
+	check(responseCase{op: logical.ListOperation, path: "users/alice/leaks/", entity: alice})
+	check(responseCase{op: logical.ListOperation, path: "users/alice/leaks/", entity: bob, status: http.StatusForbidden})
+
 	// The catalogue.
 	check(responseCase{op: logical.ListOperation, path: "providers/"})
 	check(responseCase{op: logical.ReadOperation, path: "providers/dwave"})

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"regexp"
 
 	"github.com/hashicorp/go-secure-stdlib/base62"
 )
@@ -71,4 +72,36 @@ func tokenChecksum(random string) string {
 		sum /= 62
 	}
 	return string(out[:])
+}
+
+// GenerateToken returns a new well-formed token with the prefix, for
+// testing scanner rules; the engine issues its tokens itself.
+func GenerateToken(prefix string, rand io.Reader) (string, error) {
+	return generateToken(prefix, rand)
+}
+
+// WellFormedToken reports whether token has the prefix, length, alphabet
+// and checksum of a PAT this engine issues with that prefix. Secret
+// scanners use it to drop look-alikes offline (cmd/planqk-leakcheck); it
+// says nothing about whether the token is active.
+func WellFormedToken(token, prefix string) bool {
+	return wellFormedToken(token, prefix)
+}
+
+// TokenPattern is a regular expression (RE2, as gitleaks and GitHub read
+// them) for the PATs with the prefix: length and alphabet. Only
+// WellFormedToken can check the checksum.
+func TokenPattern(prefix string) string {
+	pattern := regexp.QuoteMeta(prefix) + fmt.Sprintf("[%s]{%d}", base62Class, tokenRandomLength+tokenChecksumLength)
+	if prefix != "" && isWordByte(prefix[0]) {
+		pattern = `\b` + pattern
+	}
+	return pattern + `\b`
+}
+
+// base62Class is base62Alphabet as a character class.
+const base62Class = "A-Za-z0-9"
+
+func isWordByte(c byte) bool {
+	return c == '_' || ('0' <= c && c <= '9') || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z')
 }

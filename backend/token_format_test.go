@@ -2,6 +2,7 @@ package backend
 
 import (
 	"crypto/rand"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -101,4 +102,39 @@ func FuzzWellFormedToken(f *testing.F) {
 // so that the token is always malformed.
 func garble(token string) string {
 	return token[:len(token)-1] + string(nextBase62(token[len(token)-1]))
+}
+
+// TokenPattern is what scanners match; only the checksum is left to
+// WellFormedToken.
+func TestTokenPattern_matchesLengthAndAlphabetOnly(t *testing.T) {
+	for _, prefix := range []string{"plqk_", "acme.", "-x-"} {
+		pattern := regexp.MustCompile(TokenPattern(prefix))
+		for i := 0; i < 100; i++ {
+			token, err := GenerateToken(prefix, rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !pattern.MatchString("key = " + token + "\n") {
+				t.Fatalf("%s does not match %s", token, pattern)
+			}
+			if !WellFormedToken(token, prefix) || WellFormedToken(garble(token), prefix) {
+				t.Fatalf("WellFormedToken is wrong about %s or its garbled copy", token)
+			}
+			if !pattern.MatchString(garble(token)) {
+				t.Fatalf("a garbled token has the right shape: the pattern must still match it")
+			}
+			lookalikes := []string{token + "x", "x" + token[1:] + "A", token[:len(token)-1]}
+			if isWordByte(prefix[0]) {
+				lookalikes = append(lookalikes, "qq"+token)
+			}
+			for _, lookalike := range lookalikes {
+				if pattern.FindString(lookalike) == token {
+					t.Fatalf("%s matches inside %s", token, lookalike)
+				}
+			}
+		}
+	}
+	if regexp.MustCompile(TokenPattern("plqk_")).MatchString("ghp_" + strings.Repeat("a", 36)) {
+		t.Fatal("another prefix matches")
+	}
 }

@@ -147,7 +147,7 @@ func TestSteps_acceptGoodNames(t *testing.T) {
 		// organization's groups.
 		wantPolicies := []string{"planqk-admin", "planqk-auditor",
 			"planqk-org-" + c.org + "-maintainer", "planqk-org-" + c.org + "-member", "planqk-org-" + c.org + "-owner",
-			"planqk-user", "planqk-verifier"}
+			"planqk-scanner", "planqk-user", "planqk-verifier"}
 		var written []string
 		for name, policy := range v.policies {
 			written = append(written, name)

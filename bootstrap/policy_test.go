@@ -91,10 +91,14 @@ func TestPolicy_grantsExactlyTheExpectedPaths(t *testing.T) {
 			"quantum/providers/*": caps("read", "list"),
 			"quantum/roles/*":     caps("read", "list"),
 			"quantum/orgs/":       caps("list"),
+			"quantum/users/{{identity.entity.name}}/leaks/": caps("list"),
 		},
 		"planqk-verifier": {
 			"quantum/verify":     caps("read", "update"),
 			"quantum/introspect": caps("update"),
+		},
+		"planqk-scanner": {
+			"quantum/leaks/revoke": caps("update"),
 		},
 		"planqk-auditor": {
 			"quantum/inventory":            caps("read", "list"),

@@ -49,3 +49,8 @@ path "[[.Mount]]/roles/*" {
 path "[[.Mount]]/orgs/" {
   capabilities = ["list"]
 }
+
+# Own tokens revoked because they leaked, with where they leaked.
+path "[[.Mount]]/users/{{identity.entity.name}}/leaks/" {
+  capabilities = ["list"]
+}

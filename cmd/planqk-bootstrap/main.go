@@ -20,9 +20,9 @@ import (
 const usage = `usage: planqk-bootstrap [-mount planqk] [-auth-mount userpass] <command> [args]
 
 commands:
-  init                          write the planqk-admin, planqk-user, planqk-verifier and
-                                planqk-auditor policies, enable userpass, create the
-                                planqk-admins group
+  init                          write the planqk-admin, planqk-user, planqk-verifier,
+                                planqk-auditor and planqk-scanner policies, enable
+                                userpass, create the planqk-admins group
   org <org>                     write the organization's policies and its owners,
                                 maintainers and members groups
   user [-password-file PATH] <name>
@@ -38,7 +38,7 @@ commands:
                                 makes a platform admin
   member remove <org> <user>    take the user's roles in org away ('*': the admin role)
   policy <name> [org]           print a rendered policy (planqk-admin, planqk-user,
-                                planqk-verifier, planqk-auditor; org-owner,
+                                planqk-verifier, planqk-auditor, planqk-scanner; org-owner,
                                 org-maintainer, org-member with an org)
 `
 

@@ -52,7 +52,7 @@ func TestPolicyCapabilities(t *testing.T) {
 			set(deny, mount+"/config", mount+"/tidy", mount+"/verify", mount+"/introspect",
 				mount+"/inventory", mount+"/inventory/tokens", mount+"/inventory/provider-tokens", mount+"/tidy/status",
 				mount+"/roles/runtime", mount+"/roles/", mount+"/providers/ibm-quantum", mount+"/providers/",
-				mount+"/resolve/ionq", mount+"/orgs/",
+				mount+"/resolve/ionq", mount+"/orgs/", mount+"/leaks/revoke", mount+"/users/lea/leaks/",
 				mount+"/users/lea/tokens/laptop", mount+"/users/lea/tokens/", mount+"/users/lea/creds/runtime", mount+"/users/lea/provider-tokens/ionq",
 				"sys/policy/planqk-user", "sys/policies/acl/planqk-admin", "identity/entity/name/lea", "auth/"+authMount+"/users/lea")
 			set(deny, orgPaths("acme")...)
@@ -67,6 +67,7 @@ func TestPolicyCapabilities(t *testing.T) {
 				// Their own paths, templated on the entity's name.
 				set(ownPaths, mount+"/users/"+who+"/tokens/laptop", mount+"/users/"+who+"/tokens/", mount+"/users/"+who+"/provider-tokens/ionq")
 				set("read", mount+"/users/"+who+"/creds/runtime")
+				set("list", mount+"/users/"+who+"/leaks/")
 			}
 			for org, role := range roles[who] {
 				switch role {
@@ -89,6 +90,11 @@ func TestPolicyCapabilities(t *testing.T) {
 					if strings.HasPrefix(path, mount+"/") && !own {
 						want[path] = full
 					}
+				}
+				if isUser {
+					// planqk-user names the own leaks list exactly: the
+					// most specific pattern, whatever the whole mount grants.
+					set("list", mount+"/users/"+who+"/leaks/")
 				}
 			}
 			if who == "verifier" {

@@ -35,6 +35,8 @@ var apiPaths = map[string]string{
 	"/users/{user}/revoke-all":                 "users/mia/revoke-all",
 	"/notifications/webhook-secret":            "notifications/webhook-secret",
 	"/notifications/status":                    "notifications/status",
+	"/leaks/revoke":                            "leaks/revoke",
+	"/users/{user}/leaks/":                     "users/mia/leaks/",
 }
 
 // TestPathHelpOnEveryPath runs `vault path-help` on a path of every route.

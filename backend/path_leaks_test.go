@@ -1,0 +1,212 @@
+package backend
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/stretchr/testify/require"
+)
+
+func leak(token, url, source string) map[string]interface{} {
+	return map[string]interface{}{"token": token, "url": url, "source": source, "type": "planqk_personal_access_token"}
+}
+
+func leaks(items ...map[string]interface{}) map[string]interface{} {
+	list := make([]interface{}, len(items))
+	for i, item := range items {
+		list[i] = item
+	}
+	return map[string]interface{}{"leaks": list}
+}
+
+// leakSetup gives alice a named and a leased PAT, and returns them with a
+// garbled copy, one of another prefix and a well-formed one never issued.
+func leakSetup(t *testing.T) (env *testEnv, alice string, named, leased, garbled, otherPrefix, unissued string) {
+	env = newTestEnv(t)
+	alice = env.addUser("alice")
+	env.ok(logical.CreateOperation, "roles/runtime", "", map[string]interface{}{"ttl": "15m"})
+	named = env.createToken("alice", alice, "laptop", nil)["token"].(string)
+	leased = env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil).Data["token"].(string)
+	garbled = garble(named)
+	var err error
+	otherPrefix, err = generateToken("ghp_", rand.Reader)
+	require.NoError(t, err)
+	unissued, err = generateToken(defaultTokenPrefix, rand.Reader)
+	require.NoError(t, err)
+	return
+}
+
+func TestLeaks_revokesExactlyTheActivePATsAndTellsTheOwner(t *testing.T) {
+	env, alice, named, leased, garbled, otherPrefix, unissued := leakSetup(t)
+	require.False(t, wellFormedToken(garbled, defaultTokenPrefix))
+	env.events.reset()
+
+	resp := env.ok(logical.UpdateOperation, "leaks/revoke", "", leaks(
+		leak(named, "https://github.com/acme/app/blob/abc/config.py", "content"),
+		leak(garbled, "https://github.com/acme/app/blob/abc/x", "content"),
+		leak(leased, "https://ci.example.com/jobs/7/log", "ci-log"),
+		leak(otherPrefix, "", ""),
+		leak(unissued, "", ""),
+		leak("not a token at all", "", ""),
+	)).Data
+	require.Equal(t, []string{leakTruePositive, leakFalsePositive, leakTruePositive, leakFalsePositive, leakInactive, leakFalsePositive}, resp["labels"])
+	require.Equal(t, 2, resp["revoked"])
+	for _, value := range resp {
+		require.NotContains(t, fmt.Sprint(value), "alice", "the answer never says whose a token was")
+	}
+
+	require.Equal(t, false, env.verify(named)["active"])
+	require.Equal(t, false, env.verify(leased)["active"])
+	require.Equal(t, 404, env.statusOf(logical.ListOperation, "users/alice/tokens/", alice, nil), "the named token left the index")
+
+	// The owner is told, once per token, with where it leaked.
+	events := env.events.sent()
+	require.Len(t, events, 2)
+	byKind := map[string]map[string]string{}
+	for _, event := range events {
+		require.Equal(t, vaultEventTypePrefix+eventPATLeaked, event.Type)
+		metadata := metadataOf(event)
+		for key, value := range metadata {
+			for _, secret := range []string{named, leased} {
+				require.NotContains(t, value, secret, "event field %s", key)
+			}
+		}
+		byKind[metadata["kind"]] = metadata
+	}
+	require.Equal(t, alice, byKind[tokenKindNamed]["entity_id"])
+	require.Equal(t, "alice", byKind[tokenKindNamed]["user"])
+	require.Equal(t, "laptop", byKind[tokenKindNamed]["name"])
+	require.Equal(t, "https://github.com/acme/app/blob/abc/config.py", byKind[tokenKindNamed]["url"])
+	require.Equal(t, "content", byKind[tokenKindNamed]["source"])
+	require.Equal(t, "users/alice/tokens/laptop", byKind[tokenKindNamed]["path"])
+	require.Equal(t, "runtime", byKind[tokenKindLease]["name"])
+	require.Equal(t, "ci-log", byKind[tokenKindLease]["source"])
+	require.NotEmpty(t, byKind[tokenKindLease]["token_id"])
+
+	// The owner sees where each leaked.
+	list := env.ok(logical.ListOperation, "users/alice/leaks/", alice, nil).Data
+	require.Len(t, list["keys"], 2)
+	info := list["key_info"].(map[string]interface{})
+	for _, key := range list["keys"].([]string) {
+		entry := info[key].(map[string]interface{})
+		require.Equal(t, "leaked", entry["revoked_reason"])
+		if entry["kind"] == tokenKindNamed {
+			require.Equal(t, byKind[tokenKindNamed]["token_id"], key)
+			require.Equal(t, "https://github.com/acme/app/blob/abc/config.py", entry["leak_url"])
+			require.Equal(t, "laptop", entry["name"])
+		}
+	}
+	for key, value := range env.storageSnapshot() {
+		for _, secret := range []string{named, leased, garbled, unissued} {
+			require.NotContains(t, value, secret, "value stored at %s", key)
+		}
+	}
+
+	// Idempotent: the same batch again revokes nothing and tells no one.
+	before := env.storageSnapshot()
+	again := env.ok(logical.UpdateOperation, "leaks/revoke", "", leaks(leak(named, "u", "content"), leak(leased, "", ""))).Data
+	require.Equal(t, []string{leakInactive, leakInactive}, again["labels"])
+	require.Equal(t, 0, again["revoked"])
+	require.Len(t, env.events.sent(), 2)
+	require.Equal(t, before, env.storageSnapshot())
+}
+
+func TestLeaks_badInputIsRefusedAndRevokesNothing(t *testing.T) {
+	env, _, named, _, _, _, _ := leakSetup(t)
+	before := env.storageSnapshot()
+	tooMany := make([]map[string]interface{}, maxLeakBatch+1)
+	for i := range tooMany {
+		tooMany[i] = leak(named, "", "")
+	}
+	cases := []struct {
+		name string
+		data map[string]interface{}
+		want string
+	}{
+		{"no leaks", map[string]interface{}{}, "leaks is required"},
+		{"empty list", map[string]interface{}{"leaks": []interface{}{}}, "leaks is required"},
+		{"too many", leaks(tooMany...), "at most 100"},
+		{"not an object", map[string]interface{}{"leaks": []interface{}{named}}, "leaks[0] must be an object"},
+		{"no token", leaks(leak(named, "", ""), map[string]interface{}{"url": "x"}), "leaks[1].token is required"},
+		{"token not a string", leaks(leak(named, "", ""), map[string]interface{}{"token": []interface{}{named}}), "leaks[1].token must be a string"},
+		{"url too long", leaks(leak(named, strings.Repeat("u", maxLeakURLBytes+1), "")), "leaks[0].url"},
+		{"url with a newline", leaks(leak(named, "https://x\n", "")), "leaks[0].url"},
+		{"source too long", leaks(leak(named, "", strings.Repeat("s", maxLeakSourceBytes+1))), "leaks[0].source"},
+		{"unknown key", leaks(map[string]interface{}{"token": named, "owner": "alice"}), `unknown key "owner"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			msg := env.userError(logical.UpdateOperation, "leaks/revoke", "", c.data)
+			require.Contains(t, msg, c.want)
+			require.NotContains(t, msg, named, "an error never repeats a value")
+			require.Equal(t, before, env.storageSnapshot())
+		})
+	}
+	require.Equal(t, true, env.verify(named)["active"])
+}
+
+// A url that holds the token (one leaked in a query string) would carry
+// the value into the owner's page and the notification: it is withheld.
+func TestLeaks_aURLHoldingTheTokenIsWithheld(t *testing.T) {
+	env, alice, named, _, _, _, _ := leakSetup(t)
+	env.events.reset()
+	env.ok(logical.UpdateOperation, "leaks/revoke", "", leaks(leak(named, "https://example.com/api?token="+named, "url")))
+	events := env.events.sent()
+	require.Len(t, events, 1)
+	require.Equal(t, withheldLeakURL, metadataOf(events[0])["url"])
+	info := env.ok(logical.ListOperation, "users/alice/leaks/", alice, nil).Data["key_info"].(map[string]interface{})
+	for _, entry := range info {
+		require.Equal(t, withheldLeakURL, entry.(map[string]interface{})["leak_url"])
+	}
+}
+
+// Only the owner (and platform admins) see where their tokens leaked.
+func TestLeaks_ownerListIsTheOwners(t *testing.T) {
+	env, alice, named, _, _, _, _ := leakSetup(t)
+	bob := env.addUser("bob")
+	env.ok(logical.UpdateOperation, "leaks/revoke", "", leaks(leak(named, "u", "content")))
+	require.Equal(t, 403, env.statusOf(logical.ListOperation, "users/alice/leaks/", bob, nil))
+	require.Equal(t, 404, env.statusOf(logical.ListOperation, "users/bob/leaks/", bob, nil))
+	require.Len(t, env.ok(logical.ListOperation, "users/alice/leaks/", alice, nil).Data["keys"], 1)
+}
+
+// A value of the wrong shape costs no storage; an unknown one a read; an
+// active named PAT two record reads, the index read and write, the record
+// delete and the leak entry.
+func TestLeaks_storageRoundTrips(t *testing.T) {
+	env, alice, named, _, garbled, _, unissued := leakSetup(t)
+	env.createToken("alice", alice, "other", nil) // so that the index is written, not deleted
+	measure := func(token string) roundTrips {
+		env.storage.reset()
+		env.ok(logical.UpdateOperation, "leaks/revoke", "", leaks(leak(token, "", "")))
+		return env.storage.counted()
+	}
+	require.Equal(t, roundTrips{}, measure(garbled))
+	require.Equal(t, roundTrips{Gets: 1}, measure(unissued))
+	require.Equal(t, roundTrips{Gets: 3, Puts: 2, Deletes: 1}, measure(named))
+}
+
+func TestLeaks_tidyForgetsWhereTokensLeakedAfterTheRetention(t *testing.T) {
+	env, alice, named, leased, _, _, _ := leakSetup(t)
+	env.ok(logical.UpdateOperation, "leaks/revoke", "", leaks(leak(named, "u", "content"), leak(leased, "u", "content")))
+	ctx := context.Background()
+	ids, err := env.storage.List(ctx, leakedEntityPrefix(alice))
+	require.NoError(t, err)
+	require.Len(t, ids, 2)
+	old, err := getLeakedEntry(ctx, env.storage, alice, ids[0])
+	require.NoError(t, err)
+	old.RevokedAt = time.Now().Add(-leakRetention - time.Minute)
+	require.NoError(t, putLeakedEntry(ctx, env.storage, alice, old))
+
+	require.Len(t, env.ok(logical.ListOperation, "users/alice/leaks/", alice, nil).Data["keys"], 1, "past the retention, not shown")
+	status := env.tidy(nil)
+	require.Equal(t, 1, status["leaked_pruned"])
+	left, err := env.storage.List(ctx, leakedEntityPrefix(alice))
+	require.NoError(t, err)
+	require.Equal(t, []string{ids[1]}, left)
+}
