@@ -146,3 +146,48 @@ func TestInventory_providerTokensAndCounts(t *testing.T) {
 	require.Equal(t, 1, env.ok(logical.ReadOperation, "inventory", "", nil).Data["tokens"].(map[string]interface{})["active_named"])
 	require.Equal(t, 2, env.ok(logical.ReadOperation, "inventory", "", map[string]interface{}{"refresh": true}).Data["tokens"].(map[string]interface{})["active_named"])
 }
+
+// More owners than a page may read, and filters that match nothing: a
+// page reads exactly inventoryEntityBudget owners, says where the next
+// starts, and paging reaches the end. Provider tokens page by owner the
+// same way. (Without the budget the first page reads all 130 owners.)
+func TestInventory_aPageReadsAtMostTheBudgetOfOwners(t *testing.T) {
+	env := newTestEnv(t)
+	const owners = inventoryEntityBudget + 30
+	for u := 0; u < owners; u++ {
+		user := fmt.Sprintf("u%03d", u)
+		id := env.addUser(user)
+		env.createToken(user, id, "laptop", nil)
+		env.ok(logical.UpdateOperation, "users/"+user+"/provider-tokens/dwave", id, map[string]interface{}{"token": fmt.Sprintf("dwave-secret-%03d", u)})
+	}
+
+	for _, filter := range []map[string]interface{}{
+		{"kind": "lease"},
+		{"expired": "true"},
+		{"scope": "no-such-scope"},
+	} {
+		env.storage.reset()
+		query := map[string]interface{}{"limit": maxInventoryLimit}
+		for k, v := range filter {
+			query[k] = v
+		}
+		resp := env.ok(logical.ListOperation, "inventory/tokens/", "", query)
+		require.Empty(t, resp.Data["keys"], "%v", filter)
+		require.NotEmpty(t, resp.Data["next_after"], "%v: more owners remain", filter)
+		// The owners list, then one owner's index and leases list each.
+		require.Equal(t, roundTrips{Gets: inventoryEntityBudget, Lists: 1 + inventoryEntityBudget}, env.storage.counted(),
+			"%v: exactly %d owners read", filter, inventoryEntityBudget)
+
+		all, _, pages := env.listInventory("inventory/tokens/", query)
+		require.Empty(t, all, "%v", filter)
+		require.Equal(t, 2, pages, "%v: paging reaches the end", filter)
+	}
+
+	// The same for provider tokens: one per owner, a page of 100 owners.
+	resp := env.ok(logical.ListOperation, "inventory/provider-tokens/", "", map[string]interface{}{"limit": maxInventoryLimit})
+	require.Len(t, resp.Data["keys"], inventoryEntityBudget)
+	require.NotEmpty(t, resp.Data["next_after"])
+	all, _, pages := env.listInventory("inventory/provider-tokens/", map[string]interface{}{"limit": maxInventoryLimit})
+	require.Len(t, all, owners)
+	require.Equal(t, 2, pages)
+}
