@@ -65,6 +65,29 @@ func TestLastUse_oneIndexWritePerOwner(t *testing.T) {
 	require.Equal(t, roundTrips{Gets: 1, Puts: 1}, env.storage.counted())
 }
 
+// A used lease costs its own marker's read and write on top of the
+// owner's index: the batch for an owner who used five named tokens and
+// three leases is 1 + 3 reads and 1 + 3 writes.
+func TestLastUse_eachUsedLeaseCostsAReadAndAWrite(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	alice := env.addUser("alice")
+	env.ok(logical.CreateOperation, "roles/runtime", "", nil)
+	var named, leases []string
+	for i := 0; i < 5; i++ {
+		named = append(named, env.createToken("alice", alice, fmt.Sprintf("t%d", i), nil)["token"].(string))
+	}
+	for i := 0; i < 3; i++ {
+		leases = append(leases, env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil).Data["token"].(string))
+	}
+	for _, token := range append(named, leases...) {
+		env.verify(token)
+	}
+	env.storage.reset()
+	require.NoError(t, env.b.flushLastUse(ctx, env.storage))
+	require.Equal(t, roundTrips{Gets: 1 + 3, Puts: 1 + 3}, env.storage.counted())
+}
+
 func TestLastUse_offAtZeroGranularityAndNotCarriedOverARotation(t *testing.T) {
 	env := newTestEnv(t)
 	ctx := context.Background()
@@ -93,4 +116,30 @@ func TestLastUse_droppedWhereTheNodeMayNotWrite(t *testing.T) {
 	require.NoError(t, env.b.periodic(context.Background(), &logical.Request{Storage: env.storage}))
 	pending, _ := env.b.lastUse.take()
 	require.Empty(t, pending)
+}
+
+// What Vault does: its rollback manager sends the mount a rollback request
+// about once a minute, and the engine's periodic function writes the noted
+// uses - also with the sweep off (tidy_interval 0, as the end-to-end suite
+// runs). No test above proves the periodic function flushes; this one does.
+func TestLastUse_writtenByThePeriodicFunction(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	alice := env.addUser("alice")
+	env.ok(logical.CreateOperation, "roles/runtime", "", nil)
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"tidy_interval": 0})
+	named := env.createToken("alice", alice, "laptop", nil)["token"].(string)
+	lease := env.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil).Data["token"].(string)
+	env.verify(named)
+	env.verify(lease)
+	hour := time.Now().UTC().Truncate(time.Hour)
+
+	_, err := env.b.HandleRequest(ctx, &logical.Request{Operation: logical.RollbackOperation, Path: "", Storage: env.storage})
+	require.NoError(t, err)
+	require.Equal(t, formatTime(hour), env.ok(logical.ReadOperation, "users/alice/tokens/laptop", alice, nil).Data["last_used_at"])
+	hmacKey, err := env.b.getSalt(ctx, env.storage, false)
+	require.NoError(t, err)
+	marker, err := getLeaseMarker(ctx, env.storage, alice, hmacKey.GetHMAC(lease))
+	require.NoError(t, err)
+	require.Equal(t, hour, marker.LastUsedAt)
 }
