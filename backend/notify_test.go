@@ -252,3 +252,99 @@ func TestNotify_vaultEventsOnlyWhereSomeoneCanSubscribe(t *testing.T) {
 		})
 	}
 }
+
+// "With a webhook_url, an event costs one storage write": for every event
+// type. Two engines take the same steps in lockstep, one without a
+// webhook_url and one with; each step may write on the second exactly as
+// many more times as it caused events, and every event type is caused by
+// some step. (Reads are not compared: tidy is polled.)
+func TestNotify_oneStorageWritePerEventOfEveryType(t *testing.T) {
+	off, on := newTestEnv(t), newTestEnv(t)
+	on.b.webhooks.stop() // its deliveries would write too
+	on.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"webhook_url": "http://127.0.0.1:9/hook"})
+	envs := []*testEnv{off, on}
+	var leases [2]*logical.Secret
+	steps := []struct {
+		name  string
+		do    func(i int, e *testEnv)
+		types []string
+	}{
+		{"setup", func(_ int, e *testEnv) {
+			e.addUser("alice")
+			e.addUser("bob")
+			e.setRole("entity-alice", "acme", "owner")
+			e.ok(logical.UpdateOperation, "roles/runtime", "", map[string]interface{}{"ttl": "10m"})
+			e.createToken("bob", "entity-bob", "warm", nil)
+		}, []string{eventPATCreated}},
+		{"create", func(_ int, e *testEnv) { e.createToken("alice", "entity-alice", "laptop", nil) }, []string{eventPATCreated}},
+		{"rotate", func(_ int, e *testEnv) {
+			e.ok(logical.UpdateOperation, "users/alice/tokens/laptop/rotate", "entity-alice", nil)
+		}, []string{eventPATRotated}},
+		{"delete", func(_ int, e *testEnv) {
+			e.ok(logical.DeleteOperation, "users/alice/tokens/laptop", "entity-alice", nil)
+		}, []string{eventPATRevoked}},
+		{"lease", func(i int, e *testEnv) {
+			leases[i] = e.ok(logical.ReadOperation, "users/alice/creds/runtime", "entity-alice", nil).Secret
+		}, []string{eventLeaseIssued}},
+		{"lease revoked", func(i int, e *testEnv) {
+			_, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RevokeOperation, Storage: e.storage, Secret: leases[i]})
+			require.NoError(t, err)
+		}, []string{eventLeaseRevoked}},
+		{"user provider token", func(_ int, e *testEnv) {
+			e.ok(logical.UpdateOperation, "users/alice/provider-tokens/dwave", "entity-alice", map[string]interface{}{"token": "alice-dwave-0001"})
+		}, []string{eventProviderTokenWritten}},
+		{"user provider token deleted", func(_ int, e *testEnv) {
+			e.ok(logical.DeleteOperation, "users/alice/provider-tokens/dwave", "entity-alice", nil)
+		}, []string{eventProviderTokenDeleted}},
+		{"org provider token", func(_ int, e *testEnv) {
+			e.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ionq", "entity-alice", map[string]interface{}{"api_key": "acme-ionq-0002"})
+		}, []string{eventProviderTokenWritten}},
+		{"org provider token deleted", func(_ int, e *testEnv) {
+			e.ok(logical.DeleteOperation, "orgs/acme/provider-tokens/ionq", "entity-alice", nil)
+		}, []string{eventProviderTokenDeleted}},
+		{"soon expiring", func(_ int, e *testEnv) {
+			e.createToken("alice", "entity-alice", "soon", map[string]interface{}{"ttl": "10h"})
+		}, []string{eventPATCreated}},
+		{"sweep: pat reminder", func(_ int, e *testEnv) { e.tidy(nil) }, []string{eventPATExpiring}},
+		{"expiring provider token", func(_ int, e *testEnv) {
+			e.ok(logical.UpdateOperation, "users/alice/provider-tokens/dwave", "entity-alice", map[string]interface{}{
+				"token": "alice-dwave-0003", "expires_at": time.Now().Add(10 * time.Hour).UTC().Format(time.RFC3339),
+			})
+		}, []string{eventProviderTokenWritten}},
+		{"sweep: provider token reminder", func(_ int, e *testEnv) { e.tidy(nil) }, []string{eventProviderTokenExpiring}},
+		{"expired", func(_ int, e *testEnv) {
+			e.createToken("alice", "entity-alice", "brief", map[string]interface{}{"ttl": "1h"})
+			e.ageNamedToken("entity-alice", "brief", 2*time.Hour)
+		}, []string{eventPATCreated}},
+		{"sweep: expired", func(_ int, e *testEnv) { e.tidy(nil) }, []string{eventPATExpired}},
+		{"sweep: offboarding", func(_ int, e *testEnv) {
+			e.deleteEntity("entity-bob")
+			e.tidy(nil)
+		}, []string{eventPATRevoked, eventUserOffboarded}},
+	}
+	covered := map[string]bool{}
+	for _, step := range steps {
+		var puts [2]int64
+		for i, e := range envs {
+			e.events.reset()
+			e.storage.reset()
+			step.do(i, e)
+			puts[i] = e.storage.counted().Puts
+		}
+		var types []string
+		for _, event := range on.events.sent() {
+			types = append(types, strings.TrimPrefix(event.Type, vaultEventTypePrefix))
+		}
+		require.ElementsMatch(t, step.types, types, step.name)
+		require.Equal(t, puts[0]+int64(len(types)), puts[1], "%s: %v cost %d writes without a webhook_url and %d with one", step.name, types, puts[0], puts[1])
+		for _, eventType := range types {
+			covered[eventType] = true
+		}
+	}
+	for _, eventType := range []string{
+		eventPATCreated, eventPATRotated, eventPATRevoked, eventPATExpiring, eventPATExpired, eventLeaseIssued, eventLeaseRevoked,
+		eventProviderTokenWritten, eventProviderTokenDeleted, eventProviderTokenExpiring, eventUserOffboarded,
+	} {
+		require.True(t, covered[eventType], "no step caused %s", eventType)
+	}
+}
