@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -620,4 +621,51 @@ func TestBackend_emailAddressesAreUserNames(t *testing.T) {
 	require.Equal(t, "mia.muster@uni-stuttgart.de", env.verify(token)["user"])
 	env.ok(logical.UpdateOperation, "users/mia.muster@uni-stuttgart.de/provider-tokens/dwave", mia, map[string]interface{}{"token": "t"})
 	require.Equal(t, []string{"laptop"}, env.ok(logical.ListOperation, "users/mia.muster@uni-stuttgart.de/tokens/", "", nil).Data["keys"])
+}
+
+// On Vault Enterprise, SealWrapStorage has the seal wrap every entry under
+// its prefixes (Community Edition encrypts all storage with the barrier and
+// ignores the list). Every stored key that holds a secret must be under one
+// of them: the HMAC key, users', organizations' and unclaimed provider
+// tokens, and the webhook signing secret.
+func TestBackend_sealWrapsEveryStoredSecret(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	env.setRole(alice, "acme", "owner")
+	env.createToken("alice", alice, "laptop", nil)
+	const userSecret, orgSecret, unclaimedSecret = "alice-dwave-secret-seal-01", "acme-ionq-secret-seal-02", "dave-ionq-secret-seal-03"
+	env.ok(logical.UpdateOperation, "users/alice/provider-tokens/dwave", alice, map[string]interface{}{"token": userSecret})
+	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ionq", alice, map[string]interface{}{"api_key": orgSecret})
+	env.putUnclaimed("dave", "ionq", unclaimedSecret)
+	whsec := env.ok(logical.UpdateOperation, "notifications/webhook-secret", "", nil).Data["secret"].(string)
+	webhookKey := strings.TrimPrefix(whsec, webhookSecretPrefix)
+
+	sealWrapped := func(key string) bool {
+		for _, prefix := range env.b.PathsSpecial.SealWrapStorage {
+			if strings.HasPrefix(key, prefix) {
+				return true
+			}
+		}
+		return false
+	}
+	secretKeys := map[string][]string{}
+	for key, value := range env.storageSnapshot() {
+		for what, secret := range map[string]string{
+			"a user's provider token": userSecret, "an organization's provider token": orgSecret,
+			"an unclaimed provider token": unclaimedSecret, "the webhook secret": webhookKey,
+		} {
+			if strings.Contains(value, secret) {
+				secretKeys[what] = append(secretKeys[what], key)
+			}
+		}
+		if key == saltPath {
+			secretKeys["the HMAC key"] = append(secretKeys["the HMAC key"], key)
+		}
+	}
+	require.Len(t, secretKeys, 5, "every kind of secret is stored somewhere: %v", secretKeys)
+	for what, keys := range secretKeys {
+		for _, key := range keys {
+			require.True(t, sealWrapped(key), "%s is stored at %s, which is not seal-wrapped", what, key)
+		}
+	}
 }
