@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -292,4 +293,110 @@ func TestMigrate_recordsVerifiedBeforeTheUpgradeAreReadAgain(t *testing.T) {
 
 	require.NoError(t, early.b.ensureMigrated(context.Background(), env.storage))
 	require.Equal(t, "laptop-2", early.verify(second)["name"])
+}
+
+// startOn starts a fresh engine - Factory and Initialize, as Vault does on
+// a start, a plugin reload or a new leader - on a copy of storage, through
+// wrap when it is set.
+func startOn(t *testing.T, storage map[string]string, sys *testSystemView, wrap func(logical.Storage) logical.Storage) (*testEnv, error) {
+	t.Helper()
+	ctx := context.Background()
+	counting := &countingStorage{Storage: &logical.InmemStorage{}}
+	for key, value := range storage {
+		require.NoError(t, counting.Storage.Put(ctx, &logical.StorageEntry{Key: key, Value: []byte(value)}))
+	}
+	var view logical.Storage = counting
+	if wrap != nil {
+		view = wrap(counting)
+	}
+	config := logical.TestBackendConfig()
+	config.StorageView = view
+	config.System = sys
+	config.Logger = logging.NewVaultLogger(hclog.Off)
+	raw, err := Factory(ctx, config)
+	require.NoError(t, err)
+	env := &testEnv{t: t, b: raw.(*backend), storage: counting, sys: sys}
+	t.Cleanup(func() { env.b.Cleanup(ctx) })
+	return env, env.b.Initialize(ctx, &logical.InitializationRequest{Storage: view})
+}
+
+// requireUpgradeSurvivesEveryInterruption upgrades the v0.1.0 storage,
+// failing its 1st, 2nd, ... write in turn (a crash, a lost leadership), and
+// after each interruption starts a fresh engine on what was left: that one
+// ends in the state of an uninterrupted upgrade, with nothing carried over
+// in memory from the interrupted run.
+func requireUpgradeSurvivesEveryInterruption(t *testing.T, v010 map[string]string, sys *testSystemView) {
+	t.Helper()
+	reference, err := startOn(t, v010, sys, nil)
+	require.NoError(t, err)
+	want := normalizedSnapshot(t, reference)
+	require.NotEqual(t, v010, reference.storageSnapshot(), "the upgrade changed nothing: the test would prove nothing")
+	for failAt := int64(1); ; failAt++ {
+		failing := &failingStorage{failAt: failAt}
+		interrupted, err := startOn(t, v010, sys, func(s logical.Storage) logical.Storage {
+			failing.Storage = s
+			return failing
+		})
+		if err == nil {
+			require.Equal(t, want, normalizedSnapshot(t, interrupted), "no interruption")
+			require.Greater(t, failAt, int64(1), "the upgrade wrote nothing")
+			t.Logf("interrupted at each of %d writes", failAt-1)
+			return
+		}
+		require.ErrorIs(t, err, errInjected)
+		interrupted.b.Cleanup(context.Background())
+		resumed, err := startOn(t, interrupted.storageSnapshot(), sys, nil)
+		require.NoError(t, err, "a fresh engine after the interruption at write %d", failAt)
+		require.Equal(t, want, normalizedSnapshot(t, resumed), "interrupted at write %d, then a fresh engine", failAt)
+	}
+}
+
+// The stricter form of TestMigrate_isIdempotentAndSurvivesInterruption: a
+// fresh engine after each interruption point, over the v0.1.0 fixture and
+// both collision cases above.
+func TestMigrate_aFreshEngineFinishesAnUpgradeInterruptedAnywhere(t *testing.T) {
+	t.Run("v0.1.0 fixture", func(t *testing.T) {
+		fx := loadV010Fixture(t)
+		storage := map[string]string{}
+		for key, value := range fx.Storage {
+			decoded, err := base64.StdEncoding.DecodeString(value)
+			require.NoError(t, err)
+			storage[key] = string(decoded)
+		}
+		sys := &testSystemView{
+			StaticSystemView: logical.StaticSystemView{DefaultLeaseTTLVal: 24 * time.Hour, MaxLeaseTTLVal: 32 * 24 * time.Hour},
+			entities:         fx.Entities,
+			groups:           fx.Groups,
+		}
+		if sys.groups == nil {
+			sys.groups = map[string][]*logical.Group{}
+		}
+		requireUpgradeSurvivesEveryInterruption(t, storage, sys)
+	})
+	t.Run("one entity's token name under two of its names", func(t *testing.T) {
+		env := newTestEnv(t)
+		e1 := env.addUser("alice")
+		first := env.createToken("alice", e1, "laptop", nil)["token"].(string)
+		second := env.createToken("alice", e1, "laptop2", nil)["token"].(string)
+		env.renameEntity(e1, "alice2")
+		asV010(t, env,
+			map[string]map[string]string{"alice": {"laptop": hmacOf(t, env, first)}, "alice2": {"laptop": hmacOf(t, env, second)}},
+			map[string]string{hmacOf(t, env, first): "alice", hmacOf(t, env, second): "alice2"})
+		env.b.Cleanup(context.Background())
+		requireUpgradeSurvivesEveryInterruption(t, env.storageSnapshot(), env.sys)
+	})
+	t.Run("one entity's provider token under two of its names", func(t *testing.T) {
+		env := newTestEnv(t)
+		e1 := env.addUser("alice")
+		token := env.createToken("alice", e1, "laptop", nil)["token"].(string)
+		env.renameEntity(e1, "alice2")
+		asV010(t, env, map[string]map[string]string{"alice": {"laptop": hmacOf(t, env, token)}}, map[string]string{hmacOf(t, env, token): "alice"})
+		now := time.Now().UTC()
+		putJSON(t, env.storage.Storage, legacyUserProviderTokenPrefix+"alice2/ibm-quantum", &providerTokenEntry{
+			Provider: "ibm-quantum", Values: map[string]string{"token": "CURRENT-new-secret"}, SecretFields: []string{"token"}, Version: 1, UpdatedBy: e1, UpdatedAt: now})
+		putJSON(t, env.storage.Storage, legacyUserProviderTokenPrefix+"alice/ibm-quantum", &providerTokenEntry{
+			Provider: "ibm-quantum", Values: map[string]string{"token": "STALE-old-secret"}, SecretFields: []string{"token"}, Version: 1, UpdatedBy: e1, UpdatedAt: now.Add(-time.Hour)})
+		env.b.Cleanup(context.Background())
+		requireUpgradeSurvivesEveryInterruption(t, env.storageSnapshot(), env.sys)
+	})
 }
