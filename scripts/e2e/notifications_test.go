@@ -224,19 +224,23 @@ func TestWebhooksForEveryLifecycleChange(t *testing.T) {
 // event afterwards, in order, once.
 func TestWebhooksReachAReceiverThatWasDown(t *testing.T) {
 	receiver, _ := useWebhooks(t)
-	const prefix = "users/paul/tokens/notify-down-"
+	// Names of this run's own: a second pass (-count=2) creates them anew.
+	// (Not under "notify-", the prefix TestWebhooksForEveryLifecycleChange
+	// counts as its own.)
+	base := uniqueName("notifydown") + "-"
+	prefix := "users/paul/tokens/" + base
 	create := func(name string) {
 		t.Helper()
-		created, err := as(t, "paul").Logical().Write(mount+"/users/paul/tokens/notify-down-"+name, map[string]interface{}{"ttl": "1h"})
+		created, err := as(t, "paul").Logical().Write(mount+"/"+prefix+name, map[string]interface{}{"ttl": "1h"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		s.remember(created.Data["token"].(string), "paul's notify-down-"+name+" PAT")
+		s.remember(created.Data["token"].(string), "paul's "+base+name+" PAT")
 	}
 	names := func(deliveries []webhookDelivery) []string {
 		var out []string
 		for _, d := range mine(deliveries, prefix) {
-			out = append(out, strings.TrimPrefix(d.Payload.Data.Name, "notify-down-"))
+			out = append(out, strings.TrimPrefix(d.Payload.Data.Name, base))
 		}
 		return out
 	}

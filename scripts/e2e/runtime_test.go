@@ -46,6 +46,9 @@ type runtimeFixture struct {
 func newRuntimeFixture(t *testing.T, user, org, ttl, maxTTL string, orgTokens, ownTokens map[string]map[string]interface{}) *runtimeFixture {
 	t.Helper()
 	ctx := context.Background()
+	// New per run: a second pass on the same server (-count=2) must not
+	// meet the first pass's user, leases or provider tokens.
+	user, org = uniqueName(user), uniqueName(org)
 	must(t, s.boot.Org(ctx, org))
 	password := "pw-" + user + "-runtime-e2e-61c0"
 	s.remember(password, "password of "+user)
@@ -109,7 +112,7 @@ func (f *runtimeFixture) revokeLeases(t *testing.T) {
 }
 
 // agentProcess is a Vault Agent the test started; its log is
-// agent-<name>.log in the server's directory, which the leak check reads
+// agent-<name>-<n>.log in the server's directory, which the leak check reads
 // (and requires to exist and not be empty).
 type agentProcess struct {
 	dir  string
@@ -125,8 +128,12 @@ type agentProcess struct {
 // environment is minimal: PATH, and the verifier token a child may use.
 func startAgent(t *testing.T, name string, f *runtimeFixture, body func(dir string) string) *agentProcess {
 	t.Helper()
-	dir := filepath.Join(s.srv.Dir, "agent-"+name)
-	must(t, os.MkdirAll(dir, 0o700))
+	// One directory and log per Agent and run: a second pass (-count=2)
+	// must neither read the first pass's rendered file nor truncate the
+	// log the leak check reads.
+	name = uniqueName("agent-" + name)
+	dir := filepath.Join(s.srv.Dir, name)
+	must(t, os.Mkdir(dir, 0o700))
 	tokenFile := filepath.Join(dir, "vault-token")
 	must(t, os.WriteFile(tokenFile, []byte(f.token), 0o600))
 	config := fmt.Sprintf(`
@@ -147,9 +154,9 @@ template_config {
 	configFile := filepath.Join(dir, "agent.hcl")
 	must(t, os.WriteFile(configFile, []byte(config), 0o600))
 
-	a := &agentProcess{dir: dir, log: filepath.Join(s.srv.Dir, "agent-"+name+".log"), done: make(chan struct{})}
+	a := &agentProcess{dir: dir, log: filepath.Join(s.srv.Dir, name+".log"), done: make(chan struct{})}
 	s.expectLog(a.log)
-	logFile, err := os.Create(a.log)
+	logFile, err := os.OpenFile(a.log, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	must(t, err)
 	a.cmd = exec.Command(s.srv.Bin, "agent", "-config="+configFile, "-log-level=info")
 	a.cmd.Stdout, a.cmd.Stderr = logFile, logFile
