@@ -204,14 +204,18 @@ func activeUntilExpiry(t *testing.T, pat leasedPAT) {
 }
 
 // TestRenewRacingRevoke renews and revokes fresh leases at the same
-// moment, round after round: whatever the order, a revoked PAT never
-// verifies again, and nothing of it stays in the engine's storage.
+// moment, round after round, in odd rounds the renewals a little later, in
+// even ones the revocation: both orders happen - renewals that win (a lease of at most the asked 120s)
+// and renewals refused because the lease is gone - and nothing else;
+// whatever the order, a revoked PAT never verifies again, and nothing of it
+// stays in the engine's storage.
 func TestRenewRacingRevoke(t *testing.T) {
 	const rounds = 30
 	role := newRole(t, "1m", "10m")
 	var (
 		pats              []leasedPAT
 		renewed, rejected int
+		wrong             []string
 	)
 	for i := 0; i < rounds; i++ {
 		pat := leasePAT(t, "mia", role)
@@ -225,13 +229,22 @@ func TestRenewRacingRevoke(t *testing.T) {
 				defer wg.Done()
 				client := as(t, "mia")
 				<-start
-				_, err := client.Sys().Renew(pat.leaseID, 120)
+				if i%2 == 1 {
+					// 0 to 9 ms after the revocation starts.
+					time.Sleep(time.Duration((i+3*r)%10) * time.Millisecond)
+				}
+				secret, err := client.Sys().Renew(pat.leaseID, 120)
 				mu.Lock()
 				defer mu.Unlock()
-				if err == nil {
+				switch {
+				case err == nil && secret != nil && secret.LeaseDuration > 0 && secret.LeaseDuration <= 120:
 					renewed++
-				} else {
+				case err == nil:
+					wrong = append(wrong, fmt.Sprintf("round %d: a renewal answered %+v", i, secret))
+				case refusedAsGone(err):
 					rejected++
+				default:
+					wrong = append(wrong, fmt.Sprintf("round %d: a renewal failed otherwise than on a gone lease: %v", i, err))
 				}
 			}()
 		}
@@ -241,6 +254,10 @@ func TestRenewRacingRevoke(t *testing.T) {
 			defer wg.Done()
 			client := as(t, "root")
 			<-start
+			if i%2 == 0 {
+				// 0 to 8 ms after the renewals start.
+				time.Sleep(time.Duration(i%10) * time.Millisecond)
+			}
 			revokeErr = client.Sys().Revoke(pat.leaseID)
 		}()
 		close(start)
@@ -253,6 +270,12 @@ func TestRenewRacingRevoke(t *testing.T) {
 		}
 	}
 	t.Logf("%d rounds: %d renewals succeeded before the revocation, %d were refused", rounds, renewed, rejected)
+	if len(wrong) > 0 {
+		t.Fatalf("wrong outcomes:\n  %s", strings.Join(wrong, "\n  "))
+	}
+	if renewed == 0 || rejected == 0 {
+		t.Fatalf("only one order happened (%d renewed, %d refused): the race was not run", renewed, rejected)
+	}
 
 	// A renewal that lost the race must not have written anything back.
 	snapshot, err := vaultharness.StorageSnapshot(context.Background(), as(t, "root"), mount)
@@ -269,4 +292,13 @@ func TestRenewRacingRevoke(t *testing.T) {
 			}
 		}
 	}
+}
+
+// refusedAsGone tells the refusals of a renewal whose lease was revoked:
+// Vault's own, when the lease is gone from its expiration manager, or the
+// engine's, when the revocation removed the token first.
+func refusedAsGone(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "lease not found") || strings.Contains(msg, "the token of this lease was revoked") ||
+		strings.Contains(msg, "lease expired") || strings.Contains(msg, "invalid lease")
 }

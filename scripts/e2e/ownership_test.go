@@ -24,6 +24,28 @@ var loginSeq atomic.Int64
 // login's name is unique, so that two entities can hold one name in turn.
 func newLogin(t *testing.T, entityName string) (token, entityID string) {
 	t.Helper()
+	entityID = newEntity(t, entityName)
+	return loginAs(t, entityID), entityID
+}
+
+// newEntity creates an identity entity named entityName and returns its id.
+func newEntity(t *testing.T, entityName string) string {
+	t.Helper()
+	entity, err := as(t, "root").Logical().Write("identity/entity", map[string]interface{}{"name": entityName})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entity == nil {
+		// The name exists already: writing it again returns nothing.
+		t.Fatalf("an entity named %s exists already", entityName)
+	}
+	return entity.Data["id"].(string)
+}
+
+// loginAs creates a userpass login with an alias to the entity, logs in
+// and returns the Vault token.
+func loginAs(t *testing.T, entityID string) string {
+	t.Helper()
 	ctx := context.Background()
 	root := as(t, "root")
 	login := fmt.Sprintf("login-%d-%d", time.Now().UnixNano()%1e9, loginSeq.Add(1))
@@ -34,15 +56,6 @@ func newLogin(t *testing.T, entityName string) (token, entityID string) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	entity, err := root.Logical().WriteWithContext(ctx, "identity/entity", map[string]interface{}{"name": entityName})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if entity == nil {
-		// The name exists already: writing it again returns nothing.
-		t.Fatalf("an entity named %s exists already", entityName)
-	}
-	entityID = entity.Data["id"].(string)
 	auths, err := root.Sys().ListAuthWithContext(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -52,11 +65,11 @@ func newLogin(t *testing.T, entityName string) (token, entityID string) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	token, err = s.srv.Login(ctx, authMount, login, password)
+	token, err := s.srv.Login(ctx, authMount, login, password)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return token, entityID
+	return token
 }
 
 func clientWith(t *testing.T, token string) *api.Client {
@@ -94,13 +107,14 @@ func statusWith(t *testing.T, token, method, path string) int {
 }
 
 // waitForIdentity waits until the engine's identity cache (reused for
-// identity_cache_ttl, 5s by default) reflects a change: check returns true.
+// identity_cache_ttl, 5s by default) reflects a change: check returns true
+// within identityWait.
 func waitForIdentity(t *testing.T, what string, check func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(identityWait)
 	for !check() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not seen after 20s", what)
+			t.Fatalf("%s: not seen after %s", what, identityWait)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -221,21 +235,30 @@ func TestOwnershipFollowsTheEntityNotTheName(t *testing.T) {
 
 // The cold-start deadlock the review found: v0.1.0 took the user's striped
 // lock and, inside it, the HMAC key's, and users whose lock shared the
-// key's stripe hung the node on its first create after a start. Reload the
-// plugin (cold caches) and make such a user's create the first request.
+// key's stripe hung the node on its first create after a start. The engine
+// locks entity/<id> now: create entities until one's lock key shares the
+// stripe of the key's (salt/hmac; about 256 tries), reload the plugin (cold
+// caches) and make that entity's create the first request. The unit walk
+// over every stripe is TestLocks_noStripeDeadlocksAColdStart.
 func TestColdStartWithAUserOnTheHMACKeysStripe(t *testing.T) {
 	stripe := locksutil.LockIndexForKey("salt/hmac")
-	name := ""
-	for i := 0; name == ""; i++ {
-		candidate := fmt.Sprintf("cold%d", i)
-		if locksutil.LockIndexForKey("user/"+candidate) == stripe {
-			name = candidate + "-" + fmt.Sprint(loginSeq.Add(1))
-			if locksutil.LockIndexForKey("user/"+name) != stripe {
-				name = ""
-			}
+	base := uniqueName("cold")
+	name, entityID := "", ""
+	for i := 0; entityID == ""; i++ {
+		if i == 5000 {
+			t.Fatal("no entity on the HMAC key's stripe after 5000 tries")
+		}
+		candidate := fmt.Sprintf("%s-%d", base, i)
+		id := newEntity(t, candidate)
+		if locksutil.LockIndexForKey("entity/"+id) == stripe {
+			name, entityID = candidate, id
+			break
+		}
+		if _, err := as(t, "root").Logical().Delete("identity/entity/id/" + id); err != nil {
+			t.Fatal(err)
 		}
 	}
-	token, _ := newLogin(t, name)
+	token := loginAs(t, entityID)
 	reloadPlugin(t)
 
 	client := clientWith(t, token)
