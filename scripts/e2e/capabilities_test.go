@@ -40,7 +40,7 @@ func TestPolicyCapabilities(t *testing.T) {
 	for _, c := range matrixCallers {
 		t.Run(c.label, func(t *testing.T) {
 			who := c.who
-			isUser := who != "verifier" && who != "operator" && who != "auditor" // logs in through userpass
+			isUser := who != "verifier" && who != "operator" && who != "auditor" && who != "scanner" // logs in through userpass
 			admin := platformAdmins[who]
 			want := map[string]string{}
 			set := func(caps string, paths ...string) {
@@ -101,6 +101,9 @@ func TestPolicyCapabilities(t *testing.T) {
 				set(readUpdate, mount+"/verify")
 				set("update", mount+"/introspect")
 			}
+			if who == "scanner" {
+				set("update", mount+"/leaks/revoke")
+			}
 			if who == "auditor" {
 				// Inventory and metadata; nothing that returns a secret.
 				set(readList, mount+"/inventory", mount+"/inventory/tokens", mount+"/inventory/provider-tokens",
@@ -129,7 +132,7 @@ func TestPolicyCapabilities(t *testing.T) {
 func capabilities(t *testing.T, who string, paths []string) map[string]string {
 	t.Helper()
 	var r response
-	if who == "verifier" || who == "auditor" {
+	if who == "verifier" || who == "auditor" || who == "scanner" {
 		r = call(t, "root", "POST", "sys/capabilities", map[string]interface{}{"token": tokenOf(who), "paths": paths})
 	} else {
 		r = call(t, who, "POST", "sys/capabilities-self", map[string]interface{}{"paths": paths})

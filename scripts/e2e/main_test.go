@@ -60,6 +60,7 @@ type suite struct {
 	verifier string            // a token with only planqk-verifier
 	operator string            // a token with planqk-admin (and default), no entity
 	auditor  string            // a token with only planqk-auditor
+	scanner  string            // a token with only planqk-scanner
 
 	mu      sync.Mutex
 	secrets map[string]string // plaintext secret -> what it is; must never reach a log
@@ -202,6 +203,13 @@ func (st *suite) setUp(ctx context.Context, sha, version string) error {
 		return err
 	}
 	st.auditor = auditor.Auth.ClientToken
+	scanner, err := root.Auth().Token().CreateWithContext(ctx, &api.TokenCreateRequest{
+		Policies: []string{"planqk-scanner"}, NoDefaultPolicy: true, TTL: "1h",
+	})
+	if err != nil {
+		return err
+	}
+	st.scanner = scanner.Auth.ClientToken
 	st.operator = operator.Auth.ClientToken
 
 	_, err = root.Logical().WriteWithContext(ctx, mount+"/roles/runtime", map[string]interface{}{"ttl": "10m", "max_ttl": "1h"})
@@ -287,8 +295,8 @@ func (st *suite) leakedSecrets() []string {
 	return problems
 }
 
-// tokenOf returns the Vault token of a user, of "root", of "verifier" or
-// of "operator" or of "auditor"; "" for anyone else.
+// tokenOf returns the Vault token of a user, of "root", of "verifier", of
+// "operator", of "auditor" or of "scanner"; "" for anyone else.
 func tokenOf(who string) string {
 	switch who {
 	case "root":
@@ -299,6 +307,8 @@ func tokenOf(who string) string {
 		return s.operator
 	case "auditor":
 		return s.auditor
+	case "scanner":
+		return s.scanner
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -26,6 +26,7 @@ var matrixCallers = []struct{ label, who string }{
 	{"operator with an entity", operatorWithEntity},
 	{"platform admin", "ada"},
 	{"auditor", "auditor"},
+	{"scanner", "scanner"},
 }
 
 // matrixAction is one row of the role matrix.
@@ -317,6 +318,30 @@ func TestRoleMatrix(t *testing.T) {
 						t.Errorf("verify: %v", r.data)
 					}
 				}}
+			},
+		},
+		{
+			name:   "revoke a leaked PAT by value",
+			expect: merge(operators, map[string]int{"scanner": 200}),
+			do: func(t *testing.T, who string) (response, effect) {
+				name := uniqueName("matrix-leaked")
+				leaked := createPAT(t, "lea", name, nil)["token"].(string)
+				t.Cleanup(func() { call(t, "root", "DELETE", mount+"/users/lea/tokens/"+name, nil) })
+				r := call(t, who, "POST", mount+"/leaks/revoke", map[string]interface{}{"leaks": []interface{}{
+					map[string]interface{}{"token": leaked, "url": "https://example.com/matrix", "source": "content"},
+				}})
+				return r, effect{
+					allowed: func(t *testing.T, r response) {
+						if fmt.Sprint(r.data["labels"]) != "[true_positive]" || verify(t, leaked)["active"] != false || len(r.data) != 2 {
+							t.Errorf("leaks/revoke answered %v; the token must be revoked", r.data)
+						}
+					},
+					refused: func(t *testing.T) {
+						if verify(t, leaked)["active"] != true {
+							t.Errorf("a refused leaks/revoke revoked the token")
+						}
+					},
+				}
 			},
 		},
 		{
