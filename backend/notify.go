@@ -69,7 +69,7 @@ func patEvent(eventType, entityID, user string, record *tokenRecord) *lifecycleE
 // summaryRecord is the record a named token's index entry describes, for
 // events about tokens known only by their index entry.
 func summaryRecord(name string, summary *tokenSummary) *tokenRecord {
-	return &tokenRecord{TokenID: summary.TokenID, Name: name, Scopes: summary.Scopes, CreatedAt: summary.CreatedAt, ExpiresAt: summary.ExpiresAt}
+	return &tokenRecord{TokenID: summary.TokenID, Name: name, Scopes: summary.Scopes, Scoped: summary.Scoped, CreatedAt: summary.CreatedAt, ExpiresAt: summary.ExpiresAt}
 }
 
 // notify hands the event to the notification channels: a Vault event at

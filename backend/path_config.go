@@ -130,13 +130,20 @@ func orgGroupName(template, org string, role orgRole) string {
 	return strings.NewReplacer("{{org}}", org, "{{role}}", role.String()).Replace(template)
 }
 
-// effectiveScopes returns the scopes a token holds now: its own, or the
-// default scopes for a token issued before scopes existed, less any scope
-// the operator has since withdrawn from the allowed list.
-func (c *configEntry) effectiveScopes(scopes []string) []string {
-	if scopes == nil {
+// effectiveScopes returns the scopes a token holds now: exactly those it
+// was issued with when scoped (the record says so, even for none), or the
+// default scopes for a token issued before scopes existed (v0.1.0 wrote
+// neither field), less any scope the operator has since withdrawn from the
+// allowed list. Never nil, so an empty set answers [] and not null.
+func (c *configEntry) effectiveScopes(scopes []string, scoped bool) []string {
+	if !scoped && len(scopes) == 0 {
 		scopes = c.DefaultScopes
 	}
+	return c.allowedScopes(scopes)
+}
+
+// allowedScopes returns scopes less those no longer allowed; never nil.
+func (c *configEntry) allowedScopes(scopes []string) []string {
 	held := make([]string, 0, len(scopes))
 	for _, scope := range scopes {
 		if slices.Contains(c.Scopes, scope) {

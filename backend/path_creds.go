@@ -103,7 +103,7 @@ func (b *backend) prepareLease(ctx context.Context, req *logical.Request, user, 
 	return &leaseRequest{
 		owner:    owner,
 		roleName: roleName,
-		scopes:   cfg.effectiveScopes(scopes),
+		scopes:   cfg.allowedScopes(scopes),
 		cfg:      cfg,
 		ttl:      ttl,
 		maxTTL:   maxTTL,

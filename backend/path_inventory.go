@@ -197,7 +197,7 @@ func entityTokens(ctx context.Context, s logical.Storage, cfg *configEntry, enti
 	for name, summary := range index.Tokens {
 		tokens = append(tokens, &inventoryToken{
 			key: entityID + "/named/" + name, entityID: entityID, kind: tokenKindNamed, name: name,
-			tokenID: summary.TokenID, scopes: cfg.effectiveScopes(summary.Scopes),
+			tokenID: summary.TokenID, scopes: cfg.effectiveScopes(summary.Scopes, summary.Scoped),
 			createdAt: summary.CreatedAt, expiresAt: summary.ExpiresAt, lastUsedAt: summary.LastUsedAt,
 		})
 	}
@@ -215,7 +215,7 @@ func entityTokens(ctx context.Context, s logical.Storage, cfg *configEntry, enti
 		}
 		tokens = append(tokens, &inventoryToken{
 			key: entityID + "/lease/" + marker.TokenID, entityID: entityID, kind: tokenKindLease, name: marker.Role, role: marker.Role,
-			tokenID: marker.TokenID, scopes: cfg.effectiveScopes(marker.Scopes),
+			tokenID: marker.TokenID, scopes: cfg.effectiveScopes(marker.Scopes, marker.Scoped),
 			createdAt: marker.CreatedAt, expiresAt: marker.ExpiresAt, lastUsedAt: marker.LastUsedAt,
 		})
 	}

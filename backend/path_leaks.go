@@ -259,7 +259,7 @@ func (b *backend) revokeLeaked(ctx context.Context, req *logical.Request, cfg *c
 		return "", err
 	}
 	entry := &leakedEntry{
-		TokenID: record.TokenID, Kind: record.kind(), Name: record.Name, Role: record.Role, Scopes: cfg.effectiveScopes(record.Scopes),
+		TokenID: record.TokenID, Kind: record.kind(), Name: record.Name, Role: record.Role, Scopes: cfg.effectiveScopes(record.Scopes, record.Scoped),
 		CreatedAt: record.CreatedAt, ExpiresAt: record.ExpiresAt, RevokedAt: now.Truncate(time.Second),
 		URL: report.url, Source: report.source, Type: report.kind, ReportedBy: req.DisplayName,
 	}

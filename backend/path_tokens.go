@@ -142,7 +142,7 @@ func (b *backend) pathTokensList(ctx context.Context, req *logical.Request, d *f
 		keyInfo[name] = map[string]interface{}{
 			"token_id":     summary.TokenID,
 			"description":  summary.Description,
-			"scopes":       cfg.effectiveScopes(summary.Scopes),
+			"scopes":       cfg.effectiveScopes(summary.Scopes, summary.Scoped),
 			"created_at":   formatTime(summary.CreatedAt),
 			"expires_at":   formatTime(summary.ExpiresAt),
 			"last_used_at": formatOptionalTime(summary.LastUsedAt),
@@ -231,7 +231,7 @@ func (b *backend) pathTokenRead(ctx context.Context, req *logical.Request, d *fr
 	if !ok {
 		return nil, nil
 	}
-	return &logical.Response{Data: summary.toResponseData(target.name, target.entityID(), name, cfg.effectiveScopes(summary.Scopes))}, nil
+	return &logical.Response{Data: summary.toResponseData(target.name, target.entityID(), name, cfg.effectiveScopes(summary.Scopes, summary.Scoped))}, nil
 }
 
 func (b *backend) pathTokenDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -311,7 +311,7 @@ func (b *backend) pathTokenRotate(ctx context.Context, req *logical.Request, d *
 	}
 	// The token keeps the scopes it was issued with (the defaults of the
 	// day for a token from before scopes existed, fixed now).
-	scopes := cfg.effectiveScopes(old.Scopes)
+	scopes := cfg.effectiveScopes(old.Scopes, old.Scoped)
 	record := token.record(owner.entityID, name, "", scopes, ttl)
 	summary := record.summary(old.Description)
 

@@ -351,11 +351,69 @@ func TestTokens_tokensWithoutScopesHoldTheDefaults(t *testing.T) {
 	require.NoError(t, err)
 	record, err := getTokenRecord(ctx, env.storage, hmacKey.GetHMAC(token))
 	require.NoError(t, err)
-	record.Scopes = nil
+	// As v0.1.0 wrote it: neither scopes nor the scoped marker.
+	record.Scopes, record.Scoped = nil, false
 	require.NoError(t, putTokenRecord(ctx, env.storage, record))
 	env.b.records.purge()
 
 	require.Equal(t, []string{"api", "quantum_tokens"}, env.verify(token)["scopes"])
 	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"default_scopes": "api"})
 	require.Equal(t, []string{"api"}, env.verify(token)["scopes"])
+}
+
+// An empty scope set is a set: a token issued with no scopes verifies with
+// none, through storage, rotation, leases and every cache, and never as the
+// default scopes (issue 21, item 2). Each case is one of the review's
+// reproductions; each holds no scope, then the operator restores the
+// defaults, which must not widen it.
+func TestTokens_emptyScopesStayEmpty(t *testing.T) {
+	none := []string{}
+	cases := map[string]func(env *testEnv, alice string) (token string){
+		"rotated after the only scope was withdrawn": func(env *testEnv, alice string) string {
+			env.createToken("alice", alice, "narrow", map[string]interface{}{"scopes": "quantum_tokens"})
+			env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"scopes": "api", "default_scopes": "api"})
+			rotated := env.ok(logical.UpdateOperation, "users/alice/tokens/narrow/rotate", alice, nil).Data
+			require.Equal(t, none, rotated["scopes"])
+			return rotated["token"].(string)
+		},
+		"a lease of a role whose only scope was withdrawn": func(env *testEnv, alice string) string {
+			env.ok(logical.CreateOperation, "roles/jobs", "", map[string]interface{}{"scopes": "quantum_tokens"})
+			env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"scopes": "api", "default_scopes": "api"})
+			lease := env.ok(logical.ReadOperation, "users/alice/creds/jobs", alice, nil).Data
+			require.Equal(t, none, lease["scopes"])
+			return lease["token"].(string)
+		},
+		"created under default_scopes=\"\"": func(env *testEnv, alice string) string {
+			env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"default_scopes": ""})
+			created := env.createToken("alice", alice, "empty", nil)
+			require.Equal(t, none, created["scopes"])
+			return created["token"].(string)
+		},
+	}
+	for name, issue := range cases {
+		t.Run(name, func(t *testing.T) {
+			env := newTestEnv(t)
+			alice := env.addUser("alice")
+			token := issue(env, alice)
+			env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"scopes": "api,quantum_tokens", "default_scopes": "api,quantum_tokens"})
+
+			check := func(when string) {
+				got := env.verify(token)
+				require.Equal(t, true, got["active"], when)
+				require.Equal(t, none, got["scopes"], "verify, %s", when)
+				_, body := env.introspect(map[string]interface{}{"token": token})
+				require.Equal(t, true, body["active"], when)
+				require.NotContains(t, body, "scope", "introspect, %s", when)
+				inventory, _, _ := env.listInventory("inventory/tokens/", nil)
+				require.Len(t, inventory, 1)
+				for _, info := range inventory {
+					require.Equal(t, none, info["scopes"], "inventory, %s", when)
+				}
+			}
+			check("cached")
+			env.b.records.purge()
+			env.b.invalidate(context.Background(), "config")
+			check("read back from storage")
+		})
+	}
 }

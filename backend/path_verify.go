@@ -161,7 +161,7 @@ func (b *backend) introspectToken(ctx context.Context, s logical.Storage, token 
 		return nil, nil
 	}
 	b.lastUse.note(record, time.Now(), cfg.LastUsedGranularity)
-	return &activeToken{record: record, owner: owner, scopes: cfg.effectiveScopes(record.Scopes)}, nil
+	return &activeToken{record: record, owner: owner, scopes: cfg.effectiveScopes(record.Scopes, record.Scoped)}, nil
 }
 
 // getCachedTokenRecord is getTokenRecord served from memory when it can be.

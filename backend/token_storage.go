@@ -42,12 +42,15 @@ const (
 // It names the owner by entity id only: verify reports the entity's live
 // name from Vault's identity store.
 type tokenRecord struct {
-	Hash      string    `json:"hash"`
-	TokenID   string    `json:"token_id"`
-	Name      string    `json:"name"`
-	EntityID  string    `json:"entity_id"`
-	Role      string    `json:"role,omitempty"` // set for tokens issued as leases
-	Scopes    []string  `json:"scopes,omitempty"`
+	Hash     string   `json:"hash"`
+	TokenID  string   `json:"token_id"`
+	Name     string   `json:"name"`
+	EntityID string   `json:"entity_id"`
+	Role     string   `json:"role,omitempty"` // set for tokens issued as leases
+	Scopes   []string `json:"scopes,omitempty"`
+	// Scoped marks a record written since scopes exist: Scopes are then
+	// exactly the token's scopes, none when empty. See issuedScopes.
+	Scoped    bool      `json:"scoped,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
 }
@@ -73,6 +76,7 @@ type tokenSummary struct {
 	Hash        string    `json:"hash"`
 	Description string    `json:"description,omitempty"`
 	Scopes      []string  `json:"scopes,omitempty"`
+	Scoped      bool      `json:"scoped,omitempty"` // as tokenRecord.Scoped
 	CreatedAt   time.Time `json:"created_at"`
 	ExpiresAt   time.Time `json:"expires_at"`
 	LastUsedAt  time.Time `json:"last_used_at,omitempty"`
@@ -127,6 +131,7 @@ type leaseMarker struct {
 	TokenID    string    `json:"token_id"`
 	Role       string    `json:"role"`
 	Scopes     []string  `json:"scopes,omitempty"`
+	Scoped     bool      `json:"scoped,omitempty"` // as tokenRecord.Scoped
 	CreatedAt  time.Time `json:"created_at"`
 	ExpiresAt  time.Time `json:"expires_at"`
 	LastUsedAt time.Time `json:"last_used_at,omitempty"`
@@ -233,6 +238,7 @@ func putLeaseMarker(ctx context.Context, s logical.Storage, record *tokenRecord)
 		TokenID:   record.TokenID,
 		Role:      record.Role,
 		Scopes:    record.Scopes,
+		Scoped:    record.Scoped,
 		CreatedAt: record.CreatedAt,
 		ExpiresAt: record.ExpiresAt,
 	})
@@ -368,6 +374,7 @@ func (t *issuedToken) record(entityID, name, role string, scopes []string, ttl t
 		EntityID:  entityID,
 		Role:      role,
 		Scopes:    scopes,
+		Scoped:    true,
 		CreatedAt: now,
 		ExpiresAt: now.Add(ttl),
 	}
@@ -380,6 +387,7 @@ func (r *tokenRecord) summary(description string) *tokenSummary {
 		Hash:        r.Hash,
 		Description: description,
 		Scopes:      r.Scopes,
+		Scoped:      r.Scoped,
 		CreatedAt:   r.CreatedAt,
 		ExpiresAt:   r.ExpiresAt,
 	}
