@@ -52,6 +52,7 @@ func pathInventory(b *backend) []*framework.Path {
 		"expiring_within": {Type: framework.TypeDurationSecond, Description: "Only live tokens that expire within this duration.", Query: true},
 		"unused_for":      {Type: framework.TypeDurationSecond, Description: "Only tokens not used for this long (never used and older than it, or last used before it).", Query: true},
 		"expired":         {Type: framework.TypeString, Description: `"true": only expired tokens awaiting tidy; "false": only live ones; empty: both.`, Query: true},
+		"revoked_reason":  {Type: framework.TypeString, Description: `"leaked": instead of live tokens, the tokens leaks/revoke revoked in the last 90 days, with where they leaked.`, Query: true},
 	}
 	for name, field := range paging {
 		tokenFields[name] = field
@@ -148,9 +149,16 @@ type inventoryToken struct {
 	createdAt  time.Time
 	expiresAt  time.Time
 	lastUsedAt time.Time
+	// leak is set for a token revoked because it leaked.
+	leak *leakedEntry
 }
 
 func (t *inventoryToken) toResponseData(owner *ownerState) map[string]interface{} {
+	if t.leak != nil {
+		data := t.leak.toResponseData()
+		data["user"], data["entity_id"], data["owner_state"] = owner.name, t.entityID, owner.state
+		return data
+	}
 	return map[string]interface{}{
 		"user":         owner.name,
 		"entity_id":    t.entityID,
@@ -291,6 +299,17 @@ func (b *backend) pathInventoryTokens(ctx context.Context, req *logical.Request,
 	case filter.expiringWithin < 0 || filter.unusedFor < 0:
 		return logical.ErrorResponse("expiring_within and unused_for must not be negative"), nil
 	}
+	leaked := false
+	switch d.Get("revoked_reason").(string) {
+	case "":
+	case "leaked":
+		if filter.expired != "" || filter.expiringWithin != 0 || filter.unusedFor != 0 {
+			return logical.ErrorResponse("revoked_reason=leaked lists revoked tokens: expired, expiring_within and unused_for do not apply"), nil
+		}
+		leaked = true
+	default:
+		return logical.ErrorResponse(`revoked_reason must be "leaked"`), nil
+	}
 	cfg, err := b.getConfig(ctx, req.Storage)
 	if err != nil {
 		return nil, err
@@ -307,6 +326,10 @@ func (b *backend) pathInventoryTokens(ctx context.Context, req *logical.Request,
 		}
 		if owner != nil {
 			entities = []string{owner.entityID}
+		}
+	} else if leaked {
+		if entities, err = listLeakedEntities(ctx, req.Storage); err != nil {
+			return nil, err
 		}
 	} else if entities, err = listOwnerEntities(ctx, req.Storage); err != nil {
 		return nil, err
@@ -329,7 +352,12 @@ func (b *backend) pathInventoryTokens(ctx context.Context, req *logical.Request,
 		}
 		scanned++
 		lastEntity = entityID
-		tokens, err := entityTokens(ctx, req.Storage, cfg, entityID)
+		var tokens []*inventoryToken
+		if leaked {
+			tokens, err = leakedInventoryTokens(ctx, req.Storage, entityID, now)
+		} else {
+			tokens, err = entityTokens(ctx, req.Storage, cfg, entityID)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -646,11 +674,15 @@ have a next_after: keep going until next_after is "".
 
 Filters: user, kind (named, lease), scope, expiring_within (a duration),
 unused_for (a duration), expired (true: only expired ones awaiting tidy;
-false: only live ones).
+false: only live ones). revoked_reason=leaked lists instead the tokens
+leaks/revoke revoked in the last 90 days, keyed <entity id>/leaked/<token
+id>, with revoked_at, revoked_reason, leak_url, leak_source, leak_type and
+reported_by (user, kind and scope filter them too).
 
   vault list planqk/inventory/tokens
   vault list -format=json planqk/inventory/tokens expiring_within=168h
   vault list planqk/inventory/tokens after=<next_after> limit=500
+  vault list -format=json planqk/inventory/tokens revoked_reason=leaked
 `
 
 const pathInventoryProviderTokensHelpSynopsis = `Every provider token of every user and organization, paged; never a secret.`

@@ -391,6 +391,23 @@ func leakedEntries(ctx context.Context, s logical.Storage, entityID string, now 
 	return entries, nil
 }
 
+// leakedInventoryTokens returns the entity's leaked tokens as the
+// inventory lists them, sorted by key.
+func leakedInventoryTokens(ctx context.Context, s logical.Storage, entityID string, now time.Time) ([]*inventoryToken, error) {
+	entries, err := leakedEntries(ctx, s, entityID, now)
+	if err != nil {
+		return nil, err
+	}
+	tokens := make([]*inventoryToken, 0, len(entries))
+	for _, entry := range entries {
+		tokens = append(tokens, &inventoryToken{
+			key: entityID + "/leaked/" + entry.TokenID, entityID: entityID, kind: entry.Kind, name: entry.Name, role: entry.Role,
+			tokenID: entry.TokenID, scopes: entry.Scopes, createdAt: entry.CreatedAt, expiresAt: entry.ExpiresAt, leak: entry,
+		})
+	}
+	return tokens, nil
+}
+
 // listLeakedEntities returns the entities with leaked tokens on record.
 func listLeakedEntities(ctx context.Context, s logical.Storage) ([]string, error) {
 	keys, err := s.List(ctx, leakedPrefix)

@@ -210,3 +210,45 @@ func TestLeaks_tidyForgetsWhereTokensLeakedAfterTheRetention(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{ids[1]}, left)
 }
+
+// inventory/tokens?revoked_reason=leaked lists the revoked-for-leak
+// tokens of every owner, filtered like live ones.
+func TestLeaks_inventoryListsLeakedTokens(t *testing.T) {
+	env, alice, named, leased, _, _, _ := leakSetup(t)
+	bob := env.addUser("bob")
+	bobs := env.createToken("bob", bob, "ci", nil)["token"].(string)
+	live := env.createToken("alice", alice, "still-fine", nil)
+	env.ok(logical.UpdateOperation, "leaks/revoke", "", leaks(leak(named, "https://x/1", "content"), leak(leased, "https://x/2", "ci-log"), leak(bobs, "https://x/3", "commit")))
+
+	list := func(data map[string]interface{}) ([]string, map[string]interface{}) {
+		t.Helper()
+		resp := env.ok(logical.ListOperation, "inventory/tokens/", "", data).Data
+		keys, _ := resp["keys"].([]string)
+		info, _ := resp["key_info"].(map[string]interface{})
+		return keys, info
+	}
+	keys, info := list(map[string]interface{}{"revoked_reason": "leaked"})
+	require.Len(t, keys, 3)
+	for _, key := range keys {
+		require.Contains(t, key, "/leaked/")
+		entry := info[key].(map[string]interface{})
+		require.Equal(t, "leaked", entry["revoked_reason"])
+		require.NotEmpty(t, entry["leak_url"])
+		require.NotEqual(t, live["token_id"], entry["token_id"])
+	}
+	keys, info = list(map[string]interface{}{"revoked_reason": "leaked", "user": "bob"})
+	require.Equal(t, []string{bob + "/leaked/" + info[keys[0]].(map[string]interface{})["token_id"].(string)}, keys)
+	require.Equal(t, "bob", info[keys[0]].(map[string]interface{})["user"])
+	require.Equal(t, "https://x/3", info[keys[0]].(map[string]interface{})["leak_url"])
+	keys, _ = list(map[string]interface{}{"revoked_reason": "leaked", "kind": "lease"})
+	require.Len(t, keys, 1)
+	keys, _ = list(map[string]interface{}{"revoked_reason": "leaked", "limit": 2})
+	require.Len(t, keys, 2)
+
+	// Without the filter only live tokens are listed.
+	keys, _ = list(nil)
+	require.Equal(t, []string{alice + "/named/still-fine"}, keys)
+
+	require.Contains(t, env.userError(logical.ListOperation, "inventory/tokens/", "", map[string]interface{}{"revoked_reason": "expired"}), "revoked_reason")
+	require.Contains(t, env.userError(logical.ListOperation, "inventory/tokens/", "", map[string]interface{}{"revoked_reason": "leaked", "expired": "true"}), "do not apply")
+}

@@ -41,6 +41,7 @@ var cast = []struct{ user, org, role string }{
 	{"gwen", "globex", "member"},
 	{"hana", "", ""},
 	{"tina", "", ""},
+	{"lena", "", ""}, // her tokens leak (pats_test.go)
 }
 
 // suite is what the tests share.

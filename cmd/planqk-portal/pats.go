@@ -45,6 +45,9 @@ type choiceView struct {
 
 type patsView struct {
 	Tokens []patView
+	// Leaked are the person's tokens the engine revoked because they
+	// leaked, with where (users/<user>/leaks).
+	Leaked []leakedView
 	// ShowScopes and ShowLastUsed are true when the engine reports them.
 	ShowScopes   bool
 	ShowLastUsed bool
@@ -73,7 +76,7 @@ func (p *portal) renderPATs(w http.ResponseWriter, r *http.Request, sess *sessio
 			status = data.Problem.Status
 		}
 	}
-	view := patsView{Tokens: tokens, Name: form.name, Description: form.description}
+	view := patsView{Tokens: tokens, Leaked: p.listLeaked(r.Context(), sess), Name: form.name, Description: form.description}
 	for _, t := range tokens {
 		view.ShowScopes = view.ShowScopes || t.Scopes != nil
 		view.ShowLastUsed = view.ShowLastUsed || t.LastUsed != nil
@@ -124,6 +127,36 @@ func (p *portal) listPATs(ctx context.Context, sess *session) ([]patView, error)
 		views = append(views, viewPAT(name, info[name], now))
 	}
 	return views, nil
+}
+
+// leakedView is a token revoked because it leaked.
+type leakedView struct {
+	Name, Kind, Source string
+	URL                string // shown as a link only when it is https
+	Link               bool
+	Revoked            *timeView
+}
+
+// listLeaked lists the person's tokens revoked because they leaked. It is
+// best effort: an engine or policy without users/<user>/leaks shows none.
+func (p *portal) listLeaked(ctx context.Context, sess *session) []leakedView {
+	secret, err := p.as(sess).Logical().ListWithContext(ctx, p.enginePath("users", sess.user, "leaks"))
+	if err != nil {
+		return nil
+	}
+	ids, info := listKeys(secret)
+	now := time.Now()
+	views := make([]leakedView, 0, len(ids))
+	for _, id := range ids {
+		data := info[id]
+		url := stringOf(data, "leak_url")
+		views = append(views, leakedView{
+			Name: stringOf(data, "name"), Kind: stringOf(data, "kind"), Source: stringOf(data, "leak_source"),
+			URL: url, Link: strings.HasPrefix(url, "https://"),
+			Revoked: viewTime(parseTime(stringOf(data, "revoked_at")), now),
+		})
+	}
+	return views
 }
 
 // readPATs reads the named tokens, a few at a time, into info.

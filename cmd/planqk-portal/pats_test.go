@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 	"golang.org/x/net/html"
@@ -207,4 +208,36 @@ func containsAny(list []string, values ...string) bool {
 		}
 	}
 	return false
+}
+
+// A token a secret scanner reported is revoked by the engine; the owner's
+// page says so, with where it leaked.
+func TestPersonalAccessTokenRevokedBecauseItLeaked(t *testing.T) {
+	tp := startPortal(t, nil)
+	v := newVisitor(t, tp)
+	v.signIn("lena")
+	name := fmt.Sprintf("notebook-%d", time.Now().UnixNano())
+	secret := secretOn(t, createPAT(t, v, name, "", "720h", "api"))
+	where := "https://github.com/lena/experiments/blob/abc123/run.ipynb"
+	revoked, err := suite.root.Logical().Write("planqk/leaks/revoke", map[string]interface{}{"leaks": []interface{}{
+		map[string]interface{}{"token": secret, "url": where, "source": "content"},
+	}})
+	if err != nil || fmt.Sprint(revoked.Data["labels"]) != "[true_positive]" {
+		t.Fatalf("leaks/revoke: %v %v", err, revoked)
+	}
+	page := v.get("/tokens")
+	text := page.text()
+	if !strings.Contains(text, "Revoked because they leaked") || !strings.Contains(text, name) || !strings.Contains(text, "content") {
+		t.Fatalf("the page does not show the leaked token: %s", text)
+	}
+	links := page.elements(func(n *html.Node) bool { return n.Data == "a" && attr(n, "href") == where })
+	if len(links) != 1 || !strings.Contains(attr(links[0], "rel"), "noopener") {
+		t.Fatalf("no link to where it leaked")
+	}
+	if strings.Contains(page.body, secret) {
+		t.Fatal("the page shows the secret")
+	}
+	if verify(t, secret)["active"] != false {
+		t.Fatal("the leaked token still verifies")
+	}
 }

@@ -376,6 +376,17 @@ func TestLeakedPATsRevokeThemselves(t *testing.T) {
 		t.Fatalf("the owner's leaks: %s %v", listed, listed.data)
 	}
 
+	// The security team finds them in the inventory (the auditor policy).
+	inventory, err := as(t, "auditor").Logical().ReadWithData(mount+"/inventory/tokens", map[string][]string{
+		"list": {"true"}, "revoked_reason": {"leaked"}, "user": {owner},
+	})
+	if err != nil || inventory == nil {
+		t.Fatalf("the inventory of leaked tokens: %v", err)
+	}
+	if keys, _ := inventory.Data["keys"].([]interface{}); len(keys) != 2 {
+		t.Fatalf("the inventory lists %d leaked tokens of %s", len(keys), owner)
+	}
+
 	// GitHub delivering the same batch again revokes nothing more and
 	// tells no one again; the tokens were real, so still true positives.
 	status, answer = postAlerts(t, endpoint, body, github.id, signature)
