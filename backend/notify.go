@@ -31,7 +31,42 @@ const (
 	eventProviderTokenDeleted  = "provider-token-deleted"
 	eventProviderTokenExpiring = "provider-token-expiring"
 	eventUserOffboarded        = "user-offboarded"
+	// eventNotificationsSuppressed stands in the webhook outbox for an
+	// owner's events that found no place there (a flood): how many of
+	// each type, first and last. Webhooks only: Vault's event bus got
+	// each event.
+	eventNotificationsSuppressed = "notifications-suppressed"
 )
+
+// securityEventTypes are the events a security team must see even while
+// someone floods the outbox: only they (and suppression summaries) may take
+// the outbox's reserved places. Add new security-relevant types here (a
+// leaked PAT, ...). An organization's provider-token writes count too
+// (securityRelevant).
+var securityEventTypes = map[string]bool{
+	eventPATRevoked:              true,
+	eventLeaseRevoked:            true,
+	eventProviderTokenDeleted:    true,
+	eventUserOffboarded:          true,
+	eventNotificationsSuppressed: true,
+}
+
+// securityRelevant tells the events that may take the outbox's reserved
+// places: the securityEventTypes, and every write of an organization's
+// provider token (one key shared by all its members).
+func (event *lifecycleEvent) securityRelevant() bool {
+	return securityEventTypes[event.Type] || (event.Org != "" && event.Type == eventProviderTokenWritten)
+}
+
+// outboxOwner is whose share of the webhook outbox the event takes: the
+// entity it is about, or "org.<name>" for an organization's provider
+// tokens.
+func (event *lifecycleEvent) outboxOwner() string {
+	if event.Org != "" {
+		return "org." + event.Org
+	}
+	return event.EntityID
+}
 
 // lifecycleEvent is one notification.
 type lifecycleEvent struct {
@@ -79,7 +114,8 @@ func summaryRecord(name string, summary *tokenSummary) *tokenRecord {
 //
 // Cost on the request path: on Vault Enterprise one gRPC call to Vault's
 // event bus (none on Community Edition, which cannot deliver events), and
-// with a webhook_url one storage write (the outbox entry); without one, no
+// with a webhook_url one storage write (the outbox entry; none for an
+// event past its owner's share, which is only counted); without one, no
 // storage round trip (the configuration is cached).
 func (b *backend) notify(ctx context.Context, s logical.Storage, event *lifecycleEvent) {
 	if event.At.IsZero() {
@@ -219,7 +255,11 @@ func (event *lifecycleEvent) webhookPayload() webhookPayload {
 }
 
 // enqueueWebhook stores the event in the outbox, with one storage write,
-// when a webhook_url is configured, and wakes the delivery worker.
+// when a webhook_url is configured, and wakes the delivery worker. An
+// event that finds no place (its owner's share is used up, or the outbox
+// is full for its class) costs no storage write: it is counted, reported
+// in the status per type and owner, and summarised in a
+// notifications-suppressed event that the worker queues for its owner.
 func (b *backend) enqueueWebhook(ctx context.Context, s logical.Storage, id string, event *lifecycleEvent) {
 	cfg, err := b.getConfig(ctx, s)
 	if err != nil {
@@ -234,16 +274,82 @@ func (b *backend) enqueueWebhook(ctx context.Context, s logical.Storage, id stri
 		b.Logger().Error("webhook notification lost: encoding failed", "type", event.Type, "error", err)
 		return
 	}
-	entry := &outboxEntry{ID: "msg_" + id, Type: webhookTypePrefix + event.Type, Body: string(body), EnqueuedAt: event.At.UTC()}
-	err = b.webhooks.outbox.enqueue(ctx, s, entry, time.Now())
+	entry := &outboxEntry{
+		ID: "msg_" + id, Type: webhookTypePrefix + event.Type, Body: string(body), EnqueuedAt: event.At.UTC(),
+		Owner: event.outboxOwner(), Security: event.securityRelevant(),
+		subject: suppressionSubject{EntityID: event.EntityID, User: event.User, Org: event.Org},
+	}
+	outbox := b.webhooks.outbox
+	first, err := outbox.enqueue(ctx, s, entry, time.Now())
 	switch {
 	case errors.Is(err, errOutboxFull):
-		msg := fmt.Sprintf("the webhook outbox holds %d events, its limit: dropped %s (%s)", b.webhooks.outbox.limit, entry.ID, entry.Type)
-		b.Logger().Error("webhook notification dropped: the outbox is full", "webhook_id", entry.ID, "type", entry.Type, "limit", b.webhooks.outbox.limit)
-		b.webhooks.recordDrop(msg)
+		b.webhooks.recordDrop(entry.Owner, entry.Type)
+		if first {
+			msg := fmt.Sprintf("the webhook outbox (limit %d, %d per owner, %d kept for security events) has no place for %s of %s: "+
+				"its events are counted and summarised in a %s event", outbox.limit, outbox.share, outbox.reserved, entry.Type, entry.Owner, eventNotificationsSuppressed)
+			b.Logger().Warn("webhook notifications suppressed", "owner", entry.Owner, "type", entry.Type, "reason", err)
+			b.webhooks.recordError(msg)
+		}
 	case err != nil:
 		b.Logger().Error("webhook notification lost", "webhook_id", entry.ID, "type", entry.Type, "error", err)
 		return
 	}
 	b.webhooks.signal()
+}
+
+// label names the subject for people: the user's name, or the
+// organization, or the owner key when neither is known.
+func (subject suppressionSubject) label(owner string) string {
+	switch {
+	case subject.Org != "":
+		return "organization " + subject.Org
+	case subject.User != "":
+		return subject.User
+	}
+	return owner
+}
+
+// queueSuppressionSummaries queues a notifications-suppressed event for
+// every owner whose suppressed events now have a place for their summary.
+func (b *backend) queueSuppressionSummaries(ctx context.Context, s logical.Storage) {
+	for owner, sup := range b.webhooks.outbox.takeSuppressed() {
+		if err := b.queueSuppressionSummary(ctx, s, owner, sup); err != nil {
+			b.webhooks.outbox.restoreSuppressed(owner, sup)
+			b.webhooks.recordError(err.Error())
+		}
+	}
+}
+
+func (b *backend) queueSuppressionSummary(ctx context.Context, s logical.Storage, owner string, sup *suppression) error {
+	id, err := uuid.GenerateUUID()
+	if err != nil {
+		return fmt.Errorf("generating an event id: %w", err)
+	}
+	details := map[string]string{
+		"suppressed": fmt.Sprint(sup.total),
+		"first_at":   formatTime(sup.first),
+		"last_at":    formatTime(sup.last),
+		"owner":      owner,
+	}
+	for eventType, n := range sup.counts {
+		details["suppressed."+strings.TrimPrefix(eventType, webhookTypePrefix)] = fmt.Sprint(n)
+	}
+	event := &lifecycleEvent{
+		Type: eventNotificationsSuppressed, EntityID: sup.subject.EntityID, User: sup.subject.User, Org: sup.subject.Org,
+		Name: fmt.Sprintf("%d events suppressed for %s", sup.total, sup.subject.label(owner)), Path: "notifications/status",
+		At: time.Now().UTC(), Details: details,
+	}
+	body, err := json.Marshal(event.webhookPayload())
+	if err != nil {
+		return fmt.Errorf("encoding a suppression summary: %w", err)
+	}
+	entry := &outboxEntry{
+		ID: "msg_" + id, Type: webhookTypePrefix + event.Type, Body: string(body), EnqueuedAt: event.At,
+		Owner: owner, Security: true, summary: true,
+	}
+	if _, err := b.webhooks.outbox.enqueue(ctx, s, entry, time.Now()); err != nil {
+		return fmt.Errorf("queueing the summary of %d suppressed events of %s: %w", sup.total, owner, err)
+	}
+	b.Logger().Warn("webhook notifications were suppressed; a summary is queued", "owner", owner, "suppressed", sup.total)
+	return nil
 }

@@ -203,7 +203,8 @@ func TestNotify_eventSenderFailuresNeverFailTheOperation(t *testing.T) {
 }
 
 // Cost on the request path: without a webhook_url an event adds no storage
-// round trip; with one it adds exactly one Put, the outbox entry.
+// round trip; with one it adds exactly one Put, the outbox entry - none
+// when the event is over its owner's share.
 func TestNotify_webhookCostsOnePutOnlyWhenConfigured(t *testing.T) {
 	env := newTestEnv(t)
 	alice := env.addUser("alice")
@@ -226,6 +227,13 @@ func TestNotify_webhookCostsOnePutOnlyWhenConfigured(t *testing.T) {
 	require.Equal(t, off.Gets, on.Gets)
 	require.Equal(t, off.Lists, on.Lists)
 	require.Equal(t, off.Deletes, on.Deletes)
+	require.Equal(t, 2, env.b.webhooks.outbox.pendingCount())
+
+	// Past its owner's share an event is counted, not stored: no write.
+	env.b.webhooks.outbox.share = 2
+	over := measure("over-the-share")
+	require.Equal(t, off.Puts, over.Puts, "a suppressed event: off %+v, over %+v", off, over)
+	require.Equal(t, off.Gets, over.Gets)
 	require.Equal(t, 2, env.b.webhooks.outbox.pendingCount())
 }
 

@@ -77,11 +77,15 @@ var notificationsStatusFields = fieldSet{
 	"secret_created_at":          {Type: framework.TypeString, Description: "When the signing secret was generated (RFC 3339); empty without one."},
 	"previous_secret_expires_at": {Type: framework.TypeString, Description: "Until when deliveries are also signed with the replaced secret (RFC 3339); empty when none is."},
 	"pending":                    {Type: framework.TypeInt, Description: "Events waiting in the outbox."},
-	"outbox_limit":               {Type: framework.TypeInt, Description: "Most events the outbox holds; past it new events are dropped."},
+	"outbox_limit":               {Type: framework.TypeInt, Description: "Most events the outbox holds; past it new events are dropped (counted and summarised)."},
+	"outbox_reserved":            {Type: framework.TypeInt, Description: "Places at the top of the outbox that only security-relevant events and suppression summaries may take."},
+	"owner_share":                {Type: framework.TypeInt, Description: "Most events of one owner (an entity, or an organization's provider tokens) the outbox holds; past it the owner's events are coalesced into one notifications-suppressed event."},
 	"next_attempt_at":            {Type: framework.TypeString, Description: "When a failed delivery is retried (RFC 3339); empty when none waits."},
 	"delivered":                  {Type: framework.TypeInt64, Description: "Events delivered."},
 	"failed":                     {Type: framework.TypeInt64, Description: "Events given up after 50 attempts or 72 hours."},
-	"dropped":                    {Type: framework.TypeInt64, Description: "Events dropped because the outbox was full."},
+	"dropped":                    {Type: framework.TypeInt64, Description: "Events not queued because their owner's share or the outbox was full; each is counted in a notifications-suppressed event for its owner."},
+	"dropped_by_owner":           {Type: framework.TypeMap, Description: "dropped by owner (an entity id, or org.<name>; past 100 owners the rest under \"other\") and event type."},
+	"dropped_by_type":            {Type: framework.TypeMap, Description: "dropped by event type."},
 	"last_delivery_at":           {Type: framework.TypeString, Description: "When an event was last delivered (RFC 3339); empty if never."},
 	"last_error":                 {Type: framework.TypeString, Description: "Why the last failed attempt failed; empty if none did."},
 	"last_error_at":              {Type: framework.TypeString, Description: "When the last attempt failed (RFC 3339); empty if none did."},
@@ -171,6 +175,10 @@ func (b *backend) pathNotificationsStatus(ctx context.Context, req *logical.Requ
 		"delivered":                  stats.Delivered,
 		"failed":                     stats.Failed,
 		"dropped":                    stats.Dropped,
+		"dropped_by_owner":           stats.DroppedBy,
+		"dropped_by_type":            droppedByType(stats.DroppedBy),
+		"outbox_reserved":            b.webhooks.outbox.reserved,
+		"owner_share":                b.webhooks.outbox.share,
 		"last_delivery_at":           formatOptionalTime(stats.LastDeliveryAt),
 		"last_error":                 stats.LastError,
 		"last_error_at":              formatOptionalTime(stats.LastErrorAt),
@@ -182,6 +190,17 @@ func (b *backend) pathNotificationsStatus(ctx context.Context, req *logical.Requ
 		}
 	}
 	return &logical.Response{Data: data}, nil
+}
+
+// droppedByType sums the dropped counts over owners.
+func droppedByType(byOwner map[string]map[string]uint64) map[string]uint64 {
+	byType := make(map[string]uint64)
+	for _, types := range byOwner {
+		for eventType, n := range types {
+			byType[eventType] += n
+		}
+	}
+	return byType
 }
 
 const pathWebhookSecretHelpSynopsis = `Generate or rotate the secret that signs webhooks; shown once.`
@@ -217,10 +236,20 @@ const pathNotificationsStatusHelpDescription = `
   webhook_configured   whether config has a webhook_url
   secret_configured    whether a signing secret exists (secret_created_at,
                        previous_secret_expires_at during a rotation)
-  pending              events in the outbox (at most outbox_limit; past it
-                       new events are dropped and counted in dropped)
-  next_attempt_at      when a failed delivery is retried; later events wait
-                       behind it so that they arrive in order
+  pending              events in the outbox (at most outbox_limit)
+  owner_share          most events of one owner (an entity, or an
+                       organization's provider tokens) in the outbox
+  outbox_reserved      places only security-relevant events take: revoked
+                       PATs and leases, deleted provider tokens, offboarded
+                       users, organization provider-token writes
+  dropped              events not queued: their owner's share or the
+                       outbox was full. Counted per owner and type in
+                       dropped_by_owner and dropped_by_type, and sent as one
+                       planqk.notifications-suppressed event per owner
+                       ("N events suppressed for X") once there is room
+  next_attempt_at      when the earliest failed delivery is retried; the
+                       same owner's later events wait behind it so that
+                       they arrive in order, other owners' do not
   delivered, failed    events delivered, and given up after 50 attempts or
                        72 hours; stored, so they survive restarts (a crash
                        may lose the counts of the batch in progress)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -39,24 +40,42 @@ const (
 
 	// webhookErrorLength bounds the error text kept in the status.
 	webhookErrorLength = 300
+
+	// webhookLanes is how many owners' events are delivered at once (one
+	// POST in flight per owner); webhookLaneBatch how many events of one
+	// owner a lane sends before the worker looks at the outbox again, so
+	// that an owner who arrives during a flood waits for at most about
+	// that many POSTs of another owner.
+	webhookLanes     = 4
+	webhookLaneBatch = 16
+
+	// maxDropOwners bounds the owners whose dropped events the status
+	// names one by one; the others are counted together under "other".
+	maxDropOwners = 100
 )
 
 // webhookStats are the delivery counts the status shows. They are stored
 // by the worker whenever it runs out of due work, so that a restart keeps
 // them; a crash loses at most the counts of the batch in progress.
 type webhookStats struct {
-	Delivered      uint64    `json:"delivered"`
-	Failed         uint64    `json:"failed"`
-	Dropped        uint64    `json:"dropped"`
-	LastDeliveryAt time.Time `json:"last_delivery_at,omitempty"`
-	LastError      string    `json:"last_error,omitempty"`
-	LastErrorAt    time.Time `json:"last_error_at,omitempty"`
+	Delivered uint64 `json:"delivered"`
+	Failed    uint64 `json:"failed"`
+	Dropped   uint64 `json:"dropped"`
+	// DroppedBy counts the dropped events by owner and type.
+	DroppedBy      map[string]map[string]uint64 `json:"dropped_by,omitempty"`
+	LastDeliveryAt time.Time                    `json:"last_delivery_at,omitempty"`
+	LastError      string                       `json:"last_error,omitempty"`
+	LastErrorAt    time.Time                    `json:"last_error_at,omitempty"`
 }
 
-// webhookDelivery sends the outbox to the configured receiver from one
-// goroutine on the node that may write, oldest event first: an event that
-// fails holds back the later ones until it is delivered or given up, so a
-// receiver sees events in the order they happened.
+// webhookDelivery sends the outbox to the configured receiver on the node
+// that may write. One worker lists the outbox and hands each owner's due
+// events, oldest first, to one of webhookLanes lanes, which sends them one
+// at a time: events of one owner reach the receiver in the order they
+// happened - an event that fails holds back that owner's later ones until
+// it is delivered or given up - while owners do not wait for each other
+// (events of different owners may arrive in any order; each carries its
+// time).
 type webhookDelivery struct {
 	b      *backend
 	outbox *webhookOutbox
@@ -80,9 +99,9 @@ type webhookDelivery struct {
 	statsLoaded bool
 	statsDirty  bool
 	stats       webhookStats
-	// retryAt is when the event at the head of the outbox is tried again;
-	// zero when none is waiting.
-	retryAt time.Time
+	// retryAt is, per owner, when the event at the head of its queue is
+	// tried again.
+	retryAt map[string]time.Time
 }
 
 func newWebhookDelivery(b *backend) *webhookDelivery {
@@ -100,6 +119,7 @@ func newWebhookDelivery(b *backend) *webhookDelivery {
 		maxAttempts:  webhookMaxAttempts,
 		maxAge:       webhookMaxAge,
 		wake:         make(chan struct{}, 1),
+		retryAt:      make(map[string]time.Time),
 	}
 }
 
@@ -162,15 +182,13 @@ func (w *webhookDelivery) run(ctx context.Context, s logical.Storage, done chan 
 	}
 }
 
-// deliverDue sends every due event in order and returns how long to wait
-// before looking again.
+// deliverDue sends the due events, a batch per owner, and returns how long
+// to wait before looking again.
 func (w *webhookDelivery) deliverDue(ctx context.Context, s logical.Storage) time.Duration {
 	defer w.saveStats(ctx, s)
+	w.b.queueSuppressionSummaries(ctx, s)
 	if w.outbox.pendingCount() == 0 {
 		return webhookIdleWait
-	}
-	if wait := time.Until(w.retryTime()); wait > 0 {
-		return wait
 	}
 	cfg, err := w.b.getConfig(ctx, s)
 	if err != nil {
@@ -197,37 +215,91 @@ func (w *webhookDelivery) deliverDue(ctx context.Context, s logical.Storage) tim
 		w.recordError(err.Error())
 		return w.firstBackoff
 	}
+	if len(keys) == 0 {
+		// Everything pending is still being written; its enqueue wakes us.
+		return webhookIdleWait
+	}
+
+	// Each owner's keys, owners in the order of their oldest event.
+	var owners []string
+	byOwner := make(map[string][]string)
 	for _, key := range keys {
-		if ctx.Err() != nil {
-			return 0
+		_, _, owner, _ := parseOutboxKey(key)
+		if byOwner[owner] == nil {
+			owners = append(owners, owner)
+		}
+		byOwner[owner] = append(byOwner[owner], key)
+	}
+	lanes := make(chan string)
+	var (
+		mu    sync.Mutex
+		wait  = webhookIdleWait
+		again bool
+		wg    sync.WaitGroup
+	)
+	for range min(webhookLanes, len(owners)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for owner := range lanes {
+				laneWait, laneAgain := w.deliverOwner(ctx, s, cfg.WebhookURL, secret, owner, byOwner[owner])
+				mu.Lock()
+				wait, again = min(wait, laneWait), again || laneAgain
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, owner := range owners {
+		lanes <- owner
+	}
+	close(lanes)
+	wg.Wait()
+	w.b.queueSuppressionSummaries(ctx, s)
+	if again || ctx.Err() != nil {
+		// Look again at once for what arrived meanwhile.
+		return 0
+	}
+	return wait
+}
+
+// deliverOwner sends up to webhookLaneBatch of one owner's due events in
+// order. It returns how long the owner's next event must wait (for a
+// retry), and again when it sent something, so that the worker looks
+// again at once.
+func (w *webhookDelivery) deliverOwner(ctx context.Context, s logical.Storage, webhookURL string, secret *webhookSecretEntry, owner string, keys []string) (wait time.Duration, again bool) {
+	if at := w.ownerRetryAt(owner); !at.IsZero() {
+		if wait := time.Until(at); wait > 0 {
+			return wait, false
+		}
+	}
+	for i, key := range keys {
+		if ctx.Err() != nil || i == webhookLaneBatch {
+			return webhookIdleWait, true
 		}
 		entry, err := w.outbox.get(ctx, s, key)
 		if err != nil {
 			w.recordError(err.Error())
-			return w.firstBackoff
+			return w.firstBackoff, again
 		}
 		if entry == nil {
 			continue
 		}
 		if wait := time.Until(entry.NextAttemptAt); wait > 0 {
 			// A retry scheduled before a restart.
-			w.setRetryAt(entry.NextAttemptAt)
-			return wait
+			w.setRetryAt(owner, entry.NextAttemptAt)
+			return wait, again
 		}
-		if wait, stop := w.attempt(ctx, s, cfg.WebhookURL, secret, key, entry); stop {
-			return wait
+		wait, stop := w.attempt(ctx, s, webhookURL, secret, key, entry)
+		if stop {
+			return wait, again
 		}
+		again = true
 	}
-	if len(keys) == 0 {
-		// Everything pending is still being written; its enqueue wakes us.
-		return webhookIdleWait
-	}
-	// Look again at once for what arrived meanwhile.
-	return 0
+	return webhookIdleWait, again
 }
 
 // attempt delivers one event. stop is true when the event failed and holds
-// back the later ones for wait.
+// back its owner's later ones for wait.
 func (w *webhookDelivery) attempt(ctx context.Context, s logical.Storage, webhookURL string, secret *webhookSecretEntry, key string, entry *outboxEntry) (wait time.Duration, stop bool) {
 	now := time.Now()
 	sendErr := w.send(ctx, webhookURL, secret, entry, now)
@@ -242,7 +314,7 @@ func (w *webhookDelivery) attempt(ctx context.Context, s logical.Storage, webhoo
 			w.recordError(err.Error())
 			return w.firstBackoff, true
 		}
-		w.recordDelivery(now)
+		w.recordDelivery(entry.Owner, now)
 		return 0, false
 	}
 
@@ -255,7 +327,7 @@ func (w *webhookDelivery) attempt(ctx context.Context, s logical.Storage, webhoo
 			w.recordError(err.Error())
 			return w.firstBackoff, true
 		}
-		w.recordFailure(msg)
+		w.recordFailure(entry.Owner, msg)
 		return 0, false
 	}
 
@@ -266,7 +338,7 @@ func (w *webhookDelivery) attempt(ctx context.Context, s logical.Storage, webhoo
 	if err := w.outbox.update(ctx, s, key, entry); err != nil {
 		w.recordError(err.Error())
 	}
-	w.setRetryAt(entry.NextAttemptAt)
+	w.setRetryAt(entry.Owner, entry.NextAttemptAt)
 	return wait, true
 }
 
@@ -387,6 +459,11 @@ func mergeStats(stored, recent webhookStats) webhookStats {
 	stored.Delivered += recent.Delivered
 	stored.Failed += recent.Failed
 	stored.Dropped += recent.Dropped
+	for owner, types := range recent.DroppedBy {
+		for eventType, n := range types {
+			stored.addDrop(owner, eventType, n)
+		}
+	}
 	if recent.LastDeliveryAt.After(stored.LastDeliveryAt) {
 		stored.LastDeliveryAt = recent.LastDeliveryAt
 	}
@@ -425,28 +502,47 @@ func (w *webhookDelivery) saveStats(ctx context.Context, s logical.Storage) {
 	}
 }
 
-func (w *webhookDelivery) recordDelivery(at time.Time) {
+// addDrop counts n dropped events of owner and type: by name for the
+// first maxDropOwners owners, under "other" after them.
+func (st *webhookStats) addDrop(owner, eventType string, n uint64) {
+	if st.DroppedBy == nil {
+		st.DroppedBy = make(map[string]map[string]uint64)
+	}
+	if st.DroppedBy[owner] == nil {
+		if len(st.DroppedBy) >= maxDropOwners {
+			owner = "other"
+		}
+		if st.DroppedBy[owner] == nil {
+			st.DroppedBy[owner] = make(map[string]uint64)
+		}
+	}
+	st.DroppedBy[owner][eventType] += n
+}
+
+func (w *webhookDelivery) recordDelivery(owner string, at time.Time) {
 	w.statsMu.Lock()
 	defer w.statsMu.Unlock()
 	w.stats.Delivered++
 	w.stats.LastDeliveryAt = at.UTC()
-	w.retryAt = time.Time{}
+	delete(w.retryAt, owner)
 	w.statsDirty = true
 }
 
-func (w *webhookDelivery) recordFailure(msg string) {
+func (w *webhookDelivery) recordFailure(owner, msg string) {
 	w.statsMu.Lock()
 	defer w.statsMu.Unlock()
 	w.stats.Failed++
-	w.retryAt = time.Time{}
+	delete(w.retryAt, owner)
 	w.setErrorLocked(msg)
 }
 
-func (w *webhookDelivery) recordDrop(msg string) {
+// recordDrop counts an event that found no place in the outbox.
+func (w *webhookDelivery) recordDrop(owner, eventType string) {
 	w.statsMu.Lock()
 	defer w.statsMu.Unlock()
 	w.stats.Dropped++
-	w.setErrorLocked(msg)
+	w.stats.addDrop(owner, eventType, 1)
+	w.statsDirty = true
 }
 
 func (w *webhookDelivery) recordError(msg string) {
@@ -465,21 +561,32 @@ func (w *webhookDelivery) setErrorLocked(msg string) {
 	}
 }
 
-func (w *webhookDelivery) setRetryAt(at time.Time) {
+func (w *webhookDelivery) setRetryAt(owner string, at time.Time) {
 	w.statsMu.Lock()
 	defer w.statsMu.Unlock()
-	w.retryAt = at
+	w.retryAt[owner] = at
 }
 
-func (w *webhookDelivery) retryTime() time.Time {
+func (w *webhookDelivery) ownerRetryAt(owner string) time.Time {
 	w.statsMu.Lock()
 	defer w.statsMu.Unlock()
-	return w.retryAt
+	return w.retryAt[owner]
 }
 
-// snapshot returns the counts and the next retry.
+// snapshot returns the counts (with copies of the maps) and the next retry.
 func (w *webhookDelivery) snapshot() (webhookStats, time.Time) {
 	w.statsMu.Lock()
 	defer w.statsMu.Unlock()
-	return w.stats, w.retryAt
+	stats := w.stats
+	stats.DroppedBy = make(map[string]map[string]uint64, len(w.stats.DroppedBy))
+	for owner, types := range w.stats.DroppedBy {
+		stats.DroppedBy[owner] = maps.Clone(types)
+	}
+	var next time.Time
+	for _, at := range w.retryAt {
+		if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	return stats, next
 }

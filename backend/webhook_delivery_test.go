@@ -36,6 +36,7 @@ type testReceiver struct {
 	delivered []receivedWebhook
 	attempts  int
 	rejected  []string
+	delay     time.Duration // how long each answer takes
 }
 
 type receivedWebhook struct {
@@ -55,6 +56,10 @@ func newTestReceiver(t *testing.T) *testReceiver {
 
 func (r *testReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	delay := r.delay
+	r.mu.Unlock()
+	time.Sleep(delay)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.attempts++
@@ -137,6 +142,35 @@ func (r *testReceiver) waitFor(n int) []receivedWebhook {
 	}
 }
 
+// webhooksByOwner splits webhooks by the owner whose share of the outbox
+// they took (outboxOwner), keeping their order.
+func webhooksByOwner(webhooks []receivedWebhook) map[string][]receivedWebhook {
+	byOwner := map[string][]receivedWebhook{}
+	for _, w := range webhooks {
+		owner := w.Payload.Data.EntityID
+		if w.Payload.Data.Org != "" {
+			owner = "org." + w.Payload.Data.Org
+		}
+		byOwner[owner] = append(byOwner[owner], w)
+	}
+	return byOwner
+}
+
+// requireLifecycleInOwnersOrder checks that the webhooks of lifecycleSecrets
+// arrived each once and, per owner, in the order they happened (alice's
+// seven, then acme's two); owners do not wait for each other.
+func requireLifecycleInOwnersOrder(t *testing.T, got []receivedWebhook) {
+	t.Helper()
+	var want []string
+	for _, eventType := range lifecycleTypes {
+		want = append(want, "planqk."+eventType)
+	}
+	require.Len(t, got, len(want))
+	byOwner := webhooksByOwner(got)
+	require.Equal(t, want[:7], typesOf(byOwner["entity-alice"]), "alice's in order, each once")
+	require.Equal(t, want[7:], typesOf(byOwner["org.acme"]), "acme's in order, each once")
+}
+
 func typesOf(webhooks []receivedWebhook) []string {
 	var types []string
 	for _, w := range webhooks {
@@ -191,18 +225,18 @@ func TestWebhooks_everyLifecycleChangeArrivesSignedInOrderOnce(t *testing.T) {
 	secrets := append(lifecycleSecrets(t, env), secret)
 
 	got := receiver.waitFor(len(lifecycleTypes))
-	var want []string
-	for _, eventType := range lifecycleTypes {
-		want = append(want, "planqk."+eventType)
-	}
-	require.Equal(t, want, typesOf(got))
+	requireLifecycleInOwnersOrder(t, got)
 
 	vaultEvents := env.events.sent()
+	vaultIDs := map[string]bool{}
+	for _, event := range vaultEvents {
+		vaultIDs["msg_"+event.Data.Id] = true
+	}
 	ids := map[string]bool{}
-	for i, webhook := range got {
+	for _, webhook := range got {
 		require.False(t, ids[webhook.ID], "delivered twice: %s", webhook.ID)
 		ids[webhook.ID] = true
-		require.Equal(t, "msg_"+vaultEvents[i].Data.Id, webhook.ID, "the webhook and the Vault event share an id")
+		require.True(t, vaultIDs[webhook.ID], "the webhook and the Vault event share an id")
 		require.Equal(t, webhook.Payload.Timestamp, webhook.Payload.Data.At)
 		for _, s := range secrets {
 			require.NotContains(t, string(webhook.Body), s)
@@ -210,13 +244,14 @@ func TestWebhooks_everyLifecycleChangeArrivesSignedInOrderOnce(t *testing.T) {
 		require.False(t, hexHMAC.Match(webhook.Body), "payload holds a token hash: %s", webhook.Body)
 		require.Regexp(t, `^v1,[A-Za-z0-9+/]{43}=$`, webhook.Signature)
 	}
-	created := got[0].Payload.Data
+	byOwner := webhooksByOwner(got)
+	created := byOwner["entity-alice"][0].Payload.Data
 	require.Equal(t, "entity-alice", created.EntityID)
 	require.Equal(t, "alice", created.User)
 	require.Equal(t, "laptop", created.Name)
 	require.Equal(t, "users/alice/tokens/laptop", created.Path)
 	require.Equal(t, "named", created.Details["kind"])
-	require.Equal(t, "acme", got[7].Payload.Data.Org)
+	require.Len(t, byOwner["org.acme"], 2)
 
 	status := env.waitForStatus("the outbox drained", func(s map[string]interface{}) bool { return s["pending"] == 0 })
 	require.Equal(t, uint64(len(lifecycleTypes)), status["delivered"])
@@ -268,17 +303,12 @@ func TestWebhooks_aReceiverThatIsDownGetsEverythingAfterwardsInOrder(t *testing.
 	lifecycleSecrets(t, env)
 
 	got := receiver.waitFor(len(lifecycleTypes))
-	var want []string
-	for _, eventType := range lifecycleTypes {
-		want = append(want, "planqk."+eventType)
-	}
-	require.Equal(t, want, typesOf(got), "in order, each once")
-	require.Equal(t, len(lifecycleTypes)+4, receiver.attemptCount(), "the first event was tried 5 times, the others once")
+	requireLifecycleInOwnersOrder(t, got)
+	require.Equal(t, len(lifecycleTypes)+4, receiver.attemptCount(), "4 refused attempts, then each event once")
 
 	status := env.waitForStatus("the outbox drained", func(s map[string]interface{}) bool { return s["pending"] == 0 })
 	require.Equal(t, uint64(len(lifecycleTypes)), status["delivered"])
 	require.Equal(t, uint64(0), status["failed"])
-	require.Contains(t, status["last_error"], "attempt 4 of msg_")
 	require.Contains(t, status["last_error"], "503 Service Unavailable")
 	require.NotContains(t, status["last_error"], receiver.srv.URL, "the URL may carry a receiver's token")
 }
@@ -403,7 +433,8 @@ func TestWebhooks_retryAfterIsHonouredAndRedirectsAreNotFollowed(t *testing.T) {
 func TestWebhooks_aFullOutboxDropsNewEventsAndCountsThem(t *testing.T) {
 	env := newTestEnv(t)
 	env.b.webhooks.stop()
-	env.b.webhooks.outbox.limit = 2
+	outbox := env.b.webhooks.outbox
+	outbox.limit, outbox.reserved, outbox.share = 2, 0, 2
 	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"webhook_url": "http://127.0.0.1:9/hook"})
 	alice := env.addUser("alice")
 	for i := 0; i < 4; i++ {
@@ -412,7 +443,7 @@ func TestWebhooks_aFullOutboxDropsNewEventsAndCountsThem(t *testing.T) {
 	status := env.notificationsStatus()
 	require.Equal(t, 2, status["pending"])
 	require.Equal(t, uint64(2), status["dropped"])
-	require.Contains(t, status["last_error"], "the webhook outbox holds 2 events, its limit: dropped msg_")
+	require.Contains(t, status["last_error"], "has no place for planqk.pat-created of "+alice)
 	require.Len(t, env.events.sent(), 4, "Vault events are sent regardless")
 }
 
@@ -495,4 +526,139 @@ func TestWebhooks_backoffDoublesWithJitterUpToTheCap(t *testing.T) {
 	now := time.Now()
 	require.InDelta(t, float64(2*time.Minute), float64(parseRetryAfter(now.Add(2*time.Minute).UTC().Format(http.TimeFormat), now)), float64(time.Second))
 	require.Zero(t, parseRetryAfter("soon", now))
+}
+
+// flood queues n pat-created events of one entity through notify, as a
+// member creating and deleting PATs in a loop does (the security review
+// made 10,400 in 34 s), without the cost of n requests.
+func (e *testEnv) flood(entityID, user string, n int) {
+	e.t.Helper()
+	for i := 0; i < n; i++ {
+		record := &tokenRecord{TokenID: fmt.Sprintf("flood-%d", i), Name: fmt.Sprintf("loop-%d", i), CreatedAt: time.Now()}
+		e.b.notify(context.Background(), e.storage, patEvent(eventPATCreated, entityID, user, record))
+	}
+}
+
+// outboxOwners counts the outbox's entries by owner, as stored.
+func (e *testEnv) outboxOwners() map[string]int {
+	e.t.Helper()
+	keys, err := e.storage.List(context.Background(), webhookOutboxPrefix)
+	require.NoError(e.t, err)
+	owners := map[string]int{}
+	for _, key := range keys {
+		_, _, owner, ok := parseOutboxKey(key)
+		require.True(e.t, ok, key)
+		owners[owner]++
+	}
+	return owners
+}
+
+// The security review's finding: a member flooding the outbox kept another
+// user's pat-created out of it. Now the flood takes its owner's share, the
+// rest of it is counted per type and owner, and another user's event is
+// queued and delivered, with a summary of what was suppressed.
+func TestWebhooks_aFloodingOwnerCannotKeepAnotherOwnersEventOut(t *testing.T) {
+	env := newTestEnv(t)
+	receiver := newTestReceiver(t)
+	env.configureWebhooks(receiver)
+	mallory := env.addUser("mallory")
+	bob := env.addUser("bob")
+	env.b.webhooks.stop() // the receiver cannot keep up with the flood
+
+	const floodSize = 10400
+	share := env.b.webhooks.outbox.share
+	env.flood(mallory, "mallory", floodSize)
+	env.createToken("bob", bob, "laptop", nil)
+
+	owners := env.outboxOwners()
+	require.Equal(t, share, owners[mallory], "the flood takes its owner's share, no more")
+	require.Equal(t, 1, owners[bob], "bob's pat-created is queued")
+	status := env.notificationsStatus()
+	suppressed := uint64(floodSize - share)
+	require.Equal(t, suppressed, status["dropped"])
+	require.Equal(t, map[string]map[string]uint64{mallory: {"planqk.pat-created": suppressed}}, status["dropped_by_owner"])
+	require.Equal(t, map[string]uint64{"planqk.pat-created": suppressed}, status["dropped_by_type"])
+	require.Contains(t, status["last_error"], "has no place for planqk.pat-created of "+mallory)
+
+	require.NoError(t, env.b.webhooks.start(context.Background(), env.storage))
+	got := receiver.waitFor(share + 2)
+	byOwner := webhooksByOwner(got)
+	require.Len(t, byOwner[bob], 1)
+	require.Equal(t, "laptop", byOwner[bob][0].Payload.Data.Name)
+	var summaries []receivedWebhook
+	for _, webhook := range byOwner[mallory] {
+		if webhook.Payload.Type == webhookTypePrefix+eventNotificationsSuppressed {
+			summaries = append(summaries, webhook)
+		}
+	}
+	require.Len(t, summaries, 1, "the suppressed events are coalesced into one")
+	summary := summaries[0].Payload.Data
+	require.Equal(t, fmt.Sprint(suppressed), summary.Details["suppressed"])
+	require.Equal(t, fmt.Sprint(suppressed), summary.Details["suppressed.pat-created"])
+	require.Equal(t, fmt.Sprintf("%d events suppressed for mallory", suppressed), summary.Name)
+	require.Equal(t, "mallory", summary.User)
+	require.NotEmpty(t, summary.Details["first_at"])
+	env.waitForStatus("the outbox drained", func(s map[string]interface{}) bool { return s["pending"] == 0 })
+	require.Len(t, receiver.received(), share+2)
+}
+
+// Delivery: an owner who arrives during another's flood waits for a few of
+// the flood's POSTs, not for all of them - and each owner's events still
+// arrive in order.
+func TestWebhooks_aFloodDoesNotDelayAnotherOwnersDelivery(t *testing.T) {
+	env := newTestEnv(t)
+	receiver := newTestReceiver(t)
+	env.configureWebhooks(receiver)
+	mallory := env.addUser("mallory")
+	bob := env.addUser("bob")
+	const postTime, floodSize = 10 * time.Millisecond, 300
+	receiver.mu.Lock()
+	receiver.delay = postTime
+	receiver.mu.Unlock()
+
+	env.b.webhooks.stop()
+	env.flood(mallory, "mallory", floodSize)
+	require.NoError(t, env.b.webhooks.start(context.Background(), env.storage))
+	// One at a time, the flood takes floodSize*postTime = 3s.
+	time.Sleep(100 * time.Millisecond)
+	queued := time.Now()
+	env.createToken("bob", bob, "laptop", nil)
+	for {
+		if len(webhooksByOwner(receiver.received())[bob]) == 1 {
+			break
+		}
+		require.Less(t, time.Since(queued), 2*time.Second, "bob's event waited behind the flood")
+		time.Sleep(5 * time.Millisecond)
+	}
+	delay := time.Since(queued)
+	t.Logf("bob's event arrived %s after it was queued, behind a flood of %d events at %s each", delay, floodSize, postTime)
+	require.Less(t, delay, time.Second)
+	require.Less(t, len(webhooksByOwner(receiver.received())[mallory]), floodSize/2, "bob did not wait for the flood")
+
+	got := webhooksByOwner(receiver.waitFor(floodSize + 1))[mallory]
+	for i, webhook := range got {
+		require.Equal(t, fmt.Sprintf("loop-%d", i), webhook.Payload.Data.Name, "one owner's events arrive in order")
+	}
+}
+
+// A receiver failing one owner's event holds back that owner's later
+// events only.
+func TestWebhooks_aFailingEventHoldsBackOnlyItsOwner(t *testing.T) {
+	env := newTestEnv(t)
+	env.useFastRetries(50, 5*time.Second)
+	receiver := newTestReceiver(t)
+	env.configureWebhooks(receiver)
+	alice := env.addUser("alice")
+	bob := env.addUser("bob")
+	receiver.refuse(http.StatusTooManyRequests, 1, http.Header{"Retry-After": {"1"}})
+	env.createToken("alice", alice, "first", nil)
+	env.waitForStatus("alice's retry scheduled", func(s map[string]interface{}) bool { return s["next_attempt_at"] != "" })
+	env.createToken("alice", alice, "second", nil)
+	env.createToken("bob", bob, "laptop", nil)
+	got := receiver.waitFor(1)
+	require.Equal(t, "laptop", got[0].Payload.Data.Name, "bob does not wait for alice's retry")
+	time.Sleep(100 * time.Millisecond)
+	require.Len(t, receiver.received(), 1, "alice's second waits behind her first")
+	got = receiver.waitFor(3)
+	require.Equal(t, []string{"first", "second"}, []string{got[1].Payload.Data.Name, got[2].Payload.Data.Name})
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,12 +14,13 @@ import (
 
 const (
 	// webhookOutboxPrefix holds the events waiting for delivery, one entry
-	// each, keyed by a sequence number so that keys sort in enqueue order.
+	// each, keyed by a sequence number so that keys sort in enqueue order,
+	// followed by the event's class and owner (see outboxKey).
 	webhookOutboxPrefix = notificationsPrefix + "outbox/"
 
-	// defaultOutboxLimit bounds the outbox: events past it are dropped,
-	// counted and logged. An event is well under 1 KiB, so a full outbox
-	// holds a few MiB.
+	// defaultOutboxLimit bounds the outbox: events past it are not stored
+	// but counted (see suppression). An event is well under 1 KiB, so a
+	// full outbox holds a few MiB.
 	defaultOutboxLimit = 10000
 
 	// outboxKeyDigits zero-pads sequence numbers so that string order is
@@ -37,6 +39,29 @@ type outboxEntry struct {
 	Attempts      int       `json:"attempts,omitempty"`
 	NextAttemptAt time.Time `json:"next_attempt_at,omitempty"`
 	LastError     string    `json:"last_error,omitempty"`
+
+	// Owner and Security are kept in the key, so that counting the outbox
+	// per owner and class takes a List, not a read of every entry.
+	Owner    string `json:"-"`
+	Security bool   `json:"-"`
+	// summary marks a notifications-suppressed event being queued.
+	summary bool
+	// subject names the owner for a summary of its suppressed events.
+	subject suppressionSubject
+}
+
+// suppressionSubject is whom a summary of suppressed events is about.
+type suppressionSubject struct {
+	EntityID, User, Org string
+}
+
+// suppression counts an owner's events that were not stored, until a
+// summary of them (notifications-suppressed) is queued.
+type suppression struct {
+	subject     suppressionSubject
+	counts      map[string]int // by event type, with the webhook prefix
+	total       int
+	first, last time.Time
 }
 
 // webhookOutbox is the persisted queue of events for the webhook receiver.
@@ -48,24 +73,67 @@ type outboxEntry struct {
 // write is still in flight, the worker takes only keys below the lowest
 // key still being written (the watermark).
 //
+// Fairness: every event has an owner (the entity it is about, or the
+// organization for an organization's provider tokens). One owner holds at
+// most share places; routine events leave the last reserved places to
+// security-relevant ones. An event that finds no place is not stored: it
+// is counted in its owner's suppression, and while an owner has one, its
+// later events are counted too, so that the summary the worker queues as
+// soon as there is room stands exactly where the events it replaces would
+// have stood in the owner's order.
+//
 // Only the node that may write enqueues and delivers; its counts are
-// rebuilt from storage when it starts.
+// rebuilt from storage when it starts. Suppression counts live in memory
+// until their summary is queued (a restart loses them; the status's
+// dropped counts are stored).
 type webhookOutbox struct {
-	limit int
+	// limit is the most events held (default 10,000); reserved the places
+	// at its top that only security-relevant events (securityEventTypes)
+	// and summaries may take - a tenth, so routine events stop at 9,000;
+	// share the most events of one owner - a twentieth, 500 - past which
+	// the owner's events are coalesced into one notifications-suppressed
+	// event.
+	limit    int
+	reserved int
+	share    int
 
-	mu       sync.Mutex
-	loaded   bool
-	lastSeq  int64
-	pending  int
-	inFlight map[int64]struct{}
+	mu         sync.Mutex
+	loaded     bool
+	lastSeq    int64
+	pending    int
+	routine    int
+	owners     map[string]int
+	inFlight   map[int64]struct{}
+	suppressed map[string]*suppression
 }
 
 func newWebhookOutbox(limit int) *webhookOutbox {
-	return &webhookOutbox{limit: limit, inFlight: make(map[int64]struct{})}
+	return &webhookOutbox{
+		limit: limit, reserved: limit / 10, share: max(limit/20, 1),
+		owners: make(map[string]int), inFlight: make(map[int64]struct{}), suppressed: make(map[string]*suppression),
+	}
 }
 
-func outboxKey(seq int64) string {
-	return fmt.Sprintf("%0*d", outboxKeyDigits, seq)
+// outboxKey is an entry's key: the zero-padded sequence number, then "s"
+// (security-relevant) or "r" (routine), then the owner, dot-separated.
+// Keys of v0.2 outboxes hold the number only (routine, no owner).
+func outboxKey(seq int64, security bool, owner string) string {
+	class := "r"
+	if security {
+		class = "s"
+	}
+	return fmt.Sprintf("%0*d.%s.%s", outboxKeyDigits, seq, class, owner)
+}
+
+// parseOutboxKey reads a key outboxKey wrote; ok is false for anything else.
+func parseOutboxKey(key string) (seq int64, security bool, owner string, ok bool) {
+	number, rest, _ := strings.Cut(key, ".")
+	seq, err := strconv.ParseInt(number, 10, 64)
+	if err != nil {
+		return 0, false, "", false
+	}
+	class, owner, _ := strings.Cut(rest, ".")
+	return seq, class == "s", owner, true
 }
 
 // load counts the outbox and finds its last key, once; the caller holds mu.
@@ -77,17 +145,29 @@ func (o *webhookOutbox) load(ctx context.Context, s logical.Storage) error {
 	if err != nil {
 		return fmt.Errorf("listing the webhook outbox: %w", err)
 	}
-	o.pending = 0
+	o.pending, o.routine = 0, 0
+	clear(o.owners)
 	for _, key := range keys {
-		seq, err := strconv.ParseInt(key, 10, 64)
-		if err != nil {
+		seq, security, owner, ok := parseOutboxKey(key)
+		if !ok {
 			continue
 		}
-		o.pending++
+		o.count(security, owner, 1)
 		o.lastSeq = max(o.lastSeq, seq)
 	}
 	o.loaded = true
 	return nil
+}
+
+// count adds n to the counts of an owner's event; the caller holds mu.
+func (o *webhookOutbox) count(security bool, owner string, n int) {
+	o.pending += n
+	if !security {
+		o.routine += n
+	}
+	if o.owners[owner] += n; o.owners[owner] <= 0 {
+		delete(o.owners, owner)
+	}
 }
 
 // ensureLoaded loads the outbox's count and last key if not done yet.
@@ -97,27 +177,54 @@ func (o *webhookOutbox) ensureLoaded(ctx context.Context, s logical.Storage) err
 	return o.load(ctx, s)
 }
 
-// errOutboxFull is returned by enqueue when the outbox is at its limit.
+// errOutboxFull is returned by enqueue when the event finds no place.
 var errOutboxFull = fmt.Errorf("the webhook outbox is full")
 
-// enqueue stores the entry with one storage write.
-func (o *webhookOutbox) enqueue(ctx context.Context, s logical.Storage, entry *outboxEntry, now time.Time) error {
+// Why enqueue did not store an event; both are errOutboxFull.
+var (
+	errOwnerShare = fmt.Errorf("%w for this owner", errOutboxFull)
+	errRoutineCap = fmt.Errorf("%w for routine events", errOutboxFull)
+)
+
+// admit decides whether an event may take a place; the caller holds mu.
+func (o *webhookOutbox) admit(entry *outboxEntry) error {
+	if !entry.summary && o.suppressed[entry.Owner] != nil {
+		// Counted after the ones already suppressed, to keep the order.
+		return errOwnerShare
+	}
+	switch {
+	case o.pending >= o.limit:
+		return errOutboxFull
+	case !entry.Security && o.routine >= o.limit-o.reserved:
+		return errRoutineCap
+	case o.owners[entry.Owner] >= o.share:
+		return errOwnerShare
+	}
+	return nil
+}
+
+// enqueue stores the entry with one storage write. An entry that finds no
+// place is counted in its owner's suppression instead - no storage write -
+// and enqueue returns why (errOutboxFull or an error wrapping it), with
+// first true for the first event of the suppression.
+func (o *webhookOutbox) enqueue(ctx context.Context, s logical.Storage, entry *outboxEntry, now time.Time) (first bool, err error) {
 	o.mu.Lock()
 	if err := o.load(ctx, s); err != nil {
 		o.mu.Unlock()
-		return err
+		return false, err
 	}
-	if o.pending >= o.limit {
+	if err := o.admit(entry); err != nil {
+		first = o.suppress(entry)
 		o.mu.Unlock()
-		return errOutboxFull
+		return first, err
 	}
 	seq := max(now.UnixNano(), o.lastSeq+1)
 	o.lastSeq = seq
-	o.pending++
+	o.count(entry.Security, entry.Owner, 1)
 	o.inFlight[seq] = struct{}{}
 	o.mu.Unlock()
 
-	stored, err := logical.StorageEntryJSON(webhookOutboxPrefix+outboxKey(seq), entry)
+	stored, err := logical.StorageEntryJSON(webhookOutboxPrefix+outboxKey(seq, entry.Security, entry.Owner), entry)
 	if err == nil {
 		err = s.Put(ctx, stored)
 	}
@@ -126,10 +233,84 @@ func (o *webhookOutbox) enqueue(ctx context.Context, s logical.Storage, entry *o
 	defer o.mu.Unlock()
 	delete(o.inFlight, seq)
 	if err != nil {
-		o.pending--
-		return fmt.Errorf("storing the event in the webhook outbox: %w", err)
+		o.count(entry.Security, entry.Owner, -1)
+		return false, fmt.Errorf("storing the event in the webhook outbox: %w", err)
 	}
-	return nil
+	return false, nil
+}
+
+// suppress counts an event that found no place; the caller holds mu. It
+// returns true when it starts the owner's suppression.
+func (o *webhookOutbox) suppress(entry *outboxEntry) bool {
+	if entry.summary {
+		return false
+	}
+	at := entry.EnqueuedAt
+	sup := o.suppressed[entry.Owner]
+	started := sup == nil
+	if started {
+		sup = &suppression{subject: entry.subject, counts: map[string]int{}, first: at}
+		o.suppressed[entry.Owner] = sup
+	}
+	sup.counts[entry.Type]++
+	sup.total++
+	sup.first, sup.last = minTime(sup.first, at), maxTime(sup.last, at)
+	return started
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// takeSuppressed removes and returns the suppressions whose summary has a
+// place now; put them back with restoreSuppressed if queueing fails.
+func (o *webhookOutbox) takeSuppressed() map[string]*suppression {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var ready map[string]*suppression
+	for owner, sup := range o.suppressed {
+		if o.pending+len(ready) >= o.limit || o.owners[owner] >= o.share {
+			continue
+		}
+		if ready == nil {
+			ready = make(map[string]*suppression)
+		}
+		ready[owner] = sup
+		delete(o.suppressed, owner)
+	}
+	return ready
+}
+
+// restoreSuppressed merges a suppression whose summary was not queued
+// back into the owner's current one.
+func (o *webhookOutbox) restoreSuppressed(owner string, sup *suppression) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if current := o.suppressed[owner]; current != nil {
+		for eventType, n := range current.counts {
+			sup.counts[eventType] += n
+		}
+		sup.total += current.total
+		sup.first, sup.last = minTime(sup.first, current.first), maxTime(sup.last, current.last)
+	}
+	o.suppressed[owner] = sup
+}
+
+// hasSuppressed reports whether some owner's events wait to be summarised.
+func (o *webhookOutbox) hasSuppressed() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.suppressed) > 0
 }
 
 // due returns the keys the worker may deliver now, in order: every stored
@@ -154,7 +335,7 @@ func (o *webhookOutbox) due(ctx context.Context, s logical.Storage) ([]string, e
 	}
 	due := keys[:0]
 	for _, key := range keys {
-		if seq, err := strconv.ParseInt(key, 10, 64); err == nil && seq < watermark {
+		if seq, _, _, ok := parseOutboxKey(key); ok && seq < watermark {
 			due = append(due, key)
 		}
 	}
@@ -172,6 +353,7 @@ func (o *webhookOutbox) get(ctx context.Context, s logical.Storage, key string) 
 	if err := stored.DecodeJSON(entry); err != nil {
 		return nil, fmt.Errorf("decoding webhook outbox entry %s: %w", key, err)
 	}
+	_, entry.Security, entry.Owner, _ = parseOutboxKey(key)
 	return entry, nil
 }
 
@@ -189,9 +371,12 @@ func (o *webhookOutbox) remove(ctx context.Context, s logical.Storage, key strin
 	if err := s.Delete(ctx, webhookOutboxPrefix+key); err != nil {
 		return fmt.Errorf("removing webhook outbox entry %s: %w", key, err)
 	}
+	_, security, owner, _ := parseOutboxKey(key)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.pending = max(o.pending-1, 0)
+	if o.pending > 0 {
+		o.count(security, owner, -1)
+	}
 	return nil
 }
 

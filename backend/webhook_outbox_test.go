@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -26,13 +27,16 @@ func (s *blockingStorage) Put(ctx context.Context, entry *logical.StorageEntry) 
 	return s.Storage.Put(ctx, entry)
 }
 
+// enqueueErr drops enqueue's first result.
+func enqueueErr(_ bool, err error) error { return err }
+
 func TestOutbox_keysFollowEnqueueOrderEvenWhenTheClockGoesBack(t *testing.T) {
 	ctx := context.Background()
 	s := &logical.InmemStorage{}
-	o := newWebhookOutbox(10)
+	o := newWebhookOutbox(100)
 	now := time.Now()
 	for i, at := range []time.Time{now, now.Add(-time.Hour), now.Add(-time.Hour), now.Add(time.Nanosecond)} {
-		require.NoError(t, o.enqueue(ctx, s, &outboxEntry{ID: string(rune('a' + i))}, at))
+		require.NoError(t, enqueueErr(o.enqueue(ctx, s, &outboxEntry{ID: string(rune('a' + i))}, at)))
 	}
 	keys, err := o.due(ctx, s)
 	require.NoError(t, err)
@@ -49,16 +53,16 @@ func TestOutbox_keysFollowEnqueueOrderEvenWhenTheClockGoesBack(t *testing.T) {
 // A later event whose write finished first waits for the earlier one.
 func TestOutbox_laterEventsWaitForAnEarlierWriteInFlight(t *testing.T) {
 	ctx := context.Background()
-	o := newWebhookOutbox(10)
+	o := newWebhookOutbox(100)
 	now := time.Now()
-	first := outboxKey(now.UnixNano())
+	first := outboxKey(now.UnixNano(), false, "")
 	s := &blockingStorage{Storage: &logical.InmemStorage{}, holdSuffix: first, held: make(chan struct{}), release: make(chan struct{})}
 	require.NoError(t, o.ensureLoaded(ctx, s))
 
 	done := make(chan error)
-	go func() { done <- o.enqueue(ctx, s, &outboxEntry{ID: "first"}, now) }()
+	go func() { done <- enqueueErr(o.enqueue(ctx, s, &outboxEntry{ID: "first"}, now)) }()
 	<-s.held
-	require.NoError(t, o.enqueue(ctx, s, &outboxEntry{ID: "second"}, now))
+	require.NoError(t, enqueueErr(o.enqueue(ctx, s, &outboxEntry{ID: "second"}, now)))
 
 	keys, err := o.due(ctx, s)
 	require.NoError(t, err)
@@ -78,13 +82,13 @@ func TestOutbox_loadCountsThePendingEventsAndKeysContinueAfterThem(t *testing.T)
 	ctx := context.Background()
 	s := &logical.InmemStorage{}
 	future := time.Now().Add(time.Hour)
-	before := newWebhookOutbox(10)
-	require.NoError(t, before.enqueue(ctx, s, &outboxEntry{ID: "queued"}, future))
-	require.NoError(t, before.enqueue(ctx, s, &outboxEntry{ID: "queued-too"}, future))
+	before := newWebhookOutbox(100)
+	require.NoError(t, enqueueErr(before.enqueue(ctx, s, &outboxEntry{ID: "queued"}, future)))
+	require.NoError(t, enqueueErr(before.enqueue(ctx, s, &outboxEntry{ID: "queued-too"}, future)))
 
-	after := newWebhookOutbox(10)
+	after := newWebhookOutbox(100)
 	require.Equal(t, -1, after.pendingCount())
-	require.NoError(t, after.enqueue(ctx, s, &outboxEntry{ID: "new"}, time.Now()))
+	require.NoError(t, enqueueErr(after.enqueue(ctx, s, &outboxEntry{ID: "new"}, time.Now())))
 	require.Equal(t, 3, after.pendingCount())
 	keys, err := after.due(ctx, s)
 	require.NoError(t, err)
@@ -98,11 +102,124 @@ func TestOutbox_loadCountsThePendingEventsAndKeysContinueAfterThem(t *testing.T)
 
 func TestOutbox_aFailedWriteIsNotCounted(t *testing.T) {
 	ctx := context.Background()
-	o := newWebhookOutbox(10)
-	err := o.enqueue(ctx, readOnlyStorage{&logical.InmemStorage{}}, &outboxEntry{ID: "lost"}, time.Now())
+	o := newWebhookOutbox(100)
+	_, err := o.enqueue(ctx, readOnlyStorage{&logical.InmemStorage{}}, &outboxEntry{ID: "lost"}, time.Now())
 	require.ErrorIs(t, err, logical.ErrReadOnly)
 	require.Equal(t, 0, o.pendingCount())
 	keys, err := o.due(ctx, &logical.InmemStorage{})
 	require.NoError(t, err)
 	require.Empty(t, keys)
+}
+
+// routine and security build outbox entries of an owner.
+func routine(owner, eventType string) *outboxEntry {
+	return &outboxEntry{ID: "msg_" + owner, Type: webhookTypePrefix + eventType, Owner: owner, EnqueuedAt: time.Now()}
+}
+
+func security(owner, eventType string) *outboxEntry {
+	entry := routine(owner, eventType)
+	entry.Security = true
+	return entry
+}
+
+// Routine events of many owners fill the outbox up to its reserved places
+// and no further: revocations, offboardings, organization provider-token
+// writes and leaks still find a place; the reserved list is explicit.
+func TestOutbox_securityEventsKeepTheirReservedPlaces(t *testing.T) {
+	ctx := context.Background()
+	s := &logical.InmemStorage{}
+	o := newWebhookOutbox(100) // 10 reserved, 5 per owner
+	require.Equal(t, 10, o.reserved)
+	require.Equal(t, 5, o.share)
+	for i := 0; i < 18; i++ {
+		for j := 0; j < o.share; j++ {
+			require.NoError(t, enqueueErr(o.enqueue(ctx, s, routine(fmt.Sprintf("owner-%d", i), eventPATCreated), time.Now())))
+		}
+	}
+	_, err := o.enqueue(ctx, s, routine("newcomer", eventPATCreated), time.Now())
+	require.ErrorIs(t, err, errOutboxFull, "routine events stop at limit - reserved")
+	require.ErrorIs(t, err, errRoutineCap)
+
+	require.NoError(t, enqueueErr(o.enqueue(ctx, s, security("victim", eventPATRevoked), time.Now())))
+	require.Equal(t, 91, o.pendingCount())
+
+	for _, event := range []*lifecycleEvent{
+		{Type: eventPATRevoked}, {Type: eventLeaseRevoked}, {Type: eventUserOffboarded}, {Type: eventProviderTokenDeleted},
+		{Type: eventProviderTokenWritten, Org: "acme"}, {Type: eventNotificationsSuppressed},
+	} {
+		require.True(t, event.securityRelevant(), "%s %s", event.Type, event.Org)
+	}
+	for _, event := range []*lifecycleEvent{
+		{Type: eventPATCreated}, {Type: eventPATRotated}, {Type: eventLeaseIssued}, {Type: eventPATExpiring},
+		{Type: eventProviderTokenWritten, EntityID: "entity-alice"},
+	} {
+		require.False(t, event.securityRelevant(), event.Type)
+	}
+}
+
+// Past its share an owner's events are counted, not stored; while they
+// wait for their summary, the owner's later events are counted too (so the
+// summary stands where they would have), and the summary takes the first
+// place the owner has again.
+func TestOutbox_anOwnersSuppressedEventsAreSummarisedInOrder(t *testing.T) {
+	ctx := context.Background()
+	s := &logical.InmemStorage{}
+	o := newWebhookOutbox(100)
+	for i := 0; i < o.share; i++ {
+		require.NoError(t, enqueueErr(o.enqueue(ctx, s, routine("mallory", eventPATCreated), time.Now())))
+	}
+	first, err := o.enqueue(ctx, s, routine("mallory", eventPATCreated), time.Now())
+	require.ErrorIs(t, err, errOwnerShare)
+	require.True(t, first)
+	first, err = o.enqueue(ctx, s, security("mallory", eventPATRevoked), time.Now())
+	require.ErrorIs(t, err, errOwnerShare)
+	require.False(t, first)
+	require.Nil(t, o.takeSuppressed(), "no place for the summary yet")
+
+	keys, err := o.due(ctx, s)
+	require.NoError(t, err)
+	require.NoError(t, o.remove(ctx, s, keys[0]))
+	_, err = o.enqueue(ctx, s, routine("mallory", eventPATCreated), time.Now())
+	require.ErrorIs(t, err, errOwnerShare, "a place came free, but the summary comes first")
+
+	ready := o.takeSuppressed()
+	require.Len(t, ready, 1)
+	sup := ready["mallory"]
+	require.Equal(t, 3, sup.total)
+	require.Equal(t, map[string]int{"planqk.pat-created": 2, "planqk.pat-revoked": 1}, sup.counts)
+	summary := security("mallory", eventNotificationsSuppressed)
+	summary.summary = true
+	require.NoError(t, enqueueErr(o.enqueue(ctx, s, summary, time.Now())))
+	_, err = o.enqueue(ctx, s, routine("mallory", eventPATCreated), time.Now())
+	require.ErrorIs(t, err, errOwnerShare, "the share is full again")
+}
+
+// A restarted node counts the outbox per owner and class from its keys
+// alone (one List), so shares and reserved places hold across restarts;
+// v0.2 keys (a number only) count as routine events of no owner.
+func TestOutbox_loadCountsPerOwnerAndClassFromTheKeys(t *testing.T) {
+	ctx := context.Background()
+	s := &logical.InmemStorage{}
+	before := newWebhookOutbox(100)
+	for i := 0; i < before.share; i++ {
+		require.NoError(t, enqueueErr(before.enqueue(ctx, s, routine("mallory", eventPATCreated), time.Now())))
+	}
+	require.NoError(t, enqueueErr(before.enqueue(ctx, s, security("bob", eventPATRevoked), time.Now())))
+	legacy, err := logical.StorageEntryJSON(webhookOutboxPrefix+fmt.Sprintf("%0*d", outboxKeyDigits, 1), &outboxEntry{ID: "old"})
+	require.NoError(t, err)
+	require.NoError(t, s.Put(ctx, legacy))
+
+	after := newWebhookOutbox(100)
+	require.NoError(t, after.ensureLoaded(ctx, s))
+	require.Equal(t, 7, after.pendingCount())
+	require.Equal(t, map[string]int{"mallory": 5, "bob": 1, "": 1}, after.owners)
+	require.Equal(t, 6, after.routine)
+	_, err = after.enqueue(ctx, s, routine("mallory", eventPATCreated), time.Now())
+	require.ErrorIs(t, err, errOwnerShare)
+	keys, err := after.due(ctx, s)
+	require.NoError(t, err)
+	entry, err := after.get(ctx, s, keys[len(keys)-1])
+	require.NoError(t, err)
+	require.Equal(t, "bob", entry.Owner)
+	require.True(t, entry.Security)
 }
