@@ -183,6 +183,61 @@ func TestOffboardingAndRevokeAll(t *testing.T) {
 	}
 }
 
+// Disabling is not deleting, against the real Vault: a disabled entity's
+// PAT stops at once, a tidy (default disabled_grace, 30 days) keeps its
+// PAT and provider token, and re-enabling the entity brings both back.
+func TestDisablingAnEntityKeepsItsTokens(t *testing.T) {
+	ctx := context.Background()
+	root := as(t, "root")
+	name := "paused" + fmt.Sprint(loginSeq.Add(1))
+	loginToken, entityID := newLogin(t, name)
+	user := clientWith(t, loginToken)
+	created, err := user.Logical().Write(mount+"/users/"+name+"/tokens/laptop", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pat := created.Data["token"].(string)
+	s.remember(pat, "the paused user's PAT")
+	dwave := "paused-dwave-secret-" + fmt.Sprint(loginSeq.Add(1)) + "-9b3e"
+	s.remember(dwave, "the paused user's D-Wave token")
+	if _, err := user.Logical().Write(mount+"/users/"+name+"/provider-tokens/dwave", map[string]interface{}{"token": dwave}); err != nil {
+		t.Fatal(err)
+	}
+	setDisabled := func(disabled bool) {
+		t.Helper()
+		if _, err := root.Logical().WriteWithContext(ctx, "identity/entity/id/"+entityID, map[string]interface{}{"disabled": disabled}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { _, _ = root.Logical().Delete("identity/entity/id/" + entityID) })
+
+	setDisabled(true)
+	waitForIdentity(t, "the disablement", func() bool { return verify(t, pat)["active"] == false })
+	runTidy(t, false)
+	kept := 0
+	for key := range storageSnapshot(t) {
+		if strings.Contains(key, entityID) {
+			kept++
+		}
+	}
+	if kept == 0 {
+		t.Fatal("a tidy removed a disabled entity's data")
+	}
+	if verify(t, pat)["active"] != false {
+		t.Fatal("a disabled entity's PAT verifies")
+	}
+
+	setDisabled(false)
+	waitForIdentity(t, "the re-enablement", func() bool { return verify(t, pat)["active"] == true })
+	resolved, err := user.Logical().Read(mount + "/resolve/dwave")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resolved == nil || resolved.Data["token"] != dwave {
+		t.Fatalf("the re-enabled user's provider token: %v", resolved)
+	}
+}
+
 func storageSnapshot(t *testing.T) map[string]string {
 	t.Helper()
 	snapshot, err := vaultharness.StorageSnapshot(context.Background(), as(t, "root"), mount)

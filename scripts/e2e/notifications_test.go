@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -119,7 +120,8 @@ func requireNoSecrets(t *testing.T, deliveries []webhookDelivery, secrets ...str
 
 // TestWebhooksForEveryLifecycleChange makes each kind of change through
 // the API as users would, and checks that the receiver gets one verified
-// webhook per change, in order, naming the change and holding no secret.
+// webhook per change, in order for each owner, naming the change and
+// holding no secret.
 func TestWebhooksForEveryLifecycleChange(t *testing.T) {
 	receiver, secret := useWebhooks(t)
 	userPaths := []string{"users/paul/tokens/notify-", "users/paul/creds/", "users/paul/provider-tokens/dwave", "orgs/globex/provider-tokens/dwave"}
@@ -184,9 +186,12 @@ func TestWebhooksForEveryLifecycleChange(t *testing.T) {
 	})
 	receiver.requireNoneRejected()
 	requireOncePerID(t, got)
-	ours := mine(got, userPaths...)
+	// In order per owner: paul's, and globex's (owners do not wait for
+	// each other, so the two may interleave).
+	paulsOnes, globexOnes := mine(got, userPaths[:3]...), mine(got, userPaths[3])
+	ours := append(paulsOnes, globexOnes...)
 	if summary := summarize(ours); strings.Join(summary, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("webhooks, in order:\n  %s\nwant:\n  %s", strings.Join(summary, "\n  "), strings.Join(want, "\n  "))
+		t.Fatalf("webhooks, in order per owner:\n  %s\nwant:\n  %s", strings.Join(summary, "\n  "), strings.Join(want, "\n  "))
 	}
 	requireNoSecrets(t, got, pat, rotatedPAT, leasedPAT, paulDWave, globexDWave, secret, strings.TrimPrefix(secret, "whsec_"))
 
@@ -446,4 +451,116 @@ func TestWebhooksFromTheSweep(t *testing.T) {
 		}
 	}
 	writeExamplePayloads(t, got)
+}
+
+// TestWebhooksAFloodCannotSilenceAnotherUser is the security review's
+// reproduction against the real Vault: one user creating and deleting PATs
+// as fast as Vault answers, while the receiver is slow, cannot keep
+// another user's pat-created out of the outbox or delay it behind the
+// flood; the flood past its owner's share is counted per type and owner
+// in the status and arrives as notifications-suppressed summaries that
+// account for every suppressed event.
+func TestWebhooksAFloodCannotSilenceAnotherUser(t *testing.T) {
+	receiver, _ := useWebhooks(t)
+	suffix := fmt.Sprint(loginSeq.Add(1))
+	flooderName, victimName := "flooder"+suffix, "victim"+suffix
+	flooderToken, flooderID := newLogin(t, flooderName)
+	victimToken, victimID := newLogin(t, victimName)
+	flooder, victim := clientWith(t, flooderToken), clientWith(t, victimToken)
+
+	const postTime = 50 * time.Millisecond
+	receiver.slowDown(postTime)
+	const workers, pairs = 4, 80 // 640 events: more than the owner's share of 500
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < pairs; i++ {
+				path := fmt.Sprintf("%s/users/%s/tokens/loop-%d-%d", mount, flooderName, w, i)
+				created, err := flooder.Logical().Write(path, map[string]interface{}{"ttl": "1h"})
+				if err == nil {
+					s.remember(created.Data["token"].(string), "a flood PAT")
+					_, err = flooder.Logical().Delete(path)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	queued := time.Now()
+	created, err := victim.Logical().Write(mount+"/users/"+victimName+"/tokens/laptop", map[string]interface{}{"ttl": "1h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.remember(created.Data["token"].(string), "the victim's PAT")
+	isVictims := func(d webhookDelivery) bool {
+		return d.Payload.Type == "planqk.pat-created" && d.Payload.Data.EntityID == victimID
+	}
+	receiver.waitFor("the victim's pat-created during the flood", 10*time.Second, func(deliveries []webhookDelivery) bool {
+		for _, d := range deliveries {
+			if isVictims(d) {
+				return true
+			}
+		}
+		return false
+	})
+	waited := time.Since(queued)
+	flooded := 0
+	for _, d := range receiver.deliveries() {
+		if d.Payload.Data.EntityID == flooderID {
+			flooded++
+		}
+	}
+	t.Logf("the victim's event arrived after %s; %d of the flood's events had arrived by then", waited.Round(time.Millisecond), flooded)
+	// One at a time it would wait for about 500 events at 50ms: 25s.
+	if waited > 5*time.Second {
+		t.Fatalf("the victim's event waited %s behind the flood", waited)
+	}
+
+	status := notificationsStatus(t)
+	byOwner, _ := status["dropped_by_owner"].(map[string]interface{})
+	flooderDrops, _ := byOwner[flooderID].(map[string]interface{})
+	dropped := int64(0)
+	for _, n := range flooderDrops {
+		count, _ := n.(json.Number).Int64()
+		dropped += count
+	}
+	if dropped == 0 {
+		t.Fatalf("the flood past its share is not counted for its owner: %v", status["dropped_by_owner"])
+	}
+	if _, victimDropped := byOwner[victimID]; victimDropped {
+		t.Fatalf("the victim's events were dropped: %v", byOwner[victimID])
+	}
+
+	receiver.slowDown(0)
+	summarised := func(deliveries []webhookDelivery) int64 {
+		total := int64(0)
+		for _, d := range deliveries {
+			if d.Payload.Type == "planqk.notifications-suppressed" && d.Payload.Data.EntityID == flooderID {
+				var n int64
+				fmt.Sscan(d.Payload.Data.Details["suppressed"], &n)
+				total += n
+			}
+		}
+		return total
+	}
+	got := receiver.waitFor("summaries of every suppressed event", 60*time.Second, func(deliveries []webhookDelivery) bool {
+		return summarised(deliveries) >= dropped
+	})
+	if total := summarised(got); total != dropped {
+		t.Fatalf("the summaries count %d suppressed events, the status %d", total, dropped)
+	}
+	waitForPending(t, 0)
+	receiver.requireNoneRejected()
+	requireOncePerID(t, receiver.deliveries())
 }

@@ -34,6 +34,7 @@ type webhookReceiver struct {
 	attempts int
 	refused  int // deliveries answered with answer
 	rejected []string
+	delay    time.Duration // how long each answer takes
 }
 
 // webhookDelivery is a delivery that verified.
@@ -118,8 +119,19 @@ func (r *webhookReceiver) answerEvery(status int) {
 	r.answer = status
 }
 
+// slowDown makes every answer take delay (0: answer at once).
+func (r *webhookReceiver) slowDown(delay time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.delay = delay
+}
+
 func (r *webhookReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))
+	r.mu.Lock()
+	delay := r.delay
+	r.mu.Unlock()
+	time.Sleep(delay)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.attempts++
