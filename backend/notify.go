@@ -40,10 +40,10 @@ const (
 
 // securityEventTypes are the events a security team must see even while
 // someone floods the outbox: only they (and suppression summaries) may take
-// the outbox's reserved places. Add new security-relevant types here (a
-// leaked PAT, ...). An organization's provider-token writes count too
-// (securityRelevant).
+// the outbox's reserved places. Add new security-relevant types here. An
+// organization's provider-token writes count too (securityRelevant).
 var securityEventTypes = map[string]bool{
+	eventPATLeaked:               true,
 	eventPATRevoked:              true,
 	eventLeaseRevoked:            true,
 	eventProviderTokenDeleted:    true,

@@ -239,9 +239,10 @@ const pathNotificationsStatusHelpDescription = `
   pending              events in the outbox (at most outbox_limit)
   owner_share          most events of one owner (an entity, or an
                        organization's provider tokens) in the outbox
-  outbox_reserved      places only security-relevant events take: revoked
-                       PATs and leases, deleted provider tokens, offboarded
-                       users, organization provider-token writes
+  outbox_reserved      places only security-relevant events take: leaked
+                       and revoked PATs, revoked leases, deleted provider
+                       tokens, offboarded users, organization provider-token
+                       writes, suppression summaries
   dropped              events not queued: their owner's share or the
                        outbox was full. Counted per owner and type in
                        dropped_by_owner and dropped_by_type, and sent as one

@@ -144,7 +144,7 @@ func TestOutbox_securityEventsKeepTheirReservedPlaces(t *testing.T) {
 	require.Equal(t, 91, o.pendingCount())
 
 	for _, event := range []*lifecycleEvent{
-		{Type: eventPATRevoked}, {Type: eventLeaseRevoked}, {Type: eventUserOffboarded}, {Type: eventProviderTokenDeleted},
+		{Type: eventPATLeaked}, {Type: eventPATRevoked}, {Type: eventLeaseRevoked}, {Type: eventUserOffboarded}, {Type: eventProviderTokenDeleted},
 		{Type: eventProviderTokenWritten, Org: "acme"}, {Type: eventNotificationsSuppressed},
 	} {
 		require.True(t, event.securityRelevant(), "%s %s", event.Type, event.Org)
