@@ -193,6 +193,13 @@ func printable(s string, maxBytes int) bool {
 }
 
 func (b *backend) pathLeaksRevoke(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	// Strictly a list: the framework would take one object, or a string,
+	// as a list of one.
+	if raw, ok := req.Data["leaks"]; ok {
+		if _, isList := raw.([]interface{}); !isList {
+			return logical.ErrorResponse("leaks must be a list of objects with a token each"), nil
+		}
+	}
 	reports, msg := parseLeakReports(d.Get("leaks"))
 	if msg != "" {
 		return logical.ErrorResponse(msg), nil

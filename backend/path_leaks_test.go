@@ -138,6 +138,8 @@ func TestLeaks_badInputIsRefusedAndRevokesNothing(t *testing.T) {
 		{"url with a newline", leaks(leak(named, "https://x\n", "")), "leaks[0].url"},
 		{"source too long", leaks(leak(named, "", strings.Repeat("s", maxLeakSourceBytes+1))), "leaks[0].source"},
 		{"unknown key", leaks(map[string]interface{}{"token": named, "owner": "alice"}), `unknown key "owner"`},
+		{"an object, not a list", map[string]interface{}{"leaks": map[string]interface{}{"token": named}}, "leaks must be a list"},
+		{"a bare value", map[string]interface{}{"leaks": named}, "leaks must be a list"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -53,6 +53,11 @@ var badRequests = []badRequest{
 	{"created for another user", "mia", "POST", "users/max/tokens/bad", `{}`, 403, "permission denied"},
 	{"malformed JSON", "mia", "POST", "users/mia/tokens/bad", `{"ttl" "1h"}`, 400, "JSON"},
 	{"JSON array body", "mia", "POST", "users/mia/tokens/bad", `["ttl"]`, 400, "JSON"},
+	// Leaks.
+	{"leaks/revoke without leaks", "scanner", "POST", "leaks/revoke", `{}`, 400, "leaks"},
+	{"leaks/revoke with one object, not a list", "scanner", "POST", "leaks/revoke", `{"leaks":{"token":"` + probePAT + `"}}`, 400, "list"},
+	{"leaks/revoke with an item without a token", "scanner", "POST", "leaks/revoke", `{"leaks":[{"token":"` + probePAT + `"},{"url":"u"}]}`, 400, "leaks[1].token"},
+	{"leaks/revoke with an unknown key", "scanner", "POST", "leaks/revoke", `{"leaks":[{"token":"` + probePAT + `","owner":"mia"}]}`, 400, "unknown key"},
 	// Verify.
 	{"verify without a body", "verifier", "POST", "verify", ``, 400, "token"},
 	{"verify with an empty token", "verifier", "POST", "verify", `{"token":""}`, 400, "token"},
