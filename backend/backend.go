@@ -71,6 +71,10 @@ type backend struct {
 	ownerNames *storageCache[string, string]
 	// unknownNames holds when a name was last found held by no owner.
 	unknownNames *storageCache[string, time.Time]
+	// orgNames holds the name each organization id was learned under, and
+	// orgPointers the id each organization name points at.
+	orgNames    *storageCache[string, string]
+	orgPointers *storageCache[string, string]
 	// leaseCounts holds how many leased PATs each entity has.
 	leaseCounts *storageCache[string, int]
 	// providerTokens holds provider tokens (or their absence) by storage
@@ -115,6 +119,8 @@ func newBackend() *backend {
 
 		unknownNames: newStorageCache[string, time.Time](ownerCacheSize),
 		leaseCounts:  newStorageCache[string, int](ownerCacheSize),
+		orgNames:     newStorageCache[string, string](ownerCacheSize),
+		orgPointers:  newStorageCache[string, string](ownerCacheSize),
 
 		providerTokens: newStorageCache[string, *providerTokenEntry](providerTokenCacheSize),
 		providers:      newStorageCache[string, map[string]*providerEntry](1),
@@ -145,6 +151,7 @@ func newBackend() *backend {
 			pathIntrospect(b),
 			pathProviders(b),
 			pathProviderTokens(b),
+			pathOrganizations(b),
 			pathResolve(b),
 			pathTidy(b),
 			pathInventory(b),
@@ -227,7 +234,7 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.saltCache.remove(saltPath)
 	case key == webhookSecretPath:
 		b.webhookSecret.remove(webhookSecretPath)
-	case key == migrationPath:
+	case key == migrationPath, key == orgMigrationPath:
 		b.migrated.Store(false)
 	case strings.HasPrefix(key, providerPrefix):
 		b.providers.remove(catalogueKey)
@@ -237,6 +244,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.providerTokens.remove(key)
 	case strings.HasPrefix(key, tokenRecordPrefix):
 		b.records.remove(strings.TrimPrefix(key, tokenRecordPrefix))
+	case strings.HasPrefix(key, orgPrefix), strings.HasPrefix(key, orgNamePrefix):
+		b.invalidateOrg(key)
 	case strings.HasPrefix(key, entityPrefix):
 		entityID, rest, _ := strings.Cut(strings.TrimPrefix(key, entityPrefix), "/")
 		switch {

@@ -173,8 +173,22 @@ func (e *testEnv) renameEntity(entityID, name string) {
 	e.b.identities.purge()
 }
 
+// testOrgID is the stable id the test groups of org carry.
+func testOrgID(org string) string { return "id-" + org }
+
+// registerOrg registers the organization's id, as the bootstrap does.
+func (e *testEnv) registerOrg(org string) {
+	e.t.Helper()
+	e.ok(logical.UpdateOperation, "orgs/"+org, "", map[string]interface{}{"id": testOrgID(org)})
+}
+
 // setRole puts the entity in org's group for role ("" removes it from org).
+// The organization is registered with the engine first, as the bootstrap
+// does when it creates an organization.
 func (e *testEnv) setRole(entityID, org, role string) {
+	if role != "" && org != adminOrg {
+		e.registerOrg(org)
+	}
 	e.sys.mu.Lock()
 	defer e.sys.mu.Unlock()
 	var kept []*logical.Group
@@ -187,7 +201,7 @@ func (e *testEnv) setRole(entityID, org, role string) {
 		kept = append(kept, &logical.Group{
 			ID:       fmt.Sprintf("group-%s-%s", org, role),
 			Name:     fmt.Sprintf("planqk-%s-%ss", org, role),
-			Metadata: map[string]string{groupMetadataOrg: org, groupMetadataRole: role},
+			Metadata: map[string]string{groupMetadataOrg: org, groupMetadataRole: role, groupMetadataOrgID: testOrgID(org)},
 		})
 	}
 	e.sys.groups[entityID] = kept

@@ -110,11 +110,15 @@ func (b *backend) remindOrganizations(ctx context.Context, s logical.Storage, cf
 		return 0, err
 	}
 	sent := 0
-	for _, org := range orgs {
+	for _, orgID := range orgs {
 		if err := ctx.Err(); err != nil {
 			return sent, err
 		}
-		owner := &providerTokenOwner{org: org}
+		name, err := b.orgNameOf(ctx, s, orgID)
+		if err != nil {
+			return sent, err
+		}
+		owner := &providerTokenOwner{org: &orgTarget{name: name, id: orgID}}
 		n, err := func() (int, error) {
 			lock := b.lockFor(owner.lockKey())
 			lock.Lock()

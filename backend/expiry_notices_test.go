@@ -60,7 +60,7 @@ func TestExpiryNotices_oncePerTokenAndThreshold(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"168h0m0s"}, index.Tokens["soon"].NoticesSent)
 	require.Empty(t, index.Tokens["later"].NoticesSent)
-	org, err := getProviderToken(ctx, env.storage, orgProviderTokenPrefix("acme"), "ionq")
+	org, err := getProviderToken(ctx, env.storage, orgProviderTokenPrefix(testOrgID("acme")), "ionq")
 	require.NoError(t, err)
 	require.Equal(t, []string{"168h0m0s", "24h0m0s"}, org.NoticesSent)
 

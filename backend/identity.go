@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -14,6 +15,11 @@ import (
 const (
 	groupMetadataOrg  = "planqk_org"
 	groupMetadataRole = "planqk_role"
+	// groupMetadataOrgID is the organization's stable id, the same on all
+	// of one organization's groups: the engine keeps an organization's data
+	// under it, so that a new organization given a deleted one's name
+	// starts empty (see organizations.go).
+	groupMetadataOrgID = "planqk_org_id"
 
 	// adminOrg in a group's planqk_org, with planqk_role=admin, makes its
 	// members platform admins in every organization.
@@ -56,6 +62,10 @@ type identity struct {
 	disabled  bool
 	admin     bool
 	orgs      map[string]orgRole
+	// orgIDs holds, by organization name, the planqk_org_id its trusted
+	// groups carry: "" when they carry none, orgIDConflict when two of
+	// them carry different ones.
+	orgIDs    map[string]string
 	fetchedAt time.Time
 	// gone marks a cached answer "no such entity" (deleted): a deleted
 	// owner's token may still be presented at every request.
@@ -66,6 +76,24 @@ type identity struct {
 // that a deleted owner's token costs Vault at most one lookup a second,
 // short enough that an entity not yet replicated to this node is found soon.
 const goneIdentityTTL = time.Second
+
+// orgIDConflict marks an organization whose groups carry different ids.
+const orgIDConflict = "\x00conflict"
+
+// noteOrgID records the id one of org's trusted groups carries. Groups of
+// one organization that disagree (or some without an id) leave it
+// conflicting: its data is then reachable by no id.
+func (id *identity) noteOrgID(org, orgID string) {
+	if CheckOrgID(orgID) != nil {
+		orgID = ""
+	}
+	switch seen, ok := id.orgIDs[org]; {
+	case !ok:
+		id.orgIDs[org] = orgID
+	case seen != orgID:
+		id.orgIDs[org] = orgIDConflict
+	}
+}
 
 // roleIn returns the entity's role in org; platform admins are admins everywhere.
 func (id *identity) roleIn(org string) orgRole {
@@ -155,19 +183,23 @@ func (b *backend) lookupIdentity(ctx context.Context, s logical.Storage, entityI
 		name:      entity.Name,
 		disabled:  entity.Disabled,
 		orgs:      make(map[string]orgRole),
+		orgIDs:    make(map[string]string),
 		fetchedAt: time.Now(),
 	}
 	for _, group := range groups {
-		org, role := group.Metadata[groupMetadataOrg], parseOrgRole(group.Metadata[groupMetadataRole])
+		// Organization names are compared as Vault compares group names:
+		// without regard to case ("ACME" is "acme").
+		org, role := strings.ToLower(group.Metadata[groupMetadataOrg]), parseOrgRole(group.Metadata[groupMetadataRole])
 		switch {
 		case role == roleAdmin && org == adminOrg:
 			id.admin = id.admin || cfg.grantsAdmin(group)
-		case role == roleNone || role == roleAdmin || CheckName(org) != nil:
+		case role == roleNone || role == roleAdmin || CheckOrgName(org) != nil:
 			// Not a PlanQK organization role; ignore the group.
 		case !cfg.grantsOrgRole(group, org, role):
 			// A group the configuration does not trust with org roles.
-		case role > id.orgs[org]:
-			id.orgs[org] = role
+		default:
+			id.orgs[org] = max(id.orgs[org], role)
+			id.noteOrgID(org, group.Metadata[groupMetadataOrgID])
 		}
 	}
 
@@ -256,19 +288,20 @@ func (b *backend) authorizeUser(ctx context.Context, req *logical.Request, user 
 }
 
 // authorizeOrg is the engine's own check under the ACL policies for an
-// organization's paths: a request carrying an entity needs at least role
-// need in org, else it gets a 403 response. Requests without an entity are
-// governed by ACL alone.
-func (b *backend) authorizeOrg(ctx context.Context, req *logical.Request, org string, need orgRole) (*logical.Response, error) {
+// organization's paths, and finds the organization they address: a
+// request carrying an entity needs at least role need in org, else it
+// gets a 403 response. Requests without an entity are governed by ACL
+// alone.
+func (b *backend) authorizeOrg(ctx context.Context, req *logical.Request, org string, need orgRole) (*orgTarget, *logical.Response, error) {
 	if msg := checkNames(orgName(org)); msg != "" {
-		return logical.ErrorResponse(msg), nil
+		return nil, logical.ErrorResponse(msg), nil
 	}
 	id, denied, err := b.callerIdentity(ctx, req)
-	if id == nil {
-		return denied, err
+	if denied != nil || err != nil {
+		return nil, denied, err
 	}
-	if id.roleIn(org) < need {
-		return forbidden(fmt.Sprintf("entity %q needs the role %s or stronger in organization %q", id.name, need, org)), nil
+	if id != nil && id.roleIn(org) < need {
+		return nil, forbidden(fmt.Sprintf("entity %q needs the role %s or stronger in organization %q", id.name, need, org)), nil
 	}
-	return nil, nil
+	return b.orgOf(ctx, req.Storage, id, org)
 }

@@ -25,6 +25,10 @@ import (
 // The marker written last makes every later start a single read.
 const (
 	migrationPath = "migrations/storage-v2"
+	// orgMigrationPath marks the second upgrade: organizations' provider
+	// tokens from under their names (provider-tokens/orgs/<name>/) kept
+	// aside until the engine learns each name's id (organizations.go).
+	orgMigrationPath = "migrations/org-ids"
 
 	legacyTokenIndexPrefix        = "token-index/"
 	legacyUserProviderTokenPrefix = providerTokenPrefix + "users/"
@@ -103,7 +107,105 @@ func (b *backend) ensureMigrated(ctx context.Context, s logical.Storage) error {
 				"unclaimed", strings.Join(result.Unclaimed, ","))
 		}
 	}
+	if err := b.ensureOrgsMigrated(ctx, s); err != nil {
+		return err
+	}
 	b.migrated.Store(true)
+	return nil
+}
+
+// orgMigrationEntry records the organization upgrade; it holds no secret.
+type orgMigrationEntry struct {
+	CompletedAt time.Time `json:"completed_at"`
+	// KeptAside counts the organization provider tokens the run that
+	// completed the upgrade moved from under names.
+	KeptAside int `json:"kept_aside"`
+}
+
+// ensureOrgsMigrated moves organizations' provider tokens from under their
+// names to unclaimed-orgs/<name>/, once. The upgrade cannot give them to an
+// id: a plugin cannot look groups up, and which organization held a name
+// when a token was written is nowhere recorded. Each is claimed by the id
+// the name resolves to when the engine first learns it (a member's
+// request, or the bootstrap re-applying the organization), and stays aside
+// if that organization already has a token for the provider. The caller
+// holds migrationMu.
+func (b *backend) ensureOrgsMigrated(ctx context.Context, s logical.Storage) error {
+	entry, err := s.Get(ctx, orgMigrationPath)
+	if err != nil {
+		return fmt.Errorf("reading organization upgrade marker: %w", err)
+	}
+	if entry != nil {
+		return nil
+	}
+	if !b.WriteSafeReplicationState() {
+		return logical.ErrReadOnly
+	}
+	result := &orgMigrationEntry{}
+	err = b.migrateOrgProviderTokens(ctx, s, result)
+	// Nothing read before the upgrade may stand for what it moved.
+	b.providerTokens.purge()
+	if err != nil {
+		b.Logger().Error("upgrading organizations' storage failed; it is retried on the next request", "error", err)
+		return fmt.Errorf("upgrading organizations' storage: %w", err)
+	}
+	result.CompletedAt = time.Now().UTC().Truncate(time.Second)
+	marker, err := logical.StorageEntryJSON(orgMigrationPath, result)
+	if err != nil {
+		return fmt.Errorf("encoding organization upgrade marker: %w", err)
+	}
+	if err := s.Put(ctx, marker); err != nil {
+		return fmt.Errorf("storing organization upgrade marker: %w", err)
+	}
+	if result.KeptAside > 0 {
+		b.Logger().Info("organizations' provider tokens are kept aside by name until the engine learns each organization's id",
+			"kept_aside", result.KeptAside)
+	}
+	return nil
+}
+
+// migrateOrgProviderTokens moves every provider-tokens/orgs/<name>/<p> to
+// unclaimed-orgs/<name>/<p>: the copy first, then the delete, so that an
+// interrupted run is simply run again (a copy already there is the earlier
+// run's: the legacy entry is never written after the upgrade starts).
+func (b *backend) migrateOrgProviderTokens(ctx context.Context, s logical.Storage, result *orgMigrationEntry) error {
+	names, err := s.List(ctx, legacyOrgProviderTokenPrefix)
+	if err != nil {
+		return fmt.Errorf("listing organizations' provider tokens: %w", err)
+	}
+	for _, name := range names {
+		prefix := legacyOrgProviderTokenPrefix + name
+		providers, err := s.List(ctx, prefix)
+		if err != nil {
+			return fmt.Errorf("listing organizations' provider tokens: %w", err)
+		}
+		for _, provider := range providers {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			entry, err := s.Get(ctx, prefix+provider)
+			if err != nil {
+				return fmt.Errorf("reading an organization's provider token: %w", err)
+			}
+			if entry == nil {
+				continue
+			}
+			aside := unclaimedOrgProviderTokenPrefix + name + provider
+			existing, err := s.Get(ctx, aside)
+			if err != nil {
+				return fmt.Errorf("reading an organization's provider token: %w", err)
+			}
+			if existing == nil {
+				if err := s.Put(ctx, &logical.StorageEntry{Key: aside, Value: entry.Value, SealWrap: true}); err != nil {
+					return fmt.Errorf("storing an organization's provider token: %w", err)
+				}
+			}
+			if err := s.Delete(ctx, prefix+provider); err != nil {
+				return fmt.Errorf("deleting an organization's provider token: %w", err)
+			}
+			result.KeptAside++
+		}
+	}
 	return nil
 }
 

@@ -110,6 +110,26 @@ func TestMigrate_v010StorageKeepsEverythingWithItsOwner(t *testing.T) {
 		require.Equal(t, "fixture "+want[0], description)
 	}
 
+	// The organization's token waits, by name, for the organization's id.
+	ctx := context.Background()
+	aside, err := env.storage.List(ctx, unclaimedOrgProviderTokenPrefix+"acme/")
+	require.NoError(t, err)
+	require.Equal(t, []string{"aws-braket"}, aside)
+	require.Equal(t, 403, env.statusOf(logical.ReadOperation, "resolve/aws-braket", "entity-alice", map[string]interface{}{"org": "acme"}),
+		"groups without planqk_org_id reach no organization data")
+	// The operator re-applies the organization with the bootstrap, which
+	// gives its groups an id; the first member's request claims the token.
+	env.sys.mu.Lock()
+	for _, groups := range env.sys.groups {
+		for _, g := range groups {
+			if org := g.Metadata[groupMetadataOrg]; org != adminOrg {
+				g.Metadata[groupMetadataOrgID] = testOrgID(org)
+			}
+		}
+	}
+	env.sys.mu.Unlock()
+	env.b.identities.purge()
+
 	// Provider tokens resolve for their owner only; the org's for members.
 	for owner, value := range fx.ProviderTokens {
 		who, provider, _ := strings.Cut(owner, "/")
@@ -135,7 +155,6 @@ func TestMigrate_v010StorageKeepsEverythingWithItsOwner(t *testing.T) {
 	require.Equal(t, 404, env.statusOf(logical.ReadOperation, "resolve/dwave", "entity-erin-2", nil))
 
 	// The v0.1.0 lease renews and revokes through its old internal data.
-	ctx := context.Background()
 	lease := fx.Leases[0]
 	secret := &logical.Secret{InternalData: lease.InternalData, LeaseOptions: logical.LeaseOptions{TTL: time.Hour, IssueTime: time.Now()}}
 	renewed, err := env.b.HandleRequest(ctx, &logical.Request{Operation: logical.RenewOperation, Storage: env.storage, Secret: secret})
@@ -151,7 +170,10 @@ func TestMigrate_v010StorageKeepsEverythingWithItsOwner(t *testing.T) {
 	for key := range snapshot {
 		require.False(t, strings.HasPrefix(key, legacyTokenIndexPrefix), key)
 		require.False(t, strings.HasPrefix(key, legacyUserProviderTokenPrefix), key)
+		require.False(t, strings.HasPrefix(key, legacyOrgProviderTokenPrefix), key)
+		require.False(t, strings.HasPrefix(key, unclaimedOrgProviderTokenPrefix), key, "claimed")
 	}
+	require.Contains(t, snapshot, orgProviderTokenPrefix(testOrgID("acme"))+"aws-braket")
 	migration, err := getMigration(ctx, env.storage)
 	require.NoError(t, err)
 	require.Equal(t, []string{"dave/ionq"}, migration.Unclaimed)
@@ -168,8 +190,8 @@ func TestMigrate_isIdempotentAndSurvivesInterruption(t *testing.T) {
 	require.NoError(t, err)
 	want := normalizedSnapshot(t, reference)
 
-	// A second start of a migrated mount reads the marker and nothing else
-	// but the webhook outbox's keys (to resume deliveries).
+	// A second start of a migrated mount reads the two upgrades' markers
+	// and nothing else but the webhook outbox's keys (to resume deliveries).
 	again, _, err := newFixtureEnv(t, fx, nil)
 	require.NoError(t, err)
 	again.storage.reset()
@@ -177,7 +199,7 @@ func TestMigrate_isIdempotentAndSurvivesInterruption(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, fresh.Initialize(context.Background(), &logical.InitializationRequest{Storage: again.storage}))
 	t.Cleanup(func() { fresh.Cleanup(context.Background()) })
-	require.Equal(t, roundTrips{Gets: 1, Lists: 1}, again.storage.counted())
+	require.Equal(t, roundTrips{Gets: 2, Lists: 1}, again.storage.counted())
 
 	for failAt := int64(1); ; failAt++ {
 		failing := &failingStorage{failAt: failAt}
@@ -242,6 +264,8 @@ func normalizedSnapshot(t *testing.T, env *testEnv) map[string]string {
 			encoded, err := json.Marshal(m)
 			require.NoError(t, err)
 			snapshot[key] = string(encoded)
+		case key == orgMigrationPath:
+			snapshot[key] = "(counts and time of the last run)"
 		case strings.HasSuffix(key, "/owner"):
 			var o ownerEntry
 			require.NoError(t, json.Unmarshal([]byte(value), &o))

@@ -32,6 +32,7 @@ var (
 	userNameRegex = regexp.MustCompile(`^\w(?:[\w.@-]*\w)?$`)
 
 	errNameRules     = errors.New("use 1-128 letters, digits, '_', '-' and '.', starting and ending with a letter, digit or '_', without '..'")
+	errOrgNameRules  = errors.New("use 1-128 lower-case letters, digits, '_', '-' and '.', starting and ending with a letter, digit or '_', without '..': Vault compares group and policy names without regard to case, so an organization has one spelling, in lower case")
 	errUserNameRules = errors.New("use 1-128 letters, digits, '_', '-', '.' and '@', starting and ending with a letter, digit or '_', without '..'")
 )
 
@@ -66,10 +67,26 @@ func CheckUserName(name string) error {
 	return checkAgainst(name, userNameRegex, errUserNameRules)
 }
 
-// CheckName returns nil if name may name an organization, a token or a
-// role (the bootstrap holds mount names to it too).
+// CheckName returns nil if name may name a token or a role (the bootstrap
+// holds mount names to it too). Organizations have CheckOrgName.
 func CheckName(name string) error {
 	return checkAgainst(name, nameRegex, errNameRules)
+}
+
+// CheckOrgName returns nil if name may name an organization: CheckName's
+// rules in lower case only. Vault's identity store and ACL policy names
+// compare names without regard to case (group "planqk-ACME-owners" is
+// group "planqk-acme-owners"), while ACL paths and storage keys do not, so
+// "ACME" and "acme" would be one organization to Vault and two to the
+// engine; with one spelling they are one everywhere.
+func CheckOrgName(name string) error {
+	if strings.ToLower(name) != name {
+		return errOrgNameRules
+	}
+	if err := checkAgainst(name, nameRegex, errNameRules); err != nil {
+		return errOrgNameRules
+	}
+	return nil
 }
 
 func checkAgainst(name string, rules *regexp.Regexp, errRules error) error {
@@ -98,7 +115,7 @@ type namedValue struct {
 }
 
 func userName(v string) namedValue { return namedValue{"user", v, CheckUserName} }
-func orgName(v string) namedValue  { return namedValue{"org", v, CheckName} }
+func orgName(v string) namedValue  { return namedValue{"org", v, CheckOrgName} }
 func resourceName(field, v string) namedValue {
 	return namedValue{field, v, CheckName}
 }

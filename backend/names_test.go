@@ -42,8 +42,16 @@ func TestNames_rules(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			require.Equal(t, c.user, CheckUserName(c.name) == nil, "user name")
-			require.Equal(t, c.org, CheckName(c.name) == nil, "organization, token or role name")
+			require.Equal(t, c.org, CheckName(c.name) == nil, "token or role name")
+			require.Equal(t, c.org && strings.ToLower(c.name) == c.name, CheckOrgName(c.name) == nil, "organization name")
 		})
+	}
+	// Vault compares group names without regard to case: an organization
+	// has one spelling.
+	require.NoError(t, CheckOrgName("acme"))
+	for _, name := range []string{"ACME", "Acme", "acmE", "team_42X"} {
+		require.Error(t, CheckOrgName(name), name)
+		require.NoError(t, CheckName(name), name)
 	}
 }
 

@@ -114,7 +114,10 @@ const defaultDisabledGrace = 30 * 24 * time.Hour
 // grantsAdmin reports whether group, which carries the admin metadata, may
 // make its members platform admins.
 func (c *configEntry) grantsAdmin(group *logical.Group) bool {
-	return len(c.AdminGroups) == 0 || slices.Contains(c.AdminGroups, group.ID) || slices.Contains(c.AdminGroups, group.Name)
+	// Group names compare as Vault compares them: without regard to case.
+	return len(c.AdminGroups) == 0 || slices.ContainsFunc(c.AdminGroups, func(g string) bool {
+		return g == group.ID || strings.EqualFold(g, group.Name)
+	})
 }
 
 // grantsOrgRole reports whether group may give its members role in org.
@@ -122,7 +125,8 @@ func (c *configEntry) grantsOrgRole(group *logical.Group, org string, role orgRo
 	if c.OrgGroupNameTemplate == "" {
 		return true
 	}
-	return group.Name == orgGroupName(c.OrgGroupNameTemplate, org, role)
+	// Vault's group names are unique without regard to case.
+	return strings.EqualFold(group.Name, orgGroupName(c.OrgGroupNameTemplate, org, role))
 }
 
 // orgGroupName renders the organization group name template.

@@ -107,7 +107,7 @@ func pathInventory(b *backend) []*framework.Path {
 				logical.ListOperation: &framework.PathOperation{
 					Callback: b.pathInventoryProviderTokens,
 					Responses: okResponse("A page of provider tokens.", inventoryPageFields(
-						"Keys of the page's provider tokens in order: orgs/<org>/<provider>, unclaimed/<name>/<provider> and users/<entity id>/<provider>.",
+						"Keys of the page's provider tokens in order: orgs/<org id>/<provider>, unclaimed/<name>/<provider>, unclaimed-orgs/<org name>/<provider> and users/<entity id>/<provider>.",
 						"For each key: owner_kind (user, organization, unclaimed), owner, entity_id, provider, version, created_at, updated_at, updated_by and expires_at (empty if not given). No secret, no hint.",
 					)),
 				},
@@ -412,8 +412,9 @@ func (t *inventoryProviderToken) toResponseData() map[string]interface{} {
 func (b *backend) providerTokenGroups(ctx context.Context, s logical.Storage) ([]providerTokenGroup, error) {
 	var groups []providerTokenGroup
 	for _, family := range []struct{ kind, listPrefix, keyPrefix string }{
-		{"organization", providerTokenPrefix + "orgs/", "orgs/"},
+		{"organization", orgProviderTokensPrefix, "orgs/"},
 		{"unclaimed", unclaimedProviderTokenPrefix, "unclaimed/"},
+		{"unclaimed", unclaimedOrgProviderTokenPrefix, "unclaimed-orgs/"},
 		{"user", providerTokenPrefix + "entities/", "users/"},
 	} {
 		owners, err := s.List(ctx, family.listPrefix)
@@ -433,7 +434,7 @@ func (b *backend) providerTokenGroups(ctx context.Context, s logical.Storage) ([
 
 type providerTokenGroup struct {
 	kind          string
-	owner         string // organization, entity id, or the v0.1.0 user name
+	owner         string // organization id, entity id, or the user or organization name tokens were kept under before ids
 	storagePrefix string
 	keyPrefix     string
 }
@@ -479,9 +480,14 @@ func (b *backend) pathInventoryProviderTokens(ctx context.Context, req *logical.
 				continue
 			}
 			item := &inventoryProviderToken{key: key, ownerKind: group.kind, owner: group.owner, entry: entry}
-			if group.kind == "user" {
+			switch group.kind {
+			case "user":
 				item.entityID = group.owner
 				item.owner = b.liveNameOf(ctx, req.Storage, group.owner)
+			case "organization":
+				if item.owner, err = b.orgNameOf(ctx, req.Storage, group.owner); err != nil {
+					return nil, err
+				}
 			}
 			keys = append(keys, key)
 			keyInfo[key] = item.toResponseData()
@@ -558,8 +564,8 @@ func (b *backend) countInventory(ctx context.Context, s logical.Storage, now tim
 			ownersByState["disabled"]++
 		default:
 			ownersByState["active"]++
-			for org := range id.orgs {
-				knownOrgs[org] = true
+			for _, orgID := range id.orgIDs {
+				knownOrgs[orgID] = true
 			}
 		}
 		tokens, err := entityTokens(ctx, s, cfg, entityID)
@@ -604,11 +610,15 @@ func (b *backend) countInventory(ctx context.Context, s logical.Storage, now tim
 			byProvider[provider]++
 			byOwnerKind[group.kind]++
 			if group.kind == "unclaimed" {
-				unclaimed = append(unclaimed, group.owner+"/"+provider)
+				unclaimed = append(unclaimed, strings.TrimPrefix(group.keyPrefix, "unclaimed/")+provider)
 			}
 		}
 		if group.kind == "organization" && !knownOrgs[group.owner] {
-			orgsWithoutMembers = append(orgsWithoutMembers, group.owner)
+			name, err := b.orgNameOf(ctx, s, group.owner)
+			if err != nil {
+				return nil, err
+			}
+			orgsWithoutMembers = append(orgsWithoutMembers, name)
 		}
 	}
 
@@ -688,10 +698,12 @@ reported_by (user, kind and scope filter them too).
 const pathInventoryProviderTokensHelpSynopsis = `Every provider token of every user and organization, paged; never a secret.`
 
 const pathInventoryProviderTokensHelpDescription = `
-Keys are orgs/<org>/<provider>, users/<entity id>/<provider> and, for v0.1.0
-tokens the upgrade could not attribute, unclaimed/<name>/<provider>;
-key_info gives owner_kind, owner (organization, the user's live name, or
-the v0.1.0 name), entity_id, provider, version, created_at, updated_at,
+Keys are orgs/<org id>/<provider>, users/<entity id>/<provider> and, for
+v0.1.0 tokens the upgrade could not attribute, unclaimed/<name>/<provider>,
+and for organizations' tokens from before organization ids that no
+organization has claimed yet, unclaimed-orgs/<org name>/<provider>;
+key_info gives owner_kind, owner (the organization's name, the user's live
+name, or the name tokens were kept under), entity_id, provider, version, created_at, updated_at,
 updated_by and expires_at (when the writer gave one). No secret, no hint.
 Paging as inventory/tokens.
 

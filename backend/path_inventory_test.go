@@ -114,6 +114,7 @@ func TestInventory_providerTokensAndCounts(t *testing.T) {
 	env.setRole(alice, "acme", "owner")
 	env.ok(logical.UpdateOperation, "users/alice/provider-tokens/dwave", alice, map[string]interface{}{"token": "alice-dwave-secret-0001"})
 	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ionq", alice, map[string]interface{}{"api_key": "acme-ionq-secret-0002"})
+	env.registerOrg("ghost")
 	env.ok(logical.UpdateOperation, "orgs/ghost/provider-tokens/ionq", "", map[string]interface{}{"api_key": "ghost-ionq-secret-0003"})
 	env.createToken("alice", alice, "laptop", nil)
 	env.createToken("bob", bob, "laptop", map[string]interface{}{"ttl": "20h"})
@@ -123,7 +124,7 @@ func TestInventory_providerTokensAndCounts(t *testing.T) {
 	require.Len(t, all, 3)
 	require.Equal(t, "user", all["users/"+alice+"/dwave"]["owner_kind"])
 	require.Equal(t, "alice", all["users/"+alice+"/dwave"]["owner"])
-	require.Equal(t, "organization", all["orgs/acme/ionq"]["owner_kind"])
+	require.Equal(t, "organization", all["orgs/"+testOrgID("acme")+"/ionq"]["owner_kind"])
 	for _, info := range all {
 		require.NotContains(t, fmt.Sprint(info), "secret")
 		require.NotContains(t, fmt.Sprint(info), "****")

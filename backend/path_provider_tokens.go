@@ -29,7 +29,7 @@ const (
 // providerTokenOwner is whose provider tokens a request addresses: a
 // user's, found through the user's entity, or an organization's.
 type providerTokenOwner struct {
-	org  string
+	org  *orgTarget
 	user *userTarget
 }
 
@@ -58,10 +58,11 @@ func (b *backend) authorizeProviderTokens(ctx context.Context, req *logical.Requ
 	if write {
 		need = roleMaintainer
 	}
-	if denied, err := b.authorizeOrg(ctx, req, org, need); denied != nil || err != nil {
+	target, denied, err := b.authorizeOrg(ctx, req, org, need)
+	if denied != nil || err != nil {
 		return nil, denied, err
 	}
-	return &providerTokenOwner{org: org}, nil, nil
+	return &providerTokenOwner{org: target}, nil, nil
 }
 
 // userProviderTokenOwner addresses the provider tokens of an entity known
@@ -71,34 +72,47 @@ func userProviderTokenOwner(entityID, user string) *providerTokenOwner {
 }
 
 // stored reports whether the owner can have stored tokens: a user name no
-// entity in the engine holds has none.
+// entity in the engine holds has none, nor an organization the engine has
+// never learned.
 func (o *providerTokenOwner) stored() bool {
-	return o.org != "" || o.user.owner != nil
+	if o.org != nil {
+		return o.org.id != ""
+	}
+	return o.user.owner != nil
 }
 
 func (o *providerTokenOwner) storagePrefix() string {
-	if o.org != "" {
-		return orgProviderTokenPrefix(o.org)
+	if o.org != nil {
+		return orgProviderTokenPrefix(o.org.id)
 	}
 	return userProviderTokenPrefix(o.user.entityID())
 }
 
 // lockKey names the lock that serialises writes of the owner's tokens.
 func (o *providerTokenOwner) lockKey() string {
-	if o.org != "" {
-		return "org/" + o.org
+	if o.org != nil {
+		return orgLockKey(o.org.id)
 	}
 	return entityLockKey(o.user.entityID())
+}
+
+// orgName is the organization's name, "" for a user's tokens.
+func (o *providerTokenOwner) orgName() string {
+	if o.org != nil {
+		return o.org.name
+	}
+	return ""
 }
 
 // providerTokenEvent describes an event about the owner's provider token.
 func (o *providerTokenOwner) providerTokenEvent(eventType string, entry *providerTokenEntry) *lifecycleEvent {
 	event := &lifecycleEvent{
-		Type: eventType, Org: o.org, Name: entry.Provider,
+		Type: eventType, Org: o.orgName(), Name: entry.Provider,
 		Details: map[string]string{"version": fmt.Sprint(entry.Version), "updated_by": entry.UpdatedBy},
 	}
-	if o.org != "" {
-		event.Path = "orgs/" + o.org + "/provider-tokens/" + entry.Provider
+	if o.org != nil {
+		event.Details["org_id"] = o.org.id
+		event.Path = "orgs/" + o.org.name + "/provider-tokens/" + entry.Provider
 	} else {
 		event.EntityID, event.User = o.user.entityID(), o.user.name
 		event.Path = "users/" + o.user.name + "/provider-tokens/" + entry.Provider
@@ -111,10 +125,6 @@ func (o *providerTokenOwner) providerTokenEvent(eventType string, entry *provide
 
 func userProviderTokenPrefix(entityID string) string {
 	return providerTokenPrefix + "entities/" + entityID + "/"
-}
-
-func orgProviderTokenPrefix(org string) string {
-	return providerTokenPrefix + "orgs/" + org + "/"
 }
 
 // providerTokenEntry is a stored provider access token.
@@ -178,6 +188,9 @@ func (e *providerTokenEntry) toResponseData(o *providerTokenOwner) map[string]in
 	sort.Strings(fields)
 
 	data := e.commonResponseData(o)
+	if o.org != nil {
+		data["org_id"] = o.org.id
+	}
 	data["fields"] = fields
 	data["secret_hints"] = hints
 	data["settings"] = settings
@@ -196,8 +209,8 @@ func (e *providerTokenEntry) commonResponseData(o *providerTokenOwner) map[strin
 		"provider": e.Provider,
 		"version":  e.Version,
 	}
-	if o.org != "" {
-		data["org"] = o.org
+	if o.org != nil {
+		data["org"] = o.org.name
 	} else {
 		data["user"] = o.user.name
 		data["entity_id"] = o.user.entityID()
@@ -226,7 +239,8 @@ var (
 		"entity_id": {Type: framework.TypeString, Description: "Id of the user's identity entity."},
 	}
 	orgProviderTokenOwnerFields = fieldSet{
-		"org": {Type: framework.TypeString, Description: "The organization."},
+		"org":    {Type: framework.TypeString, Description: "The organization, as named in the path."},
+		"org_id": {Type: framework.TypeString, Description: "The organization's stable id (planqk_org_id), under which its tokens are kept."},
 	}
 )
 
@@ -406,7 +420,10 @@ func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Reque
 	if denied != nil || err != nil {
 		return denied, err
 	}
-	if !owner.stored() {
+	switch {
+	case !owner.stored() && owner.org != nil:
+		return logical.ErrorResponse(fmt.Sprintf("organization %q has no id registered with the engine, and a plugin cannot look groups up by name: an operator applies it with planqk-bootstrap org %s (or one of its members uses it first)", owner.org.name, owner.org.name)), nil
+	case !owner.stored():
 		return logical.ErrorResponse(fmt.Sprintf("no entity named %q has used the engine yet, and a plugin cannot look entities up by name: the user stores their own provider tokens (or does anything in the engine first)", owner.user.name)), nil
 	}
 	catalogue, err := b.catalogue(ctx, req.Storage)
@@ -571,14 +588,21 @@ func (b *backend) pathOrgsList(ctx context.Context, req *logical.Request, _ *fra
 	if denied != nil || err != nil {
 		return denied, err
 	}
-	all, err := listProviderTokenOrgs(ctx, req.Storage)
+	ids, err := listProviderTokenOrgs(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
-	orgs := make([]string, 0, len(all))
-	for _, org := range all {
-		if caller == nil || caller.roleIn(org) >= roleMember {
-			orgs = append(orgs, org)
+	orgs := make([]string, 0, len(ids))
+	for _, orgID := range ids {
+		name, err := b.cachedOrgName(ctx, req.Storage, orgID)
+		if err != nil {
+			return nil, err
+		}
+		if name == "" {
+			continue // never learned: addressable by no name
+		}
+		if caller == nil || caller.admin || (caller.roleIn(name) >= roleMember && caller.orgIDs[name] == orgID) {
+			orgs = append(orgs, name)
 		}
 	}
 	return logical.ListResponse(orgs), nil
@@ -627,9 +651,10 @@ func (b *backend) cachedProviderToken(ctx context.Context, s logical.Storage, pr
 	return token, nil
 }
 
-// listProviderTokenOrgs returns the organizations that have provider tokens.
+// listProviderTokenOrgs returns the ids of the organizations that have
+// provider tokens.
 func listProviderTokenOrgs(ctx context.Context, s logical.Storage) ([]string, error) {
-	keys, err := s.List(ctx, providerTokenPrefix+"orgs/")
+	keys, err := s.List(ctx, orgProviderTokensPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("listing organizations: %w", err)
 	}

@@ -145,6 +145,7 @@ func TestProviderTokens_orgsListShowsCallersOrganizations(t *testing.T) {
 	alice := env.addUser("alice")
 	env.setRole(alice, "acme", "member")
 	for _, org := range []string{"acme", "globex"} {
+		env.registerOrg(org)
 		env.ok(logical.UpdateOperation, "orgs/"+org+"/provider-tokens/dwave", "", map[string]interface{}{"token": "t"})
 	}
 	require.Equal(t, []string{"acme", "globex"}, env.ok(logical.ListOperation, "orgs/", "", nil).Data["keys"])

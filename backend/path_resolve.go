@@ -59,10 +59,11 @@ func (b *backend) pathResolve(ctx context.Context, req *logical.Request, d *fram
 		return denied, err
 	}
 
-	if org != "" && caller.roleIn(org) < roleMember {
-		return forbidden(fmt.Sprintf("entity %q is not a member of organization %q", caller.name, org)), nil
+	target, denied, err := b.memberOrg(ctx, req.Storage, caller, org)
+	if denied != nil || err != nil {
+		return denied, err
 	}
-	usable, err := b.effectiveProviderToken(ctx, req.Storage, caller, org, provider)
+	usable, err := b.effectiveProviderToken(ctx, req.Storage, caller, target, provider)
 	if err != nil {
 		return nil, err
 	}
@@ -75,19 +76,32 @@ func (b *backend) pathResolve(ctx context.Context, req *logical.Request, d *fram
 	return b.resolvedResponse(ctx, req.Storage, usable)
 }
 
+// memberOrg returns the organization org (if not "") for a caller who
+// must be a member of it (or a platform admin), or a response saying why
+// not.
+func (b *backend) memberOrg(ctx context.Context, s logical.Storage, caller *identity, org string) (*orgTarget, *logical.Response, error) {
+	if org == "" {
+		return nil, nil, nil
+	}
+	if caller.roleIn(org) < roleMember {
+		return nil, forbidden(fmt.Sprintf("entity %q is not a member of organization %q", caller.name, org)), nil
+	}
+	return b.orgOf(ctx, s, caller, org)
+}
+
 // effectiveProviderToken returns the token of provider the caller may use:
 // the organization's when org (of which the caller is a member) has one,
 // else the caller's own, by its entity id (never by name); nil when
 // neither exists. Tokens and their absence come from the provider-token
 // cache, which every write, delete and invalidation updates.
-func (b *backend) effectiveProviderToken(ctx context.Context, s logical.Storage, caller *identity, org, provider string) (*usableToken, error) {
+func (b *backend) effectiveProviderToken(ctx context.Context, s logical.Storage, caller *identity, org *orgTarget, provider string) (*usableToken, error) {
 	type candidate struct {
 		owner  *providerTokenOwner
 		source string
 	}
 	own := candidate{&providerTokenOwner{user: &userTarget{name: caller.name, owner: caller, self: true}}, sourceUser}
 	candidates := []candidate{own}
-	if org != "" {
+	if org != nil && org.id != "" {
 		candidates = []candidate{{&providerTokenOwner{org: org}, sourceOrganization}, own}
 	}
 	for _, candidate := range candidates {
@@ -128,7 +142,7 @@ func (b *backend) resolvedResponse(ctx context.Context, s logical.Storage, usabl
 		data[name] = value
 	}
 	data["source"] = usable.source
-	data["org"] = usable.owner.org
+	data["org"] = usable.owner.orgName()
 	env, warnings := map[string]string{}, []string(nil)
 	if provider := catalogue[entry.Provider]; provider != nil {
 		env, warnings = provider.environment(entry.Provider, entry.Values)

@@ -89,12 +89,13 @@ func (b *backend) pathRuntimeRead(ctx context.Context, req *logical.Request, d *
 	if errResp != nil || err != nil {
 		return errResp, err
 	}
-	if org != "" && lease.owner.roleIn(org) < roleMember {
-		return forbidden(fmt.Sprintf("entity %q is not a member of organization %q", lease.owner.name, org)), nil
+	target, denied, err := b.memberOrg(ctx, req.Storage, lease.owner, org)
+	if denied != nil || err != nil {
+		return denied, err
 	}
 	// The provider tokens are read, and their environment checked, before
 	// the PAT is issued, so that a failure leaves no lease behind.
-	runtime, err := b.runtimeEnvironment(ctx, req.Storage, lease.owner, org)
+	runtime, err := b.runtimeEnvironment(ctx, req.Storage, lease.owner, target)
 	if err != nil {
 		return nil, err
 	}
@@ -148,7 +149,7 @@ type usableToken struct {
 // token the caller may use (effectiveProviderToken, as resolve). Once the
 // provider-token cache holds the owners' tokens and their absence, this
 // costs no storage round trip.
-func (b *backend) runtimeEnvironment(ctx context.Context, s logical.Storage, caller *identity, org string) (*runtimeEnv, error) {
+func (b *backend) runtimeEnvironment(ctx context.Context, s logical.Storage, caller *identity, org *orgTarget) (*runtimeEnv, error) {
 	catalogue, err := b.catalogue(ctx, s)
 	if err != nil {
 		return nil, err
@@ -232,8 +233,8 @@ One read gives a job runtime everything for one organization context:
     it (the role's TTLs and scopes, the same caps, at most 1000 leases per
     user; renewing or revoking the lease renews or revokes the PAT), as
     PLANQK_PERSONAL_ACCESS_TOKEN, the variable the PlanQK SDK reads;
-  - with org, PLANQK_ORGANIZATION_ID=<org> (the organization's name, which
-    is its id in this engine); the caller must be a member of org;
+  - with org, PLANQK_ORGANIZATION_ID=<org> (the organization's name, as
+    the PlanQK platform addresses it); the caller must be a member of org;
   - for every provider of the catalogue, the token the caller may use: the
     organization's if it has one, else the caller's own, under the
     environment variables the provider's SDK reads (see providers/).

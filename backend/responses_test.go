@@ -220,6 +220,11 @@ func TestResponses_handlersReturnExactlyTheDeclaredFields(t *testing.T) {
 	check(responseCase{op: logical.ReadOperation, path: "orgs/acme/provider-tokens/dwave", entity: bob, status: http.StatusForbidden})
 	check(responseCase{op: logical.ListOperation, path: "orgs/acme/provider-tokens/", entity: alice})
 	check(responseCase{op: logical.ListOperation, path: "orgs/", entity: alice})
+	check(responseCase{op: logical.UpdateOperation, path: "orgs/globex", data: map[string]interface{}{"id": "id-globex"}})
+	check(responseCase{op: logical.UpdateOperation, path: "orgs/globex", entity: alice, data: map[string]interface{}{"id": "id-globex"}, status: http.StatusForbidden})
+	check(responseCase{op: logical.ReadOperation, path: "orgs/acme", entity: alice})
+	check(responseCase{op: logical.ReadOperation, path: "orgs/initech", status: http.StatusNotFound})
+	check(responseCase{op: logical.ReadOperation, path: "orgs/globex", entity: alice, status: http.StatusForbidden})
 	own := check(responseCase{op: logical.ReadOperation, path: "resolve/ibm-quantum", entity: alice, extra: []string{"token", "instance"}})
 	require.Equal(t, "ibm-secret-0123456789", own["token"])
 	check(responseCase{op: logical.ReadOperation, path: "resolve/dwave", entity: alice, data: map[string]interface{}{"org": "acme"},
