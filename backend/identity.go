@@ -57,11 +57,11 @@ func parseOrgRole(s string) orgRole {
 
 // identity is what Vault's identity store says about one entity.
 type identity struct {
-	entityID  string
-	name      string
-	disabled  bool
-	admin     bool
-	orgs      map[string]orgRole
+	entityID string
+	name     string
+	disabled bool
+	admin    bool
+	orgs     map[string]orgRole
 	// orgIDs holds, by organization name, the planqk_org_id its trusted
 	// groups carry: "" when they carry none, orgIDConflict when two of
 	// them carry different ones.
