@@ -10,10 +10,14 @@ package bootstrap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
+	"github.com/hashicorp/go-uuid"
 	"github.com/hashicorp/vault/api"
+
+	"github.com/planqk/vault-plugin-secrets-planqk/backend"
 )
 
 // Roles in an organization, weakest first, and the platform admin role.
@@ -58,7 +62,7 @@ func (b *Bootstrapper) Init(ctx context.Context) error {
 			return fmt.Errorf("enabling userpass at %s: %w", b.AuthMount, err)
 		}
 	}
-	if err := b.putGroup(ctx, adminGroup, adminOrg, adminRole, "planqk-admin"); err != nil {
+	if err := b.putGroup(ctx, adminGroup, map[string]string{"planqk_org": adminOrg, "planqk_role": adminRole}, "planqk-admin"); err != nil {
 		return err
 	}
 	return b.configureMount(ctx)
@@ -84,7 +88,17 @@ func (b *Bootstrapper) configureMount(ctx context.Context) error {
 }
 
 // Org writes organization org's policies and its owners', maintainers' and
-// members' groups.
+// members' groups, and registers the organization's stable id with the
+// engine.
+//
+// The id (group metadata planqk_org_id, a UUID) is made when the
+// organization's groups are first created and kept whenever it is applied
+// again: the engine keeps an organization's data under it, so an
+// organization created anew under a deleted one's name starts empty. Org
+// refuses, before writing anything, a name that Vault would take for an
+// existing group of another spelling ("ACME" where "acme" exists: Vault
+// compares group names without regard to case) and groups of one
+// organization that carry different ids.
 func (b *Bootstrapper) Org(ctx context.Context, org string) error {
 	if err := checkMount(mountField, b.Mount); err != nil {
 		return err
@@ -92,16 +106,77 @@ func (b *Bootstrapper) Org(ctx context.Context, org string) error {
 	if err := checkOrg(org); err != nil {
 		return err
 	}
+	orgID, err := b.orgID(ctx, org)
+	if err != nil {
+		return err
+	}
 	for _, role := range orgRoles {
 		policy := orgPolicyName(org, role)
 		if err := b.putPolicy(ctx, policy, "org-"+role, org); err != nil {
 			return err
 		}
-		if err := b.putGroup(ctx, orgGroupName(org, role), org, role, policy); err != nil {
+		if err := b.putGroup(ctx, orgGroupName(org, role), map[string]string{
+			"planqk_org": org, "planqk_role": role, "planqk_org_id": orgID,
+		}, policy); err != nil {
 			return err
 		}
 	}
+	if _, err := b.logical().WriteWithContext(ctx, b.Mount+"/orgs/"+org, map[string]interface{}{"id": orgID}); err != nil {
+		return fmt.Errorf("registering organization %s with the engine: %w", org, err)
+	}
 	return nil
+}
+
+// orgID returns the id org's existing groups carry, or a new one when they
+// carry none (a new organization, or one created before ids).
+func (b *Bootstrapper) orgID(ctx context.Context, org string) (string, error) {
+	ids := map[string]bool{}
+	for _, role := range orgRoles {
+		name := orgGroupName(org, role)
+		group, err := b.readGroup(ctx, name)
+		if err != nil {
+			return "", err
+		}
+		if group == nil {
+			continue
+		}
+		if got, _ := group.Data["name"].(string); got != name {
+			return "", fmt.Errorf("organization %s: Vault has a group named %q, which it takes for %q (it compares group names without regard to case); "+
+				"an organization has one spelling, in lower case: apply that organization by its own name, or delete the group", org, got, name)
+		}
+		metadata, _ := group.Data["metadata"].(map[string]interface{})
+		if got, _ := metadata["planqk_org"].(string); got != "" && got != org {
+			return "", fmt.Errorf("group %s belongs to organization %q (metadata planqk_org), not %q", name, got, org)
+		}
+		if id, _ := metadata["planqk_org_id"].(string); id != "" {
+			ids[id] = true
+		}
+	}
+	switch len(ids) {
+	case 0:
+		id, err := uuid.GenerateUUID()
+		if err != nil {
+			return "", fmt.Errorf("making an organization id: %w", err)
+		}
+		return id, nil
+	case 1:
+		for id := range ids {
+			if err := backend.CheckOrgID(id); err != nil {
+				return "", fmt.Errorf("the groups of organization %s carry an invalid planqk_org_id: %w", org, err)
+			}
+			return id, nil
+		}
+	}
+	return "", fmt.Errorf("the groups of organization %s carry different planqk_org_id metadata: an operator decides which organization they are and corrects them by hand", org)
+}
+
+// readGroup returns the group Vault finds for name, or nil.
+func (b *Bootstrapper) readGroup(ctx context.Context, name string) (*api.Secret, error) {
+	secret, err := b.logical().ReadWithContext(ctx, "identity/group/name/"+name)
+	if err != nil {
+		return nil, fmt.Errorf("reading group %s: %w", name, err)
+	}
+	return secret, nil
 }
 
 func orgPolicyName(org, role string) string { return "planqk-org-" + org + "-" + role }
@@ -126,11 +201,11 @@ func groupFor(org, role string) (string, error) {
 }
 
 // putGroup creates or updates a group's policy and metadata, keeping its members.
-func (b *Bootstrapper) putGroup(ctx context.Context, name, org, role, policy string) error {
+func (b *Bootstrapper) putGroup(ctx context.Context, name string, metadata map[string]string, policy string) error {
 	_, err := b.logical().WriteWithContext(ctx, "identity/group/name/"+name, map[string]interface{}{
 		"type":     "internal",
 		"policies": []string{policy},
-		"metadata": map[string]string{"planqk_org": org, "planqk_role": role},
+		"metadata": metadata,
 	})
 	if err != nil {
 		return fmt.Errorf("writing group %s: %w", name, err)
@@ -138,15 +213,37 @@ func (b *Bootstrapper) putGroup(ctx context.Context, name, org, role, policy str
 	return nil
 }
 
+// ErrLoginExists refuses to replace an existing login's password without
+// ResetPassword.
+var ErrLoginExists = errors.New("the user already has a userpass login, whose password was left as it is: " +
+	"give no password to keep it, or reset it explicitly (planqk-bootstrap user -reset-password)")
+
 // User creates the user: an identity entity named name, an alias for it on
 // the userpass mount, and a userpass login with the planqk-user policy. A
-// password is needed to create the login; without one an existing login is
-// left as it is. name must pass CheckLoginName. It returns the entity's id.
+// password is needed to create the login; an existing login is never
+// changed (ErrLoginExists when a password is given: see ResetPassword).
+// name must pass CheckLoginName, and an existing entity must hold exactly
+// that name. It returns the entity's id.
 func (b *Bootstrapper) User(ctx context.Context, name, password string) (string, error) {
+	return b.user(ctx, name, password, false)
+}
+
+// ResetPassword replaces the password of the user's existing userpass
+// login, and makes sure of its entity and alias as User does.
+func (b *Bootstrapper) ResetPassword(ctx context.Context, name, password string) (string, error) {
+	return b.user(ctx, name, password, true)
+}
+
+func (b *Bootstrapper) user(ctx context.Context, name, password string, reset bool) (string, error) {
 	if err := checkMount(authMountField, b.AuthMount); err != nil {
 		return "", err
 	}
 	if err := CheckLoginName(name); err != nil {
+		return "", err
+	}
+	// Before anything is written: an entity Vault finds under another
+	// spelling is another user's.
+	if _, err := b.EntityID(ctx, name); err != nil {
 		return "", err
 	}
 	userPath := "auth/" + b.AuthMount + "/users/" + name
@@ -154,10 +251,17 @@ func (b *Bootstrapper) User(ctx context.Context, name, password string) (string,
 	if err != nil {
 		return "", fmt.Errorf("reading userpass user %s: %w", name, err)
 	}
-	if existing == nil || password != "" {
-		if password == "" {
-			return "", fmt.Errorf("user %s has no userpass login yet: give a password", name)
-		}
+	switch {
+	case reset && existing == nil:
+		return "", fmt.Errorf("user %s has no userpass login to reset: create it without -reset-password", name)
+	case reset && password == "":
+		return "", fmt.Errorf("resetting the password of %s needs a password", name)
+	case existing == nil && password == "":
+		return "", fmt.Errorf("user %s has no userpass login yet: give a password", name)
+	case existing != nil && password != "" && !reset:
+		return "", fmt.Errorf("user %s: %w", name, ErrLoginExists)
+	}
+	if password != "" {
 		_, err := b.logical().WriteWithContext(ctx, userPath, map[string]interface{}{
 			"password":       password,
 			"token_policies": "planqk-user",
@@ -189,6 +293,8 @@ func (b *Bootstrapper) ensureEntity(ctx context.Context, name string) (string, e
 }
 
 // EntityID returns the id of the entity named name, or "" if there is none.
+// Vault finds entities by name without regard to case; an entity found
+// under another spelling ("mia" for "Mia") is refused, not returned.
 func (b *Bootstrapper) EntityID(ctx context.Context, name string) (string, error) {
 	if err := checkUser(name); err != nil {
 		return "", err
@@ -199,6 +305,9 @@ func (b *Bootstrapper) EntityID(ctx context.Context, name string) (string, error
 	}
 	if secret == nil {
 		return "", nil
+	}
+	if got, _ := secret.Data["name"].(string); got != name {
+		return "", fmt.Errorf("the name %q finds the existing entity %q (Vault compares entity names without regard to case): use the entity's own name", name, got)
 	}
 	id, _ := secret.Data["id"].(string)
 	return id, nil

@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -102,7 +103,7 @@ func TestSteps_acceptGoodNames(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range []struct{ org, user string }{
 		{"acme", "alice"},
-		{"acme", "Alice_2"},
+		{"acme", "alice_2"},
 		{"acme-corp.eu", "mia.s-1_x"},
 		{"a", "b"},
 		{strings.Repeat("o", 128), strings.Repeat("u", 128)},
@@ -232,5 +233,140 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// groupOrgID returns the planqk_org_id the stand-in holds for group.
+func groupOrgID(v *recordingVault, group string) string {
+	metadata, _ := v.data["identity/group/name/"+group]["metadata"].(map[string]any)
+	id, _ := metadata["planqk_org_id"].(string)
+	return id
+}
+
+// An organization's groups carry one id, made when they are first created
+// and kept when the organization is applied again, and registered with the
+// engine; created anew after its groups were deleted, it gets a new one.
+func TestOrg_keepsOneStableIDAndRegistersIt(t *testing.T) {
+	ctx := context.Background()
+	v, b := newRecordingVault(t)
+	must(t, b.Init(ctx))
+	must(t, b.Org(ctx, "acme"))
+	id := groupOrgID(v, "planqk-acme-owners")
+	if id == "" {
+		t.Fatal("the owners group carries no planqk_org_id")
+	}
+	for _, role := range []string{"maintainers", "members"} {
+		if got := groupOrgID(v, "planqk-acme-"+role); got != id {
+			t.Errorf("the %s group carries id %q, the owners %q", role, got, id)
+		}
+	}
+	if got := v.data["planqk/orgs/acme"]["id"]; got != id {
+		t.Errorf("the engine was told id %v, the groups carry %q", got, id)
+	}
+	must(t, b.Org(ctx, "acme"))
+	if got := groupOrgID(v, "planqk-acme-members"); got != id {
+		t.Errorf("applied again, acme's id changed from %q to %q", id, got)
+	}
+	must(t, b.Org(ctx, "globex"))
+	if groupOrgID(v, "planqk-globex-owners") == id {
+		t.Error("two organizations share an id")
+	}
+
+	// Deleted (its groups) and created anew: a new id.
+	for _, role := range []string{"owners", "maintainers", "members"} {
+		delete(v.data, "identity/group/name/planqk-acme-"+role)
+	}
+	must(t, b.Org(ctx, "acme"))
+	if got := groupOrgID(v, "planqk-acme-owners"); got == id || got == "" || v.data["planqk/orgs/acme"]["id"] != got {
+		t.Errorf("acme created anew has id %q (the deleted one's: %q), registered %v", got, id, v.data["planqk/orgs/acme"]["id"])
+	}
+
+	// Groups that disagree about the id are refused, writing nothing.
+	v.data["identity/group/name/planqk-acme-members"]["metadata"] = map[string]any{"planqk_org": "acme", "planqk_role": "member", "planqk_org_id": "another"}
+	before := len(v.Writes())
+	if err := b.Org(ctx, "acme"); err == nil || !strings.Contains(err.Error(), "different planqk_org_id") {
+		t.Errorf("groups with two ids: %v", err)
+	}
+	if writes := v.Writes()[before:]; len(writes) != 0 {
+		t.Errorf("a refused org wrote %v", writes)
+	}
+}
+
+// Vault finds groups, entities and userpass users by name without regard
+// to case. An organization or user spelt differently from an existing one
+// is refused before anything is written: "org ACME" would have renamed
+// acme's groups, "user Mia" reset mia's password and returned her entity.
+func TestSteps_refuseCaseVariantsOfExistingNames(t *testing.T) {
+	ctx := context.Background()
+	v, b := newRecordingVault(t)
+	must(t, b.Init(ctx))
+	must(t, b.Org(ctx, "acme"))
+	miaID, err := b.User(ctx, "mia", "pw-mia")
+	must(t, err)
+	// An entity of another auth method (OIDC) with a capital letter.
+	_, err = b.Client.Logical().Write("identity/entity/name/Max", map[string]any{})
+	must(t, err)
+	// A group from before lower-case names, spelt "ACME".
+	_, err = b.Client.Logical().Write("identity/group/name/planqk-GLOBEX-owners", map[string]any{"metadata": map[string]string{"planqk_org": "GLOBEX", "planqk_role": "owner"}})
+	must(t, err)
+
+	before := len(v.Writes())
+	for name, step := range map[string]func() error{
+		"org ACME":                   func() error { return b.Org(ctx, "ACME") },
+		"org globex (GLOBEX exists)": func() error { return b.Org(ctx, "globex") },
+		"user Mia":                   func() error { _, err := b.User(ctx, "Mia", "pw-attacker"); return err },
+		"user max (Max exists)":      func() error { _, err := b.User(ctx, "max", "pw-attacker"); return err },
+		"member add ACME mia":        func() error { return b.SetMember(ctx, "ACME", "mia", "owner") },
+		"member add acme Mia":        func() error { return b.SetMember(ctx, "acme", "Mia", "owner") },
+		"member add acme max":        func() error { return b.SetMember(ctx, "acme", "max", "owner") },
+		"member remove acme MIA":     func() error { return b.RemoveMember(ctx, "acme", "MIA") },
+	} {
+		if err := step(); err == nil {
+			t.Errorf("%s was accepted", name)
+		}
+	}
+	if writes := v.Writes()[before:]; len(writes) != 0 {
+		t.Errorf("refused steps wrote %v", writes)
+	}
+	if got := v.data["auth/userpass/users/mia"]["password"]; got != "pw-mia" {
+		t.Errorf("mia's password is %v", got)
+	}
+	// The exact names still work.
+	must(t, b.SetMember(ctx, "acme", "Max", "member"))
+	id, err := b.EntityID(ctx, "mia")
+	must(t, err)
+	if id != miaID {
+		t.Errorf("EntityID(mia) = %q, want %q", id, miaID)
+	}
+}
+
+// user never replaces an existing login's password unless told to
+// (ResetPassword, the CLI's -reset-password).
+func TestUser_neverResetsAnExistingPasswordUnlessTold(t *testing.T) {
+	ctx := context.Background()
+	v, b := newRecordingVault(t)
+	must(t, b.Init(ctx))
+	id, err := b.User(ctx, "mia", "pw-1")
+	must(t, err)
+	before := len(v.Writes())
+	if _, err := b.User(ctx, "mia", "pw-2"); !errors.Is(err, ErrLoginExists) {
+		t.Errorf("User with a new password for an existing login: %v", err)
+	}
+	if writes := v.Writes()[before:]; len(writes) != 0 {
+		t.Errorf("the refused User wrote %v", writes)
+	}
+	if got := v.data["auth/userpass/users/mia"]["password"]; got != "pw-1" {
+		t.Errorf("the password became %v", got)
+	}
+	again, err := b.ResetPassword(ctx, "mia", "pw-3")
+	must(t, err)
+	if again != id || v.data["auth/userpass/users/mia"]["password"] != "pw-3" {
+		t.Errorf("ResetPassword: id %q, password %v", again, v.data["auth/userpass/users/mia"]["password"])
+	}
+	if _, err := b.ResetPassword(ctx, "nobody", "pw"); err == nil {
+		t.Error("ResetPassword created a login")
+	}
+	if _, err := b.ResetPassword(ctx, "mia", ""); err == nil {
+		t.Error("ResetPassword took an empty password")
 	}
 }

@@ -35,6 +35,12 @@ func CheckLoginName(name string) error {
 	if err := checkUser(name); err != nil {
 		return err
 	}
+	if strings.ToLower(name) != name {
+		// Vault's userpass keeps user names in lower case: "Mia" would
+		// log in, and be written, as the existing "mia".
+		return errors.New("invalid user name for a userpass login: use lower case; Vault's userpass method " +
+			"compares user names without regard to case, so \"Mia\" would be the existing \"mia\"")
+	}
 	if strings.Contains(name, "@") {
 		return errors.New("invalid user name for a userpass login: Vault's userpass method takes no '@'; " +
 			"a user named by e-mail address logs in through another auth method (OIDC), " +
@@ -50,7 +56,7 @@ func checkOrg(org string) error {
 	if org == adminOrg {
 		return fmt.Errorf("%q is not an organization: it only holds the platform admin role (member add '*' <user> admin)", adminOrg)
 	}
-	if err := backend.CheckName(org); err != nil {
+	if err := backend.CheckOrgName(org); err != nil {
 		return fmt.Errorf("invalid organization name: %w", err)
 	}
 	return nil

@@ -17,7 +17,7 @@ func TestNameChecks(t *testing.T) {
 	}
 	valid := map[string][]string{
 		"user":       {"alice", "alice@example.com", "Mia.S-1_x", strings.Repeat("u", 128)},
-		"login":      {"alice", "Mia.S-1_x", strings.Repeat("u", 128)},
+		"login":      {"alice", "mia.s-1_x", strings.Repeat("u", 128)},
 		"org":        {"acme", "acme-corp.eu", strings.Repeat("o", 128)},
 		"member org": {"acme", "*"},
 		"mount":      {"planqk", "planqk-prod", "pq.v2"},
@@ -25,8 +25,8 @@ func TestNameChecks(t *testing.T) {
 	}
 	invalid := map[string][]string{
 		"user":       {"*"},
-		"login":      {"alice@example.com", "*"},
-		"org":        {"*", "acme@example.com"},
+		"login":      {"alice@example.com", "*", "Mia", "Mia.S-1_x", "ALICE"},
+		"org":        {"*", "acme@example.com", "ACME", "Acme", "acmE"},
 		"member org": nil,
 		"mount":      {"*", "planqk/", "secret/planqk"},
 		"auth mount": {"*", "auth/userpass"},

@@ -66,11 +66,27 @@ func (v *recordingVault) Writes() []string {
 	return writes
 }
 
+// caseInsensitive are the prefixes under which Vault finds names without
+// regard to case: identity groups and entities, and userpass users (which
+// userpass keeps in lower case).
+var caseInsensitive = []string{"identity/group/name/", "identity/entity/name/", "auth/userpass/users/"}
+
+// storageKey is where the stand-in keeps path: as Vault finds it.
+func storageKey(path string) string {
+	for _, prefix := range caseInsensitive {
+		if name, ok := strings.CutPrefix(path, prefix); ok {
+			return prefix + strings.ToLower(name)
+		}
+	}
+	return path
+}
+
 func (v *recordingVault) serve(w http.ResponseWriter, r *http.Request) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	path := strings.TrimPrefix(r.URL.Path, "/v1/")
 	v.requests = append(v.requests, r.Method+" "+path)
+	key := storageKey(path)
 
 	var body map[string]any
 	if r.Method != http.MethodGet {
@@ -112,21 +128,24 @@ func (v *recordingVault) serve(w http.ResponseWriter, r *http.Request) {
 		v.data[path] = body
 		w.WriteHeader(http.StatusNoContent)
 	case r.Method == http.MethodGet:
-		stored, ok := v.data[path]
+		stored, ok := v.data[key]
 		if !ok {
 			w.WriteHeader(http.StatusNotFound)
 			return
 		}
 		respond(w, stored)
 	case r.Method == http.MethodPut:
-		stored, ok := v.data[path]
+		stored, ok := v.data[key]
 		if !ok {
 			stored = map[string]any{}
 			if name, isEntity := strings.CutPrefix(path, "identity/entity/name/"); isEntity {
 				stored["id"] = "entity-" + name
 				stored["name"] = name
 			}
-			v.data[path] = stored
+			if name, isGroup := strings.CutPrefix(path, "identity/group/name/"); isGroup {
+				stored["name"] = name
+			}
+			v.data[key] = stored
 		}
 		for k, val := range body {
 			stored[k] = val

@@ -24,14 +24,19 @@ commands:
                                 planqk-auditor and planqk-scanner policies, enable
                                 userpass, create the planqk-admins group
   org <org>                     write the organization's policies and its owners,
-                                maintainers and members groups
-  user [-password-file PATH] <name>
+                                maintainers and members groups (lower-case name), and
+                                register its stable id (planqk_org_id, made the first
+                                time) with the engine
+  user [-password-file PATH] [-reset-password] <name>
                                 create the user: entity, userpass login (policy
                                 planqk-user) and alias; prints the entity id. The
                                 password is read from PATH, else from standard input
                                 (one line; prompted for without echo on a terminal).
-                                An empty password keeps an existing login as it is.
-                                Userpass takes no '@' in a name.
+                                An existing login is never changed: give an empty
+                                password to keep it, or -reset-password to replace
+                                its password. Names are lower case (Vault compares
+                                user names without regard to case); userpass takes
+                                no '@' in a name.
   member add <org> <user> <role>
                                 give the user role owner, maintainer or member in org
                                 (replacing another role there); "member add '*' <user> admin"
@@ -50,6 +55,7 @@ type steps interface {
 	Init(ctx context.Context) error
 	Org(ctx context.Context, org string) error
 	User(ctx context.Context, name, password string) (string, error)
+	ResetPassword(ctx context.Context, name, password string) (string, error)
 	SetMember(ctx context.Context, org, user, role string) error
 	RemoveMember(ctx context.Context, org, user string) error
 	Policy(file, org string) (string, error)

@@ -32,6 +32,7 @@ func runUser(ctx context.Context, b steps, args []string, stdin io.Reader, stdou
 	// which may be a password.
 	flags.SetOutput(io.Discard)
 	passwordFile := flags.String("password-file", "", "file holding the password on one line")
+	resetPassword := flags.Bool("reset-password", false, "replace the password of an existing login")
 	// The flag may come before or after the name.
 	var positional []string
 	for rest := args; ; {
@@ -60,7 +61,11 @@ func runUser(ctx context.Context, b steps, args []string, stdin io.Reader, stdou
 	if err != nil {
 		return err
 	}
-	id, err := b.User(ctx, name, password)
+	user := b.User
+	if *resetPassword {
+		user = b.ResetPassword
+	}
+	id, err := user(ctx, name, password)
 	if err != nil {
 		return err
 	}
@@ -81,7 +86,7 @@ func readPassword(name, passwordFile string, stdin io.Reader, stderr io.Writer) 
 		return passwordLine(f, "the password file")
 	}
 	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		fmt.Fprintf(stderr, "Password for %s (empty keeps an existing login): ", name)
+		fmt.Fprintf(stderr, "Password for %s (empty keeps an existing login as it is): ", name)
 		password, err := term.ReadPassword(int(f.Fd()))
 		fmt.Fprintln(stderr)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,12 +17,39 @@ type userRecorder struct {
 	steps
 	users     []string
 	passwords []string
+	resets    []string
 }
 
 func (r *userRecorder) User(_ context.Context, name, password string) (string, error) {
 	r.users = append(r.users, name)
 	r.passwords = append(r.passwords, password)
 	return "entity-" + name, nil
+}
+
+func (r *userRecorder) ResetPassword(_ context.Context, name, password string) (string, error) {
+	r.resets = append(r.resets, name)
+	r.passwords = append(r.passwords, password)
+	return "entity-" + name, nil
+}
+
+// Only -reset-password replaces an existing login's password; without it
+// the command asks for a login to be created or kept.
+func TestUser_resetsAPasswordOnlyWhenTold(t *testing.T) {
+	recorder, _, err := runUserCommand(t, "pw\n", "user", "mia")
+	if err != nil || len(recorder.users) != 1 || len(recorder.resets) != 0 {
+		t.Fatalf("user mia: users %v, resets %v, %v", recorder.users, recorder.resets, err)
+	}
+	for _, args := range [][]string{{"user", "-reset-password", "mia"}, {"user", "mia", "-reset-password"}} {
+		recorder, _, err = runUserCommand(t, "pw\n", args...)
+		if err != nil || len(recorder.users) != 0 || fmt.Sprint(recorder.resets) != "[mia]" {
+			t.Fatalf("%v: users %v, resets %v, %v", args, recorder.users, recorder.resets, err)
+		}
+	}
+	// A capital letter is refused before a password is asked for.
+	recorder, _, err = runUserCommand(t, "pw\n", "user", "Mia")
+	if err == nil || len(recorder.users)+len(recorder.resets) != 0 {
+		t.Fatalf("user Mia: users %v, resets %v, %v", recorder.users, recorder.resets, err)
+	}
 }
 
 func runUserCommand(t *testing.T, stdin string, args ...string) (*userRecorder, string, error) {
