@@ -1,0 +1,204 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/planqk/vault-plugin-secrets-planqk/bootstrap"
+)
+
+// orgGroups are the identity group paths of an organization's roles.
+func orgGroups(org string) []string {
+	return []string{
+		"identity/group/name/planqk-" + org + "-owners",
+		"identity/group/name/planqk-" + org + "-maintainers",
+		"identity/group/name/planqk-" + org + "-members",
+	}
+}
+
+// newOrg applies an organization of its own for a test and deletes its
+// groups and policies at the end.
+func newOrg(t *testing.T, base string) string {
+	t.Helper()
+	org := uniqueName(base)
+	if err := s.boot.Org(context.Background(), org); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteOrg(t, org) })
+	return org
+}
+
+// deleteOrg deletes the organization's groups and policies, as an operator
+// retiring it does.
+func deleteOrg(t *testing.T, org string) {
+	t.Helper()
+	for _, group := range orgGroups(org) {
+		call(t, "root", "DELETE", group, nil)
+	}
+	for _, role := range []string{"owner", "maintainer", "member"} {
+		call(t, "root", "DELETE", "sys/policies/acl/planqk-org-"+org+"-"+role, nil)
+	}
+}
+
+// The review's reproduction: "planqk-bootstrap org ACME" renamed the
+// existing acme's groups, and an attacker made owner of "ACME" became an
+// owner of acme once the operator re-applied "org acme". Against the real
+// Vault: every case variant is refused before anything changes, the
+// engine refuses paths under the variant, and a group left spelt "ACME"
+// (by the bootstrap before this fix) is acme's to the engine, as to Vault.
+func TestCaseVariantsCannotTakeOverAnOrganization(t *testing.T) {
+	ctx := context.Background()
+	org := newOrg(t, "casey")
+	upper := strings.ToUpper(org)
+	owner := newUser(t, "casey-owner", org, "owner")
+	attacker := newUser(t, "casey-attacker", "", "")
+	value := "casey-ionq-secret-" + uniqueName("v")
+	s.remember(value, "an IonQ key of "+org)
+	if r := call(t, owner, "POST", mount+"/orgs/"+org+"/provider-tokens/ionq", map[string]interface{}{"api_key": value}); r.status != 200 {
+		t.Fatalf("the owner writes the organization's token: %s", r)
+	}
+
+	before := map[string]interface{}{}
+	for _, group := range orgGroups(org) {
+		before[group] = groupState(t, group)
+	}
+	if err := s.boot.Org(ctx, upper); err == nil {
+		t.Errorf("the bootstrap applied organization %s beside %s", upper, org)
+	}
+	if err := s.boot.SetMember(ctx, upper, attacker, "owner"); err == nil {
+		t.Errorf("the bootstrap made %s an owner of %s", attacker, upper)
+	}
+	for _, group := range orgGroups(org) {
+		if after := groupState(t, group); fmt.Sprint(after) != fmt.Sprint(before[group]) {
+			t.Errorf("a refused case variant changed %s: %v -> %v", group, before[group], after)
+		}
+	}
+	// Refused by the engine (400: organization names are lower case), or
+	// before it by the ACL, which grants no upper-case spelling.
+	for who, refused := range map[string][]int{"root": {400}, attacker: {400, 403}, owner: {400, 403}} {
+		if r := call(t, who, "GET", mount+"/orgs/"+upper+"/provider-tokens/ionq", nil); !slices.Contains(refused, r.status) {
+			t.Errorf("%s reads %s's token through %s: %s", who, org, upper, r)
+		}
+		if r := call(t, who, "POST", mount+"/orgs/"+upper+"/provider-tokens/ionq", map[string]interface{}{"api_key": "overwritten"}); !slices.Contains(refused, r.status) {
+			t.Errorf("%s writes %s's token through %s: %s", who, org, upper, r)
+		}
+	}
+	if r := call(t, owner, "GET", mount+"/orgs/"+org+"/provider-tokens/ionq", nil); r.status != 200 || fmt.Sprint(r.data["version"]) != "1" {
+		t.Errorf("the owner's token after the attempts: %s %v", r, r.data)
+	}
+	if r := call(t, attacker, "GET", mount+"/orgs/"+org+"/provider-tokens/ionq", nil); r.status != 403 {
+		t.Errorf("the attacker reads %s's token: %s", org, r)
+	}
+
+	// A group renamed to the upper-case spelling, as "org ACME" did before:
+	// still the organization's group for Vault, and for the engine.
+	ownersGroup := orgGroups(org)[0]
+	state := groupState(t, ownersGroup)
+	if r := call(t, "root", "POST", "identity/group/id/"+fmt.Sprint(state["id"]), map[string]interface{}{"name": "planqk-" + upper + "-owners"}); r.status != 204 && r.status != 200 {
+		t.Fatalf("renaming the owners group: %s", r)
+	}
+	t.Cleanup(func() {
+		call(t, "root", "POST", "identity/group/id/"+fmt.Sprint(state["id"]), map[string]interface{}{"name": "planqk-" + org + "-owners"})
+	})
+	pat := createPAT(t, owner, "casey", nil)["token"].(string)
+	waitForOrganizations(t, pat, []interface{}{map[string]interface{}{"name": org, "role": "owner"}})
+	if r := call(t, owner, "GET", mount+"/orgs/"+org+"/provider-tokens/ionq", nil); r.status != 200 {
+		t.Errorf("the owner of a group spelt %s reads %s's token: %s", upper, org, r)
+	}
+	// Re-applying the organization does not silently take the variant.
+	if err := s.boot.Org(ctx, org); err == nil || !strings.Contains(err.Error(), "without regard to case") {
+		t.Errorf("re-applying %s over a group spelt %s: %v", org, upper, err)
+	}
+}
+
+// The review's reproduction: "planqk-bootstrap user Mia" reset the existing
+// user mia's password and returned her entity. Against the real Vault:
+// refused, mia's password unchanged; and an existing login's password
+// changes only when told explicitly.
+func TestCaseVariantUserCannotResetAPassword(t *testing.T) {
+	ctx := context.Background()
+	mia := newUser(t, "mia-case", "", "")
+	password := "pw-" + mia + "-e2e-77d1" // newUser's
+	variant := strings.ToUpper(mia[:1]) + mia[1:]
+	const attackerPassword = "pw-attacker-case-5b2e"
+	s.remember(attackerPassword, "the attacker's password")
+
+	id, err := s.boot.User(ctx, variant, attackerPassword)
+	if err == nil || id != "" {
+		t.Errorf("user %s beside %s: id %q, %v", variant, mia, id, err)
+	}
+	if _, err := s.boot.User(ctx, mia, attackerPassword); !errors.Is(err, bootstrap.ErrLoginExists) {
+		t.Errorf("user %s with a new password, without a reset: %v", mia, err)
+	}
+	if err := s.boot.SetMember(ctx, "acme", variant, "owner"); err == nil {
+		t.Errorf("member add acme %s took %s's entity", variant, mia)
+	}
+	if _, err := s.srv.Login(ctx, authMount, mia, attackerPassword); err == nil {
+		t.Fatal("the attacker's password logs in as mia")
+	}
+	if _, err := s.srv.Login(ctx, authMount, mia, password); err != nil {
+		t.Fatalf("mia's own password no longer logs in: %v", err)
+	}
+
+	// Explicitly told, the password changes.
+	const newPassword = "pw-mia-case-reset-9d03"
+	s.remember(newPassword, "mia's reset password")
+	if _, err := s.boot.ResetPassword(ctx, mia, newPassword); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.srv.Login(ctx, authMount, mia, newPassword); err != nil {
+		t.Fatalf("the reset password does not log in: %v", err)
+	}
+}
+
+// A new organization given a deleted one's name starts with no provider
+// tokens: for its members, for operators, and in resolve. The deleted
+// organization's former owner reaches nothing of either.
+func TestNewOrganizationWithADeletedOnesNameStartsEmpty(t *testing.T) {
+	ctx := context.Background()
+	org := newOrg(t, "phoenix")
+	first := newUser(t, "phoenix-first", org, "owner")
+	value := "phoenix-ionq-secret-" + uniqueName("v")
+	s.remember(value, "an IonQ key of the first "+org)
+	if r := call(t, first, "POST", mount+"/orgs/"+org+"/provider-tokens/ionq", map[string]interface{}{"api_key": value}); r.status != 200 {
+		t.Fatalf("the first organization's owner writes its token: %s", r)
+	}
+	registered := call(t, "root", "GET", mount+"/orgs/"+org, nil)
+	if registered.status != 200 || registered.data["id"] == "" {
+		t.Fatalf("the bootstrap registered no id for %s: %s", org, registered)
+	}
+
+	deleteOrg(t, org)
+	if err := s.boot.Org(ctx, org); err != nil {
+		t.Fatal(err)
+	}
+	again := call(t, "root", "GET", mount+"/orgs/"+org, nil)
+	if again.status != 200 || again.data["id"] == registered.data["id"] {
+		t.Fatalf("the new %s has the deleted one's id: %v", org, again.data)
+	}
+	second := newUser(t, "phoenix-second", org, "owner")
+
+	if r := call(t, second, "LIST", mount+"/orgs/"+org+"/provider-tokens", nil); r.status != 404 && (r.status != 200 || len(stringsOf(r.data["keys"])) != 0) {
+		t.Errorf("the new organization's owner lists: %s %v", r, r.data["keys"])
+	}
+	for _, who := range []string{second, "root"} {
+		if r := call(t, who, "GET", mount+"/orgs/"+org+"/provider-tokens/ionq", nil); r.status != 404 {
+			t.Errorf("%s reads the deleted organization's token under the new one: %s", who, r)
+		}
+	}
+	if r := call(t, second, "GET", mount+"/resolve/ionq?org="+org, nil); r.status != 404 {
+		t.Errorf("the new organization's owner resolves the deleted one's token: %s", r)
+	}
+	// The former owner is in no group of the new organization.
+	pat := createPAT(t, first, "phoenix", nil)["token"].(string)
+	waitForOrganizations(t, pat, nil)
+	if r := call(t, first, "GET", mount+"/orgs/"+org+"/provider-tokens/ionq", nil); r.status != 403 {
+		t.Errorf("the deleted organization's owner reads the new one's token: %s", r)
+	}
+}
