@@ -84,8 +84,11 @@ fi
 "$bootstrap" -mount="$mount" org acme
 declare -A roles=([olivia]=owner [max]=maintainer [mia]=member [paul]="")
 for user in olivia max mia paul; do
-	# On standard input: a password argument would show in ps.
-	printf '%s\n' "$user-password" | quiet "$bootstrap" -mount="$mount" user "$user"
+	# On standard input: a password argument would show in ps. An existing
+	# demo login gets the demo password back only when asked explicitly.
+	reset=()
+	if "$vault" read "auth/userpass/users/$user" >/dev/null 2>&1; then reset=(-reset-password); fi
+	printf '%s\n' "$user-password" | quiet "$bootstrap" -mount="$mount" user "${reset[@]}" "$user"
 	if [ -n "${roles[$user]}" ]; then
 		"$bootstrap" -mount="$mount" member add acme "$user" "${roles[$user]}"
 	fi
