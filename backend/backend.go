@@ -153,6 +153,7 @@ func newBackend() *backend {
 			pathProviderTokens(b),
 			pathOrganizations(b),
 			pathResolve(b),
+			pathExchange(b),
 			pathTidy(b),
 			pathInventory(b),
 			pathUnclaimed(b),

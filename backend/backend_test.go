@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -416,7 +417,9 @@ func TestBackend_everyPathHasHelp(t *testing.T) {
 		require.NotNil(t, p.DisplayAttrs, p.Pattern)
 		for op, handler := range p.Operations {
 			write := op == logical.CreateOperation || op == logical.UpdateOperation || op == logical.DeleteOperation
-			if write && p.Pattern != "verify$" && p.Pattern != "introspect$" {
+			// verify, introspect and the exchange write nothing: standbys
+			// answer them, as they answer reads.
+			if write && !slices.Contains([]string{"verify$", "introspect$", "exchange$", "exchange/" + providerNameRegex + "$"}, p.Pattern) {
 				require.True(t, handler.Properties().ForwardPerformanceStandby, "%s %s must be forwarded from performance standbys", op, p.Pattern)
 				require.True(t, handler.Properties().ForwardPerformanceSecondary, "%s %s must be forwarded from performance secondaries: tokens verify on every cluster, so they live in replicated storage", op, p.Pattern)
 			}

@@ -26,6 +26,7 @@ var (
 	reservedFieldNames = map[string]bool{
 		"provider": true, "source": true, "org": true, "user": true, "version": true,
 		"entity_id": true, "expires_at": true, "env": true, "dotenv": true,
+		"on_behalf_of": true,
 	}
 )
 

@@ -109,23 +109,38 @@ func (b *backend) pathRuntimeRead(ctx context.Context, req *logical.Request, d *
 		return resp, err
 	}
 	runtime.env[envPlanqkPAT] = resp.Data["token"].(string)
-	if org != "" {
-		runtime.env[envPlanqkOrgID] = org
-	}
 	// Cannot fail: checked above, and the PAT and org are base62 and a
 	// checked name.
-	dotenv, err := renderDotenv(runtime.env)
+	data, err := runtime.responseData(org)
 	if err != nil {
-		return nil, fmt.Errorf("rendering the environment: %w", err)
+		return nil, err
 	}
-	resp.Data["org"] = org
-	resp.Data["env"] = runtime.env
-	resp.Data["dotenv"] = dotenv
-	resp.Data["providers"] = runtime.providers
+	for key, value := range data {
+		resp.Data[key] = value
+	}
 	for _, warning := range runtime.warnings {
 		resp.AddWarning(warning)
 	}
 	return resp, nil
+}
+
+// responseData is the environment as the runtime read and the exchange
+// answer it: with org, PLANQK_ORGANIZATION_ID is added; env, dotenv (the
+// same as a POSIX shell file), providers and org.
+func (r *runtimeEnv) responseData(org string) (map[string]interface{}, error) {
+	if org != "" {
+		r.env[envPlanqkOrgID] = org
+	}
+	dotenv, err := renderDotenv(r.env)
+	if err != nil {
+		return nil, fmt.Errorf("rendering the environment: %w", err)
+	}
+	return map[string]interface{}{
+		"org":       org,
+		"env":       r.env,
+		"dotenv":    dotenv,
+		"providers": r.providers,
+	}, nil
 }
 
 // runtimeEnv is everything provider tokens put into a job's environment.

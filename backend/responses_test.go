@@ -236,6 +236,20 @@ func TestResponses_handlersReturnExactlyTheDeclaredFields(t *testing.T) {
 	check(responseCase{op: logical.ReadOperation, path: "users/alice/runtime/runtime", entity: alice, data: map[string]interface{}{"org": "globex"}, status: http.StatusForbidden})
 	check(responseCase{op: logical.ReadOperation, path: "resolve/dwave", entity: bob, data: map[string]interface{}{"org": "acme"}, status: http.StatusForbidden})
 
+	// The exchange, for a broker holding alice's PAT.
+	pat := env.createToken("alice", alice, "jobs", nil)["token"].(string)
+	inHeader := map[string][]string{authTokenHeader: {pat}}
+	exchanged := check(responseCase{op: logical.ReadOperation, path: "exchange/dwave", headers: map[string][]string{authTokenHeader: {pat}, orgIDHeader: {"acme"}},
+		absent: []string{"user", "entity_id"}, extra: []string{"token"}})
+	require.Equal(t, "dwave-secret-0123456789", exchanged["token"])
+	check(responseCase{op: logical.UpdateOperation, path: "exchange/ibm-quantum", data: map[string]interface{}{"token": pat}, extra: []string{"token", "instance"}})
+	check(responseCase{op: logical.ReadOperation, path: "exchange/ionq", headers: inHeader, status: http.StatusNotFound})
+	check(responseCase{op: logical.ReadOperation, path: "exchange/dwave", headers: map[string][]string{authTokenHeader: {"plqk_garbled"}}, status: http.StatusUnauthorized})
+	check(responseCase{op: logical.ReadOperation, path: "exchange/dwave", headers: map[string][]string{authTokenHeader: {token}}, status: http.StatusForbidden})
+	environment := check(responseCase{op: logical.ReadOperation, path: "exchange", headers: inHeader, data: map[string]interface{}{"org": "acme"}})
+	require.Equal(t, map[string]interface{}{"dwave": "organization", "ibm-quantum": "user"}, environment["providers"])
+	check(responseCase{op: logical.UpdateOperation, path: "exchange", data: map[string]interface{}{"token": pat, "org": "globex"}, status: http.StatusForbidden})
+
 	// Governance.
 	check(responseCase{op: logical.ReadOperation, path: "inventory"})
 	check(responseCase{op: logical.ListOperation, path: "inventory/tokens/"})

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/go-uuid"
 	"github.com/hashicorp/vault/api"
@@ -68,10 +69,15 @@ func (b *Bootstrapper) Init(ctx context.Context) error {
 	return b.configureMount(ctx)
 }
 
+// passthroughHeaders are the headers the PlanQK SDKs send a PAT and the
+// organization in (x-auth-token, x-organizationid), which verify and the
+// exchange read so that the PAT is in no request body or audit entry.
+var passthroughHeaders = []string{"X-Auth-Token", "X-OrganizationId"}
+
 // configureMount binds the engine's roles to the groups this tool creates -
 // so that whoever may write some other identity group cannot make a
 // platform admin or an organization owner with its metadata - and lets the
-// PlanQK SDKs' X-Auth-Token header through to verify.
+// PlanQK SDKs' headers through to verify and the exchange.
 func (b *Bootstrapper) configureMount(ctx context.Context) error {
 	if _, err := b.logical().WriteWithContext(ctx, b.Mount+"/config", map[string]interface{}{
 		"admin_groups":            adminGroup,
@@ -80,9 +86,9 @@ func (b *Bootstrapper) configureMount(ctx context.Context) error {
 		return fmt.Errorf("binding the engine's roles to the bootstrap's groups: %w", err)
 	}
 	if err := b.Client.Sys().TuneMountWithContext(ctx, b.Mount, api.MountConfigInput{
-		PassthroughRequestHeaders: []string{"X-Auth-Token"},
+		PassthroughRequestHeaders: passthroughHeaders,
 	}); err != nil {
-		return fmt.Errorf("passing the X-Auth-Token header through to %s: %w", b.Mount, err)
+		return fmt.Errorf("passing the %s headers through to %s: %w", strings.Join(passthroughHeaders, " and "), b.Mount, err)
 	}
 	return nil
 }

@@ -113,8 +113,8 @@ func TestSteps_acceptGoodNames(t *testing.T) {
 		if got := v.data[b.Mount+"/config"]; got["admin_groups"] != "planqk-admins" || got["org_group_name_template"] != "planqk-{{org}}-{{role}}s" {
 			t.Errorf("Init did not bind the engine's roles to the bootstrap's groups: %v", got)
 		}
-		if got := fmt.Sprint(v.data["sys/mounts/"+b.Mount+"/tune"]["passthrough_request_headers"]); got != "[X-Auth-Token]" {
-			t.Errorf("Init did not pass X-Auth-Token through to the mount: %v", got)
+		if got := fmt.Sprint(v.data["sys/mounts/"+b.Mount+"/tune"]["passthrough_request_headers"]); got != "[X-Auth-Token X-OrganizationId]" {
+			t.Errorf("Init did not pass X-Auth-Token and X-OrganizationId through to the mount: %v", got)
 		}
 		must(t, b.Org(ctx, c.org))
 		id, err := b.User(ctx, c.user, "pw-1")
@@ -146,7 +146,7 @@ func TestSteps_acceptGoodNames(t *testing.T) {
 
 		// Every policy written names only the mount's paths and the
 		// organization's groups.
-		wantPolicies := []string{"planqk-admin", "planqk-auditor",
+		wantPolicies := []string{"planqk-admin", "planqk-auditor", "planqk-broker",
 			"planqk-org-" + c.org + "-maintainer", "planqk-org-" + c.org + "-member", "planqk-org-" + c.org + "-owner",
 			"planqk-scanner", "planqk-user", "planqk-verifier"}
 		var written []string

@@ -17,7 +17,7 @@ var policyFiles embed.FS
 // own names, and per-organization ones, written by Org for each
 // organization.
 var (
-	platformPolicies = []string{"planqk-admin", "planqk-user", "planqk-verifier", "planqk-auditor", "planqk-scanner"}
+	platformPolicies = []string{"planqk-admin", "planqk-user", "planqk-verifier", "planqk-auditor", "planqk-scanner", "planqk-broker"}
 	orgPolicies      = []string{"org-owner", "org-maintainer", "org-member"}
 )
 

@@ -100,6 +100,10 @@ func TestPolicy_grantsExactlyTheExpectedPaths(t *testing.T) {
 		"planqk-scanner": {
 			"quantum/leaks/revoke": caps("update"),
 		},
+		"planqk-broker": {
+			"quantum/exchange":   caps("read", "update"),
+			"quantum/exchange/*": caps("read", "update"),
+		},
 		"planqk-auditor": {
 			"quantum/inventory":            caps("read", "list"),
 			"quantum/inventory/*":          caps("read", "list"),
@@ -163,6 +167,29 @@ func TestPolicy_auditorReachesNoSecret(t *testing.T) {
 		for _, c := range block.Capabilities {
 			if c != "read" && c != "list" {
 				t.Errorf("the auditor may %s %s", c, path)
+			}
+		}
+	}
+}
+
+// TestPolicy_onlyTheBrokerReachesTheExchange: a provider token on behalf of
+// a PAT is for the platform's job service alone (and the admins', whose
+// policy reaches every path); a user, whose own PAT would do, never.
+func TestPolicy_onlyTheBrokerReachesTheExchange(t *testing.T) {
+	b := &Bootstrapper{Mount: "planqk"}
+	for _, file := range slices.Concat(platformPolicies, orgPolicies) {
+		if file == "planqk-admin" || file == "planqk-broker" {
+			continue
+		}
+		org := ""
+		if slices.Contains(orgPolicies, file) {
+			org = "acme"
+		}
+		policy, err := b.Policy(file, org)
+		must(t, err)
+		for path := range parsePolicy(t, policy) {
+			if strings.HasPrefix(path, "planqk/exchange") || strings.HasPrefix(path, "planqk/*") || strings.HasPrefix(path, "planqk/+") || strings.HasPrefix(path, "planqk/e*") {
+				t.Errorf("%s reaches the exchange through %s", file, path)
 			}
 		}
 	}

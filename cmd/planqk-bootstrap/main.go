@@ -21,8 +21,9 @@ const usage = `usage: planqk-bootstrap [-mount planqk] [-auth-mount userpass] <c
 
 commands:
   init                          write the planqk-admin, planqk-user, planqk-verifier,
-                                planqk-auditor and planqk-scanner policies, enable
-                                userpass, create the planqk-admins group
+                                planqk-auditor, planqk-scanner and planqk-broker
+                                policies, enable userpass, create the planqk-admins
+                                group, pass X-Auth-Token and X-OrganizationId through
   org <org>                     write the organization's policies and its owners,
                                 maintainers and members groups (lower-case name), and
                                 register its stable id (planqk_org_id, made the first
@@ -43,7 +44,8 @@ commands:
                                 makes a platform admin
   member remove <org> <user>    take the user's roles in org away ('*': the admin role)
   policy <name> [org]           print a rendered policy (planqk-admin, planqk-user,
-                                planqk-verifier, planqk-auditor, planqk-scanner; org-owner,
+                                planqk-verifier, planqk-auditor, planqk-scanner,
+                                planqk-broker; org-owner,
                                 org-maintainer, org-member with an org)
 `
 

@@ -40,7 +40,7 @@ func TestPolicyCapabilities(t *testing.T) {
 	for _, c := range matrixCallers {
 		t.Run(c.label, func(t *testing.T) {
 			who := c.who
-			isUser := who != "verifier" && who != "operator" && who != "auditor" && who != "scanner" // logs in through userpass
+			isUser := who != "verifier" && who != "operator" && who != "auditor" && who != "scanner" && who != "broker" // logs in through userpass
 			admin := platformAdmins[who]
 			want := map[string]string{}
 			set := func(caps string, paths ...string) {
@@ -52,7 +52,7 @@ func TestPolicyCapabilities(t *testing.T) {
 			set(deny, mount+"/config", mount+"/tidy", mount+"/verify", mount+"/introspect",
 				mount+"/inventory", mount+"/inventory/tokens", mount+"/inventory/provider-tokens", mount+"/tidy/status",
 				mount+"/roles/runtime", mount+"/roles/", mount+"/providers/ibm-quantum", mount+"/providers/",
-				mount+"/resolve/ionq", mount+"/orgs/", mount+"/leaks/revoke", mount+"/users/lea/leaks/",
+				mount+"/resolve/ionq", mount+"/exchange/ionq", mount+"/exchange", mount+"/orgs/", mount+"/leaks/revoke", mount+"/users/lea/leaks/",
 				mount+"/users/lea/tokens/laptop", mount+"/users/lea/tokens/", mount+"/users/lea/creds/runtime", mount+"/users/lea/provider-tokens/ionq",
 				"sys/policy/planqk-user", "sys/policies/acl/planqk-admin", "identity/entity/name/lea", "auth/"+authMount+"/users/lea")
 			set(deny, orgPaths("acme")...)
@@ -104,6 +104,10 @@ func TestPolicyCapabilities(t *testing.T) {
 			if who == "scanner" {
 				set("update", mount+"/leaks/revoke")
 			}
+			if who == "broker" {
+				// The exchange and nothing else; no user reaches it.
+				set(readUpdate, mount+"/exchange/ionq", mount+"/exchange")
+			}
 			if who == "auditor" {
 				// Inventory and metadata; nothing that returns a secret.
 				set(readList, mount+"/inventory", mount+"/inventory/tokens", mount+"/inventory/provider-tokens",
@@ -132,7 +136,7 @@ func TestPolicyCapabilities(t *testing.T) {
 func capabilities(t *testing.T, who string, paths []string) map[string]string {
 	t.Helper()
 	var r response
-	if who == "verifier" || who == "auditor" || who == "scanner" {
+	if who == "verifier" || who == "auditor" || who == "scanner" || who == "broker" {
 		r = call(t, "root", "POST", "sys/capabilities", map[string]interface{}{"token": tokenOf(who), "paths": paths})
 	} else {
 		r = call(t, who, "POST", "sys/capabilities-self", map[string]interface{}{"paths": paths})

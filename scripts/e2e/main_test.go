@@ -61,6 +61,7 @@ type suite struct {
 	operator string            // a token with planqk-admin (and default), no entity
 	auditor  string            // a token with only planqk-auditor
 	scanner  string            // a token with only planqk-scanner
+	broker   string            // a token with only planqk-broker
 
 	mu      sync.Mutex
 	secrets map[string]string // plaintext secret -> what it is; must never reach a log
@@ -210,6 +211,13 @@ func (st *suite) setUp(ctx context.Context, sha, version string) error {
 		return err
 	}
 	st.scanner = scanner.Auth.ClientToken
+	broker, err := root.Auth().Token().CreateWithContext(ctx, &api.TokenCreateRequest{
+		Policies: []string{"planqk-broker"}, NoDefaultPolicy: true, TTL: "1h",
+	})
+	if err != nil {
+		return err
+	}
+	st.broker = broker.Auth.ClientToken
 	st.operator = operator.Auth.ClientToken
 
 	_, err = root.Logical().WriteWithContext(ctx, mount+"/roles/runtime", map[string]interface{}{"ttl": "10m", "max_ttl": "1h"})
@@ -296,7 +304,7 @@ func (st *suite) leakedSecrets() []string {
 }
 
 // tokenOf returns the Vault token of a user, of "root", of "verifier", of
-// "operator", of "auditor" or of "scanner"; "" for anyone else.
+// "operator", of "auditor", of "scanner" or of "broker"; "" for anyone else.
 func tokenOf(who string) string {
 	switch who {
 	case "root":
@@ -309,6 +317,8 @@ func tokenOf(who string) string {
 		return s.auditor
 	case "scanner":
 		return s.scanner
+	case "broker":
+		return s.broker
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -27,6 +27,7 @@ var matrixCallers = []struct{ label, who string }{
 	{"platform admin", "ada"},
 	{"auditor", "auditor"},
 	{"scanner", "scanner"},
+	{"broker", "broker"},
 }
 
 // matrixAction is one row of the role matrix.
@@ -316,6 +317,30 @@ func TestRoleMatrix(t *testing.T) {
 				return call(t, who, "POST", mount+"/verify", map[string]interface{}{"token": target["token"]}), effect{allowed: func(t *testing.T, r response) {
 					if r.data["active"] != true || r.data["user"] != "lea" || r.data["token_id"] != target["token_id"] {
 						t.Errorf("verify: %v", r.data)
+					}
+				}}
+			},
+		},
+		{
+			name:   "exchange a user's PAT for a provider token",
+			expect: merge(operators, map[string]int{"broker": 200}),
+			do: func(t *testing.T, who string) (response, effect) {
+				return call(t, who, "POST", mount+"/exchange/dwave", map[string]interface{}{"token": target["token"]}), effect{allowed: func(t *testing.T, r response) {
+					behalf, _ := r.data["on_behalf_of"].(map[string]interface{})
+					if r.data["token"] != leaDWave || r.data["source"] != "user" || behalf["user"] != "lea" || behalf["token_id"] != target["token_id"] {
+						t.Errorf("exchange: %v", redacted(r.data))
+					}
+				}}
+			},
+		},
+		{
+			name:   "exchange a user's PAT for a job's environment",
+			expect: merge(operators, map[string]int{"broker": 200}),
+			do: func(t *testing.T, who string) (response, effect) {
+				return call(t, who, "POST", mount+"/exchange", map[string]interface{}{"token": target["token"], "org": "acme"}), effect{allowed: func(t *testing.T, r response) {
+					env, _ := r.data["env"].(map[string]interface{})
+					if env["DWAVE_API_TOKEN"] != leaDWave || env["PLANQK_ORGANIZATION_ID"] != "acme" {
+						t.Errorf("exchange: %v", redacted(r.data))
 					}
 				}}
 			},
