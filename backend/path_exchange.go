@@ -121,8 +121,9 @@ var exchangeEnvironmentFields = fieldSet{
 // the scope quantum_tokens, and an organization its owner is a member of
 // (or none).
 type exchangeRequest struct {
-	pat *activeToken
-	org string
+	pat    *activeToken
+	org    string
+	target *orgTarget // nil without org
 }
 
 func (e *exchangeRequest) onBehalfOf() map[string]interface{} {
@@ -180,10 +181,11 @@ func (b *backend) exchangeHandler(handle exchangeFunc, inBody bool) framework.Op
 		if !slices.Contains(pat.scopes, scopeQuantumTokens) {
 			return forbidden(fmt.Sprintf("personal access token %s lacks the scope %q, which lets provider tokens be used on its behalf", pat.record.TokenID, scopeQuantumTokens)), nil
 		}
-		if org != "" && pat.owner.roleIn(org) < roleMember {
-			return forbidden(fmt.Sprintf("entity %q is not a member of organization %q", pat.owner.name, org)), nil
+		target, denied, err := b.memberOrg(ctx, req.Storage, pat.owner, org)
+		if denied != nil || err != nil {
+			return denied, err
 		}
-		return handle(ctx, req, d, &exchangeRequest{pat: pat, org: org})
+		return handle(ctx, req, d, &exchangeRequest{pat: pat, org: org, target: target})
 	}
 }
 
@@ -191,7 +193,7 @@ func (b *backend) exchangeHandler(handle exchangeFunc, inBody bool) framework.Op
 func (b *backend) exchangeProviderToken(ctx context.Context, req *logical.Request, d *framework.FieldData, e *exchangeRequest) (*logical.Response, error) {
 	provider := d.Get("provider").(string)
 	owner := e.pat.owner
-	usable, err := b.effectiveProviderToken(ctx, req.Storage, owner, e.org, provider)
+	usable, err := b.effectiveProviderToken(ctx, req.Storage, owner, e.target, provider)
 	if err != nil {
 		return nil, err
 	}
@@ -212,7 +214,7 @@ func (b *backend) exchangeProviderToken(ctx context.Context, req *logical.Reques
 // exchangeEnvironment answers the runtime read's environment for the PAT's
 // owner, without issuing a PAT.
 func (b *backend) exchangeEnvironment(ctx context.Context, req *logical.Request, _ *framework.FieldData, e *exchangeRequest) (*logical.Response, error) {
-	runtime, err := b.runtimeEnvironment(ctx, req.Storage, e.pat.owner, e.org)
+	runtime, err := b.runtimeEnvironment(ctx, req.Storage, e.pat.owner, e.target)
 	if err != nil {
 		return nil, err
 	}
