@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -253,4 +254,39 @@ func TestLeaks_inventoryListsLeakedTokens(t *testing.T) {
 
 	require.Contains(t, env.userError(logical.ListOperation, "inventory/tokens/", "", map[string]interface{}{"revoked_reason": "expired"}), "revoked_reason")
 	require.Contains(t, env.userError(logical.ListOperation, "inventory/tokens/", "", map[string]interface{}{"revoked_reason": "leaked", "expired": "true"}), "do not apply")
+}
+
+// FuzzParseLeakReports: no body makes the parser panic; what it accepts is
+// a bounded batch with a token each, whose url and source never hold the
+// token.
+func FuzzParseLeakReports(f *testing.F) {
+	f.Add([]byte(`[{"token":"plqk_a","url":"https://x/plqk_a","source":"content","type":"t"}]`))
+	f.Add([]byte(`[{"token":"a"},{"token":"b","url":""}]`))
+	f.Add([]byte(`[{"token":1}]`))
+	f.Add([]byte(`[[]]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var raw interface{}
+		if json.Unmarshal(body, &raw) != nil {
+			return
+		}
+		reports, msg := parseLeakReports(raw)
+		if msg != "" {
+			if reports != nil {
+				t.Fatal("reports with a refusal")
+			}
+			return
+		}
+		if len(reports) == 0 || len(reports) > maxLeakBatch {
+			t.Fatalf("%d reports accepted", len(reports))
+		}
+		for _, r := range reports {
+			holds := func(field string) bool { return field != withheldLeakURL && strings.Contains(field, r.token) }
+			if r.token == "" || holds(r.url) || holds(r.source) || strings.Contains(r.kind, r.token) {
+				t.Fatalf("accepted %+v", r)
+			}
+			if !printable(r.url, maxLeakURLBytes) || !printable(r.source, maxLeakSourceBytes) {
+				t.Fatalf("accepted %+v", r)
+			}
+		}
+	})
 }
