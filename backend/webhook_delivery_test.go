@@ -662,3 +662,97 @@ func TestWebhooks_aFailingEventHoldsBackOnlyItsOwner(t *testing.T) {
 	got = receiver.waitFor(3)
 	require.Equal(t, []string{"first", "second"}, []string{got[1].Payload.Data.Name, got[2].Payload.Data.Name})
 }
+
+// An event still failing 72 hours after it happened is given up at its
+// next failed attempt, however few attempts it had; a younger one is
+// retried.
+func TestWebhooks_anEventIsGivenUpAfter72Hours(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	receiver := newTestReceiver(t)
+	env.b.webhooks.stop()
+	env.configureWebhooks(receiver)
+	receiver.refuse(http.StatusInternalServerError, -1, nil)
+	alice := env.addUser("alice")
+	env.createToken("alice", alice, "old", nil)
+	env.createToken("alice", alice, "young", nil)
+
+	// The first event happened 72 hours ago, the second 71 hours ago.
+	keys, err := env.storage.List(ctx, webhookOutboxPrefix)
+	require.NoError(t, err)
+	require.Len(t, keys, 2)
+	for i, age := range []time.Duration{webhookMaxAge, webhookMaxAge - time.Hour} {
+		entry, err := env.b.webhooks.outbox.get(ctx, env.storage, keys[i])
+		require.NoError(t, err)
+		entry.EnqueuedAt = time.Now().Add(-age).UTC()
+		require.NoError(t, env.b.webhooks.outbox.update(ctx, env.storage, keys[i], entry))
+	}
+
+	// Attempts are many and fast here: only its age gives the old one up.
+	env.useFastRetries(100000, 80*time.Millisecond)
+	env.waitForStatus("the old event given up", func(s map[string]interface{}) bool { return s["failed"] == uint64(1) })
+	// The young one is tried again and again, never given up.
+	env.waitForStatus("the young event retried", func(s map[string]interface{}) bool {
+		return strings.Contains(s["last_error"].(string), "attempt 3 of ")
+	})
+	status := env.notificationsStatus()
+	require.Equal(t, uint64(1), status["failed"])
+	require.Equal(t, 1, status["pending"])
+}
+
+// A rotation while an attempt is in flight: that attempt was signed with
+// the old secret only; its retry, after the rotation, with both.
+func TestWebhooks_anAttemptInFlightDuringARotationAndItsRetry(t *testing.T) {
+	env := newTestEnv(t)
+	env.useFastRetries(50, 80*time.Millisecond)
+	arrived, release := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	var signatures []string
+	var headers []http.Header
+	var body []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		data, _ := io.ReadAll(req.Body)
+		mu.Lock()
+		signatures = append(signatures, req.Header.Get("webhook-signature"))
+		headers = append(headers, req.Header.Clone())
+		body = data
+		first := len(signatures) == 1
+		mu.Unlock()
+		if first {
+			close(arrived)
+			<-release
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(srv.Close)
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"webhook_url": srv.URL})
+	old := env.ok(logical.UpdateOperation, "notifications/webhook-secret", "", nil).Data["secret"].(string)
+	alice := env.addUser("alice")
+	env.createToken("alice", alice, "laptop", nil)
+
+	select {
+	case <-arrived:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delivery attempt")
+	}
+	current := env.ok(logical.UpdateOperation, "notifications/webhook-secret", "", nil).Data["secret"].(string)
+	close(release)
+	env.waitForStatus("the retry delivered", func(s map[string]interface{}) bool { return s["delivered"] == uint64(1) })
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, signatures, 2)
+	verifies := func(attempt int, secret string) bool {
+		hook, err := standardwebhooks.NewWebhook(secret)
+		require.NoError(t, err)
+		return hook.Verify(body, headers[attempt]) == nil
+	}
+	require.Len(t, strings.Fields(signatures[0]), 1, "the attempt in flight was signed before the rotation")
+	require.True(t, verifies(0, old))
+	require.False(t, verifies(0, current))
+	require.Len(t, strings.Fields(signatures[1]), 2, "the retry is signed with both")
+	require.True(t, verifies(1, old), "a receiver still on the old secret accepts the retry")
+	require.True(t, verifies(1, current), "a receiver already on the new secret accepts the retry")
+}
