@@ -686,3 +686,119 @@ func TestBackend_sealWrapsEveryStoredSecret(t *testing.T) {
 		}
 	}
 }
+
+// replicatingStorage is the active node's view of the shared storage: after
+// each write it invalidates the key on the standby, as Vault's replication
+// does on an Enterprise performance standby, which serves reads, verify and
+// resolve from its own caches.
+type replicatingStorage struct {
+	logical.Storage
+	standby *backend
+}
+
+func (s *replicatingStorage) Put(ctx context.Context, entry *logical.StorageEntry) error {
+	if err := s.Storage.Put(ctx, entry); err != nil {
+		return err
+	}
+	s.standby.InvalidateKey(ctx, entry.Key)
+	return nil
+}
+
+func (s *replicatingStorage) Delete(ctx context.Context, key string) error {
+	if err := s.Storage.Delete(ctx, key); err != nil {
+		return err
+	}
+	s.standby.InvalidateKey(ctx, key)
+	return nil
+}
+
+// standbyView is the standby's system view: the same identity store, but
+// a performance standby.
+type standbyView struct{ *testSystemView }
+
+func (standbyView) ReplicationState() consts.ReplicationState {
+	return consts.ReplicationPerformanceStandby
+}
+
+// Cross-node invalidation, in process: an active engine and a performance
+// standby engine over one storage, the standby's caches warm. Each change
+// the active node makes is seen by the standby's very next read - through
+// the Invalidate path only, the standby never being told otherwise. (On
+// Community Edition standbys forward every request to the active node, so
+// the 3-node reliability run cannot show this.)
+func TestBackend_aStandbySeesTheActiveNodesChangesAtOnce(t *testing.T) {
+	ctx := context.Background()
+	active := newTestEnv(t)
+	alice := active.addUser("alice")
+	active.setRole(alice, "acme", "owner")
+	active.ok(logical.UpdateOperation, "roles/runtime", "", map[string]interface{}{"ttl": "10m"})
+
+	config := logical.TestBackendConfig()
+	shared := active.storage.Storage
+	config.StorageView = &countingStorage{Storage: shared}
+	config.System = standbyView{active.sys}
+	config.Logger = logging.NewVaultLogger(hclog.Error)
+	raw, err := Factory(ctx, config)
+	require.NoError(t, err)
+	standby := &testEnv{t: t, b: raw.(*backend), storage: config.StorageView.(*countingStorage), sys: active.sys}
+	t.Cleanup(func() { standby.b.Cleanup(ctx) })
+	require.NoError(t, standby.b.Initialize(ctx, &logical.InitializationRequest{Storage: standby.storage}))
+	active.storage.Storage = &replicatingStorage{Storage: shared, standby: standby.b}
+	_, err = standby.do(logical.UpdateOperation, "users/alice/tokens/x", alice, nil)
+	require.ErrorIs(t, err, logical.ErrReadOnly, "the standby forwards writes")
+
+	t.Run("revocation", func(t *testing.T) {
+		pat := active.createToken("alice", alice, "revoked", nil)["token"].(string)
+		require.Equal(t, true, standby.verify(pat)["active"])
+		active.ok(logical.DeleteOperation, "users/alice/tokens/revoked", alice, nil)
+		require.Equal(t, false, standby.verify(pat)["active"])
+	})
+	t.Run("rotation", func(t *testing.T) {
+		pat := active.createToken("alice", alice, "rotated", nil)["token"].(string)
+		require.Equal(t, true, standby.verify(pat)["active"])
+		rotated := active.ok(logical.UpdateOperation, "users/alice/tokens/rotated/rotate", alice, nil).Data["token"].(string)
+		require.Equal(t, false, standby.verify(pat)["active"])
+		require.Equal(t, true, standby.verify(rotated)["active"])
+	})
+	t.Run("lease revocation", func(t *testing.T) {
+		lease := active.ok(logical.ReadOperation, "users/alice/creds/runtime", alice, nil)
+		pat := lease.Data["token"].(string)
+		require.Equal(t, true, standby.verify(pat)["active"])
+		_, err := active.b.HandleRequest(ctx, &logical.Request{Operation: logical.RevokeOperation, Storage: active.storage, Secret: lease.Secret})
+		require.NoError(t, err)
+		require.Equal(t, false, standby.verify(pat)["active"])
+	})
+	t.Run("configuration", func(t *testing.T) {
+		require.Equal(t, "plqk_", standby.ok(logical.ReadOperation, "config", "", nil).Data["token_prefix"])
+		active.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"token_prefix": "acme_"})
+		require.Equal(t, "acme_", standby.ok(logical.ReadOperation, "config", "", nil).Data["token_prefix"])
+		pat := active.createToken("alice", alice, "prefixed", nil)["token"].(string)
+		require.True(t, strings.HasPrefix(pat, "acme_"))
+		require.Equal(t, true, standby.verify(pat)["active"])
+	})
+	t.Run("role", func(t *testing.T) {
+		require.EqualValues(t, 600, standby.ok(logical.ReadOperation, "roles/runtime", "", nil).Data["ttl"])
+		active.ok(logical.UpdateOperation, "roles/runtime", "", map[string]interface{}{"ttl": "5m"})
+		require.EqualValues(t, 300, standby.ok(logical.ReadOperation, "roles/runtime", "", nil).Data["ttl"])
+	})
+	t.Run("provider tokens", func(t *testing.T) {
+		for _, path := range []string{"users/alice/provider-tokens/dwave", "orgs/acme/provider-tokens/dwave"} {
+			query := map[string]interface{}{}
+			if strings.HasPrefix(path, "orgs/") {
+				query["org"] = "acme"
+				active.ok(logical.DeleteOperation, "users/alice/provider-tokens/dwave", alice, nil)
+			}
+			active.ok(logical.UpdateOperation, path, alice, map[string]interface{}{"token": "first-" + path})
+			require.Equal(t, "first-"+path, standby.ok(logical.ReadOperation, "resolve/dwave", alice, query).Data["token"])
+			active.ok(logical.UpdateOperation, path, alice, map[string]interface{}{"token": "second-" + path})
+			require.Equal(t, "second-"+path, standby.ok(logical.ReadOperation, "resolve/dwave", alice, query).Data["token"])
+		}
+		active.ok(logical.DeleteOperation, "orgs/acme/provider-tokens/dwave", alice, nil)
+		require.Equal(t, 404, standby.statusOf(logical.ReadOperation, "resolve/dwave", alice, map[string]interface{}{"org": "acme"}))
+	})
+	t.Run("provider catalogue", func(t *testing.T) {
+		require.Equal(t, 404, standby.statusOf(logical.ReadOperation, "providers/rigetti", "", nil))
+		active.ok(logical.UpdateOperation, "providers/rigetti", "", map[string]interface{}{"required_fields": "api_key"})
+		require.Equal(t, 200, standby.statusOf(logical.ReadOperation, "providers/rigetti", "", nil))
+	})
+}
