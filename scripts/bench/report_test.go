@@ -49,7 +49,7 @@ func testRunner() *runner {
 func testReport() *report {
 	r := testRunner()
 	return &report{
-		Date: "2026-01-01T00:00:00Z", Machine: machineFacts{CPU: "Test CPU", Cores: 2, MemoryGiB: 24, OS: "linux/amd64", Go: "go1.26"},
+		Date: "2026-01-01T00:00:00Z", Commit: "f6381ae-dirty", Machine: machineFacts{CPU: "Test CPU", Cores: 2, MemoryGiB: 24, OS: "linux/amd64", Go: "go1.26"},
 		Vault: "1.21.0", Storage: "dev, in-memory",
 		Method:      methodFacts{Concurrency: 16, Duration: "3s", Settle: "500ms", Rounds: 3, Seed: 7, Users: 300, PATsPerUser: 3},
 		Operations:  operationReports(r),
@@ -108,7 +108,7 @@ func TestReport_writesMarkdownJSONAndChart(t *testing.T) {
 		"| verify (POST) | service | `POST planqk/verify {token}` | 1000 [550–1000] | 1.00 | 3.00 | 3 | 2 |",
 		"verify (POST) failed: 3 × 500 Internal Server Error",
 		"verify (POST) wrong answer: 2 × data.active is not true",
-		"seed 7", "Test CPU", "Vault 1.21.0",
+		"seed 7", "Test CPU", "Vault 1.21.0", "at commit f6381ae-dirty",
 	} {
 		require.Contains(t, md, want)
 	}
@@ -120,6 +120,7 @@ func TestReport_writesMarkdownJSONAndChart(t *testing.T) {
 	var decoded map[string]interface{}
 	require.NoError(t, json.Unmarshal(raw, &decoded), "valid JSON although some figures are unmeasured")
 	require.Contains(t, string(raw), `"ratio": null`)
+	require.Equal(t, "f6381ae-dirty", decoded["commit"])
 
 	require.NoError(t, rep.writeSVG(filepath.Join(dir, "bench.svg")))
 	svg, err := os.ReadFile(filepath.Join(dir, "bench.svg"))
@@ -134,4 +135,13 @@ func TestReport_writesMarkdownJSONAndChart(t *testing.T) {
 	}
 	require.Contains(t, string(svg), "verify (POST) ÷ no-op plugin write (JSON body)")
 	require.Contains(t, string(svg), "#d0694a", "a missed target is drawn red")
+	require.Contains(t, string(svg), "Commit f6381ae-dirty")
+
+	// A target only the median reaches is said so.
+	rep.Comparisons[0].Verdict = verdictMetMedian
+	require.Contains(t, rep.markdown(), "| _met (median)_ |")
+}
+
+func TestCommitDescription_namesTheCheckout(t *testing.T) {
+	require.Regexp(t, `^[0-9a-f]{7,}(-dirty)?$|^.+-g[0-9a-f]{7,}(-dirty)?$|^v[0-9].*`, commitDescription())
 }

@@ -77,8 +77,9 @@ func TestPerRoundRatios_roundsWithoutAReferenceHaveNoRatio(t *testing.T) {
 	require.Equal(t, []float64{0}, perRoundRatios([]float64{0}, []float64{100}))
 }
 
-func TestJudge_usesTheMedianRatio(t *testing.T) {
-	require.Equal(t, verdictMet, judge(summarize([]float64{0.95, 0.80, 0.97, 0.96, 0.70}), 0.95))
+func TestJudge_metOnlyWhenEveryRoundClearsTheTarget(t *testing.T) {
+	require.Equal(t, verdictMet, judge(summarize([]float64{0.95, 1.10, 0.97, 0.96, 1.00}), 0.95), "the lowest round reaches it")
+	require.Equal(t, verdictMetMedian, judge(summarize([]float64{0.95, 0.80, 0.97, 0.96, 0.70}), 0.95), "only the median reaches it")
 	require.Equal(t, verdictMissed, judge(summarize([]float64{0.94, 1.20, 0.93, 0.99, 0.90}), 0.95))
 	require.Equal(t, verdictMet, judge(summarize([]float64{1.0}), 1.0), "reaching the target exactly meets it")
 	require.Equal(t, verdictMissed, judge(summarize([]float64{0.999999}), 1.0))
