@@ -12,7 +12,7 @@ MODULE      := github.com/planqk/vault-plugin-secrets-planqk
 LDFLAGS     := -X $(MODULE)/backend.Version=$(VERSION)
 GO          ?= go
 
-.PHONY: all build vault apache dev dev-existing test test-unit test-e2e test-reliability bench bench-scale fuzz vet fmt clean \
+.PHONY: all build vault apache dev dev-existing test test-unit test-e2e test-reliability bench bench-scale bench-micro fuzz vet fmt clean \
 	build-portal test-portal portal-screenshots
 
 all: build
@@ -62,8 +62,10 @@ bin/$(PLUGIN)-$(PREVIOUS):
 	scripts/build-release.sh $(PREVIOUS) $(PREVIOUS_COMMIT) $@
 
 # The 3-node raft cluster: forwarding, failover under load, restarts, plugin crash, log leaks (2-3 minutes).
+# The summary, with the commit it ran on, goes to scripts/reliability/results/summary.md.
 test-reliability: build vault
 	VAULT_BIN=$$(scripts/ensure-vault.sh) PLANQK_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN) PLANQK_PLUGIN_VERSION=$(VERSION) \
+		PLANQK_RELIABILITY_OUT=$(CURDIR)/scripts/reliability/results/summary.md \
 		$(GO) test -tags reliability -count=1 -timeout 15m -v ./scripts/reliability/... 2>&1 | \
 		grep -v -E '^(=== (RUN|PAUSE|CONT)|    --- PASS)'; exit $${PIPESTATUS[0]}
 
@@ -99,6 +101,13 @@ bench: build vault
 # The same, then 100,000 PATs across 1,000 users: verify, lists, inventory paging and tidy at scale.
 bench-scale:
 	$(MAKE) bench BENCH_FLAGS="$(BENCH_FLAGS) -scale"
+
+# The engine's own cost per operation in process (backend/bench_test.go), 3 runs each, into
+# scripts/bench/results/microbench.txt with the commit it ran on; the README quotes that file.
+bench-micro:
+	@{ echo "# go test ./backend -run '^$$' -bench . -benchmem -count 3, at commit $$(git describe --always --dirty), $$(date -u +%Y-%m-%dT%H:%M:%SZ)"; \
+		$(GO) test ./backend -run '^$$' -bench . -benchmem -count 3; } > scripts/bench/results/microbench.txt
+	@cat scripts/bench/results/microbench.txt
 
 # Fuzz each target for FUZZTIME (default 30s).
 FUZZTIME ?= 30s

@@ -10,7 +10,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -76,6 +78,12 @@ func TestMain(m *testing.M) {
 	for _, line := range summary {
 		fmt.Println(line)
 	}
+	if out := os.Getenv("PLANQK_RELIABILITY_OUT"); out != "" {
+		if err := writeSummary(out, code); err != nil {
+			fmt.Fprintln(os.Stderr, "writing the summary:", err)
+			code = 1
+		}
+	}
 	if code == 0 {
 		os.RemoveAll(workDir)
 	} else {
@@ -132,6 +140,37 @@ func expectLog(path string) {
 	secretsMu.Lock()
 	defer secretsMu.Unlock()
 	logs = append(logs, path)
+}
+
+// writeSummary stores the run's figures as an artifact, like the bench
+// results: with the commit the plugin was built from, Vault's version, the
+// machine and whether the run passed.
+func writeSummary(path string, code int) error {
+	commit, err := exec.Command("git", "describe", "--always", "--dirty").Output()
+	if err != nil {
+		commit = []byte("unknown (git describe failed: " + err.Error() + ")")
+	}
+	version, err := exec.Command(vaultBin, "version").Output()
+	if err != nil {
+		version = []byte("unknown")
+	}
+	outcome := "passed"
+	if code != 0 {
+		outcome = "FAILED"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Reliability run\n\n%s at commit %s; %s; %d cores, %s/%s; the run %s.\n\n",
+		time.Now().UTC().Format(time.RFC3339), strings.TrimSpace(string(commit)), strings.TrimSpace(string(version)),
+		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, outcome)
+	b.WriteString("Written by `make test-reliability` (scripts/reliability); what each figure proves is in scripts/reliability's README.\n\n```\n")
+	for _, line := range summary {
+		b.WriteString(line + "\n")
+	}
+	b.WriteString("```\n")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 func report(what string, figure interface{}) {
