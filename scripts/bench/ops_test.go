@@ -126,8 +126,7 @@ func TestComparisons_pairOperationsSentWithTheSameTokenKind(t *testing.T) {
 		{opResolve, refKVRead}:                 0.9,
 		{opCreate, refKVWrite}:                 0.8,
 		{opLease, refKVWrite}:                  0.9,
-		{opVerify, opVerifyNoLastUse}:          0.95,
-	}, targets, "the targets of issues 10, 11 and 13")
+	}, targets, "the targets of issues 10 and 13")
 }
 
 func TestOperations_sendThePATWhereTheContractSays(t *testing.T) {
