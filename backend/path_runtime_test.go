@@ -232,9 +232,10 @@ func TestRuntime_sharesThePerUserLeaseCapWithCreds(t *testing.T) {
 	require.Equal(t, before, env.storageSnapshot())
 }
 
-// With caches warm, the read lists the organization's and the caller's
-// provider tokens, reads only the tokens it uses (one per provider) and
-// stores the PAT as creds does (record and lease marker): no catalogue,
+// Cold, the read gets the organization's token of each catalogue provider
+// and the caller's own of each the organization lacks - reads, no lists;
+// warm, provider tokens and their absence come from the cache. Either way
+// it stores the PAT as creds does (record and lease marker): no catalogue,
 // role, configuration or identity round trip.
 func TestRuntime_storageRoundTrips(t *testing.T) {
 	env, alice := runtimeEnvFixture(t)
