@@ -225,3 +225,27 @@ func TestOrganizations_warmRequestsReadNoOrganizationEntry(t *testing.T) {
 	env.ok(logical.ReadOperation, "orgs/acme/provider-tokens/ionq", alice, nil)
 	require.Equal(t, roundTrips{}, env.storage.counted())
 }
+
+// Another node's registration reaches this node's caches through
+// Invalidate: the name's pointer and the id's name.
+func TestOrganizations_anotherNodesRegistrationIsSeen(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	alice := env.addUser("alice")
+	env.setRole(alice, "acme", "owner")
+	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ionq", alice, map[string]interface{}{"api_key": "k"})
+	require.Equal(t, 200, env.statusOf(logical.ReadOperation, "orgs/acme/provider-tokens/ionq", "", nil))
+	require.Equal(t, []string{"acme"}, env.ok(logical.ListOperation, "orgs/", "", nil).Data["keys"])
+
+	// Another node registers acme anew (the organization was recreated).
+	require.NoError(t, putOrgEntry(ctx, env.storage, &orgEntry{ID: "id-acme-2", Name: "acme"}))
+	require.NoError(t, putOrgName(ctx, env.storage, "acme", "id-acme-2"))
+	env.b.invalidate(ctx, orgEntryPath("id-acme-2"))
+	env.b.invalidate(ctx, orgNamePath("acme"))
+	require.Equal(t, 404, env.statusOf(logical.ReadOperation, "orgs/acme/provider-tokens/ionq", "", nil))
+
+	// And an id's entry rewritten there (restored from a backup, say).
+	require.NoError(t, putOrgEntry(ctx, env.storage, &orgEntry{ID: testOrgID("acme"), Name: "acme-old"}))
+	env.b.invalidate(ctx, orgEntryPath(testOrgID("acme")))
+	require.Equal(t, []string{"acme-old"}, env.ok(logical.ListOperation, "orgs/", "", nil).Data["keys"])
+}

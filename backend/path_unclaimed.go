@@ -59,6 +59,46 @@ func pathUnclaimed(b *backend) []*framework.Path {
 			HelpDescription: pathUnclaimedHelpDescription,
 		},
 		{
+			Pattern: "unclaimed-orgs/" + pathSegment("org") + "/" + providerNameRegex + "$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefixPlanqk,
+				OperationSuffix: "unclaimed-organization-provider-token",
+			},
+			Fields: unclaimedOrgFields,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.DeleteOperation: &framework.PathOperation{
+					Callback:                    b.pathUnclaimedOrgDelete,
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+					Responses: noContentResponse("Deleted, or there was no such token.").
+						or(http.StatusForbidden, forbiddenDescription),
+				},
+			},
+			HelpSynopsis:    pathUnclaimedOrgHelpSynopsis,
+			HelpDescription: pathUnclaimedOrgHelpDescription,
+		},
+		{
+			Pattern: "unclaimed-orgs/" + pathSegment("org") + "/" + providerNameRegex + "/claim$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefixPlanqk,
+				OperationVerb:   "claim",
+				OperationSuffix: "unclaimed-organization-provider-token",
+			},
+			Fields: unclaimedOrgClaimFields,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback:                    b.pathUnclaimedOrgClaim,
+					ForwardPerformanceStandby:   true,
+					ForwardPerformanceSecondary: true,
+					Responses: okResponse("The token, now the organization's: its metadata, never a secret value.", providerTokenFields.with(orgProviderTokenOwnerFields)).
+						or(http.StatusForbidden, forbiddenDescription).
+						or(http.StatusNotFound, "No unclaimed token of this organization name and provider."),
+				},
+			},
+			HelpSynopsis:    pathUnclaimedOrgHelpSynopsis,
+			HelpDescription: pathUnclaimedOrgHelpDescription,
+		},
+		{
 			Pattern: "unclaimed/" + pathSegment("name") + "/" + providerNameRegex + "/claim$",
 			DisplayAttrs: &framework.DisplayAttributes{
 				OperationPrefix: operationPrefixPlanqk,
@@ -166,6 +206,112 @@ func (b *backend) pathUnclaimedClaim(ctx context.Context, req *logical.Request, 
 	b.notify(ctx, req.Storage, event)
 	return &logical.Response{Data: token.toResponseData(owner)}, nil
 }
+
+// The fields of unclaimed-orgs/<org>/<provider>[/claim].
+var (
+	unclaimedOrgFields = map[string]*framework.FieldSchema{
+		"org": {
+			Type:        framework.TypeString,
+			Description: "The organization name the token was stored under before organization ids.",
+			Required:    true,
+		},
+		"provider": {
+			Type:        framework.TypeString,
+			Description: "Name of the provider.",
+			Required:    true,
+		},
+	}
+	unclaimedOrgClaimFields = map[string]*framework.FieldSchema{
+		"org":      unclaimedOrgFields["org"],
+		"provider": unclaimedOrgFields["provider"],
+		"org_id": {
+			Type:        framework.TypeString,
+			Description: "Id of the organization the token belongs to (registered at orgs/<org>); it must not have a token for this provider already.",
+			Required:    true,
+		},
+	}
+)
+
+func (b *backend) pathUnclaimedOrgDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	org := d.Get("org").(string)
+	if msg := checkNames(namedValue{"org", org, CheckName}); msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+	if denied, err := b.authorizeOperator(ctx, req); denied != nil || err != nil {
+		return denied, err
+	}
+	if err := req.Storage.Delete(ctx, unclaimedOrgProviderTokenPrefix+org+"/"+d.Get("provider").(string)); err != nil {
+		return nil, fmt.Errorf("deleting unclaimed organization provider token: %w", err)
+	}
+	return nil, nil
+}
+
+// pathUnclaimedOrgClaim moves the token to the organization id an operator
+// names: the write first, then the delete, under the organization's lock.
+func (b *backend) pathUnclaimedOrgClaim(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	org, provider, orgID := d.Get("org").(string), d.Get("provider").(string), d.Get("org_id").(string)
+	if msg := checkNames(namedValue{"org", org, CheckName}, namedValue{"org_id", orgID, CheckOrgID}); msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+	if denied, err := b.authorizeOperator(ctx, req); denied != nil || err != nil {
+		return denied, err
+	}
+	name, err := b.cachedOrgName(ctx, req.Storage, orgID)
+	if err != nil {
+		return nil, err
+	}
+	if name == "" {
+		return logical.ErrorResponse("no organization is registered with that org_id (see orgs/<org>)"), nil
+	}
+
+	lock := b.lockFor(orgLockKey(orgID))
+	lock.Lock()
+	defer lock.Unlock()
+
+	aside := unclaimedOrgProviderTokenPrefix + org + "/"
+	token, err := getProviderToken(ctx, req.Storage, aside, provider)
+	if err != nil {
+		return nil, err
+	}
+	if token == nil {
+		return notFound(fmt.Sprintf("no unclaimed %q token of organization name %q", provider, org)), nil
+	}
+	owner := &providerTokenOwner{org: &orgTarget{name: name, id: orgID}}
+	existing, err := getProviderToken(ctx, req.Storage, owner.storagePrefix(), provider)
+	if err != nil {
+		return nil, err
+	}
+	if existing != nil {
+		return logical.ErrorResponse(fmt.Sprintf("organization %q already has a %q token: delete one of the two first", name, provider)), nil
+	}
+	if err := b.putProviderToken(ctx, req.Storage, owner.storagePrefix(), token); err != nil {
+		return nil, err
+	}
+	if err := req.Storage.Delete(ctx, aside+provider); err != nil {
+		return nil, fmt.Errorf("deleting unclaimed organization provider token: %w", err)
+	}
+	event := owner.providerTokenEvent(eventProviderTokenWritten, token)
+	event.Details["reason"] = "claimed"
+	b.notify(ctx, req.Storage, event)
+	return &logical.Response{Data: token.toResponseData(owner)}, nil
+}
+
+const pathUnclaimedOrgHelpSynopsis = `Give an organization provider token kept from before organization ids to an organization, or delete it.`
+
+const pathUnclaimedOrgHelpDescription = `
+Before organization ids, organizations' provider tokens were kept under
+their names. The upgrade keeps each aside under the name, and the first
+organization the engine learns under that name (planqk-bootstrap org
+re-applied, or a member's first request) claims it - unless it has a token
+for that provider already; then the old one stays here. The inventory
+lists these as unclaimed-orgs/<org>/<provider>. For operators and platform
+admins:
+
+  vault write planqk/unclaimed-orgs/acme/ionq/claim org_id=<the organization's id>
+  vault delete planqk/unclaimed-orgs/acme/ionq
+
+Claiming refuses an organization that already has a token for the provider.
+`
 
 const pathUnclaimedHelpSynopsis = `Give a provider token the upgrade from v0.1.0 set aside to its entity, or delete it.`
 

@@ -46,3 +46,40 @@ func TestUnclaimed_operatorsGiveATokenToItsEntityOrDeleteIt(t *testing.T) {
 		require.NotEqual(t, unclaimedProviderTokenPrefix+"dave/dwave", key)
 	}
 }
+
+// Organization tokens from before organization ids that no organization
+// claimed on its own: an operator gives one to an organization's id, or
+// deletes it.
+func TestUnclaimed_operatorsGiveAnOrganizationTokenToAnOrganizationOrDeleteIt(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	alice := env.addUser("alice")
+	env.setRole(alice, "acme", "owner")
+	put := func(name, provider, secret string) {
+		entry, err := logical.StorageEntryJSON(unclaimedOrgProviderTokenPrefix+name+"/"+provider, &providerTokenEntry{
+			Provider: provider, Values: map[string]string{"api_key": secret}, SecretFields: []string{"api_key"}, Version: 1})
+		require.NoError(t, err)
+		require.NoError(t, env.storage.Put(ctx, entry))
+	}
+	put("ACME", "ionq", "acme-ionq-secret-0123456789")
+	put("ACME", "dwave", "acme-dwave-secret-0123456789")
+
+	before := env.storageSnapshot()
+	require.Equal(t, 403, env.statusOf(logical.UpdateOperation, "unclaimed-orgs/ACME/ionq/claim", alice, map[string]interface{}{"org_id": testOrgID("acme")}))
+	require.Equal(t, 403, env.statusOf(logical.DeleteOperation, "unclaimed-orgs/ACME/ionq", alice, nil))
+	require.Contains(t, env.userError(logical.UpdateOperation, "unclaimed-orgs/ACME/ionq/claim", "", map[string]interface{}{"org_id": "id-nobody"}), "no organization is registered")
+	require.Contains(t, env.userError(logical.UpdateOperation, "unclaimed-orgs/ACME/ionq/claim", "", map[string]interface{}{"org_id": "../x"}), "org_id")
+	require.Equal(t, before, env.storageSnapshot())
+
+	got := env.ok(logical.UpdateOperation, "unclaimed-orgs/ACME/ionq/claim", "", map[string]interface{}{"org_id": testOrgID("acme")}).Data
+	require.Equal(t, "acme", got["org"])
+	require.NotContains(t, got, "api_key")
+	require.Equal(t, "acme-ionq-secret-0123456789", env.ok(logical.ReadOperation, "resolve/ionq", alice, map[string]interface{}{"org": "acme"}).Data["api_key"])
+	require.Equal(t, 404, env.statusOf(logical.UpdateOperation, "unclaimed-orgs/ACME/ionq/claim", "", map[string]interface{}{"org_id": testOrgID("acme")}))
+
+	put("ACME", "ionq", "another-ionq-secret-0123456789")
+	require.Contains(t, env.userError(logical.UpdateOperation, "unclaimed-orgs/ACME/ionq/claim", "", map[string]interface{}{"org_id": testOrgID("acme")}), "already has")
+
+	env.ok(logical.DeleteOperation, "unclaimed-orgs/ACME/dwave", "", nil)
+	require.NotContains(t, env.storageSnapshot(), unclaimedOrgProviderTokenPrefix+"ACME/dwave")
+}

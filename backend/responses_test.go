@@ -271,6 +271,11 @@ func TestResponses_handlersReturnExactlyTheDeclaredFields(t *testing.T) {
 	check(responseCase{op: logical.UpdateOperation, path: "unclaimed/dave/ionq/claim", data: map[string]interface{}{"entity_id": bob}})
 	check(responseCase{op: logical.UpdateOperation, path: "unclaimed/dave/ionq/claim", data: map[string]interface{}{"entity_id": bob}, status: http.StatusNotFound})
 	check(responseCase{op: logical.DeleteOperation, path: "unclaimed/dave/ionq"})
+	require.NoError(t, env.storage.Put(context.Background(), &logical.StorageEntry{Key: unclaimedOrgProviderTokenPrefix + "initech/ionq", Value: unclaimed.Value}))
+	check(responseCase{op: logical.UpdateOperation, path: "unclaimed-orgs/initech/ionq/claim", data: map[string]interface{}{"org_id": "id-globex"}})
+	check(responseCase{op: logical.UpdateOperation, path: "unclaimed-orgs/initech/ionq/claim", data: map[string]interface{}{"org_id": "id-globex"}, status: http.StatusNotFound})
+	check(responseCase{op: logical.UpdateOperation, path: "unclaimed-orgs/initech/ionq/claim", entity: bob, data: map[string]interface{}{"org_id": "id-globex"}, status: http.StatusForbidden})
+	check(responseCase{op: logical.DeleteOperation, path: "unclaimed-orgs/initech/ionq"})
 
 	// Deletes and offboarding.
 	check(responseCase{op: logical.DeleteOperation, path: "users/alice/provider-tokens/ibm-quantum", entity: alice})

@@ -53,6 +53,7 @@ func TestPolicyCapabilities(t *testing.T) {
 				mount+"/inventory", mount+"/inventory/tokens", mount+"/inventory/provider-tokens", mount+"/tidy/status",
 				mount+"/roles/runtime", mount+"/roles/", mount+"/providers/ibm-quantum", mount+"/providers/",
 				mount+"/resolve/ionq", mount+"/exchange/ionq", mount+"/exchange", mount+"/orgs/", mount+"/leaks/revoke", mount+"/users/lea/leaks/",
+				mount+"/orgs/acme", mount+"/unclaimed-orgs/acme/ionq", mount+"/unclaimed-orgs/acme/ionq/claim",
 				mount+"/users/lea/tokens/laptop", mount+"/users/lea/tokens/", mount+"/users/lea/creds/runtime", mount+"/users/lea/provider-tokens/ionq",
 				"sys/policy/planqk-user", "sys/policies/acl/planqk-admin", "identity/entity/name/lea", "auth/"+authMount+"/users/lea")
 			set(deny, orgPaths("acme")...)
