@@ -756,3 +756,23 @@ func TestWebhooks_anAttemptInFlightDuringARotationAndItsRetry(t *testing.T) {
 	require.True(t, verifies(1, old), "a receiver still on the old secret accepts the retry")
 	require.True(t, verifies(1, current), "a receiver already on the new secret accepts the retry")
 }
+
+// The stored drop counts name at most maxDropOwners owners (the rest are
+// counted under "other"), and a restart adds what a node counted before
+// loading them.
+func TestWebhooks_dropCountsAreBoundedAndMerged(t *testing.T) {
+	var stats webhookStats
+	for i := 0; i < maxDropOwners+5; i++ {
+		stats.addDrop(fmt.Sprintf("owner-%d", i), "planqk.pat-created", 2)
+	}
+	require.Len(t, stats.DroppedBy, maxDropOwners+1)
+	require.Equal(t, uint64(10), stats.DroppedBy["other"]["planqk.pat-created"])
+
+	stored := webhookStats{Dropped: 3, DroppedBy: map[string]map[string]uint64{"owner-0": {"planqk.pat-created": 3}}}
+	recent := webhookStats{Dropped: 2}
+	recent.addDrop("owner-0", "planqk.pat-created", 1)
+	recent.addDrop("owner-0", "planqk.pat-revoked", 1)
+	merged := mergeStats(stored, recent)
+	require.Equal(t, uint64(5), merged.Dropped)
+	require.Equal(t, map[string]map[string]uint64{"owner-0": {"planqk.pat-created": 4, "planqk.pat-revoked": 1}}, merged.DroppedBy)
+}
