@@ -75,6 +75,9 @@ type backend struct {
 	// orgPointers the id each organization name points at.
 	orgNames    *storageCache[string, string]
 	orgPointers *storageCache[string, string]
+	// orgSettings holds organizations' settings by id (the defaults for
+	// one without stored settings).
+	orgSettings *storageCache[string, *orgSettingsEntry]
 	// leaseCounts holds how many leased PATs each entity has.
 	leaseCounts *storageCache[string, int]
 	// providerTokens holds provider tokens (or their absence) by storage
@@ -121,6 +124,7 @@ func newBackend() *backend {
 		leaseCounts:  newStorageCache[string, int](ownerCacheSize),
 		orgNames:     newStorageCache[string, string](ownerCacheSize),
 		orgPointers:  newStorageCache[string, string](ownerCacheSize),
+		orgSettings:  newStorageCache[string, *orgSettingsEntry](ownerCacheSize),
 
 		providerTokens: newStorageCache[string, *providerTokenEntry](providerTokenCacheSize),
 		providers:      newStorageCache[string, map[string]*providerEntry](1),
@@ -154,6 +158,7 @@ func newBackend() *backend {
 			pathOrganizations(b),
 			pathResolve(b),
 			pathExchange(b),
+			pathOrgSettings(b),
 			pathTidy(b),
 			pathInventory(b),
 			pathUnclaimed(b),

@@ -436,6 +436,8 @@ func (b *backend) invalidateOrg(key string) {
 		b.orgPointers.remove(strings.TrimPrefix(key, orgNamePrefix))
 	case strings.HasPrefix(key, orgPrefix) && strings.HasSuffix(key, "/org"):
 		b.orgNames.remove(strings.TrimSuffix(strings.TrimPrefix(key, orgPrefix), "/org"))
+	case strings.HasPrefix(key, orgPrefix) && strings.HasSuffix(key, "/settings"):
+		b.orgSettings.remove(strings.TrimSuffix(strings.TrimPrefix(key, orgPrefix), "/settings"))
 	}
 }
 

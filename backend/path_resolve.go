@@ -90,8 +90,9 @@ func (b *backend) memberOrg(ctx context.Context, s logical.Storage, caller *iden
 }
 
 // effectiveProviderToken returns the token of provider the caller may use:
-// the organization's when org (of which the caller is a member) has one,
-// else the caller's own, by its entity id (never by name); nil when
+// the organization's when org (of which the caller is a member) has one
+// and its settings admit the caller's role (orgs/<org>/settings), else the
+// caller's own, by its entity id (never by name); nil when
 // neither exists. Tokens and their absence come from the provider-token
 // cache, which every write, delete and invalidation updates.
 func (b *backend) effectiveProviderToken(ctx context.Context, s logical.Storage, caller *identity, org *orgTarget, provider string) (*usableToken, error) {
@@ -102,7 +103,13 @@ func (b *backend) effectiveProviderToken(ctx context.Context, s logical.Storage,
 	own := candidate{&providerTokenOwner{user: &userTarget{name: caller.name, owner: caller, self: true}}, sourceUser}
 	candidates := []candidate{own}
 	if org != nil && org.id != "" {
-		candidates = []candidate{{&providerTokenOwner{org: org}, sourceOrganization}, own}
+		settings, err := b.cachedOrgSettings(ctx, s, org.id)
+		if err != nil {
+			return nil, err
+		}
+		if settings.admits(caller.roleIn(org.name)) {
+			candidates = []candidate{{&providerTokenOwner{org: org}, sourceOrganization}, own}
+		}
 	}
 	for _, candidate := range candidates {
 		entry, err := b.cachedProviderToken(ctx, s, candidate.owner.storagePrefix(), provider)

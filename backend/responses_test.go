@@ -236,6 +236,11 @@ func TestResponses_handlersReturnExactlyTheDeclaredFields(t *testing.T) {
 	check(responseCase{op: logical.ReadOperation, path: "users/alice/runtime/runtime", entity: alice, data: map[string]interface{}{"org": "globex"}, status: http.StatusForbidden})
 	check(responseCase{op: logical.ReadOperation, path: "resolve/dwave", entity: bob, data: map[string]interface{}{"org": "acme"}, status: http.StatusForbidden})
 
+	// Organization settings.
+	check(responseCase{op: logical.ReadOperation, path: "orgs/acme/settings", entity: alice})
+	check(responseCase{op: logical.UpdateOperation, path: "orgs/acme/settings", entity: alice, data: map[string]interface{}{"provider_tokens_for": "member"}})
+	check(responseCase{op: logical.UpdateOperation, path: "orgs/acme/settings", entity: bob, data: map[string]interface{}{"provider_tokens_for": "none"}, status: http.StatusForbidden})
+
 	// The exchange, for a broker holding alice's PAT.
 	pat := env.createToken("alice", alice, "jobs", nil)["token"].(string)
 	inHeader := map[string][]string{authTokenHeader: {pat}}

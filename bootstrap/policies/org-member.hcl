@@ -4,3 +4,9 @@
 path "[[.Mount]]/orgs/[[.Org]]/provider-tokens/*" {
   capabilities = ["read", "list"]
 }
+
+# The organization's settings, read only: whether its provider tokens are
+# used for a member's jobs.
+path "[[.Mount]]/orgs/[[.Org]]/settings" {
+  capabilities = ["read"]
+}

@@ -6,6 +6,12 @@ path "[[.Mount]]/orgs/[[.Org]]/provider-tokens/*" {
   capabilities = ["create", "read", "update", "delete", "list"]
 }
 
+# The organization's settings: which members may have its provider tokens
+# used for them (the engine lets only owners change them).
+path "[[.Mount]]/orgs/[[.Org]]/settings" {
+  capabilities = ["read", "update"]
+}
+
 path "identity/group/name/planqk-[[.Org]]-maintainers" {
   capabilities = ["read", "update"]
   allowed_parameters = {

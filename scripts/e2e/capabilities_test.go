@@ -58,6 +58,7 @@ func TestPolicyCapabilities(t *testing.T) {
 				"sys/policy/planqk-user", "sys/policies/acl/planqk-admin", "identity/entity/name/lea", "auth/"+authMount+"/users/lea")
 			set(deny, orgPaths("acme")...)
 			set(deny, orgPaths("globex")...)
+			set(deny, mount+"/orgs/acme/settings", mount+"/orgs/globex/settings")
 			for _, g := range groups {
 				set(deny, "identity/group/name/"+g)
 			}
@@ -76,6 +77,11 @@ func TestPolicyCapabilities(t *testing.T) {
 					set(readList, orgPaths(org)...)
 				case "maintainer", "owner":
 					set(full, orgPaths(org)...)
+				}
+				// The settings: members read, owners also change them.
+				set("read", mount+"/orgs/"+org+"/settings")
+				if role == "owner" {
+					set(readUpdate, mount+"/orgs/"+org+"/settings")
 				}
 			}
 			if org, ok := owners[who]; ok {

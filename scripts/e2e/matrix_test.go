@@ -190,6 +190,41 @@ func TestRoleMatrix(t *testing.T) {
 			},
 		},
 		{
+			name:   "read an organization's settings",
+			expect: merge(ownersAndMaintainers, map[string]int{"mia": 200, "operator": 200, "ada": 200}),
+			do: func(t *testing.T, who string) (response, effect) {
+				return call(t, who, "GET", mount+"/orgs/acme/settings", nil), effect{allowed: func(t *testing.T, r response) {
+					if r.data["org"] != "acme" || r.data["provider_tokens_for"] != "member" {
+						t.Errorf("settings: %v", r.data)
+					}
+				}}
+			},
+		},
+		{
+			// Set to maintainers and back at once: no other row sees it.
+			name:   "change an organization's settings",
+			expect: map[string]int{"olivia": 200, "operator": 200, "ada": 200},
+			do: func(t *testing.T, who string) (response, effect) {
+				setting := func() interface{} {
+					return call(t, "root", "GET", mount+"/orgs/acme/settings", nil).data["provider_tokens_for"]
+				}
+				t.Cleanup(func() { call(t, "root", "POST", mount+"/orgs/acme/settings", map[string]interface{}{"provider_tokens_for": "member"}) })
+				return call(t, who, "POST", mount+"/orgs/acme/settings", map[string]interface{}{"provider_tokens_for": "maintainer"}), effect{
+					allowed: func(t *testing.T, r response) {
+						if r.data["provider_tokens_for"] != "maintainer" || setting() != "maintainer" {
+							t.Errorf("settings after the write: %v", r.data)
+						}
+						call(t, "root", "POST", mount+"/orgs/acme/settings", map[string]interface{}{"provider_tokens_for": "member"})
+					},
+					refused: func(t *testing.T) {
+						if got := setting(); got != "member" {
+							t.Errorf("a refused write changed the setting to %v", got)
+						}
+					},
+				}
+			},
+		},
+		{
 			name:   "delete an organization's provider token",
 			expect: map[string]int{"olivia": 204, "max": 204, "operator": 204, "ada": 204},
 			do: func(t *testing.T, who string) (response, effect) {
