@@ -208,7 +208,9 @@ func TestRoleMatrix(t *testing.T) {
 				setting := func() interface{} {
 					return call(t, "root", "GET", mount+"/orgs/acme/settings", nil).data["provider_tokens_for"]
 				}
-				t.Cleanup(func() { call(t, "root", "POST", mount+"/orgs/acme/settings", map[string]interface{}{"provider_tokens_for": "member"}) })
+				t.Cleanup(func() {
+					call(t, "root", "POST", mount+"/orgs/acme/settings", map[string]interface{}{"provider_tokens_for": "member"})
+				})
 				return call(t, who, "POST", mount+"/orgs/acme/settings", map[string]interface{}{"provider_tokens_for": "maintainer"}), effect{
 					allowed: func(t *testing.T, r response) {
 						if r.data["provider_tokens_for"] != "maintainer" || setting() != "maintainer" {
