@@ -13,9 +13,6 @@ import (
 	"github.com/hashicorp/vault/api"
 )
 
-// maxSessions bounds the signed-in sessions kept in memory.
-const maxSessions = 10000
-
 // portal is the web application: it holds no authority of its own and
 // acts against Vault only with the signed-in person's Vault token.
 type portal struct {
@@ -24,6 +21,8 @@ type portal struct {
 	vault    *api.Client // no token: clones get the session's
 	sessions *sessionStore
 	limiter  *signInLimiter
+	failures *passwordFailures
+	clients  clientResolver
 	pages    *pages
 	// formKey signs the tokens of forms shown before sign-in and derives
 	// the OIDC client nonce; it lives as long as the process.
@@ -63,8 +62,10 @@ func newPortal(cfg *config, logger hclog.Logger) (*portal, error) {
 		cfg:      cfg,
 		log:      logger,
 		vault:    client,
-		sessions: newSessionStore(maxSessions),
+		sessions: newSessionStore(cfg.MaxSessions, cfg.SessionsPerPerson),
 		limiter:  newSignInLimiter(cfg.SignInPerMinute, cfg.SignInBurst),
+		failures: newPasswordFailures(cfg.LockoutThreshold, cfg.LockoutReset),
+		clients:  clientResolver{trusted: cfg.TrustedProxies, header: cfg.ProxyHeader},
 		pages:    pages,
 		formKey:  key,
 		features: map[string]engineFieldSet{},
@@ -205,20 +206,29 @@ func (p *portal) revokeExpired(ctx context.Context, interval time.Duration) {
 		case <-ticker.C:
 			p.revokeSessions(ctx, p.sessions.prune())
 			p.limiter.prune()
+			p.failures.prune()
 		}
 	}
 }
 
 // revokeSessions revokes the sessions' Vault tokens that have not expired
-// yet, best effort.
+// yet, best effort, a few at a time.
 func (p *portal) revokeSessions(ctx context.Context, sessions []*session) {
 	now := time.Now()
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, 8)
 	for _, sess := range sessions {
 		if !sess.tokenExpires.IsZero() && !now.Before(sess.tokenExpires) {
 			continue
 		}
-		if err := p.revokeToken(ctx, sess.vaultToken); err != nil {
-			p.log.Warn("could not revoke the Vault token of an ended session", "user", sess.user, "error", vaultErrorForLog(err))
-		}
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			if err := p.revokeToken(ctx, sess.vaultToken); err != nil {
+				p.log.Warn("could not revoke the Vault token of an ended session", "user", sess.user, "error", vaultErrorForLog(err))
+			}
+		}()
 	}
+	wg.Wait()
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"net/http"
 	"sync"
 	"time"
@@ -19,9 +18,6 @@ const (
 	signInCookie  = "__Host-planqk-portal-signin"
 	oidcCookie    = "__Host-planqk-portal-oidc"
 )
-
-// errTooManySessions is returned when the store is full of live sessions.
-var errTooManySessions = errors.New("too many sessions")
 
 // session is one signed-in person. The Vault token never leaves the server:
 // the browser holds only the random session id.
@@ -55,16 +51,22 @@ type revealedSecret struct {
 }
 
 // sessionStore keeps sessions in memory. They end at their expiry, when
-// the person signs out, or when the portal stops; none is written to disk.
+// the person signs out, when a newer session of the same person or of the
+// same browser replaces them, or when the portal stops; none is written to
+// disk. Every session that leaves the store is handed back to the caller,
+// which revokes its Vault token: no token outlives its session.
 type sessionStore struct {
 	mu       sync.Mutex
 	sessions map[string]*session
-	max      int
-	now      func() time.Time
+	// byEntity lists each person's sessions, oldest first.
+	byEntity map[string][]*session
+	// max bounds all sessions, perEntity those of one person (entity).
+	max, perEntity int
+	now            func() time.Time
 }
 
-func newSessionStore(max int) *sessionStore {
-	return &sessionStore{sessions: map[string]*session{}, max: max, now: time.Now}
+func newSessionStore(max, perEntity int) *sessionStore {
+	return &sessionStore{sessions: map[string]*session{}, byEntity: map[string][]*session{}, max: max, perEntity: perEntity, now: time.Now}
 }
 
 // randomToken returns 32 random bytes, base64url-encoded.
@@ -76,8 +78,14 @@ func randomToken() string {
 }
 
 // create stores a new session for a Vault token that expires at
-// tokenExpiry (zero: never), ending it at maxAge at the latest.
-func (s *sessionStore) create(template session, tokenExpiry time.Time, maxAge time.Duration) (*session, error) {
+// tokenExpiry (zero: never), ending it at maxAge at the latest. It always
+// makes room, and returns the sessions it ended for it, whose Vault tokens
+// the caller revokes: the person's oldest sessions past perEntity, the
+// expired ones when the store is full, and, when the store is full of live
+// sessions, the oldest session of whoever holds the most. A person can
+// thus only ever crowd out their own sessions until the store holds
+// max/perEntity people at perEntity sessions each.
+func (s *sessionStore) create(template session, tokenExpiry time.Time, maxAge time.Duration) (*session, []*session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -90,15 +98,62 @@ func (s *sessionStore) create(template session, tokenExpiry time.Time, maxAge ti
 	if !tokenExpiry.IsZero() && tokenExpiry.Before(sess.expires) {
 		sess.expires = tokenExpiry
 	}
+	var ended []*session
+	for len(s.byEntity[sess.entityID]) >= s.perEntity {
+		ended = append(ended, s.removeLocked(s.byEntity[sess.entityID][0].id))
+	}
 	if len(s.sessions) >= s.max {
-		s.pruneLocked(now)
-		if len(s.sessions) >= s.max {
-			return nil, errTooManySessions
+		ended = append(ended, s.pruneLocked(now)...)
+	}
+	for len(s.sessions) >= s.max {
+		ended = append(ended, s.removeLocked(s.heaviestOldestLocked().id))
+	}
+	stored := sess
+	s.sessions[sess.id] = &stored
+	s.byEntity[sess.entityID] = append(s.byEntity[sess.entityID], &stored)
+	return &sess, ended
+}
+
+// heaviestOldestLocked returns the oldest session of the person with the
+// most sessions (of those with as many, the one whose oldest is oldest).
+func (s *sessionStore) heaviestOldestLocked() *session {
+	var pick *session
+	most := 0
+	for _, list := range s.byEntity {
+		if len(list) > most || (len(list) == most && list[0].created.Before(pick.created)) {
+			most, pick = len(list), list[0]
 		}
 	}
-	s.sessions[sess.id] = &sess
-	copied := sess
-	return &copied, nil
+	return pick
+}
+
+// removeLocked deletes the session with id from both indexes and returns it.
+func (s *sessionStore) removeLocked(id string) *session {
+	sess, ok := s.sessions[id]
+	if !ok {
+		return nil
+	}
+	delete(s.sessions, id)
+	list := s.byEntity[sess.entityID]
+	for i, other := range list {
+		if other == sess {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(s.byEntity, sess.entityID)
+	} else {
+		s.byEntity[sess.entityID] = list
+	}
+	return sess
+}
+
+// count returns how many sessions the store holds in all and for entityID.
+func (s *sessionStore) count(entityID string) (all, entity int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions), len(s.byEntity[entityID])
 }
 
 // get returns a copy of the live session with id, or nil.
@@ -144,12 +199,7 @@ func (s *sessionStore) takeNotice(id string) string {
 func (s *sessionStore) remove(id string) *session {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sess, ok := s.sessions[id]
-	if !ok {
-		return nil
-	}
-	delete(s.sessions, id)
-	return sess
+	return s.removeLocked(id)
 }
 
 // prune removes expired sessions and returns them, so that the caller can
@@ -164,8 +214,7 @@ func (s *sessionStore) pruneLocked(now time.Time) []*session {
 	var expired []*session
 	for id, sess := range s.sessions {
 		if !now.Before(sess.expires) {
-			expired = append(expired, sess)
-			delete(s.sessions, id)
+			expired = append(expired, s.removeLocked(id))
 		}
 	}
 	return expired
@@ -180,6 +229,7 @@ func (s *sessionStore) drain() []*session {
 		all = append(all, sess)
 	}
 	clear(s.sessions)
+	clear(s.byEntity)
 	return all
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -57,16 +58,8 @@ func (p *portal) signInUserpass(w http.ResponseWriter, r *http.Request) {
 	}
 	username := strings.TrimSpace(r.PostFormValue("username"))
 	password := r.PostFormValue("password")
-	// The address is charged first; a user name is remembered only when it
-	// could be one (a malformed one never reaches Vault).
-	limits := []string{clientKey(r)}
-	if validSegment(username) {
-		limits = append(limits, userKey(username))
-	}
-	if !p.limiter.allow(limits...) {
-		p.renderSignIn(w, r, http.StatusTooManyRequests, pageData{Problem: problemTooManySignIns}, username)
-		return
-	}
+	// A request that is not this portal's form costs nobody anything: it
+	// is refused before any budget is charged or Vault is asked.
 	if !p.signInFormValid(r) {
 		p.renderSignIn(w, r, http.StatusForbidden, pageData{Problem: problemForgedForm}, username)
 		return
@@ -76,22 +69,55 @@ func (p *portal) signInUserpass(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !validSegment(username) {
+		// Vault would not know it either; nothing is asked.
 		p.renderSignIn(w, r, http.StatusUnauthorized, pageData{Problem: problemWrongPassword}, username)
+		return
+	}
+	if !p.limiter.allow(p.clients.key(r)) {
+		p.renderSignIn(w, r, http.StatusTooManyRequests, pageData{Problem: problemTooManySignIns}, username)
+		return
+	}
+	ok, wait := p.failures.begin(username)
+	if !ok {
+		p.renderSignIn(w, r, http.StatusTooManyRequests, pageData{Problem: &problem{Status: http.StatusTooManyRequests,
+			Message: fmt.Sprintf("Too many wrong passwords for this user name: the portal takes no more for it for %s, so that Vault does not lock the account.", minutes(wait))}}, username)
 		return
 	}
 
 	secret, err := p.anonymous().Logical().WriteWithContext(r.Context(),
 		"auth/"+p.cfg.UserpassMount+"/login/"+username, map[string]interface{}{"password": password})
 	if err != nil || secret == nil || secret.Auth == nil {
+		status := statusOf(err)
+		p.failures.end(username, status == 400 || status == 401, false)
 		prob := problemWrongPassword
-		if s := statusOf(err); s != 400 && s != 401 && s != 403 {
+		switch {
+		case status == 403:
+			// Vault answers a login of a locked-out user with "permission
+			// denied", a wrong password with "invalid username or password".
+			prob = &problem{Status: http.StatusForbidden, Message: fmt.Sprintf("Vault has locked this account after too many wrong passwords, "+
+				"for up to %s. Try again later, or ask your operator to unlock it.", minutes(p.cfg.LockoutDuration))}
+		case status != 400 && status != 401:
 			prob = explain(err, signInAction)
 			p.log.Warn("userpass sign-in failed", "error", vaultErrorForLog(err))
 		}
 		p.renderSignIn(w, r, prob.Status, pageData{Problem: prob}, username)
 		return
 	}
-	p.startSession(w, r, secret.Auth, methodUserpass)
+	p.failures.end(username, false, true)
+	previous := ""
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		previous = c.Value
+	}
+	p.startSession(w, r, secret.Auth, methodUserpass, previous)
+}
+
+// minutes says a duration in whole minutes, rounded up.
+func minutes(d time.Duration) string {
+	n := int((d + time.Minute - 1) / time.Minute)
+	if n <= 1 {
+		return "a minute"
+	}
+	return fmt.Sprintf("%d minutes", n)
 }
 
 var signInAction = action{"Vault did not sign you in", "Vault refused to sign you in."}
@@ -102,8 +128,9 @@ var (
 )
 
 // startSession turns a Vault login into a portal session. The user is the
-// token's identity entity's name: the <user> of the engine's paths.
-func (p *portal) startSession(w http.ResponseWriter, r *http.Request, auth *api.SecretAuth, method string) {
+// token's identity entity's name: the <user> of the engine's paths. The
+// session with the id previous (this browser's earlier one) ends.
+func (p *portal) startSession(w http.ResponseWriter, r *http.Request, auth *api.SecretAuth, method, previous string) {
 	ctx := r.Context()
 	sess := &session{vaultToken: auth.ClientToken, entityID: auth.EntityID, method: method}
 	if auth.EntityID == "" {
@@ -122,6 +149,14 @@ func (p *portal) startSession(w http.ResponseWriter, r *http.Request, auth *api.
 		p.renderSignIn(w, r, prob.Status, pageData{Problem: prob}, "")
 		return
 	}
+	// OIDC sign-ins are charged to the person, whatever address they come
+	// from: the identity provider vouched for them, so only they can spend
+	// it (password sign-ins are bounded per address and user name).
+	if method == methodOIDC && !p.limiter.allow("entity:"+auth.EntityID) {
+		p.abandonToken(ctx, auth.ClientToken)
+		p.renderSignIn(w, r, http.StatusTooManyRequests, pageData{Problem: problemTooManySignIns}, "")
+		return
+	}
 	sess.user = stringOf(entity.Data, "name")
 	if !validSegment(sess.user) {
 		p.abandonToken(ctx, auth.ClientToken)
@@ -134,19 +169,18 @@ func (p *portal) startSession(w http.ResponseWriter, r *http.Request, auth *api.
 	if auth.LeaseDuration > 0 {
 		tokenExpiry = time.Now().Add(time.Duration(auth.LeaseDuration) * time.Second)
 	}
-	created, err := p.sessions.create(*sess, tokenExpiry, p.cfg.SessionTTL)
-	if err != nil {
-		p.abandonToken(ctx, auth.ClientToken)
-		p.renderSignIn(w, r, http.StatusServiceUnavailable, pageData{Problem: &problem{Status: http.StatusServiceUnavailable,
-			Message: "The portal has too many open sessions. Try again later."}}, "")
-		return
-	}
 	// A session this browser still had ends now, with its Vault token.
-	if old := p.sessionOf(r); old != nil {
-		p.sessions.remove(old.id)
-		p.abandonToken(ctx, old.vaultToken)
+	var ended []*session
+	if previous != "" {
+		if old := p.sessions.remove(previous); old != nil {
+			ended = append(ended, old)
+		}
 	}
-	p.log.Info("signed in", "user", created.user, "method", method)
+	created, evicted := p.sessions.create(*sess, tokenExpiry, p.cfg.SessionTTL)
+	ended = append(ended, evicted...)
+	// The ended sessions' tokens are revoked even if the browser goes away.
+	p.revokeSessions(context.WithoutCancel(ctx), ended)
+	p.log.Info("signed in", "user", created.user, "method", method, "sessions_ended", len(ended))
 	http.SetCookie(w, cookie(signInCookie, "", http.SameSiteStrictMode, -1))
 	http.SetCookie(w, cookie(sessionCookie, created.id, http.SameSiteStrictMode, time.Until(created.expires)))
 	if method == methodOIDC {
@@ -175,7 +209,13 @@ func (p *portal) signInOIDC(w http.ResponseWriter, r *http.Request) {
 		p.renderProblem(w, r, nil, &problem{Status: http.StatusNotFound, Message: "Sign-in with OIDC is not offered here."})
 		return
 	}
-	if !p.limiter.allow(clientKey(r)) {
+	// Another site can make a browser open this link: such a request
+	// costs nothing and asks Vault nothing, it shows the sign-in page.
+	if !sameOriginRequest(r) {
+		http.Redirect(w, r, "/signin", http.StatusSeeOther)
+		return
+	}
+	if !p.limiter.allow("oidc:" + p.clients.key(r)) {
 		p.renderSignIn(w, r, http.StatusTooManyRequests, pageData{Problem: problemTooManySignIns}, "")
 		return
 	}
@@ -208,8 +248,14 @@ func (p *portal) signInOIDC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Lax, so that the browser sends it back on the identity provider's
-	// top-level redirect to our callback.
-	http.SetCookie(w, cookie(oidcCookie, flow, http.SameSiteLaxMode, oidcFlowLifetime))
+	// top-level redirect to our callback. It also carries the id of the
+	// session this browser has now: the callback, a cross-site request,
+	// does not get the Strict session cookie, yet must end that session.
+	value := flow
+	if old := p.sessionOf(r); old != nil {
+		value += "." + old.id
+	}
+	http.SetCookie(w, cookie(oidcCookie, value, http.SameSiteLaxMode, oidcFlowLifetime))
 	http.Redirect(w, r, authURL, http.StatusSeeOther)
 }
 
@@ -227,16 +273,21 @@ func (p *portal) oidcCallback(w http.ResponseWriter, r *http.Request) {
 			Message: "The identity provider did not sign you in. Try again."}}, "")
 		return
 	}
-	flow, err := r.Cookie(oidcCookie)
-	if err != nil || flow.Value == "" || query.Get("state") == "" || query.Get("code") == "" {
+	flowCookie, err := r.Cookie(oidcCookie)
+	if err != nil || flowCookie.Value == "" || query.Get("state") == "" || query.Get("code") == "" {
 		p.renderSignIn(w, r, http.StatusBadRequest, pageData{Problem: &problem{Status: http.StatusBadRequest,
 			Message: "This sign-in was not started in this browser, or took too long. Sign in again."}}, "")
 		return
 	}
+	if !p.limiter.allow("oidc:" + p.clients.key(r)) {
+		p.renderSignIn(w, r, http.StatusTooManyRequests, pageData{Problem: problemTooManySignIns}, "")
+		return
+	}
+	flow, previous, _ := strings.Cut(flowCookie.Value, ".")
 	secret, err := p.anonymous().Logical().ReadWithDataWithContext(r.Context(), "auth/"+p.cfg.OIDCMount+"/oidc/callback", map[string][]string{
 		"state":        {query.Get("state")},
 		"code":         {query.Get("code")},
-		"client_nonce": {p.mac("oidc-client-nonce", flow.Value)},
+		"client_nonce": {p.mac("oidc-client-nonce", flow)},
 	})
 	if err != nil || secret == nil || secret.Auth == nil {
 		if err == nil {
@@ -247,7 +298,7 @@ func (p *portal) oidcCallback(w http.ResponseWriter, r *http.Request) {
 			Message: "Vault did not accept this sign-in. Sign in again."}}, "")
 		return
 	}
-	p.startSession(w, r, secret.Auth, methodOIDC)
+	p.startSession(w, r, secret.Auth, methodOIDC, previous)
 }
 
 // signOut revokes the session's Vault token and forgets the session.
