@@ -281,6 +281,7 @@ func (p *portal) patSecretPage(w http.ResponseWriter, r *http.Request, sess *ses
 		p.render(w, r, sess, http.StatusGone, "secret", pageData{Title: "Secret no longer shown", Section: "tokens"})
 		return
 	}
+	markSecretShown(w, time.Now())
 	title := "Your new personal access token"
 	if revealed.Rotated {
 		title = "Your rotated personal access token"

@@ -105,7 +105,7 @@ func (p *portal) handler() http.Handler {
 	mux.HandleFunc("POST /orgs/{org}/provider-tokens/{provider}/delete", p.signedInForm(p.orgProviderTokenDelete))
 
 	mux.HandleFunc("/", p.notFound)
-	return p.logRequests(p.recoverPanics(securityHeaders(servedOverHTTPS(p.cfg), limitBodies(mux))))
+	return p.logRequests(p.recoverPanics(securityHeaders(servedOverHTTPS(p.cfg), evictShownSecrets(limitBodies(mux)))))
 }
 
 func (p *portal) home(w http.ResponseWriter, r *http.Request) {
