@@ -200,3 +200,45 @@ func TestOIDCSignInWithVaultAsIdentityProvider(t *testing.T) {
 		t.Fatalf("the OIDC token works after sign-out: %v", err)
 	}
 }
+
+// Finding 11: an SSO sign-in ends the session this browser had before,
+// with its Vault token, although the callback comes from the identity
+// provider, cross-site, and the browser withholds the Strict session
+// cookie from it.
+func TestOIDCSignInEndsTheBrowsersPreviousSession(t *testing.T) {
+	tp := startPortal(t, func(c *config) { c.AuthMethods = []string{methodUserpass, methodOIDC} })
+	setUpOIDC(t, tp.cfg.oidcRedirectURI(), "hana")
+
+	v := newVisitor(t, tp)
+	v.signIn("hana")
+	previous := tp.sessions.get(v.sessionCookie())
+	remember(previous.vaultToken, "hana's Vault token")
+
+	start := v.get("/signin/oidc")
+	if start.status != http.StatusSeeOther {
+		t.Fatalf("OIDC start: status %d: %s", start.status, start.text())
+	}
+	code, state := authorizeAtIdP(t, start.header.Get("Location"), "hana")
+	// The identity provider's redirect is a cross-site navigation: the
+	// browser sends the Lax flow cookie, not the Strict session cookie.
+	u, _ := url.Parse(tp.url)
+	v.client.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, Secure: true}})
+	done := v.get("/oidc/callback?" + url.Values{"code": {code}, "state": {state}}.Encode())
+	if done.status != http.StatusOK {
+		t.Fatalf("callback: status %d: %s", done.status, done.text())
+	}
+	current := tp.sessions.get(v.sessionCookie())
+	if current == nil || current.method != methodOIDC || current.id == previous.id {
+		t.Fatalf("session after OIDC: %+v", current)
+	}
+	remember(current.vaultToken, "hana's Vault token from OIDC")
+	if tp.sessions.get(previous.id) != nil {
+		t.Fatal("the browser's previous session lives on after the SSO sign-in")
+	}
+	if !tokenRevoked(previous.vaultToken) {
+		t.Fatal("the previous session's Vault token still works")
+	}
+	if tokenRevoked(current.vaultToken) {
+		t.Fatal("the new session's Vault token was revoked")
+	}
+}

@@ -279,10 +279,6 @@ func (p *portal) oidcCallback(w http.ResponseWriter, r *http.Request) {
 			Message: "This sign-in was not started in this browser, or took too long. Sign in again."}}, "")
 		return
 	}
-	if !p.limiter.allow("oidc:" + p.clients.key(r)) {
-		p.renderSignIn(w, r, http.StatusTooManyRequests, pageData{Problem: problemTooManySignIns}, "")
-		return
-	}
 	flow, previous, _ := strings.Cut(flowCookie.Value, ".")
 	secret, err := p.anonymous().Logical().ReadWithDataWithContext(r.Context(), "auth/"+p.cfg.OIDCMount+"/oidc/callback", map[string][]string{
 		"state":        {query.Get("state")},
