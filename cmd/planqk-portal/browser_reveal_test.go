@@ -43,10 +43,22 @@ func TestBrowserSecretIsNotRestoredByBackOrForward(t *testing.T) {
 		t.Error("the secret page set no cookie that would evict it from Chrome's back/forward cache")
 	}
 
+	// holdsSecret reads the whole document, the fields' values too; while
+	// a restored page is loaded again there may briefly be no document,
+	// and it reads again.
 	holdsSecret := func() bool {
 		t.Helper()
-		html := hana.eval("reading the page", `document.documentElement.outerHTML + "\n" + [...document.querySelectorAll("input")].map((i) => i.value).join("\n")`)
-		return strings.Contains(html, secret)
+		for i := 0; i < 100; i++ {
+			ctx, cancel := context.WithTimeout(hana.ctx, 2*time.Second)
+			html, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.documentElement.outerHTML + "\n" + [...document.querySelectorAll("input")].map((i) => i.value).join("\n")`))
+			cancel()
+			if err == nil {
+				return strings.Contains(html, secret)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatal("the page could not be read")
+		return false
 	}
 	// waitFor evaluates js until it is true; a navigation under way may
 	// fail an evaluation, which is tried again.

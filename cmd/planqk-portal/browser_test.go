@@ -53,11 +53,6 @@ func sharedBrowser(t *testing.T) context.Context {
 			// leaves nothing behind in /tmp.
 			chromedp.Env("TMPDIR="+profile),
 			chromedp.WindowSize(1200, 860),
-			// Chrome keeps pages served with Cache-Control: no-store in its
-			// back/forward cache, restoring them unless an HttpOnly cookie
-			// changed; Debian's Chromium has the feature off unless told.
-			chromedp.Flag("enable-features", "NetworkService,NetworkServiceInProcess,"+
-				"CacheControlNoStoreEnterBackForwardCache:level/restore-unless-http-only-cookie-change"),
 		)
 		allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 		ctx, cancelBrowser := chromedp.NewContext(allocCtx)

@@ -56,12 +56,42 @@ func TestConfigRefusesNonsense(t *testing.T) {
 		"-signin-rate":                  {"-signin-rate", "0"},
 		"-signin-burst":                 {"-signin-burst", "x"},
 		"-session-ttl":                  {"-session-ttl", "10s"},
+		"-trusted-proxies":              {"-trusted-proxies", "10.0.0.0/8, proxy.example"},
+		"-proxy-header":                 {"-proxy-header", "x-real-ip"},
+		"-sessions-per-person":          {"-sessions-per-person", "0"},
+		"-userpass-lockout-threshold":   {"-userpass-lockout-threshold", "1"},
+		"-userpass-lockout-reset":       {"-userpass-lockout-reset", "0s"},
 		"unexpected arguments":          {"extra"},
 	}
 	for want, args := range cases {
 		if _, err := parseConfig(args, envOf(nil)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v: error %v, want one with %q", args, err, want)
 		}
+	}
+}
+
+func TestConfigSignInLimits(t *testing.T) {
+	cfg, err := parseConfig(nil, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxSessions != 10000 || cfg.SessionsPerPerson != 10 || len(cfg.TrustedProxies) != 0 || cfg.ProxyHeader != "x-forwarded-for" ||
+		cfg.LockoutThreshold != 5 || cfg.LockoutReset != 15*time.Minute || cfg.LockoutDuration != 15*time.Minute {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	env := envOf(map[string]string{"PORTAL_TRUSTED_PROXIES": "10.0.0.7/8, 192.0.2.1, 2001:db8::/32", "PORTAL_SESSIONS_PER_PERSON": "3",
+		"PORTAL_USERPASS_LOCKOUT_THRESHOLD": "10", "PORTAL_USERPASS_LOCKOUT_RESET": "1h"})
+	cfg, err = parseConfig([]string{"-proxy-header", "Forwarded"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var proxies []string
+	for _, p := range cfg.TrustedProxies {
+		proxies = append(proxies, p.String())
+	}
+	if strings.Join(proxies, " ") != "10.0.0.0/8 192.0.2.1/32 2001:db8::/32" || cfg.ProxyHeader != "forwarded" ||
+		cfg.SessionsPerPerson != 3 || cfg.LockoutThreshold != 10 || cfg.LockoutReset != time.Hour {
+		t.Fatalf("config: %v %+v", proxies, cfg)
 	}
 }
 
