@@ -242,3 +242,34 @@ func TestOIDCSignInEndsTheBrowsersPreviousSession(t *testing.T) {
 		t.Fatal("the new session's Vault token was revoked")
 	}
 }
+
+// OIDC sign-ins are charged to the person after the callback, wherever
+// they come from: a second completion from another address, past the
+// person's budget, is refused and its Vault token revoked.
+func TestOIDCSignInsAreChargedToThePerson(t *testing.T) {
+	tp := startPortal(t, func(c *config) {
+		c.AuthMethods = []string{methodUserpass, methodOIDC}
+		c.SignInPerMinute, c.SignInBurst = 1, 1
+	})
+	setUpOIDC(t, tp.cfg.oidcRedirectURI(), "gwen")
+	signIn := func(v *visitor) *page {
+		t.Helper()
+		start := v.get("/signin/oidc")
+		if start.status != http.StatusSeeOther {
+			t.Fatalf("OIDC start: status %d: %s", start.status, start.text())
+		}
+		code, state := authorizeAtIdP(t, start.header.Get("Location"), "gwen")
+		return v.get("/oidc/callback?" + url.Values{"code": {code}, "state": {state}}.Encode())
+	}
+	first := newVisitor(t, tp)
+	if p := signIn(first); p.status != http.StatusOK {
+		t.Fatalf("first OIDC sign-in: status %d: %s", p.status, p.text())
+	}
+	remember(tp.sessions.get(first.sessionCookie()).vaultToken, "gwen's Vault token from OIDC")
+	// Another address: its own budget for starting, the same person's for finishing.
+	second := visitorVia(t, tp, "127.0.0.3", "")
+	p := signIn(second)
+	if p.status != http.StatusTooManyRequests || second.sessionCookie() != "" {
+		t.Fatalf("second OIDC sign-in at once: status %d: %s", p.status, p.text())
+	}
+}

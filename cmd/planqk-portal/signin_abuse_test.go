@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/html"
 )
 
 // What sign-in withstands (issue 21): one person cannot deny others,
@@ -262,4 +264,46 @@ func mustPrefix(t *testing.T, cidr string) netip.Prefix {
 		t.Fatal(err)
 	}
 	return prefix
+}
+
+// Finding 10, the server's part: after a secret was shown, the next page's
+// requests (the page and its style sheet, script and icon) each change an
+// HttpOnly cookie, which makes Chrome evict the secret page from its
+// back/forward cache; a minute later the cookie is gone.
+func TestShownSecretCookieChangesOnTheNextRequests(t *testing.T) {
+	tp := startPortal(t, nil)
+	v := newVisitor(t, tp)
+	v.signIn("hana")
+	created := v.submit("/tokens", url.Values{"name": {"cookie-" + randomHex(4)}, "expiry": {defaultExpiry}, "scope": {"api"}})
+	shown := v.follow(created)
+	if shown.status != http.StatusOK {
+		t.Fatalf("secret page: status %d", shown.status)
+	}
+	secrets := shown.elements(func(n *html.Node) bool { return n.Data == "input" && attr(n, "id") == "secret" })
+	if len(secrets) != 1 || !strings.HasPrefix(attr(secrets[0], "value"), "plqk_") {
+		t.Fatalf("no secret on the page: %s", shown.text())
+	}
+	remember(attr(secrets[0], "value"), "hana's PAT")
+	value := func(p *page) string {
+		for _, c := range (&http.Response{Header: p.header}).Cookies() {
+			if c.Name == shownCookie {
+				if !c.HttpOnly || !c.Secure || c.SameSite != http.SameSiteStrictMode {
+					t.Errorf("cookie flags: %+v", c)
+				}
+				return c.Value
+			}
+		}
+		return ""
+	}
+	last := value(shown)
+	if last == "" {
+		t.Fatal("the secret page set no cookie")
+	}
+	for _, path := range []string{"/tokens", "/static/portal.css", "/static/copy.js"} {
+		next := value(v.get(path))
+		if next == "" || next == last {
+			t.Fatalf("%s did not change the cookie (%q after %q)", path, next, last)
+		}
+		last = next
+	}
 }
