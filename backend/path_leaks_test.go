@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -326,4 +327,69 @@ func BenchmarkLeaksRevoke_batchOf100(b *testing.B) {
 			}
 		})
 	}
+}
+
+// Scanners racing over one token: exactly one revokes it and tells the
+// owner; the others answer inactive. The storage holds every scanner's
+// first read of the record until all have read it, so that all of them
+// find the token active before any takes the owner's lock.
+func TestLeaks_concurrentReportsRevokeOnce(t *testing.T) {
+	env, _, named, _, _, _, _ := leakSetup(t)
+	env.events.reset()
+	const scanners = 8
+	held := &barrierStorage{Storage: env.storage, prefix: tokenRecordPrefix, waiting: scanners, release: make(chan struct{})}
+	labels := make(chan string, scanners)
+	var wg sync.WaitGroup
+	for i := 0; i < scanners; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := env.b.HandleRequest(context.Background(), &logical.Request{
+				Operation: logical.UpdateOperation, Path: "leaks/revoke", Storage: held,
+				Data: leaks(leak(named, "u", "content")),
+			})
+			if err != nil || resp.IsError() {
+				labels <- fmt.Sprint("error: ", err, resp)
+				return
+			}
+			labels <- resp.Data["labels"].([]string)[0]
+		}()
+	}
+	wg.Wait()
+	close(labels)
+	count := map[string]int{}
+	for label := range labels {
+		count[label]++
+	}
+	require.Equal(t, map[string]int{leakTruePositive: 1, leakInactive: scanners - 1}, count)
+	require.Len(t, env.events.sent(), 1)
+}
+
+// barrierStorage holds the answers to the first waiting reads under prefix
+// until all of them were read; later reads pass.
+type barrierStorage struct {
+	logical.Storage
+	prefix  string
+	mu      sync.Mutex
+	waiting int
+	release chan struct{}
+}
+
+func (s *barrierStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	entry, err := s.Storage.Get(ctx, key)
+	if strings.HasPrefix(key, s.prefix) {
+		s.mu.Lock()
+		hold := s.waiting > 0
+		if hold {
+			s.waiting--
+			if s.waiting == 0 {
+				close(s.release)
+			}
+		}
+		s.mu.Unlock()
+		if hold {
+			<-s.release
+		}
+	}
+	return entry, err
 }
