@@ -96,6 +96,9 @@ type backend struct {
 	// lastUse holds the uses verify noted until the periodic function
 	// writes them.
 	lastUse *lastUse
+	// providerUse holds the provider-token uses resolve, runtime and the
+	// exchange noted until the periodic function writes them.
+	providerUse *providerUse
 
 	tidy tidyState
 
@@ -129,6 +132,7 @@ func newBackend() *backend {
 		providerTokens: newStorageCache[string, *providerTokenEntry](providerTokenCacheSize),
 		providers:      newStorageCache[string, map[string]*providerEntry](1),
 		lastUse:        newLastUse(),
+		providerUse:    newProviderUse(),
 
 		webhookSecret: newStorageCache[string, *webhookSecretEntry](1),
 	}
@@ -273,6 +277,7 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
 		// Uses noted here cannot be written from this node.
 		b.lastUse.take()
+		b.providerUse.take()
 		return nil
 	}
 	if err := b.ensureMigrated(ctx, req.Storage); err != nil {
@@ -280,6 +285,9 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	}
 	if err := b.flushLastUse(ctx, req.Storage); err != nil {
 		b.Logger().Warn("writing last use failed; those uses are not recorded", "error", err)
+	}
+	if err := b.flushProviderTokenUse(ctx, req.Storage); err != nil {
+		b.Logger().Warn("writing provider-token use failed; those uses are not recorded", "error", err)
 	}
 	// Starts webhook delivery if initialize could not, and wakes it: a
 	// webhook_url configured after events were queued is used from here.

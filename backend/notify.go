@@ -31,6 +31,8 @@ const (
 	eventProviderTokenDeleted  = "provider-token-deleted"
 	eventProviderTokenExpiring = "provider-token-expiring"
 	eventUserOffboarded        = "user-offboarded"
+	// eventProviderTokenUsed (provider_token_use.go) is sent at most once
+	// per organization token, member and last_used_granularity.
 	// eventNotificationsSuppressed stands in the webhook outbox for an
 	// owner's events that found no place there (a flood): how many of
 	// each type, first and last. Webhooks only: Vault's event bus got
@@ -211,7 +213,8 @@ func (event *lifecycleEvent) metadata() map[string]string {
 	} {
 		metadata[key] = value
 	}
-	if event.Type != eventPATExpiring && event.Type != eventProviderTokenExpiring {
+	// Reminders and uses change nothing.
+	if event.Type != eventPATExpiring && event.Type != eventProviderTokenExpiring && event.Type != eventProviderTokenUsed {
 		metadata[logical.EventMetadataModified] = "true"
 	}
 	return metadata

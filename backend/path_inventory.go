@@ -108,7 +108,7 @@ func pathInventory(b *backend) []*framework.Path {
 					Callback: b.pathInventoryProviderTokens,
 					Responses: okResponse("A page of provider tokens.", inventoryPageFields(
 						"Keys of the page's provider tokens in order: orgs/<org id>/<provider>, unclaimed/<name>/<provider>, unclaimed-orgs/<org name>/<provider> and users/<entity id>/<provider>.",
-						"For each key: owner_kind (user, organization, unclaimed), owner, entity_id, provider, version, created_at, updated_at, updated_by and expires_at (empty if not given). No secret, no hint.",
+						"For each key: owner_kind (user, organization, unclaimed), owner, entity_id, provider, version, created_at, updated_at, updated_by, expires_at (empty if not given), last_used_at, last_used_by and last_used_by_name (the entity id and live name of the member whose job last used it; empty if never). No secret, no hint.",
 					)),
 				},
 			},
@@ -404,6 +404,9 @@ func (t *inventoryProviderToken) toResponseData() map[string]interface{} {
 		"updated_at": formatTime(t.entry.UpdatedAt),
 		"updated_by": t.entry.UpdatedBy,
 		"expires_at": formatOptionalTime(t.entry.ExpiresAt),
+		// The live name is added by the list (namedLastUse).
+		"last_used_at": formatOptionalTime(t.entry.LastUsedAt),
+		"last_used_by": t.entry.LastUsedBy,
 	}
 }
 
@@ -490,7 +493,7 @@ func (b *backend) pathInventoryProviderTokens(ctx context.Context, req *logical.
 				}
 			}
 			keys = append(keys, key)
-			keyInfo[key] = item.toResponseData()
+			keyInfo[key] = b.namedLastUse(ctx, req.Storage, item.toResponseData())
 			if len(keys) == limit {
 				next = key
 				break
@@ -704,7 +707,9 @@ and for organizations' tokens from before organization ids that no
 organization has claimed yet, unclaimed-orgs/<org name>/<provider>;
 key_info gives owner_kind, owner (the organization's name, the user's live
 name, or the name tokens were kept under), entity_id, provider, version, created_at, updated_at,
-updated_by and expires_at (when the writer gave one). No secret, no hint.
+updated_by, expires_at (when the writer gave one), and last_used_at,
+last_used_by and last_used_by_name: when a job last used the token and for
+whom (entity id, live name). No secret, no hint.
 Paging as inventory/tokens.
 
   vault list -format=json planqk/inventory/provider-tokens

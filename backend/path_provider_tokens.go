@@ -143,6 +143,11 @@ type providerTokenEntry struct {
 	ExpiresAt time.Time `json:"expires_at,omitempty"`
 	// NoticesSent are the expiry_notices thresholds already reminded of.
 	NoticesSent []string `json:"notices_sent,omitempty"`
+	// LastUsedAt and LastUsedBy are when a job last used this version
+	// (resolve, runtime, exchange), rounded down to last_used_granularity,
+	// and the entity id of the member it ran for.
+	LastUsedAt time.Time `json:"last_used_at,omitempty"`
+	LastUsedBy string    `json:"last_used_by,omitempty"`
 	// LegacyName is the user name v0.1.0 kept the token under, for tokens
 	// the upgrade moved.
 	LegacyName string `json:"legacy_name,omitempty"`
@@ -197,6 +202,8 @@ func (e *providerTokenEntry) toResponseData(o *providerTokenOwner) map[string]in
 	data["created_at"] = formatTime(e.CreatedAt)
 	data["updated_at"] = formatTime(e.UpdatedAt)
 	data["updated_by"] = e.UpdatedBy
+	data["last_used_at"] = formatOptionalTime(e.LastUsedAt)
+	data["last_used_by"] = e.LastUsedBy
 	data["expires_at"] = ""
 	if !e.ExpiresAt.IsZero() {
 		data["expires_at"] = formatTime(e.ExpiresAt)
@@ -222,15 +229,18 @@ func (e *providerTokenEntry) commonResponseData(o *providerTokenOwner) map[strin
 // returns it, with the owner's fields of its path family: never a secret
 // value.
 var providerTokenFields = fieldSet{
-	"provider":     {Type: framework.TypeString, Description: "Name of the provider."},
-	"version":      {Type: framework.TypeInt, Description: "Version of the token, counting from 1; each write increments it."},
-	"fields":       {Type: framework.TypeStringSlice, Description: "Names of the fields the token holds, sorted."},
-	"secret_hints": {Type: framework.TypeMap, Description: `For each secret field: "****" and, for secrets of 12 characters or more, their last 4 characters.`},
-	"settings":     {Type: framework.TypeMap, Description: "The non-secret fields with their values."},
-	"created_at":   {Type: framework.TypeTime, Description: "When the first version was written (RFC 3339)."},
-	"updated_at":   {Type: framework.TypeTime, Description: "When this version was written (RFC 3339)."},
-	"updated_by":   {Type: framework.TypeString, Description: "Id of the identity entity that wrote this version; empty for a token without an entity."},
-	"expires_at":   {Type: framework.TypeString, Description: "When the provider says the credential expires, as the writer gave it (RFC 3339); empty if not given."},
+	"provider":          {Type: framework.TypeString, Description: "Name of the provider."},
+	"version":           {Type: framework.TypeInt, Description: "Version of the token, counting from 1; each write increments it."},
+	"fields":            {Type: framework.TypeStringSlice, Description: "Names of the fields the token holds, sorted."},
+	"secret_hints":      {Type: framework.TypeMap, Description: `For each secret field: "****" and, for secrets of 12 characters or more, their last 4 characters.`},
+	"settings":          {Type: framework.TypeMap, Description: "The non-secret fields with their values."},
+	"created_at":        {Type: framework.TypeTime, Description: "When the first version was written (RFC 3339)."},
+	"updated_at":        {Type: framework.TypeTime, Description: "When this version was written (RFC 3339)."},
+	"updated_by":        {Type: framework.TypeString, Description: "Id of the identity entity that wrote this version; empty for a token without an entity."},
+	"expires_at":        {Type: framework.TypeString, Description: "When the provider says the credential expires, as the writer gave it (RFC 3339); empty if not given."},
+	"last_used_at":      {Type: framework.TypeString, Description: "When resolve, a runtime read or the exchange last gave this version to a job, rounded down to last_used_granularity and recorded within about a minute (RFC 3339); empty if never."},
+	"last_used_by":      {Type: framework.TypeString, Description: "Entity id of the member (or user) that job ran for; empty if never used."},
+	"last_used_by_name": {Type: framework.TypeString, Description: "That entity's live name; empty if never used or the entity is gone."},
 }
 
 var (
@@ -391,7 +401,7 @@ func (b *backend) pathProviderTokensList(ctx context.Context, req *logical.Reque
 		}
 		if entry != nil { // else deleted since the list
 			keys = append(keys, provider)
-			keyInfo[provider] = entry.withSecretsOf(catalogue[provider]).toResponseData(owner)
+			keyInfo[provider] = b.namedLastUse(ctx, req.Storage, entry.withSecretsOf(catalogue[provider]).toResponseData(owner))
 		}
 	}
 	return logical.ListResponseWithInfo(keys, keyInfo), nil
@@ -411,7 +421,7 @@ func (b *backend) pathProviderTokenRead(ctx context.Context, req *logical.Reques
 	if err != nil {
 		return nil, err
 	}
-	return &logical.Response{Data: entry.withSecretsOf(catalogue[provider]).toResponseData(owner)}, nil
+	return &logical.Response{Data: b.namedLastUse(ctx, req.Storage, entry.withSecretsOf(catalogue[provider]).toResponseData(owner))}, nil
 }
 
 func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -485,7 +495,7 @@ func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Reque
 		return nil, err
 	}
 	b.notify(ctx, req.Storage, owner.providerTokenEvent(eventProviderTokenWritten, entry))
-	return &logical.Response{Data: entry.toResponseData(owner)}, nil
+	return &logical.Response{Data: b.namedLastUse(ctx, req.Storage, entry.toResponseData(owner))}, nil
 }
 
 // takeExpiresAt removes the optional expires_at from a write's body and

@@ -117,7 +117,11 @@ func (b *backend) effectiveProviderToken(ctx context.Context, s logical.Storage,
 			return nil, err
 		}
 		if entry != nil {
-			return &usableToken{provider: provider, source: candidate.source, owner: candidate.owner, entry: entry}, nil
+			usable := &usableToken{provider: provider, source: candidate.source, owner: candidate.owner, entry: entry}
+			if err := b.noteProviderTokenUse(ctx, s, usable, caller); err != nil {
+				return nil, err
+			}
+			return usable, nil
 		}
 	}
 	return nil, nil

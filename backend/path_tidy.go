@@ -229,6 +229,9 @@ func (b *backend) runTidy(ctx context.Context, s logical.Storage, repair bool) (
 	if err := b.flushLastUse(ctx, s); err != nil {
 		return result, err
 	}
+	if err := b.flushProviderTokenUse(ctx, s); err != nil {
+		return result, err
+	}
 	if err := b.sweep(ctx, s, time.Now(), result); err != nil {
 		return result, err
 	}

@@ -204,7 +204,7 @@ func (b *backend) pathUnclaimedClaim(ctx context.Context, req *logical.Request, 
 	event := owner.providerTokenEvent(eventProviderTokenWritten, token)
 	event.Details["reason"] = "claimed"
 	b.notify(ctx, req.Storage, event)
-	return &logical.Response{Data: token.toResponseData(owner)}, nil
+	return &logical.Response{Data: b.namedLastUse(ctx, req.Storage, token.toResponseData(owner))}, nil
 }
 
 // The fields of unclaimed-orgs/<org>/<provider>[/claim].
@@ -293,7 +293,7 @@ func (b *backend) pathUnclaimedOrgClaim(ctx context.Context, req *logical.Reques
 	event := owner.providerTokenEvent(eventProviderTokenWritten, token)
 	event.Details["reason"] = "claimed"
 	b.notify(ctx, req.Storage, event)
-	return &logical.Response{Data: token.toResponseData(owner)}, nil
+	return &logical.Response{Data: b.namedLastUse(ctx, req.Storage, token.toResponseData(owner))}, nil
 }
 
 const pathUnclaimedOrgHelpSynopsis = `Give an organization provider token kept from before organization ids to an organization, or delete it.`

@@ -147,6 +147,16 @@ func TestExchange_aPlatformRunsJobsOnBehalfOfPATs(t *testing.T) {
 	setting("member")
 	ranOn(miaPAT, org, org, "organization")
 
+	// The organization's token says whose job last used it: Mia's (the
+	// uses are written in batches; a tidy writes them now).
+	if r := tidyAs(t, "root"); r.status != 202 && r.status != 200 {
+		t.Fatalf("tidy: %s", r)
+	}
+	eventually(t, identityWait, "last_used_by names mia", func() (bool, string) {
+		r := call(t, owner, "GET", mount+"/orgs/"+org+"/provider-tokens/ibm-quantum", nil)
+		return r.data["last_used_by_name"] == mia && r.data["last_used_at"] != "", r.String() + " " + asJSON(t, r.data)
+	})
+
 	// Mia leaves: within identity_cache_ttl her jobs in the organization
 	// stop getting its token; her own still works.
 	if err := s.boot.RemoveMember(ctx, org, mia); err != nil {

@@ -1,0 +1,180 @@
+package backend
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Who used a provider token. resolve, the runtime read and the exchange
+// note each use of a provider token in memory - at most once per token,
+// member and last_used_granularity, as verify notes PAT uses - and the
+// engine's periodic function writes them in batches on the node that may
+// write: each used token's last_used_at and last_used_by (the entity id of
+// the member whose job used it), and, for an organization's token, one
+// provider-token-used notification per member and granule, so that its
+// owners see whose jobs ran on the organization's account. Nothing of it
+// is a secret; the request path makes no storage round trip for it. What
+// a crash loses is the last unwritten batch; a node that may not write
+// drops its notes.
+const (
+	// providerUsePending bounds the tokens waiting for the next write.
+	providerUsePending = 10000
+	// providerUseSeenSize bounds the memory of which (token, member) pairs
+	// were noted in the current granule.
+	providerUseSeenSize = 100000
+)
+
+// eventProviderTokenUsed tells an organization's owners that a member's
+// job used its provider token.
+const eventProviderTokenUsed = "provider-token-used"
+
+type providerUse struct {
+	mu      sync.Mutex
+	pending map[string]*pendingProviderUse // by storage key
+	dropped int
+	seen    *lru.Cache[string, time.Time] // storage key + "\x00" + entity id -> granule
+}
+
+// pendingProviderUse is one token's uses since the last write.
+type pendingProviderUse struct {
+	owner    *providerTokenOwner
+	provider string
+	version  int
+	// users are the entities whose jobs used the token, each with its
+	// latest granule, and their names when they used it.
+	users map[string]time.Time
+	names map[string]string
+}
+
+func newProviderUse() *providerUse {
+	seen, err := lru.New[string, time.Time](providerUseSeenSize)
+	if err != nil {
+		panic(err)
+	}
+	return &providerUse{pending: make(map[string]*pendingProviderUse), seen: seen}
+}
+
+// note records that user's job used the token now, truncated to
+// granularity; 0 records nothing.
+func (u *providerUse) note(usable *usableToken, user *identity, now time.Time, granularity time.Duration) {
+	if granularity <= 0 {
+		return
+	}
+	at := now.UTC().Truncate(granularity)
+	key := usable.owner.storagePrefix() + usable.provider
+	seenKey := key + "\x00" + user.entityID
+	if last, ok := u.seen.Get(seenKey); ok && !at.After(last) {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	use := u.pending[key]
+	if use == nil || use.version != usable.entry.Version {
+		if use == nil && len(u.pending) >= providerUsePending {
+			u.dropped++
+			return
+		}
+		use = &pendingProviderUse{owner: usable.owner, provider: usable.provider, version: usable.entry.Version,
+			users: make(map[string]time.Time), names: make(map[string]string)}
+		u.pending[key] = use
+	}
+	use.users[user.entityID] = at
+	use.names[user.entityID] = user.name
+	u.seen.Add(seenKey, at)
+}
+
+// take returns the pending uses and empties the batch.
+func (u *providerUse) take() (map[string]*pendingProviderUse, int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	pending, dropped := u.pending, u.dropped
+	u.pending, u.dropped = make(map[string]*pendingProviderUse), 0
+	return pending, dropped
+}
+
+// noteProviderTokenUse notes that caller's job used the token; from
+// memory only (the configuration is cached).
+func (b *backend) noteProviderTokenUse(ctx context.Context, s logical.Storage, usable *usableToken, caller *identity) error {
+	cfg, err := b.getConfig(ctx, s)
+	if err != nil {
+		return err
+	}
+	b.providerUse.note(usable, caller, time.Now(), cfg.LastUsedGranularity)
+	return nil
+}
+
+// flushProviderTokenUse writes the pending uses: per token, its entry once
+// (under its owner's lock, only if it is still the version that was used)
+// and the notifications for an organization's token.
+func (b *backend) flushProviderTokenUse(ctx context.Context, s logical.Storage) error {
+	pending, dropped := b.providerUse.take()
+	if dropped > 0 {
+		b.Logger().Warn("provider-token use notes were dropped: more tokens were used than one batch holds", "dropped", dropped)
+	}
+	keys := sortedKeys(pending)
+	for _, key := range keys {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := b.writeProviderTokenUse(ctx, s, pending[key]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *backend) writeProviderTokenUse(ctx context.Context, s logical.Storage, use *pendingProviderUse) error {
+	written, err := b.recordProviderTokenUse(ctx, s, use)
+	if err != nil || !written || use.owner.org == nil {
+		return err
+	}
+	users := sortedKeys(use.users)
+	for _, entityID := range users {
+		event := use.owner.providerTokenEvent(eventProviderTokenUsed, &providerTokenEntry{Provider: use.provider, Version: use.version})
+		event.Details["used_by"] = entityID
+		event.Details["used_by_name"] = use.names[entityID]
+		event.Details["used_at"] = formatTime(use.users[entityID])
+		b.notify(ctx, s, event)
+	}
+	return nil
+}
+
+// recordProviderTokenUse sets the token's last use to the latest of the
+// batch; it reports whether the token still exists in the version used.
+func (b *backend) recordProviderTokenUse(ctx context.Context, s logical.Storage, use *pendingProviderUse) (bool, error) {
+	lock := b.lockFor(use.owner.lockKey())
+	lock.Lock()
+	defer lock.Unlock()
+	entry, err := getProviderToken(ctx, s, use.owner.storagePrefix(), use.provider)
+	if err != nil || entry == nil || entry.Version != use.version {
+		// Deleted or replaced since: a use of the old one is not the new
+		// one's.
+		return false, err
+	}
+	latestBy, latestAt := "", time.Time{}
+	for _, entityID := range sortedKeys(use.users) {
+		if at := use.users[entityID]; at.After(latestAt) {
+			latestBy, latestAt = entityID, at
+		}
+	}
+	if latestAt.Before(entry.LastUsedAt) || (latestAt.Equal(entry.LastUsedAt) && latestBy == entry.LastUsedBy) {
+		return true, nil // nothing newer
+	}
+	updated := *entry
+	updated.LastUsedAt, updated.LastUsedBy = latestAt, latestBy
+	return true, b.putProviderToken(ctx, s, use.owner.storagePrefix(), &updated)
+}
+
+// namedLastUse adds last_used_by_name, the live name of the entity in
+// last_used_by, to a provider token's response data.
+func (b *backend) namedLastUse(ctx context.Context, s logical.Storage, data map[string]interface{}) map[string]interface{} {
+	data["last_used_by_name"] = ""
+	if by, _ := data["last_used_by"].(string); by != "" {
+		data["last_used_by_name"] = b.liveNameOf(ctx, s, by)
+	}
+	return data
+}
