@@ -6,6 +6,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -102,8 +103,14 @@ type backend struct {
 
 	tidy tidyState
 
-	// counts are the inventory's last counts.
+	// counts are the inventory's last recount.
 	counts countsCache
+	// counters are the counts kept as writes happen.
+	counters counters
+	// dueMarks are the due entries this node wrote and has not deleted.
+	dueMarks *storageCache[string, struct{}]
+	// dueBuilt is set once the due index is known to be complete.
+	dueBuilt atomic.Bool
 
 	// webhookSecret caches the webhook signing secret (nil: none).
 	webhookSecret *storageCache[string, *webhookSecretEntry]
@@ -133,6 +140,7 @@ func newBackend() *backend {
 		providers:      newStorageCache[string, map[string]*providerEntry](1),
 		lastUse:        newLastUse(),
 		providerUse:    newProviderUse(),
+		dueMarks:       newStorageCache[string, struct{}](dueMarkCacheSize),
 
 		webhookSecret: newStorageCache[string, *webhookSecretEntry](1),
 	}
@@ -246,6 +254,16 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.webhookSecret.remove(webhookSecretPath)
 	case key == migrationPath, key == orgMigrationPath:
 		b.migrated.Store(false)
+	case key == dueIndexPath:
+		b.dueBuilt.Store(false)
+	case strings.HasPrefix(key, duePrefix):
+		b.dueMarks.remove(key)
+	case key == recountPath:
+		b.counts.forget()
+	case strings.HasPrefix(key, countsPrefix):
+		if i, err := strconv.Atoi(strings.TrimPrefix(key, countsPrefix)); err == nil && i >= 0 && i < countShards {
+			b.counters.shards[i].forget()
+		}
 	case strings.HasPrefix(key, providerPrefix):
 		b.providers.remove(catalogueKey)
 	case strings.HasPrefix(key, rolePrefix):
@@ -295,6 +313,13 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 		b.Logger().Error("starting webhook delivery failed", "error", err)
 	}
 	b.webhooks.signal()
+	// An upgraded mount gets its due index and counters from a recount
+	// in the background; requests go on meanwhile.
+	if built, err := b.dueIndexBuilt(ctx, req.Storage); err != nil {
+		return err
+	} else if !built {
+		b.startRecount(req.Storage, true)
+	}
 	return b.periodicTidy(ctx, req)
 }
 

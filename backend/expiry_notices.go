@@ -64,43 +64,49 @@ func (b *backend) remindNamedTokens(ctx context.Context, s logical.Storage, cfg 
 }
 
 // remindProviderTokens notifies the due reminders of the provider tokens
-// stored under the owner and records them in each token; the caller holds
-// the owner's lock.
-func (b *backend) remindProviderTokens(ctx context.Context, s logical.Storage, cfg *configEntry, owner *providerTokenOwner, now time.Time) (int, error) {
+// stored under the owner and records them in each token, and returns when
+// the owner's next reminder is due (zero: none); the caller holds the
+// owner's lock.
+func (b *backend) remindProviderTokens(ctx context.Context, s logical.Storage, cfg *configEntry, owner *providerTokenOwner, now time.Time) (int, time.Time, error) {
+	var next time.Time
 	if len(cfg.ExpiryNotices) == 0 {
-		return 0, nil
+		return 0, next, nil
 	}
 	providers, err := s.List(ctx, owner.storagePrefix())
 	if err != nil {
-		return 0, fmt.Errorf("listing provider tokens: %w", err)
+		return 0, next, fmt.Errorf("listing provider tokens: %w", err)
 	}
 	sent := 0
 	for _, provider := range providers {
 		entry, err := getProviderToken(ctx, s, owner.storagePrefix(), provider)
 		if err != nil {
-			return sent, err
+			return sent, next, err
 		}
 		if entry == nil {
 			continue
 		}
 		due, marked := dueNotice(entry.ExpiresAt, now, cfg.ExpiryNotices, entry.NoticesSent)
-		if due == "" {
-			continue
+		if due != "" {
+			event := owner.providerTokenEvent(eventProviderTokenExpiring, entry)
+			event.Details["threshold"] = due
+			b.notify(ctx, s, event)
+			entry.NoticesSent = marked
+			if err := b.putProviderToken(ctx, s, owner.storagePrefix(), entry); err != nil {
+				return sent, next, err
+			}
+			sent++
 		}
-		event := owner.providerTokenEvent(eventProviderTokenExpiring, entry)
-		event.Details["threshold"] = due
-		b.notify(ctx, s, event)
-		entry.NoticesSent = marked
-		if err := b.putProviderToken(ctx, s, owner.storagePrefix(), entry); err != nil {
-			return sent, err
+		if at := providerTokenDue(entry, cfg.ExpiryNotices); !at.IsZero() && now.Before(entry.ExpiresAt) {
+			next = earlier(next, at)
 		}
-		sent++
 	}
-	return sent, nil
+	return sent, next, nil
 }
 
 // remindOrganizations sends the due reminders of every organization's
-// provider tokens, one organization at a time under its lock.
+// provider tokens, one organization at a time under its lock, and writes
+// each one's next due entry. Only the sweep of a mount whose due index is
+// being built reads every organization.
 func (b *backend) remindOrganizations(ctx context.Context, s logical.Storage, cfg *configEntry, now time.Time) (int, error) {
 	if len(cfg.ExpiryNotices) == 0 {
 		return 0, nil
@@ -123,7 +129,12 @@ func (b *backend) remindOrganizations(ctx context.Context, s logical.Storage, cf
 			lock := b.lockFor(owner.lockKey())
 			lock.Lock()
 			defer lock.Unlock()
-			return b.remindProviderTokens(ctx, s, cfg, owner, now)
+			n, next, err := b.remindProviderTokens(ctx, s, cfg, owner, now)
+			if err != nil {
+				return n, err
+			}
+			_, err = b.reschedule(ctx, s, orgSubject(orgID), 0, next)
+			return n, err
 		}()
 		sent += n
 		if err != nil {

@@ -86,6 +86,6 @@ func (e *testEnv) ageNamedToken(entityID, name string, d time.Duration) {
 	record.CreatedAt, record.ExpiresAt = record.CreatedAt.Add(-d), record.ExpiresAt.Add(-d)
 	summary.CreatedAt, summary.ExpiresAt = record.CreatedAt, record.ExpiresAt
 	require.NoError(e.t, putTokenRecord(ctx, e.storage, record))
-	require.NoError(e.t, putTokenIndex(ctx, e.storage, entityID, index))
+	require.NoError(e.t, e.b.putTokenIndex(ctx, e.storage, entityID, index))
 	e.b.records.remove(summary.Hash)
 }

@@ -150,7 +150,7 @@ func (b *backend) writeLastUse(ctx context.Context, s logical.Storage, entityID 
 		indexChanged = true
 	}
 	if indexChanged {
-		return putTokenIndex(ctx, s, entityID, index)
+		return b.putTokenIndex(ctx, s, entityID, index)
 	}
 	return nil
 }

@@ -97,6 +97,9 @@ func (b *backend) ensureMigrated(ctx context.Context, s logical.Storage) error {
 		if err := putMigration(ctx, s, result); err != nil {
 			return err
 		}
+		if err := b.markFreshMountIndexed(ctx, s); err != nil {
+			return err
+		}
 		if result.NamedTokens+result.LeaseMarkers+result.ProviderTokens+len(result.Unclaimed) > 0 {
 			b.Logger().Info("upgraded the storage layout: users' data is now kept by entity id",
 				"named_tokens", result.NamedTokens, "lease_markers", result.LeaseMarkers,
@@ -339,7 +342,7 @@ func (b *backend) migrateTokenRecords(ctx context.Context, s logical.Storage, re
 			return nil, nil, err
 		}
 		if marker == nil {
-			if err := putLeaseMarker(ctx, s, &record.tokenRecord); err != nil {
+			if err := b.putLeaseMarker(ctx, s, &record.tokenRecord); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -438,7 +441,7 @@ func (b *backend) mergeIntoIndex(ctx context.Context, s logical.Storage, entityI
 		added++
 	}
 	if added > 0 {
-		if err := putTokenIndex(ctx, s, entityID, index); err != nil {
+		if err := b.putTokenIndex(ctx, s, entityID, index); err != nil {
 			return 0, err
 		}
 	}

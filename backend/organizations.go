@@ -306,6 +306,11 @@ func (b *backend) claimUnclaimedOrgTokens(ctx context.Context, s logical.Storage
 				return fmt.Errorf("storing a claimed organization provider token: %w", err)
 			}
 			b.providerTokens.remove(destination)
+			claimed := &countShard{}
+			claimed.addProviderTokens(ownerKindOrganization, provider, 1)
+			if err := b.applyCount(ctx, s, orgSubject(orgID), claimed); err != nil {
+				return err
+			}
 		case !bytes.Equal(existing.Value, legacy.Value):
 			// The organization has its own token for the provider: the
 			// old one stays aside for an operator.
@@ -314,6 +319,11 @@ func (b *backend) claimUnclaimedOrgTokens(ctx context.Context, s logical.Storage
 		// The copy is in place (now, or by an interrupted earlier claim).
 		if err := s.Delete(ctx, prefix+provider); err != nil {
 			return fmt.Errorf("deleting a claimed organization provider token: %w", err)
+		}
+		aside := &countShard{}
+		aside.addProviderTokens(ownerKindUnclaimed, provider, -1)
+		if err := b.applyCount(ctx, s, unclaimedOrgSubject(name), aside); err != nil {
+			return err
 		}
 		b.Logger().Info("an organization claimed a provider token kept from before organization ids",
 			"org", name, "org_id", orgID, "provider", provider)

@@ -145,7 +145,7 @@ func (b *backend) issueLease(ctx context.Context, req *logical.Request, l *lease
 	if err := putTokenRecord(ctx, req.Storage, record); err != nil {
 		return nil, err
 	}
-	if err := putLeaseMarker(ctx, req.Storage, record); err != nil {
+	if err := b.putLeaseMarker(ctx, req.Storage, record); err != nil {
 		if cleanupErr := deleteTokenRecord(ctx, req.Storage, record.Hash); cleanupErr != nil {
 			b.Logger().Error("could not remove the record of a leased token whose marker write failed", "entity_id", owner.entityID, "error", cleanupErr)
 		}

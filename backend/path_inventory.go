@@ -23,8 +23,11 @@ const (
 	// page with a selective filter costs a bounded amount; such a page may
 	// hold fewer than limit tokens and still have a next_after.
 	inventoryEntityBudget = 100
-	// inventoryCountsTTL is how long the counts are reused.
-	inventoryCountsTTL = time.Minute
+	// recountPath keeps the last recount's result.
+	recountPath = "inventory/recount"
+	// recountWait is how long a read of the counts waits for a recount
+	// it started before it answers with the last one.
+	recountWait = 2 * time.Second
 	// unusedAfter is the "unused for 90 days" of the counts.
 	unusedAfter = 90 * 24 * time.Hour
 	// afterEverything sorts after every key of an owner: names and ids use
@@ -130,10 +133,12 @@ func inventoryPageFields(keys, keyInfo string) fieldSet {
 
 // inventoryCountsFields describe the inventory's counts.
 var inventoryCountsFields = fieldSet{
-	"computed_at":     {Type: framework.TypeTime, Description: "When the counts were made (RFC 3339); they are reused for up to a minute unless refresh=true."},
+	"computed_at":     {Type: framework.TypeTime, Description: "When the last recount finished (RFC 3339), which made tokens, owners and orphans; empty before the first."},
+	"stored":          {Type: framework.TypeMap, Description: "Counts kept as writes happen, exact now without reading any owner: named_tokens and leased_tokens stored (expired ones included until tidy removes them)."},
+	"recount":         {Type: framework.TypeMap, Description: "The running or last recount: state (idle, running, finished, error), started_at, finished_at, error, and drift - what the kept counts held minus what the recount found (nonzero only after interrupted writes), by named_tokens, leased_tokens, provider_tokens_by_provider and provider_tokens_by_owner_kind."},
 	"tokens":          {Type: framework.TypeMap, Description: "Counts of tokens: active_named, active_leases, expiring_within (by expiry_notices threshold), unused_for_90_days, expired_awaiting_tidy, of_inactive_owners."},
 	"owners":          {Type: framework.TypeMap, Description: "Counts of owner entities by state: active, disabled, deleted."},
-	"provider_tokens": {Type: framework.TypeMap, Description: "Counts of provider tokens: by_provider and by_owner_kind (user, organization, unclaimed)."},
+	"provider_tokens": {Type: framework.TypeMap, Description: "Counts of provider tokens, kept as writes happen: by_provider and by_owner_kind (user, organization, unclaimed)."},
 	"orphans":         {Type: framework.TypeMap, Description: "Lists: deleted_owner_entities, organizations_without_a_known_member, unclaimed_provider_tokens_from_v0_1_0."},
 }
 
@@ -201,6 +206,35 @@ func entityTokens(ctx context.Context, s logical.Storage, cfg *configEntry, enti
 	if err != nil {
 		return nil, err
 	}
+	markers, err := entityLeaseMarkers(ctx, s, entityID)
+	if err != nil {
+		return nil, err
+	}
+	return inventoryTokensOf(cfg, entityID, index, markers), nil
+}
+
+// entityLeaseMarkers reads every lease marker of the entity.
+func entityLeaseMarkers(ctx context.Context, s logical.Storage, entityID string) ([]*leaseMarker, error) {
+	hashes, err := listLeaseHashes(ctx, s, entityID)
+	if err != nil {
+		return nil, err
+	}
+	markers := make([]*leaseMarker, 0, len(hashes))
+	for _, hash := range hashes {
+		marker, err := getLeaseMarker(ctx, s, entityID, hash)
+		if err != nil {
+			return nil, err
+		}
+		if marker != nil {
+			markers = append(markers, marker)
+		}
+	}
+	return markers, nil
+}
+
+// inventoryTokensOf returns the tokens of an index and lease markers,
+// sorted by key.
+func inventoryTokensOf(cfg *configEntry, entityID string, index *tokenIndex, markers []*leaseMarker) []*inventoryToken {
 	var tokens []*inventoryToken
 	for name, summary := range index.Tokens {
 		tokens = append(tokens, &inventoryToken{
@@ -209,18 +243,7 @@ func entityTokens(ctx context.Context, s logical.Storage, cfg *configEntry, enti
 			createdAt: summary.CreatedAt, expiresAt: summary.ExpiresAt, lastUsedAt: summary.LastUsedAt,
 		})
 	}
-	hashes, err := listLeaseHashes(ctx, s, entityID)
-	if err != nil {
-		return nil, err
-	}
-	for _, hash := range hashes {
-		marker, err := getLeaseMarker(ctx, s, entityID, hash)
-		if err != nil {
-			return nil, err
-		}
-		if marker == nil {
-			continue
-		}
+	for _, marker := range markers {
 		tokens = append(tokens, &inventoryToken{
 			key: entityID + "/lease/" + marker.TokenID, entityID: entityID, kind: tokenKindLease, name: marker.Role, role: marker.Role,
 			tokenID: marker.TokenID, scopes: cfg.effectiveScopes(marker.Scopes, marker.Scoped),
@@ -228,7 +251,7 @@ func entityTokens(ctx context.Context, s logical.Storage, cfg *configEntry, enti
 		})
 	}
 	sort.Slice(tokens, func(i, j int) bool { return tokens[i].key < tokens[j].key })
-	return tokens, nil
+	return tokens
 }
 
 // tokenFilter is what inventory/tokens was asked to keep.
@@ -505,52 +528,329 @@ func (b *backend) pathInventoryProviderTokens(ctx context.Context, req *logical.
 	return resp, nil
 }
 
-// inventoryCounts are the inventory's dashboard figures.
-type inventoryCounts struct {
-	computedAt time.Time
-	data       map[string]interface{}
+// inventoryFigures are the counts that depend on the time and on each
+// owner's state in Vault, made by the last recount.
+type inventoryFigures struct {
+	ActiveNamed        int            `json:"active_named"`
+	ActiveLeases       int            `json:"active_leases"`
+	ExpiringWithin     map[string]int `json:"expiring_within"`
+	UnusedFor90Days    int            `json:"unused_for_90_days"`
+	ExpiredAwaiting    int            `json:"expired_awaiting_tidy"`
+	OfInactiveOwners   int            `json:"of_inactive_owners"`
+	Owners             map[string]int `json:"owners"`
+	DeletedOwners      []string       `json:"deleted_owners,omitempty"`
+	OrgsWithoutMembers []string       `json:"orgs_without_members,omitempty"`
+	Unclaimed          []string       `json:"unclaimed,omitempty"`
 }
 
-// countsCache reuses the counts for inventoryCountsTTL: a dashboard
-// polling them costs a scan a minute, not a scan a poll.
+// recountResult is what the last recount found and corrected.
+type recountResult struct {
+	StartedAt  time.Time         `json:"started_at"`
+	FinishedAt time.Time         `json:"finished_at"`
+	Figures    *inventoryFigures `json:"figures"`
+	// Drift is what the counters held minus what the recount found.
+	Drift *countShard `json:"drift"`
+}
+
+// countsCache is the last recount (also stored at recountPath, so that it
+// survives a restart or a failover) and the one running on this node.
 type countsCache struct {
-	mu     sync.Mutex
-	counts *inventoryCounts
+	mu      sync.Mutex
+	loaded  bool
+	last    *recountResult
+	running bool
+	started time.Time
+	lastErr error
+	done    chan struct{}
+}
+
+// recountError is why the last recount failed; nil if it did not.
+func (b *backend) recountError() error {
+	b.counts.mu.Lock()
+	defer b.counts.mu.Unlock()
+	return b.counts.lastErr
+}
+
+func (c *countsCache) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.loaded, c.last = false, nil
+}
+
+// lastRecount returns the last recount's result, nil if none finished.
+func (b *backend) lastRecount(ctx context.Context, s logical.Storage) (*recountResult, error) {
+	b.counts.mu.Lock()
+	defer b.counts.mu.Unlock()
+	if b.counts.loaded {
+		return b.counts.last, nil
+	}
+	entry, err := s.Get(ctx, recountPath)
+	if err != nil {
+		return nil, fmt.Errorf("reading the last recount: %w", err)
+	}
+	var last *recountResult
+	if entry != nil {
+		last = &recountResult{}
+		if err := entry.DecodeJSON(last); err != nil {
+			return nil, fmt.Errorf("decoding the last recount: %w", err)
+		}
+	}
+	b.counts.last, b.counts.loaded = last, true
+	return last, nil
+}
+
+// startRecount starts a recount in the background unless one runs, and
+// returns a channel closed when the running one ends and whether it
+// started this one. With rebuild the recount also writes every subject's
+// due entry, forgetting which this node remembers writing.
+func (b *backend) startRecount(s logical.Storage, rebuild bool) (<-chan struct{}, bool) {
+	b.counts.mu.Lock()
+	defer b.counts.mu.Unlock()
+	if b.counts.running {
+		return b.counts.done, false
+	}
+	done := make(chan struct{})
+	b.counts.running, b.counts.done, b.counts.started = true, done, time.Now().UTC()
+	go func() {
+		defer close(done)
+		// The request's context ends with the request; the recount runs on.
+		result, err := b.recount(context.Background(), s, time.Now(), rebuild)
+		b.counts.mu.Lock()
+		defer b.counts.mu.Unlock()
+		b.counts.running, b.counts.lastErr = false, err
+		if err != nil {
+			b.Logger().Error("recounting the inventory failed", "error", err)
+			return
+		}
+		b.counts.last, b.counts.loaded = result, true
+	}()
+	return done, true
+}
+
+// recountNow runs a recount of its own to the end and returns its error.
+func (b *backend) recountNow(s logical.Storage, rebuild bool) error {
+	for {
+		done, started := b.startRecount(s, rebuild)
+		<-done
+		if started {
+			return b.recountError()
+		}
+	}
+}
+
+// recountStatus describes the running or last recount.
+func (b *backend) recountStatus(last *recountResult) map[string]interface{} {
+	b.counts.mu.Lock()
+	defer b.counts.mu.Unlock()
+	status := map[string]interface{}{"state": "idle", "started_at": "", "finished_at": "", "error": "", "drift": map[string]interface{}{}}
+	if last != nil {
+		status["state"] = "finished"
+		status["started_at"], status["finished_at"] = formatTime(last.StartedAt), formatTime(last.FinishedAt)
+		status["drift"] = countsData(last.Drift)
+	}
+	if b.counts.lastErr != nil {
+		status["state"], status["error"] = "error", b.counts.lastErr.Error()
+	}
+	if b.counts.running {
+		status["state"], status["started_at"], status["finished_at"] = "running", formatTime(b.counts.started), ""
+	}
+	return status
+}
+
+// countsData describes counter values (or a drift) as the API shows them.
+func countsData(c *countShard) map[string]interface{} {
+	if c == nil {
+		c = &countShard{}
+	}
+	byProvider := make(map[string]int)
+	byOwnerKind := map[string]int{ownerKindUser: 0, ownerKindOrganization: 0, ownerKindUnclaimed: 0}
+	for kind, providers := range c.ProviderTokens {
+		for provider, n := range providers {
+			byProvider[provider] += n
+			byOwnerKind[kind] += n
+		}
+	}
+	return map[string]interface{}{
+		"named_tokens":                  c.Named,
+		"leased_tokens":                 c.Leases,
+		"provider_tokens_by_provider":   byProvider,
+		"provider_tokens_by_owner_kind": byOwnerKind,
+	}
 }
 
 func (b *backend) pathInventoryRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	b.counts.mu.Lock()
-	defer b.counts.mu.Unlock()
-	if c := b.counts.counts; c != nil && !d.Get("refresh").(bool) && time.Since(c.computedAt) < inventoryCountsTTL {
-		return &logical.Response{Data: c.data}, nil
-	}
-	counts, err := b.countInventory(ctx, req.Storage, time.Now())
+	last, err := b.lastRecount(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
-	b.counts.counts = counts
-	return &logical.Response{Data: counts.data}, nil
+	if d.Get("refresh").(bool) || last == nil {
+		// A small mount's recount is answered at once; a large one's
+		// runs on in the background while this answer uses the last.
+		done, _ := b.startRecount(req.Storage, false)
+		select {
+		case <-done:
+		case <-time.After(recountWait):
+		case <-ctx.Done():
+		}
+		if last, err = b.lastRecount(ctx, req.Storage); err != nil {
+			return nil, err
+		}
+	}
+	stored, err := b.storedCounts(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := b.getConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	figures := &inventoryFigures{Owners: map[string]int{"active": 0, "disabled": 0, "deleted": 0}, ExpiringWithin: make(map[string]int)}
+	computedAt := ""
+	if last != nil && last.Figures != nil {
+		figures, computedAt = last.Figures, formatTime(last.FinishedAt)
+	}
+	expiring := make(map[string]int, len(cfg.ExpiryNotices))
+	for _, threshold := range cfg.ExpiryNotices {
+		expiring[threshold.String()] = figures.ExpiringWithin[threshold.String()]
+	}
+	live := countsData(stored)
+	return &logical.Response{Data: map[string]interface{}{
+		"computed_at": computedAt,
+		"tokens": map[string]interface{}{
+			"active_named":          figures.ActiveNamed,
+			"active_leases":         figures.ActiveLeases,
+			"expiring_within":       expiring,
+			"unused_for_90_days":    figures.UnusedFor90Days,
+			"expired_awaiting_tidy": figures.ExpiredAwaiting,
+			"of_inactive_owners":    figures.OfInactiveOwners,
+		},
+		"owners": figures.Owners,
+		"provider_tokens": map[string]interface{}{
+			"by_provider":   live["provider_tokens_by_provider"],
+			"by_owner_kind": live["provider_tokens_by_owner_kind"],
+		},
+		"orphans": map[string]interface{}{
+			"deleted_owner_entities":                nonNil(figures.DeletedOwners),
+			"organizations_without_a_known_member":  nonNil(figures.OrgsWithoutMembers),
+			"unclaimed_provider_tokens_from_v0_1_0": nonNil(figures.Unclaimed),
+		},
+		"stored":  map[string]interface{}{"named_tokens": stored.Named, "leased_tokens": stored.Leases},
+		"recount": b.recountStatus(last),
+	}}, nil
 }
 
-// countInventory scans every owner and provider token once.
-func (b *backend) countInventory(ctx context.Context, s logical.Storage, now time.Time) (*inventoryCounts, error) {
+// recount reads every owner, organization and unclaimed provider token
+// once: it makes the figures that depend on time and identity, sets the
+// counters to what it finds (correcting the drift an interrupted write
+// left, reported), and writes each subject's due entry, so that it also
+// builds an upgraded mount's due index and repairs it (tidy repair=true).
+// Writers go on meanwhile: each subject is counted under its lock.
+func (b *backend) recount(ctx context.Context, s logical.Storage, now time.Time, rebuild bool) (*recountResult, error) {
 	cfg, err := b.getConfig(ctx, s)
 	if err != nil {
 		return nil, err
+	}
+	built, err := b.dueIndexBuilt(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if rebuild = rebuild || !built; rebuild {
+		b.dueMarks.purge()
 	}
 	entities, err := listOwnerEntities(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	active := map[string]int{tokenKindNamed: 0, tokenKindLease: 0}
-	expiring := make(map[string]int, len(cfg.ExpiryNotices))
-	for _, threshold := range cfg.ExpiryNotices {
-		expiring[threshold.String()] = 0
+	// Provider tokens of an entity with no other entry are counted too.
+	userTokenOwners, err := s.List(ctx, providerTokenPrefix+"entities/")
+	if err != nil {
+		return nil, fmt.Errorf("listing provider token owners: %w", err)
 	}
-	unused, expired, ofInactiveOwners := 0, 0, 0
-	ownersByState := map[string]int{"active": 0, "disabled": 0, "deleted": 0}
+	seen := make(map[string]bool, len(entities))
+	for _, id := range entities {
+		seen[id] = true
+	}
+	for _, key := range userTokenOwners {
+		if id := strings.TrimSuffix(key, "/"); validEntityID(id) && !seen[id] {
+			entities, seen[id] = append(entities, id), true
+		}
+	}
+	orgs, err := listProviderTokenOrgs(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	var unclaimed []unclaimedGroup
+	for _, family := range []struct {
+		prefix, display string
+		subject         func(string) string
+	}{
+		{unclaimedProviderTokenPrefix, "", unclaimedSubject},
+		{unclaimedOrgProviderTokenPrefix, "unclaimed-orgs/", unclaimedOrgSubject},
+	} {
+		names, err := s.List(ctx, family.prefix)
+		if err != nil {
+			return nil, fmt.Errorf("listing unclaimed provider tokens: %w", err)
+		}
+		for _, name := range names {
+			name = strings.TrimSuffix(name, "/")
+			unclaimed = append(unclaimed, unclaimedGroup{subject: family.subject(name), prefix: family.prefix + name + "/", display: family.display + name + "/"})
+		}
+	}
+	listed := make(map[string]bool, len(entities)+len(orgs)+len(unclaimed))
+	for _, id := range entities {
+		listed[entitySubject(id)] = true
+	}
+	for _, org := range orgs {
+		listed[orgSubject(org)] = true
+	}
+	for _, group := range unclaimed {
+		listed[group.subject] = true
+	}
+	r := &b.counters.recount
+	if !r.begin(listed) {
+		return nil, fmt.Errorf("a recount is already running")
+	}
+	result := &recountResult{StartedAt: now.UTC()}
+	figures, err := b.recountSubjects(ctx, s, cfg, entities, orgs, unclaimed, now, rebuild)
+	if err != nil {
+		r.abort()
+		return nil, err
+	}
+	drift, err := b.finishRecount(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if !drift.empty() {
+		b.Logger().Warn("the inventory counts had drifted (interrupted writes); corrected", "named", drift.Named, "leases", drift.Leases)
+	}
+	result.Figures, result.Drift, result.FinishedAt = figures, drift, time.Now().UTC()
+	if !built {
+		if err := b.putDueIndexBuilt(ctx, s); err != nil {
+			return nil, err
+		}
+	}
+	entry, err := logical.StorageEntryJSON(recountPath, result)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the recount: %w", err)
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return nil, fmt.Errorf("storing the recount: %w", err)
+	}
+	return result, nil
+}
+
+// unclaimedGroup is a v0.1.0 name whose provider tokens the upgrade set
+// aside: its subject, storage prefix and how the inventory shows it.
+type unclaimedGroup struct {
+	subject, prefix, display string
+}
+
+func (b *backend) recountSubjects(ctx context.Context, s logical.Storage, cfg *configEntry, entities, orgs []string, unclaimed []unclaimedGroup, now time.Time, rebuild bool) (*inventoryFigures, error) {
+	f := &inventoryFigures{
+		ExpiringWithin: make(map[string]int, len(cfg.ExpiryNotices)),
+		Owners:         map[string]int{"active": 0, "disabled": 0, "deleted": 0},
+	}
 	knownOrgs := make(map[string]bool)
-	var deletedOwners []string
 	for _, entityID := range entities {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -561,91 +861,175 @@ func (b *backend) countInventory(ctx context.Context, s logical.Storage, now tim
 		}
 		switch {
 		case id == nil:
-			ownersByState["deleted"]++
-			deletedOwners = append(deletedOwners, entityID)
+			f.Owners["deleted"]++
+			f.DeletedOwners = append(f.DeletedOwners, entityID)
 		case id.disabled:
-			ownersByState["disabled"]++
+			f.Owners["disabled"]++
 		default:
-			ownersByState["active"]++
+			f.Owners["active"]++
 			for _, orgID := range id.orgIDs {
 				knownOrgs[orgID] = true
 			}
 		}
-		tokens, err := entityTokens(ctx, s, cfg, entityID)
+		tokens, err := b.recountEntity(ctx, s, cfg, entityID, now, rebuild)
 		if err != nil {
 			return nil, err
 		}
 		for _, token := range tokens {
 			if !now.Before(token.expiresAt) {
-				expired++
+				f.ExpiredAwaiting++
 				continue
 			}
 			if id == nil || id.disabled {
 				// They do not verify; tidy removes them after the grace.
-				ofInactiveOwners++
+				f.OfInactiveOwners++
 				continue
 			}
-			active[token.kind]++
+			if token.kind == tokenKindNamed {
+				f.ActiveNamed++
+			} else {
+				f.ActiveLeases++
+			}
 			for _, threshold := range cfg.ExpiryNotices {
 				if token.expiresAt.Sub(now) <= threshold {
-					expiring[threshold.String()]++
+					f.ExpiringWithin[threshold.String()]++
 				}
 			}
 			if unusedFor(token, now, unusedAfter) {
-				unused++
+				f.UnusedFor90Days++
 			}
 		}
 	}
-
-	groups, err := b.providerTokenGroups(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	byProvider := make(map[string]int)
-	byOwnerKind := map[string]int{"user": 0, "organization": 0, "unclaimed": 0}
-	var orgsWithoutMembers, unclaimed []string
-	for _, group := range groups {
-		providers, err := s.List(ctx, group.storagePrefix)
-		if err != nil {
-			return nil, fmt.Errorf("listing provider tokens: %w", err)
+	for _, org := range orgs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
-		for _, provider := range providers {
-			byProvider[provider]++
-			byOwnerKind[group.kind]++
-			if group.kind == "unclaimed" {
-				unclaimed = append(unclaimed, strings.TrimPrefix(group.keyPrefix, "unclaimed/")+provider)
-			}
+		if err := b.recountOrg(ctx, s, cfg, org, rebuild); err != nil {
+			return nil, err
 		}
-		if group.kind == "organization" && !knownOrgs[group.owner] {
-			name, err := b.orgNameOf(ctx, s, group.owner)
+		if !knownOrgs[org] {
+			name, err := b.orgNameOf(ctx, s, org)
 			if err != nil {
 				return nil, err
 			}
-			orgsWithoutMembers = append(orgsWithoutMembers, name)
+			f.OrgsWithoutMembers = append(f.OrgsWithoutMembers, name)
 		}
 	}
+	for _, group := range unclaimed {
+		providers, err := s.List(ctx, group.prefix)
+		if err != nil {
+			return nil, fmt.Errorf("listing unclaimed provider tokens: %w", err)
+		}
+		found := &countShard{}
+		for _, provider := range providers {
+			found.addProviderTokens(ownerKindUnclaimed, provider, 1)
+			f.Unclaimed = append(f.Unclaimed, group.display+provider)
+		}
+		b.counters.recount.count(group.subject, found)
+	}
+	sort.Strings(f.DeletedOwners)
+	sort.Strings(f.OrgsWithoutMembers)
+	sort.Strings(f.Unclaimed)
+	return f, nil
+}
 
-	return &inventoryCounts{computedAt: now, data: map[string]interface{}{
-		"computed_at": formatTime(now),
-		"tokens": map[string]interface{}{
-			"active_named":          active[tokenKindNamed],
-			"active_leases":         active[tokenKindLease],
-			"expiring_within":       expiring,
-			"unused_for_90_days":    unused,
-			"expired_awaiting_tidy": expired,
-			"of_inactive_owners":    ofInactiveOwners,
-		},
-		"owners": ownersByState,
-		"provider_tokens": map[string]interface{}{
-			"by_provider":   byProvider,
-			"by_owner_kind": byOwnerKind,
-		},
-		"orphans": map[string]interface{}{
-			"deleted_owner_entities":                nonNil(deletedOwners),
-			"organizations_without_a_known_member":  nonNil(orgsWithoutMembers),
-			"unclaimed_provider_tokens_from_v0_1_0": nonNil(unclaimed),
-		},
-	}}, nil
+// recountEntity counts the entity's tokens and provider tokens under its
+// lock, with rebuild writes its next due entry, and returns its tokens.
+func (b *backend) recountEntity(ctx context.Context, s logical.Storage, cfg *configEntry, entityID string, now time.Time, rebuild bool) ([]*inventoryToken, error) {
+	lock := b.lockFor(entityLockKey(entityID))
+	lock.Lock()
+	defer lock.Unlock()
+	index, err := getTokenIndex(ctx, s, entityID)
+	if err != nil {
+		return nil, err
+	}
+	markers, err := entityLeaseMarkers(ctx, s, entityID)
+	if err != nil {
+		return nil, err
+	}
+	found := &countShard{Named: len(index.Tokens), Leases: len(markers)}
+	next := index.nextDue(cfg.ExpiryNotices)
+	for _, marker := range markers {
+		next = earlier(next, marker.ExpiresAt)
+	}
+	prefix := userProviderTokenPrefix(entityID)
+	providers, err := s.List(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing provider tokens: %w", err)
+	}
+	for _, provider := range providers {
+		token, err := getProviderToken(ctx, s, prefix, provider)
+		if err != nil {
+			return nil, err
+		}
+		if token == nil {
+			continue
+		}
+		found.addProviderTokens(ownerKindUser, provider, 1)
+		if now.Before(token.ExpiresAt) {
+			next = earlier(next, providerTokenDue(token, cfg.ExpiryNotices))
+		}
+	}
+	if !rebuild {
+		b.counters.recount.count(entitySubject(entityID), found)
+		return inventoryTokensOf(cfg, entityID, index, markers), nil
+	}
+	owner, err := getOwner(ctx, s, entityID)
+	if err != nil {
+		return nil, err
+	}
+	if owner != nil && !owner.InactiveSince.IsZero() {
+		next = earlier(next, now)
+	}
+	if !next.IsZero() {
+		hour, err := b.markDue(ctx, s, entitySubject(entityID), next)
+		if err != nil {
+			return nil, err
+		}
+		if len(index.Tokens) > 0 && index.DueHour != hour {
+			index.DueHour = hour
+			if err := b.putTokenIndex(ctx, s, entityID, index); err != nil {
+				return nil, err
+			}
+		}
+	}
+	b.counters.recount.count(entitySubject(entityID), found)
+	return inventoryTokensOf(cfg, entityID, index, markers), nil
+}
+
+// recountOrg counts an organization's provider tokens under its lock and,
+// with rebuild, writes its next due entry.
+func (b *backend) recountOrg(ctx context.Context, s logical.Storage, cfg *configEntry, orgID string, rebuild bool) error {
+	owner := &providerTokenOwner{org: &orgTarget{id: orgID}}
+	lock := b.lockFor(owner.lockKey())
+	lock.Lock()
+	defer lock.Unlock()
+	providers, err := s.List(ctx, owner.storagePrefix())
+	if err != nil {
+		return fmt.Errorf("listing provider tokens: %w", err)
+	}
+	found := &countShard{}
+	var next time.Time
+	for _, provider := range providers {
+		token, err := getProviderToken(ctx, s, owner.storagePrefix(), provider)
+		if err != nil {
+			return err
+		}
+		if token == nil {
+			continue
+		}
+		found.addProviderTokens(ownerKindOrganization, provider, 1)
+		if time.Now().Before(token.ExpiresAt) {
+			next = earlier(next, providerTokenDue(token, cfg.ExpiryNotices))
+		}
+	}
+	if rebuild && !next.IsZero() {
+		if _, err := b.markDue(ctx, s, orgSubject(orgID), next); err != nil {
+			return err
+		}
+	}
+	b.counters.recount.count(orgSubject(orgID), found)
+	return nil
 }
 
 const pathInventoryHelpSynopsis = `Counts for a governance dashboard: tokens, owners, provider tokens, orphans.`

@@ -619,8 +619,26 @@ func (b *backend) pathOrgsList(ctx context.Context, req *logical.Request, _ *fra
 }
 
 // putProviderToken stores the provider token under prefix (an owner's)
-// and caches it for resolve; the caller holds the owner's lock.
+// and caches it for resolve, with its next expiry reminder in the due
+// index and, if it is new, in the counts; the caller holds the owner's
+// lock.
 func (b *backend) putProviderToken(ctx context.Context, s logical.Storage, prefix string, token *providerTokenEntry) error {
+	existing, err := b.cachedProviderToken(ctx, s, prefix, token.Provider)
+	if err != nil {
+		return err
+	}
+	subject, kind := providerTokenSubject(prefix)
+	if kind != ownerKindUnclaimed && !token.ExpiresAt.IsZero() {
+		cfg, err := b.getConfig(ctx, s)
+		if err != nil {
+			return err
+		}
+		if due := providerTokenDue(token, cfg.ExpiryNotices); !due.IsZero() {
+			if _, err := b.markDue(ctx, s, subject, due); err != nil {
+				return err
+			}
+		}
+	}
 	entry, err := logical.StorageEntryJSON(prefix+token.Provider, token)
 	if err != nil {
 		return fmt.Errorf("encoding provider token: %w", err)
@@ -629,16 +647,31 @@ func (b *backend) putProviderToken(ctx context.Context, s logical.Storage, prefi
 		return fmt.Errorf("storing provider token: %w", err)
 	}
 	b.providerTokens.set(entry.Key, token)
+	if existing == nil {
+		delta := &countShard{}
+		delta.addProviderTokens(kind, token.Provider, 1)
+		return b.applyCount(ctx, s, subject, delta)
+	}
 	return nil
 }
 
 // deleteProviderToken deletes the provider token under prefix and its
-// cached copy; the caller holds the owner's lock.
+// cached copy, and counts it out; the caller holds the owner's lock.
 func (b *backend) deleteProviderToken(ctx context.Context, s logical.Storage, prefix, provider string) error {
+	existing, err := b.cachedProviderToken(ctx, s, prefix, provider)
+	if err != nil {
+		return err
+	}
 	if err := s.Delete(ctx, prefix+provider); err != nil {
 		return fmt.Errorf("deleting provider token: %w", err)
 	}
 	b.providerTokens.remove(prefix + provider)
+	if existing != nil {
+		subject, kind := providerTokenSubject(prefix)
+		delta := &countShard{}
+		delta.addProviderTokens(kind, provider, -1)
+		return b.applyCount(ctx, s, subject, delta)
+	}
 	return nil
 }
 

@@ -223,7 +223,7 @@ func TestRuntime_sharesThePerUserLeaseCapWithCreds(t *testing.T) {
 	env.ok(logical.ReadOperation, "users/alice/runtime/jobs", alice, nil)
 	for i := 2; i < maxLeasesPerUser; i++ {
 		record := &tokenRecord{Hash: fmt.Sprintf("%064x", i), TokenID: fmt.Sprint(i), EntityID: alice, Role: "jobs"}
-		require.NoError(t, putLeaseMarker(ctx, env.storage, record))
+		require.NoError(t, env.b.putLeaseMarker(ctx, env.storage, record))
 	}
 	env.b.leaseCounts.purge()
 	before := env.storageSnapshot()
@@ -252,19 +252,19 @@ func TestRuntime_storageRoundTrips(t *testing.T) {
 	// Cold: acme's token of every provider, then alice's own of each
 	// provider acme has none of (ibm-quantum and aws-braket are acme's:
 	// alice's own aws-braket is never read).
-	require.Equal(t, roundTrips{Gets: providers + providers - 2, Puts: 2}, env.storage.counted())
+	require.Equal(t, roundTrips{Gets: providers + providers - 2, Puts: 3}, env.storage.counted())
 	require.Equal(t, lookups, env.sys.lookups.Load())
 
 	// Tokens and their absence are cached: a warm read stores the lease
-	// and reads nothing.
+	// (record, marker, counter shard) and reads nothing.
 	env.storage.reset()
 	env.ok(logical.ReadOperation, "users/alice/runtime/jobs", alice, map[string]interface{}{"org": "acme"})
-	require.Equal(t, roundTrips{Puts: 2}, env.storage.counted())
+	require.Equal(t, roundTrips{Puts: 3}, env.storage.counted())
 
 	env.storage.reset()
 	env.b.providerTokens.purge()
 	env.ok(logical.ReadOperation, "users/alice/runtime/jobs", alice, nil)
-	require.Equal(t, roundTrips{Gets: providers, Puts: 2}, env.storage.counted())
+	require.Equal(t, roundTrips{Gets: providers, Puts: 3}, env.storage.counted())
 }
 
 // A provider another node defines reaches this node's runtime reads once

@@ -64,6 +64,8 @@ func pathTidy(b *backend) []*framework.Path {
 // tidyResult counts what a sweep did.
 type tidyResult struct {
 	EntitiesScanned    int `json:"entities_scanned"`
+	DueBucketsRead     int `json:"due_buckets_read"`
+	OwnersChecked      int `json:"owners_checked"`
 	ExpiredRemoved     int `json:"expired_removed"`
 	NoticesSent        int `json:"notices_sent"`
 	EntitiesOffboarded int `json:"entities_offboarded"`
@@ -122,7 +124,9 @@ var tidyStatusFields = fieldSet{
 	"started_at":          {Type: framework.TypeString, Description: "When the sweep started (RFC 3339 with fractional seconds); empty if none ran."},
 	"finished_at":         {Type: framework.TypeString, Description: "When the sweep ended (RFC 3339 with fractional seconds); empty while it runs or if none ran."},
 	"error":               {Type: framework.TypeString, Description: "Why the sweep failed; empty if it did not."},
-	"entities_scanned":    {Type: framework.TypeInt, Description: "Owner entities read."},
+	"entities_scanned":    {Type: framework.TypeInt, Description: "Subjects (owner entities and organizations) looked at because something of theirs came due; every owner while an upgraded mount's due index is being built."},
+	"due_buckets_read":    {Type: framework.TypeInt, Description: "Hour buckets of the due index listed."},
+	"owners_checked":      {Type: framework.TypeInt, Description: "Owners the offboarding scan asked Vault about (at most 1,000 a sweep, resuming where the last sweep stopped)."},
 	"expired_removed":     {Type: framework.TypeInt, Description: "Expired tokens removed."},
 	"notices_sent":        {Type: framework.TypeInt, Description: "Expiry reminders sent."},
 	"entities_offboarded": {Type: framework.TypeInt, Description: "Deleted entities whose tokens and provider tokens were removed after offboarding_grace."},
@@ -152,6 +156,8 @@ func (t *tidyState) toResponseData() map[string]interface{} {
 		"finished_at":         "",
 		"error":               "",
 		"entities_scanned":    t.result.EntitiesScanned,
+		"due_buckets_read":    t.result.DueBucketsRead,
+		"owners_checked":      t.result.OwnersChecked,
 		"expired_removed":     t.result.ExpiredRemoved,
 		"notices_sent":        t.result.NoticesSent,
 		"entities_offboarded": t.result.EntitiesOffboarded,
@@ -244,6 +250,10 @@ func (b *backend) runTidy(ctx context.Context, s logical.Storage, repair bool) (
 		if err := b.repairTokens(ctx, s, result); err != nil {
 			return result, err
 		}
+		// The due index and the counters, rebuilt from what the repair left.
+		if err := b.recountNow(s, true); err != nil {
+			return result, err
+		}
 	}
 	return result, nil
 }
@@ -263,13 +273,21 @@ func listOwnerEntities(ctx context.Context, s logical.Storage) ([]string, error)
 	return ids, nil
 }
 
-// sweep brings every owner up to date - offboarding, expired tokens,
-// expiry reminders - one entity at a time under its lock, then reminds of
-// organizations' expiring provider tokens.
+// sweep brings what came due up to date - offboarding, expired tokens,
+// expiry reminders - one subject at a time under its lock (see the due
+// index). Until an upgraded mount's due index is built it reads every
+// owner and organization, as before the index.
 func (b *backend) sweep(ctx context.Context, s logical.Storage, now time.Time, result *tidyResult) error {
 	cfg, err := b.getConfig(ctx, s)
 	if err != nil {
 		return err
+	}
+	built, err := b.dueIndexBuilt(ctx, s)
+	if err != nil {
+		return err
+	}
+	if built {
+		return b.sweepDue(ctx, s, cfg, now, result)
 	}
 	entities, err := listOwnerEntities(ctx, s)
 	if err != nil {
@@ -279,7 +297,7 @@ func (b *backend) sweep(ctx context.Context, s logical.Storage, now time.Time, r
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := b.sweepEntity(ctx, s, cfg, entityID, now, result); err != nil {
+		if err := b.sweepEntity(ctx, s, cfg, entityID, 0, now, result); err != nil {
 			return err
 		}
 		result.EntitiesScanned++
@@ -290,8 +308,10 @@ func (b *backend) sweep(ctx context.Context, s logical.Storage, now time.Time, r
 }
 
 // sweepEntity offboards the entity if it has been gone or disabled for the
-// grace, or else removes its expired tokens and sends its due reminders.
-func (b *backend) sweepEntity(ctx context.Context, s logical.Storage, cfg *configEntry, entityID string, now time.Time, result *tidyResult) error {
+// grace, or else removes its expired tokens and sends its due reminders;
+// then it writes the entity's next due entry and deletes the one in the
+// bucket of hour (0: it was not listed in one).
+func (b *backend) sweepEntity(ctx context.Context, s logical.Storage, cfg *configEntry, entityID string, hour int64, now time.Time, result *tidyResult) error {
 	// Asked before taking the lock: it is a call to Vault. Only a definite
 	// answer offboards; an error stops the sweep.
 	id, err := b.lookupIdentity(ctx, s, entityID)
@@ -302,18 +322,73 @@ func (b *backend) sweepEntity(ctx context.Context, s logical.Storage, cfg *confi
 	lock := b.lockFor(entityLockKey(entityID))
 	lock.Lock()
 	defer lock.Unlock()
+	subject := entitySubject(entityID)
 
 	owner, err := getOwner(ctx, s, entityID)
 	if err != nil {
 		return err
 	}
+	if owner == nil && hour != 0 && (id == nil || id.disabled) {
+		// An entry left by an offboarded entity (its other due entries are
+		// dropped as they come due): nothing to remember it by.
+		return b.unmarkDue(ctx, s, subject, hour)
+	}
 	if id == nil || id.disabled {
-		_, err := b.offboardIfInactive(ctx, s, cfg, entityID, owner, id != nil, now, result)
+		offboarded, err := b.offboardIfInactive(ctx, s, cfg, entityID, owner, id != nil, now, result)
+		if err != nil {
+			return err
+		}
+		if offboarded {
+			// Its entry in the current hour too; entries further ahead
+			// are dropped as they come due.
+			if err := b.unmarkDue(ctx, s, subject, dueHour(now)); err != nil {
+				return err
+			}
+		}
+		var next time.Time
+		if !offboarded {
+			// Looked at again by the next sweep, until it is offboarded
+			// or active again: the sweeps' cost grows with the inactive
+			// owners, not with all of them.
+			next = now
+		}
+		_, err = b.reschedule(ctx, s, subject, hour, next)
 		return err
 	}
 	if err := reactivate(ctx, s, owner); err != nil {
 		return err
 	}
+
+	// Leased tokens whose revocation by Vault never arrived.
+	var next time.Time
+	hashes, err := listLeaseHashes(ctx, s, entityID)
+	if err != nil {
+		return err
+	}
+	for _, hash := range hashes {
+		marker, err := getLeaseMarker(ctx, s, entityID, hash)
+		if err != nil {
+			return err
+		}
+		if marker == nil {
+			continue
+		}
+		if now.Before(marker.ExpiresAt) {
+			next = earlier(next, marker.ExpiresAt)
+			continue
+		}
+		if err := b.revokeLease(ctx, s, entityID, hash); err != nil {
+			return err
+		}
+		result.ExpiredRemoved++
+	}
+
+	sent, providerNext, err := b.remindProviderTokens(ctx, s, cfg, userProviderTokenOwner(entityID, id.name), now)
+	result.NoticesSent += sent
+	if err != nil {
+		return err
+	}
+	next = earlier(next, providerNext)
 
 	index, err := getTokenIndex(ctx, s, entityID)
 	if err != nil {
@@ -335,34 +410,29 @@ func (b *backend) sweepEntity(ctx context.Context, s logical.Storage, cfg *confi
 	}
 	sent, reminded := b.remindNamedTokens(ctx, s, cfg, entityID, id.name, index, now)
 	result.NoticesSent += sent
+	next = earlier(next, index.nextDue(cfg.ExpiryNotices))
+
+	// The next entry first, then the index that records it, then the
+	// entry processed: an interruption leaves an entry too many.
+	nextHour := int64(0)
+	if !next.IsZero() {
+		if nextHour, err = b.markDue(ctx, s, subject, next); err != nil {
+			return err
+		}
+	}
+	if len(index.Tokens) > 0 && index.DueHour != nextHour {
+		index.DueHour = nextHour
+		indexChanged = true
+	}
 	if indexChanged || reminded {
-		if err := putTokenIndex(ctx, s, entityID, index); err != nil {
+		if err := b.putTokenIndex(ctx, s, entityID, index); err != nil {
 			return err
 		}
 	}
-
-	// Leased tokens whose revocation by Vault never arrived.
-	hashes, err := listLeaseHashes(ctx, s, entityID)
-	if err != nil {
-		return err
+	if hour != 0 && hour != nextHour {
+		return b.unmarkDue(ctx, s, subject, hour)
 	}
-	for _, hash := range hashes {
-		marker, err := getLeaseMarker(ctx, s, entityID, hash)
-		if err != nil {
-			return err
-		}
-		if marker == nil || now.Before(marker.ExpiresAt) {
-			continue
-		}
-		if err := b.revokeLease(ctx, s, entityID, hash); err != nil {
-			return err
-		}
-		result.ExpiredRemoved++
-	}
-
-	sent, err = b.remindProviderTokens(ctx, s, cfg, userProviderTokenOwner(entityID, id.name), now)
-	result.NoticesSent += sent
-	return err
+	return nil
 }
 
 // tokenRef is one of an entity's tokens as its index entry or lease marker
@@ -402,7 +472,7 @@ func (b *backend) tidyEntity(ctx context.Context, s logical.Storage, entityID st
 		removed++
 	}
 	if indexChanged {
-		if err := putTokenIndex(ctx, s, entityID, index); err != nil {
+		if err := b.putTokenIndex(ctx, s, entityID, index); err != nil {
 			return removed, err
 		}
 	}

@@ -208,7 +208,7 @@ func TestTokens_perUserLimit(t *testing.T) {
 	for i := 0; i < maxTokensPerUser; i++ {
 		index.Tokens[fmt.Sprintf("t%d", i)] = &tokenSummary{TokenID: fmt.Sprint(i), Hash: strings.Repeat("0", 64)}
 	}
-	require.NoError(t, putTokenIndex(ctx, env.storage, alice, index))
+	require.NoError(t, env.b.putTokenIndex(ctx, env.storage, alice, index))
 	msg := env.userError(logical.UpdateOperation, "users/alice/tokens/one-too-many", alice, nil)
 	require.Contains(t, msg, fmt.Sprint(maxTokensPerUser))
 }
@@ -291,8 +291,10 @@ func TestTokens_concurrentWritesForOneUser(t *testing.T) {
 	}
 }
 
-// Creating a named token costs one read of the user's index and two writes
-// (record and index) once configuration, key and identity are cached.
+// Creating a named token costs one read of the user's index and three
+// writes (record, index and the inventory's counter shard) once
+// configuration, key and identity are cached; its due entry is written
+// only if it is due before the user's earliest one.
 func TestTokens_createStorageRoundTrips(t *testing.T) {
 	env := newTestEnv(t)
 	alice := env.addUser("alice")
@@ -301,7 +303,7 @@ func TestTokens_createStorageRoundTrips(t *testing.T) {
 	env.storage.reset()
 	lookups := env.sys.lookups.Load()
 	env.createToken("alice", alice, "second", nil)
-	require.Equal(t, roundTrips{Gets: 1, Puts: 2}, env.storage.counted())
+	require.Equal(t, roundTrips{Gets: 1, Puts: 3}, env.storage.counted())
 	require.Equal(t, lookups, env.sys.lookups.Load())
 
 	env.storage.reset()

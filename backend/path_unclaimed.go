@@ -143,9 +143,8 @@ func (b *backend) pathUnclaimedDelete(ctx context.Context, req *logical.Request,
 	if denied, err := b.authorizeOperator(ctx, req); denied != nil || err != nil {
 		return denied, err
 	}
-	key := unclaimedProviderTokenPrefix + name + "/" + d.Get("provider").(string)
-	if err := req.Storage.Delete(ctx, key); err != nil {
-		return nil, fmt.Errorf("deleting unclaimed provider token: %w", err)
+	if err := b.deleteProviderToken(ctx, req.Storage, unclaimedProviderTokenPrefix+name+"/", d.Get("provider").(string)); err != nil {
+		return nil, err
 	}
 	return nil, nil
 }
@@ -198,8 +197,8 @@ func (b *backend) pathUnclaimedClaim(ctx context.Context, req *logical.Request, 
 	if err := b.putProviderToken(ctx, req.Storage, owner.storagePrefix(), token); err != nil {
 		return nil, err
 	}
-	if err := req.Storage.Delete(ctx, aside+provider); err != nil {
-		return nil, fmt.Errorf("deleting unclaimed provider token: %w", err)
+	if err := b.deleteProviderToken(ctx, req.Storage, aside, provider); err != nil {
+		return nil, err
 	}
 	event := owner.providerTokenEvent(eventProviderTokenWritten, token)
 	event.Details["reason"] = "claimed"

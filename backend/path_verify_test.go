@@ -107,14 +107,14 @@ func ageToken(t *testing.T, env *testEnv, token string, d time.Duration) {
 	require.NoError(t, putTokenRecord(ctx, env.storage, record))
 	env.b.records.remove(record.Hash)
 	if record.Role != "" {
-		require.NoError(t, putLeaseMarker(ctx, env.storage, record))
+		require.NoError(t, env.b.putLeaseMarker(ctx, env.storage, record))
 		return
 	}
 	index, err := getTokenIndex(ctx, env.storage, record.EntityID)
 	require.NoError(t, err)
 	index.Tokens[record.Name].CreatedAt = record.CreatedAt
 	index.Tokens[record.Name].ExpiresAt = record.ExpiresAt
-	require.NoError(t, putTokenIndex(ctx, env.storage, record.EntityID, index))
+	require.NoError(t, env.b.putTokenIndex(ctx, env.storage, record.EntityID, index))
 }
 
 func TestVerify_stopsAtTheExpiryInstant(t *testing.T) {

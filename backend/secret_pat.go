@@ -141,7 +141,7 @@ func (b *backend) secretPATRenew(ctx context.Context, req *logical.Request, _ *f
 	}
 	if marker == nil {
 		// Lost to a crash: list the lease again.
-		err = putLeaseMarker(ctx, req.Storage, record)
+		err = b.putLeaseMarker(ctx, req.Storage, record)
 	} else {
 		marker.ExpiresAt = record.ExpiresAt
 		err = putLeaseMarkerEntry(ctx, req.Storage, entityID, record.Hash, marker)

@@ -69,6 +69,12 @@ func (r *tokenRecord) kind() string {
 // tokenIndex lists one entity's named tokens.
 type tokenIndex struct {
 	Tokens map[string]*tokenSummary `json:"tokens"`
+	// DueHour is the hour of the entity's earliest entry in the due index
+	// (0: none recorded); a token due no earlier needs no entry of its own.
+	DueHour int64 `json:"due_hour,omitempty"`
+
+	// stored is how many tokens the stored index lists, for the counts.
+	stored int
 }
 
 type tokenSummary struct {
@@ -210,17 +216,32 @@ func getTokenIndex(ctx context.Context, s logical.Storage, entityID string) (*to
 	if index.Tokens == nil {
 		index.Tokens = make(map[string]*tokenSummary)
 	}
+	index.stored = len(index.Tokens)
 	return index, nil
 }
 
 // putTokenIndex stores the index, or deletes it once the entity has no
-// tokens left.
-func putTokenIndex(ctx context.Context, s logical.Storage, entityID string, index *tokenIndex) error {
+// tokens left; it writes the due entry of a token due before the entity's
+// earliest one, and counts the tokens added or removed. The caller holds
+// the entity's lock.
+func (b *backend) putTokenIndex(ctx context.Context, s logical.Storage, entityID string, index *tokenIndex) error {
 	if len(index.Tokens) == 0 {
 		if err := s.Delete(ctx, tokenIndexPath(entityID)); err != nil {
 			return fmt.Errorf("deleting token index: %w", err)
 		}
-		return nil
+		return b.countIndex(ctx, s, entityID, index)
+	}
+	cfg, err := b.getConfig(ctx, s)
+	if err != nil {
+		return err
+	}
+	if next := index.nextDue(cfg.ExpiryNotices); !next.IsZero() {
+		hour := max(dueHour(next), dueHour(time.Now()))
+		if index.DueHour == 0 || hour < index.DueHour {
+			if index.DueHour, err = b.markDue(ctx, s, entitySubject(entityID), next); err != nil {
+				return err
+			}
+		}
 	}
 	entry, err := logical.StorageEntryJSON(tokenIndexPath(entityID), index)
 	if err != nil {
@@ -229,12 +250,24 @@ func putTokenIndex(ctx context.Context, s logical.Storage, entityID string, inde
 	if err := s.Put(ctx, entry); err != nil {
 		return fmt.Errorf("storing token index: %w", err)
 	}
-	return nil
+	return b.countIndex(ctx, s, entityID, index)
 }
 
-// putLeaseMarker lists a newly issued leased token under its owner.
-func putLeaseMarker(ctx context.Context, s logical.Storage, record *tokenRecord) error {
-	return putLeaseMarkerEntry(ctx, s, record.EntityID, record.Hash, &leaseMarker{
+// countIndex counts the named tokens a stored index gained or lost.
+func (b *backend) countIndex(ctx context.Context, s logical.Storage, entityID string, index *tokenIndex) error {
+	delta := len(index.Tokens) - index.stored
+	index.stored = len(index.Tokens)
+	return b.applyCount(ctx, s, entitySubject(entityID), &countShard{Named: delta})
+}
+
+// putLeaseMarker lists a newly issued leased token under its owner, with
+// its expiry in the due index, and counts it; the caller holds the
+// entity's lock.
+func (b *backend) putLeaseMarker(ctx context.Context, s logical.Storage, record *tokenRecord) error {
+	if _, err := b.markDue(ctx, s, entitySubject(record.EntityID), record.ExpiresAt); err != nil {
+		return err
+	}
+	err := putLeaseMarkerEntry(ctx, s, record.EntityID, record.Hash, &leaseMarker{
 		TokenID:   record.TokenID,
 		Role:      record.Role,
 		Scopes:    record.Scopes,
@@ -242,6 +275,10 @@ func putLeaseMarker(ctx context.Context, s logical.Storage, record *tokenRecord)
 		CreatedAt: record.CreatedAt,
 		ExpiresAt: record.ExpiresAt,
 	})
+	if err != nil {
+		return err
+	}
+	return b.applyCount(ctx, s, entitySubject(record.EntityID), &countShard{Leases: 1})
 }
 
 func putLeaseMarkerEntry(ctx context.Context, s logical.Storage, entityID, hash string, marker *leaseMarker) error {
@@ -403,7 +440,7 @@ func (b *backend) storeNamedToken(ctx context.Context, s logical.Storage, index 
 		return err
 	}
 	index.Tokens[record.Name] = summary
-	if err := putTokenIndex(ctx, s, record.EntityID, index); err != nil {
+	if err := b.putTokenIndex(ctx, s, record.EntityID, index); err != nil {
 		delete(index.Tokens, record.Name)
 		if cleanupErr := deleteTokenRecord(ctx, s, record.Hash); cleanupErr != nil {
 			b.Logger().Error("could not remove the record of a token whose index write failed", "entity_id", record.EntityID, "name", record.Name, "error", cleanupErr)
@@ -428,7 +465,7 @@ func (b *backend) revokeNamedToken(ctx context.Context, s logical.Storage, entit
 	}
 	b.records.remove(summary.Hash)
 	delete(index.Tokens, name)
-	return summary, putTokenIndex(ctx, s, entityID, index)
+	return summary, b.putTokenIndex(ctx, s, entityID, index)
 }
 
 // revokeLease deletes a leased PAT's record and marker; the caller holds
@@ -442,10 +479,19 @@ func (b *backend) revokeLease(ctx context.Context, s logical.Storage, entityID, 
 	if entityID == "" {
 		return nil
 	}
+	// Read first, so that only a marker that was there is counted out (a
+	// lease tidy removed can still be revoked by Vault).
+	marker, err := getLeaseMarker(ctx, s, entityID, hash)
+	if err != nil {
+		return err
+	}
 	if err := deleteLeaseMarker(ctx, s, entityID, hash); err != nil {
 		return err
 	}
 	b.leaseCounts.remove(entityID)
+	if marker != nil {
+		return b.applyCount(ctx, s, entitySubject(entityID), &countShard{Leases: -1})
+	}
 	return nil
 }
 
