@@ -334,15 +334,25 @@ func (b *backend) sweepEntity(ctx context.Context, s logical.Storage, cfg *confi
 		return b.unmarkDue(ctx, s, subject, hour)
 	}
 	if id == nil || id.disabled {
+		// Where the named tokens' earliest entry is, to delete it with them.
+		index, err := getTokenIndex(ctx, s, entityID)
+		if err != nil {
+			return err
+		}
 		offboarded, err := b.offboardIfInactive(ctx, s, cfg, entityID, owner, id != nil, now, result)
 		if err != nil {
 			return err
 		}
 		if offboarded {
-			// Its entry in the current hour too; entries further ahead
-			// are dropped as they come due.
-			if err := b.unmarkDue(ctx, s, subject, dueHour(now)); err != nil {
-				return err
+			// Nothing of the entity is left to be due: its entries in the
+			// current hour and at the index's earliest go too; others
+			// (leases' expiries) are dropped as they come due.
+			for _, h := range []int64{dueHour(now), index.DueHour} {
+				if h != 0 && h != hour {
+					if err := b.unmarkDue(ctx, s, subject, h); err != nil {
+						return err
+					}
+				}
 			}
 		}
 		var next time.Time
