@@ -196,32 +196,47 @@ func (b *backend) orgOf(ctx context.Context, s logical.Storage, caller *identity
 }
 
 // learnOrg checks the id a member's groups give name against the name the
-// id was first learned under and, on a node that may write, records both
-// the first time: the id's entry, the name's pointer if it has none yet,
-// and the unclaimed provider tokens the upgrade kept under that name.
+// id was first learned under and, on a node that may write, records what
+// is missing the first time this node sees the pair: the id's entry, the
+// name's pointer if it has none yet, and the unclaimed provider tokens the
+// upgrade kept under that name. Warm, it reads nothing.
 func (b *backend) learnOrg(ctx context.Context, s logical.Storage, name, orgID string) (*orgTarget, *logical.Response, error) {
-	pinned, err := b.cachedOrgName(ctx, s, orgID)
-	if err != nil {
-		return nil, nil, err
-	}
-	switch {
-	case pinned == name:
-		return &orgTarget{name: name, id: orgID}, nil, nil
-	case pinned != "":
-		b.Logger().Warn("a trusted group carries the id of another organization; its members get no access to that organization's data",
-			"org", name, "org_id", orgID, "id_belongs_to", pinned)
-		return nil, forbidden(fmt.Sprintf("organization %q carries the id of organization %q in its groups' metadata: an operator corrects the groups", name, pinned)), nil
-	case !b.WriteSafeReplicationState():
-		// Learned on the node that may write; here the id alone serves.
-		return &orgTarget{name: name, id: orgID}, nil, nil
-	}
-	if msg, err := b.registerOrg(ctx, s, name, orgID, false); msg != "" || err != nil {
-		if msg != "" {
-			return nil, forbidden(msg), nil
+	target := &orgTarget{name: name, id: orgID}
+	if seen, ok := b.orgNames.get(orgID); ok && seen == name {
+		if pointed, ok := b.orgPointers.get(name); ok && pointed != "" {
+			return target, nil, nil
 		}
-		return nil, nil, err
 	}
-	return &orgTarget{name: name, id: orgID}, nil, nil
+	if !b.WriteSafeReplicationState() {
+		// Recorded on the node that may write; here the pin is checked.
+		pinned, err := b.cachedOrgName(ctx, s, orgID)
+		if err != nil {
+			return nil, nil, err
+		}
+		if pinned != "" && pinned != name {
+			return nil, b.foreignOrgID(name, orgID, pinned), nil
+		}
+		return target, nil, nil
+	}
+	msg, err := b.registerOrg(ctx, s, name, orgID, false)
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case msg != "":
+		pinned, err := b.cachedOrgName(ctx, s, orgID)
+		if err != nil {
+			return nil, nil, err
+		}
+		return nil, b.foreignOrgID(name, orgID, pinned), nil
+	}
+	return target, nil, nil
+}
+
+// foreignOrgID refuses a group that carries the id of another organization.
+func (b *backend) foreignOrgID(name, orgID, pinned string) *logical.Response {
+	b.Logger().Warn("a trusted group carries the id of another organization; its members get no access to that organization's data",
+		"org", name, "org_id", orgID, "id_belongs_to", pinned)
+	return forbidden(fmt.Sprintf("organization %q carries the id of organization %q in its groups' metadata: an operator corrects the groups", name, pinned))
 }
 
 // registerOrg records that orgID is organization name: it pins the id to

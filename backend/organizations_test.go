@@ -253,3 +253,24 @@ func TestOrganizations_anotherNodesRegistrationIsSeen(t *testing.T) {
 	env.b.invalidate(ctx, orgEntryPath(testOrgID("acme")))
 	require.Equal(t, []string{"acme-old"}, env.ok(logical.ListOperation, "orgs/", "", nil).Data["keys"])
 }
+
+// A registration interrupted after the id's entry was written is completed
+// by the next member's request: the pointer, and the claim.
+func TestOrganizations_aMembersRequestCompletesAnInterruptedRegistration(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	alice := env.addUser("alice")
+	value, err := json.Marshal(&providerTokenEntry{Provider: "ionq", Values: map[string]string{"api_key": "legacy-ionq-secret"}, SecretFields: []string{"api_key"}, Version: 1})
+	require.NoError(t, err)
+	require.NoError(t, env.storage.Put(ctx, &logical.StorageEntry{Key: unclaimedOrgProviderTokenPrefix + "acme/ionq", Value: value}))
+
+	failing := &failingStorage{Storage: env.storage, failAt: 2} // the entry is written, the claim is not
+	_, err = env.b.registerOrg(ctx, failing, "acme", testOrgID("acme"), true)
+	require.ErrorIs(t, err, errInjected)
+	require.Contains(t, env.storageSnapshot(), orgEntryPath(testOrgID("acme")))
+
+	env.setOrgGroup(alice, "planqk-acme-members", "acme", "member", testOrgID("acme"))
+	require.Equal(t, "legacy-ionq-secret", env.ok(logical.ReadOperation, "resolve/ionq", alice, map[string]interface{}{"org": "acme"}).Data["api_key"])
+	require.Equal(t, testOrgID("acme"), env.ok(logical.ReadOperation, "orgs/acme", "", nil).Data["id"])
+	require.NotContains(t, env.storageSnapshot(), unclaimedOrgProviderTokenPrefix+"acme/ionq")
+}
