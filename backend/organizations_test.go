@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
 )
@@ -273,4 +274,26 @@ func TestOrganizations_aMembersRequestCompletesAnInterruptedRegistration(t *test
 	require.Equal(t, "legacy-ionq-secret", env.ok(logical.ReadOperation, "resolve/ionq", alice, map[string]interface{}{"org": "acme"}).Data["api_key"])
 	require.Equal(t, testOrgID("acme"), env.ok(logical.ReadOperation, "orgs/acme", "", nil).Data["id"])
 	require.NotContains(t, env.storageSnapshot(), unclaimedOrgProviderTokenPrefix+"acme/ionq")
+}
+
+// On a performance standby a member's read writes nothing: the id from the
+// member's groups serves, and the pin is still checked.
+func TestOrganizations_aStandbyChecksThePinAndWritesNothing(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	mallory := env.addUser("mallory")
+	env.setRole(alice, "acme", "owner")
+	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ionq", alice, map[string]interface{}{"api_key": "acme-ionq-secret"})
+	env.setOrgGroup(mallory, "planqk-evil-owners", "evil", "owner", testOrgID("acme"))
+	bob := env.addUser("bob")
+	env.setOrgGroup(bob, "planqk-initech-owners", "initech", "owner", "id-initech")
+	env.b.orgNames.purge()
+	env.b.orgPointers.purge()
+	env.setReplicationState(consts.ReplicationPerformanceStandby)
+
+	before := env.storageSnapshot()
+	require.Equal(t, "acme-ionq-secret", env.ok(logical.ReadOperation, "resolve/ionq", alice, map[string]interface{}{"org": "acme"}).Data["api_key"])
+	require.Equal(t, 403, env.statusOf(logical.ReadOperation, "orgs/evil/provider-tokens/ionq", mallory, nil))
+	require.Empty(t, env.ok(logical.ListOperation, "orgs/initech/provider-tokens/", bob, nil).Data["keys"])
+	require.Equal(t, before, env.storageSnapshot())
 }
