@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -21,7 +22,7 @@ import (
 func TestMarkdownLinks(t *testing.T) {
 	root := repoRoot(t)
 	fsys := os.DirFS(root)
-	files, err := markdownFiles(fsys)
+	files, err := markdownFiles(root, fsys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,9 +145,26 @@ func repoRoot(t *testing.T) string {
 	}
 }
 
-// markdownFiles lists the repository's Markdown files, leaving out hidden
-// directories and build outputs (bin/), which GitHub does not show.
-func markdownFiles(fsys fs.FS) ([]string, error) {
+// markdownFiles lists the repository's Markdown files: those git tracks or
+// would add (not ignored, so no build output and no module copy such as
+// scripts/vault/sdk). Without git, every file outside hidden directories
+// and bin/.
+func markdownFiles(root string, fsys fs.FS) ([]string, error) {
+	cmd := exec.Command("git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--", "*.md", "*.MD")
+	cmd.Dir = root
+	if out, err := cmd.Output(); err == nil {
+		var files []string
+		for _, f := range strings.Split(string(out), "\x00") {
+			if f == "" {
+				continue
+			}
+			if _, err := fs.Stat(fsys, f); err == nil { // deleted but not yet committed: gone
+				files = append(files, f)
+			}
+		}
+		sort.Strings(files)
+		return files, nil
+	}
 	var files []string
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
