@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sort"
 )
@@ -146,8 +147,81 @@ func (p *portal) renderOrgProviderTokens(w http.ResponseWriter, r *http.Request,
 	if role == "" && prof.Admin {
 		role = "platform admin"
 	}
-	data.Content = providerTokensView{Org: org, Role: role, Editable: state.editable, Cards: cards}
+	view := providerTokensView{Org: org, Role: role, Editable: state.editable, Cards: cards}
+	if data.Problem == nil || state.settingsProblem {
+		view.Settings = p.orgSettings(r.Context(), sess, org, prof.Admin || role == "owner")
+	}
+	data.Content = view
 	p.render(w, r, sess, status, "org", data)
+}
+
+// The organization's setting provider_tokens_for, as the page words it.
+var providerTokensForChoices = []settingChoice{
+	{"member", "every member"},
+	{"maintainer", "maintainers and owners"},
+	{"owner", "owners only"},
+	{"none", "nobody: every member uses their own tokens"},
+}
+
+type settingChoice struct {
+	Value string
+	Label string
+}
+
+// orgSettingsView is the organization's settings section: what is set,
+// and for owners the form to change it.
+type orgSettingsView struct {
+	ProviderTokensFor string
+	Label             string
+	CanChange         bool
+	Action            string
+	Choices           []settingChoice
+}
+
+// orgSettings reads the organization's settings; nil when Vault would not
+// tell them (the page then shows the tokens without the section). Whether
+// the form is offered follows the role; the engine decides.
+func (p *portal) orgSettings(ctx context.Context, sess *session, org string, canChange bool) *orgSettingsView {
+	secret, err := p.as(sess).Logical().ReadWithContext(ctx, p.enginePath("orgs", org, "settings"))
+	if err != nil || secret == nil {
+		return nil
+	}
+	view := &orgSettingsView{
+		ProviderTokensFor: stringOf(secret.Data, "provider_tokens_for"),
+		CanChange:         canChange,
+		Action:            "/orgs/" + org + "/settings",
+		Choices:           providerTokensForChoices,
+	}
+	for _, choice := range providerTokensForChoices {
+		if choice.Value == view.ProviderTokensFor {
+			view.Label = choice.Label
+		}
+	}
+	return view
+}
+
+// orgSettingsWrite changes the organization's settings as the person.
+func (p *portal) orgSettingsWrite(w http.ResponseWriter, r *http.Request, sess *session) {
+	org, ok := p.pathName(w, r, sess, "org")
+	if !ok {
+		return
+	}
+	value := r.PostFormValue("provider_tokens_for")
+	act := action{"Vault did not change the settings of " + org, fmt.Sprintf("You need to be owner of %s to change its settings.", org)}
+	if _, err := p.as(sess).Logical().WriteWithContext(r.Context(), p.enginePath("orgs", org, "settings"), map[string]interface{}{"provider_tokens_for": value}); err != nil {
+		p.renderOrgProviderTokens(w, r, sess, org, providerPageState{problem: p.vaultProblem(r, sess, err, act), settingsProblem: true})
+		return
+	}
+	label := value
+	for _, choice := range providerTokensForChoices {
+		if choice.Value == value {
+			label = choice.Label
+		}
+	}
+	p.sessions.update(sess.id, func(s *session) {
+		s.notice = fmt.Sprintf("Saved: %s's provider tokens are now used for the jobs of %s.", org, label)
+	})
+	http.Redirect(w, r, "/orgs/"+org+"#settings", http.StatusSeeOther)
 }
 
 func (p *portal) orgProviderTokenWrite(w http.ResponseWriter, r *http.Request, sess *session) {

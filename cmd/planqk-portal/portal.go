@@ -100,6 +100,7 @@ func (p *portal) handler() http.Handler {
 
 	mux.HandleFunc("GET /orgs", p.signedIn(p.organizationsPage))
 	mux.HandleFunc("GET /orgs/{org}", p.signedIn(p.orgProviderTokensPage))
+	mux.HandleFunc("POST /orgs/{org}/settings", p.signedInForm(p.orgSettingsWrite))
 	mux.HandleFunc("POST /orgs/{org}/provider-tokens/{provider}", p.signedInForm(p.orgProviderTokenWrite))
 	mux.HandleFunc("GET /orgs/{org}/provider-tokens/{provider}/delete", p.signedIn(p.orgProviderTokenDeleteConfirm))
 	mux.HandleFunc("POST /orgs/{org}/provider-tokens/{provider}/delete", p.signedInForm(p.orgProviderTokenDelete))

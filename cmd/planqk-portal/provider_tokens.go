@@ -166,6 +166,11 @@ type storedView struct {
 	Expires      *timeView
 	ExpiresSoon  bool
 	Expired      bool
+	// LastUsed is when a job last used the token (resolve, a runtime read
+	// or the platform's exchange), LastUsedBy for whom: the member's live
+	// name, or their entity id when the name is gone.
+	LastUsed   *timeView
+	LastUsedBy string
 }
 
 // providerCard is one provider's card: what is stored, and the form.
@@ -192,6 +197,9 @@ type providerPageState struct {
 	failed     string
 	failedForm map[string]string
 	problem    *problem
+	// settingsProblem says problem is about the organization's settings,
+	// which the page then still shows.
+	settingsProblem bool
 }
 
 // providerCards builds the cards: with editing, one per catalogue provider;
@@ -282,6 +290,13 @@ func viewStored(data map[string]interface{}, entityID string, now time.Time) *st
 		UpdatedByYou: entityID != "" && stringOf(data, "updated_by") == entityID,
 		Hints:        pairs(data, "secret_hints"),
 		Settings:     pairs(data, "settings"),
+	}
+	if used := parseTime(stringOf(data, "last_used_at")); !used.IsZero() {
+		v.LastUsed = viewTime(used, now)
+		v.LastUsedBy = stringOf(data, "last_used_by_name")
+		if v.LastUsedBy == "" {
+			v.LastUsedBy = stringOf(data, "last_used_by")
+		}
 	}
 	if expires := parseTime(stringOf(data, "expires_at")); !expires.IsZero() {
 		v.Expires = viewTime(expires, now)
@@ -419,6 +434,9 @@ type providerTokensView struct {
 	Role     string
 	Editable bool
 	Cards    []providerCard
+	// Settings are the organization's settings; nil on a user's page or
+	// when Vault would not tell them.
+	Settings *orgSettingsView
 }
 
 func (p *portal) userProviderTokensPage(w http.ResponseWriter, r *http.Request, sess *session) {

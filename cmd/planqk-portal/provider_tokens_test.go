@@ -3,11 +3,13 @@
 package main
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/net/html"
 )
@@ -205,5 +207,89 @@ func TestOrganizationsPage(t *testing.T) {
 		if c.user != "paul" && strings.Contains(p.text(), "acme") {
 			t.Errorf("%s sees acme: %s", c.user, p.text())
 		}
+	}
+}
+
+// The organization page says whose jobs use its tokens and lets owners
+// change that; each token shows whose job last used it.
+func TestOrganizationSettingsAndLastUse(t *testing.T) {
+	tp := startPortal(t, nil)
+	ctx := context.Background()
+	key := "ionq-globex-" + randomHex(12)
+	remember(key, "globex's IonQ key")
+	if _, err := suite.root.Logical().Write("planqk/orgs/globex/provider-tokens/ionq", map[string]interface{}{"api_key": key}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = suite.root.Logical().Write("planqk/orgs/globex/settings", map[string]interface{}{"provider_tokens_for": "member"})
+		_, _ = suite.root.Logical().Delete("planqk/orgs/globex/provider-tokens/ionq")
+	})
+
+	// Gwen's job uses the token; the engine writes uses in batches (a
+	// tidy writes them now).
+	token, err := suite.vault.Login(ctx, "userpass", "gwen", suite.passwords["gwen"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	gwenClient := vaultClient(token)
+	if secret, err := gwenClient.Logical().ReadWithData("planqk/resolve/ionq", map[string][]string{"org": {"globex"}}); err != nil || secret == nil || secret.Data["api_key"] != key {
+		t.Fatalf("gwen resolves globex's IonQ key: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := suite.root.Logical().Write("planqk/tidy", nil); err != nil && !strings.Contains(err.Error(), "already") {
+			t.Fatal(err)
+		}
+		stored, err := suite.root.Logical().Read("planqk/orgs/globex/provider-tokens/ionq")
+		if err == nil && stored != nil && stored.Data["last_used_by_name"] == "gwen" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the use is not recorded: %v %v", stored, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// The owner sees who used it, and the setting with its form.
+	gina := newVisitor(t, tp)
+	gina.signIn("gina")
+	page := gina.get("/orgs/globex")
+	for _, want := range []string{"Last used", "by gwen", "Whose jobs use globex's tokens", "Currently: every member."} {
+		if !strings.Contains(page.text(), want) {
+			t.Errorf("the owner's page lacks %q: %s", want, page.text())
+		}
+	}
+	if !slices.Contains(page.forms(), "/orgs/globex/settings") {
+		t.Fatalf("the owner is not offered the setting: %v", page.forms())
+	}
+	saved := gina.follow(gina.submit("/orgs/globex/settings", url.Values{"provider_tokens_for": {"maintainer"}}))
+	if !strings.Contains(saved.text(), "Saved: globex's provider tokens are now used for the jobs of maintainers and owners.") ||
+		!strings.Contains(saved.text(), "Currently: maintainers and owners.") {
+		t.Fatalf("after saving: %s", saved.text())
+	}
+	if secret, _ := gwenClient.Logical().ReadWithData("planqk/resolve/ionq", map[string][]string{"org": {"globex"}}); secret != nil {
+		t.Fatalf("gwen, a member, still gets globex's key: %v", secret.Data["source"])
+	}
+
+	// A member reads it and cannot change it; forcing it is refused.
+	gwen := newVisitor(t, tp)
+	gwen.signIn("gwen")
+	page = gwen.get("/orgs/globex")
+	if !strings.Contains(page.text(), "Jobs of maintainers and owners of globex run with these tokens") || !strings.Contains(page.text(), "Only owners can change this.") {
+		t.Errorf("the member's page: %s", page.text())
+	}
+	if forms := page.forms(); !slices.Equal(forms, []string{"/signout"}) {
+		t.Errorf("the member is offered forms: %v", forms)
+	}
+	forced := gwen.submit("/orgs/globex/settings", url.Values{"provider_tokens_for": {"member"}})
+	if forced.status != http.StatusForbidden || !strings.Contains(forced.text(), "You need to be owner of globex to change its settings.") {
+		t.Fatalf("forced write: status %d: %s", forced.status, forced.text())
+	}
+	stored, err := suite.root.Logical().Read("planqk/orgs/globex/settings")
+	if err != nil || stored.Data["provider_tokens_for"] != "maintainer" {
+		t.Fatalf("the forced write changed the setting: %v %v", stored, err)
+	}
+	if strings.Contains(page.body, key) || strings.Contains(forced.body, key) {
+		t.Fatal("a page shows the key")
 	}
 }
