@@ -70,6 +70,7 @@ const (
 	refTokenCreate     = "auth/token/create (role planqk-pat)"
 	refKVRead          = "KV v2 read (user)"
 	refKVWrite         = "KV v2 write (user)"
+	refKVReadService   = "KV v2 read (service token)"
 	opVerify           = "verify (POST)"
 	opVerifyCold       = "verify (POST, cold identity cache)"
 	opVerifyLongCache  = "verify (POST, identity_cache_ttl=5m)"
@@ -78,6 +79,8 @@ const (
 	opIntrospect       = "introspect (POST form, Bearer)"
 	opIntrospectGarble = "introspect (garbled checksum)"
 	opResolve          = "resolve (org token)"
+	opResolveOwn       = "resolve (own token)"
+	opExchange         = "exchange (GET, X-Auth-Token, X-OrganizationId)"
 	opCreate           = "PAT create (named)"
 	opLease            = "PAT lease (creds)"
 	opProviderWrite    = "provider-token write"
@@ -98,6 +101,8 @@ func comparisons() []comparison {
 		{opVerifyHeader, refNoopReadHeader, 0.9, "issue 13"},
 		{opVerifyHeader, refTokenLookup, 0.8, "issue 13"},
 		{opResolve, refKVRead, 0.9, "issue 13"},
+		{opExchange, refKVReadService, 0.9, "issue 16"},
+		{opResolveOwn, refKVRead, 0.9, "issue 16"},
 		{opCreate, refKVWrite, 0.8, "issue 13"},
 		{opLease, refKVWrite, 0.9, "issue 13"},
 
@@ -109,6 +114,8 @@ func comparisons() []comparison {
 		{opIntrospect, refTokenLookup, 0, ""},
 		{opVerifyHeader, opVerify, 0, ""},
 		{opResolve, refNoopReadUser, 0, ""},
+		{opResolveOwn, opResolve, 0, ""},
+		{opExchange, refNoopReadHeader, 0, ""},
 		{opCreate, refTokenCreate, 0, ""},
 		{opCreate, refNoopWriteUser, 0, ""},
 		{opLease, refTokenCreate, 0, ""},
@@ -150,6 +157,12 @@ func operations(f *fixtures) []*operation {
 	patHeaders := make([]http.Header, len(f.pats))
 	for i, pat := range f.pats {
 		patHeaders[i] = http.Header{"X-Vault-Token": {f.verifier}, "X-Auth-Token": {pat}}
+	}
+	// The platform's job service: a service token, the user's PAT and the
+	// organization in the headers the PlanQK SDK sends.
+	exchangeHeaders := make([]http.Header, len(f.pats))
+	for i, pat := range f.pats {
+		exchangeHeaders[i] = http.Header{"X-Vault-Token": {f.verifier}, "X-Auth-Token": {pat}, "X-Organizationid": {org}}
 	}
 	userHeaders := make([]http.Header, len(f.users))
 	for i, u := range f.users {
@@ -214,6 +227,14 @@ func operations(f *fixtures) []*operation {
 		{name: refKVRead, caller: asUser, request: "GET kv/data/pats/<user>", reference: true, status: 200,
 			targeter: perUser("GET", func(u *benchUser) string { return kvPath(u.name) }, nil),
 			check:    func(body []byte) string { return expectString(body, kvValue, "data", "data", "value") }},
+		{name: refKVReadService, caller: asVerifier, request: "GET kv/data/pats/<user>", reference: true, status: 200,
+			targeter: func() vegeta.Targeter {
+				return func(t *vegeta.Target) error {
+					t.Method, t.URL, t.Header, t.Body = "GET", base+kvPath(f.users[rand.IntN(len(f.users))].name), verifierHeader, nil
+					return nil
+				}
+			},
+			check: func(body []byte) string { return expectString(body, kvValue, "data", "data", "value") }},
 		{name: refKVWrite, caller: asUser, request: "POST kv/data/pats/<user>", reference: true, status: 200,
 			targeter: perUser("POST", func(u *benchUser) string { return kvPath(u.name) }, []byte(`{"data":{"value":"`+kvValue+`"}}`)),
 			check:    func(body []byte) string { return expectPositive(body, "data", "version") }},
@@ -238,6 +259,11 @@ func operations(f *fixtures) []*operation {
 		{name: opResolve, caller: asUser, request: "GET planqk/resolve/ionq?org=" + org, status: 200,
 			targeter: perUser("GET", func(*benchUser) string { return mount + "/resolve/ionq?org=" + org }, nil),
 			check:    checkResolvedOrgToken},
+		{name: opResolveOwn, caller: asUser, request: "GET planqk/resolve/ionq", status: 200,
+			targeter: perUser("GET", func(*benchUser) string { return mount + "/resolve/ionq" }, nil),
+			check:    checkResolvedOwnToken},
+		{name: opExchange, caller: asVerifier, request: "GET planqk/exchange/ionq, X-Auth-Token, X-OrganizationId", status: 200, probe: probeServed,
+			targeter: fixed("GET", base+mount+"/exchange/ionq", nil, nil, exchangeHeaders), check: checkResolvedOrgToken},
 		{name: opCreate, caller: asUser, request: "POST planqk/users/<user>/tokens/<name>", status: 200,
 			targeter: func() vegeta.Targeter {
 				return func(t *vegeta.Target) error {
@@ -356,6 +382,13 @@ func checkResolvedOrgToken(body []byte) string {
 		return "data.source is not organization"
 	}
 	return expectString(body, orgProviderKey, "data", "api_key")
+}
+
+func checkResolvedOwnToken(body []byte) string {
+	if v, _ := lookup(body, "data", "source"); v != "user" {
+		return "data.source is not user"
+	}
+	return expectString(body, userProviderKey, "data", "api_key")
 }
 
 func checkIssuedPAT(leased bool) func([]byte) string {

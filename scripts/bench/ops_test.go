@@ -118,6 +118,8 @@ func TestComparisons_pairOperationsSentWithTheSameTokenKind(t *testing.T) {
 	}
 	require.Equal(t, map[[2]string]float64{
 		{opVerify, refNoopWrite}:               0.95,
+		{opExchange, refKVReadService}:         0.9,
+		{opResolveOwn, refKVRead}:              0.9,
 		{opVerifyGarbled, refNoopWrite}:        1.0,
 		{opIntrospect, refNoopWriteForm}:       0.95,
 		{opIntrospectGarble, refNoopWriteForm}: 1.0,

@@ -42,9 +42,10 @@ path "auth/token/create/planqk-pat"   { capabilities = ["update"] }
 	// The policy of the Vault tokens issued as PATs.
 	patPolicy = `path "noop/noop" { capabilities = ["read"] }`
 
-	orgProviderKey = "ionq-bench-org-key-0000"
-	kvValue        = "kv-bench-value-0000"
-	kvMaxVersions  = 10 // KV v2's default
+	orgProviderKey  = "ionq-bench-org-key-0000"
+	userProviderKey = "ionq-bench-user-key-0000"
+	kvValue         = "kv-bench-value-0000"
+	kvMaxVersions   = 10 // KV v2's default
 )
 
 // benchUser is a userpass user with an identity entity, a member of the
@@ -171,7 +172,7 @@ func setUp(ctx context.Context, o options, env map[string]string, dir string) (*
 // X-Auth-Token header through to the engine and the no-op plugin, writes
 // the bench policies and the token role.
 func (f *fixtures) mountAll(ctx context.Context, env map[string]string, sha, noopSHA string) error {
-	headers := api.MountConfigInput{PassthroughRequestHeaders: []string{"X-Auth-Token"}}
+	headers := api.MountConfigInput{PassthroughRequestHeaders: []string{"X-Auth-Token", "X-OrganizationId"}}
 	steps := []func() error{
 		func() error { return f.server.RegisterPlugin(ctx, sha, env["PLANQK_PLUGIN_VERSION"]) },
 		func() error { return f.server.Mount(ctx, mount, env["PLANQK_PLUGIN_VERSION"]) },
@@ -258,7 +259,7 @@ func (f *fixtures) equipUser(ctx context.Context, u *benchUser, n int) error {
 		u.vaultTokens = append(u.vaultTokens, vaultToken.Auth.ClientToken)
 	}
 	if _, err := client.Logical().WriteWithContext(ctx, fmt.Sprintf("%s/users/%s/provider-tokens/ionq", mount, u.name),
-		map[string]interface{}{"api_key": "ionq-bench-user-key-0000"}); err != nil {
+		map[string]interface{}{"api_key": userProviderKey}); err != nil {
 		return err
 	}
 	// KV v2 keeps kvMaxVersions versions: from then on each write adds one
