@@ -202,3 +202,42 @@ func TestNewOrganizationWithADeletedOnesNameStartsEmpty(t *testing.T) {
 		t.Errorf("the deleted organization's owner reads the new one's token: %s", r)
 	}
 }
+
+// A group that carries another organization's id under its own name - its
+// metadata rewritten by someone who may write groups - gets its members
+// nothing of that organization, and the id cannot be registered under the
+// other name.
+func TestAGroupCarryingAnotherOrganizationsIDGetsNothing(t *testing.T) {
+	victim := newOrg(t, "victim")
+	owner := newUser(t, "victim-owner", victim, "owner")
+	value := "victim-ionq-secret-" + uniqueName("v")
+	s.remember(value, "an IonQ key of "+victim)
+	if r := call(t, owner, "POST", mount+"/orgs/"+victim+"/provider-tokens/ionq", map[string]interface{}{"api_key": value}); r.status != 200 {
+		t.Fatalf("the victim's owner writes its token: %s", r)
+	}
+	victimID := fmt.Sprint(call(t, "root", "GET", mount+"/orgs/"+victim, nil).data["id"])
+
+	rogue := newOrg(t, "rogue")
+	attacker := newUser(t, "rogue-owner", rogue, "owner")
+	owners := orgGroups(rogue)[0]
+	if r := call(t, "root", "POST", owners, map[string]interface{}{
+		"metadata": map[string]string{"planqk_org": rogue, "planqk_role": "owner", "planqk_org_id": victimID},
+	}); r.status != 204 && r.status != 200 {
+		t.Fatalf("rewriting the rogue group's metadata: %s", r)
+	}
+	pat := createPAT(t, attacker, "rogue", nil)["token"].(string)
+	waitForOrganizations(t, pat, []interface{}{map[string]interface{}{"name": rogue, "role": "owner"}})
+	eventually(t, identityWait, "the rogue group's id reaching the engine", func() (bool, string) {
+		r := call(t, attacker, "GET", mount+"/orgs/"+rogue+"/provider-tokens/ionq", nil)
+		return r.status == 403, r.String()
+	})
+	if r := call(t, attacker, "GET", mount+"/resolve/ionq?org="+rogue, nil); r.status != 403 {
+		t.Errorf("the rogue group's owner resolves through the victim's id: %s", r)
+	}
+	if r := call(t, "root", "POST", mount+"/orgs/"+rogue, map[string]interface{}{"id": victimID}); r.status != 400 {
+		t.Errorf("registering the victim's id under %s: %s", rogue, r)
+	}
+	if r := call(t, owner, "GET", mount+"/orgs/"+victim+"/provider-tokens/ionq", nil); r.status != 200 {
+		t.Errorf("the victim's owner after the attempt: %s", r)
+	}
+}
