@@ -62,7 +62,14 @@ func TestOrganizations_membersRegisterAnUnknownNameOnly(t *testing.T) {
 		`organization "initech" has no id registered with the engine`)
 	require.Empty(t, env.ok(logical.ListOperation, "orgs/initech/provider-tokens/", "", nil).Data["keys"])
 
+	// A stored configuration (without one every request reads storage for
+	// it), a warm identity and catalogue: only the registration counts.
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"identity_cache_ttl": "5s"})
+	env.ok(logical.ReadOperation, "providers/dwave", alice, nil)
+	env.storage.reset()
 	env.ok(logical.ListOperation, "orgs/initech/provider-tokens/", alice, nil)
+	require.Equal(t, roundTrips{Gets: 2, Puts: 2, Lists: 2}, env.storage.counted(),
+		"once: the id's entry and the name's pointer read and written, the unclaimed tokens listed; then the list itself")
 	require.Equal(t, "id-initech", env.ok(logical.ReadOperation, "orgs/initech", "", nil).Data["id"])
 
 	// A second live organization claiming the name leaves the pointer.
@@ -228,6 +235,18 @@ func TestOrganizations_warmRequestsReadNoOrganizationEntry(t *testing.T) {
 	env.storage.reset()
 	env.ok(logical.ReadOperation, "resolve/ionq", alice, map[string]interface{}{"org": "acme"})
 	env.ok(logical.ReadOperation, "orgs/acme/provider-tokens/ionq", alice, nil)
+	require.Equal(t, roundTrips{}, env.storage.counted())
+
+	// Cold on this node (a restart, another node's change): the id's entry
+	// and the name's pointer are read once; the bootstrap registered both,
+	// so nothing is written.
+	env.b.orgNames.purge()
+	env.b.orgPointers.purge()
+	env.storage.reset()
+	env.ok(logical.ReadOperation, "resolve/ionq", alice, map[string]interface{}{"org": "acme"})
+	require.Equal(t, roundTrips{Gets: 2}, env.storage.counted())
+	env.storage.reset()
+	env.ok(logical.ReadOperation, "resolve/ionq", alice, map[string]interface{}{"org": "acme"})
 	require.Equal(t, roundTrips{}, env.storage.counted())
 }
 
