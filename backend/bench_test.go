@@ -193,3 +193,34 @@ func BenchmarkListThousandTokens(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkResolveOwn is resolve without org: a user's own token.
+func BenchmarkResolveOwn(b *testing.B) {
+	env := newTestEnv(b)
+	alice := env.addUser("alice")
+	env.ok(logical.UpdateOperation, "users/alice/provider-tokens/ionq", alice, map[string]interface{}{"api_key": "ionq-own-key"})
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := env.do(logical.ReadOperation, "resolve/ionq", alice, nil)
+		if err != nil || resp.IsError() || resp.Data["api_key"] != "ionq-own-key" {
+			b.Fatal(err, resp)
+		}
+	}
+}
+
+// BenchmarkExchange is the platform's hot path: a PAT and an organization
+// in headers, the organization's token back.
+func BenchmarkExchange(b *testing.B) {
+	env := newTestEnv(b)
+	alice := env.addUser("alice")
+	env.setRole(alice, "acme", "member")
+	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ionq", "", map[string]interface{}{"api_key": "ionq-org-key"})
+	pat := env.createToken("alice", alice, "jobs", nil)["token"].(string)
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := env.exchange("exchange/ionq", pat, "acme", false)
+		if err != nil || resp.IsError() || resp.Data["api_key"] != "ionq-org-key" {
+			b.Fatal(err, resp)
+		}
+	}
+}
