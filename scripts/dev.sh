@@ -95,6 +95,7 @@ for user in olivia max mia paul; do
 done
 quiet "$vault" write "$mount/roles/runtime" ttl=15m max_ttl=2h description="job runtimes"
 verifier="$("$vault" token create -policy=planqk-verifier -no-default-policy -ttl=24h -field=token)"
+broker="$("$vault" token create -policy=planqk-broker -no-default-policy -ttl=24h -field=token)"
 
 if ! $existing; then
 	# The portal acts only as the people who sign in: it gets no token.
@@ -124,6 +125,7 @@ cat <<EOF
   Demo organization acme: olivia (owner), max (maintainer), mia (member);
   paul belongs to no organization. Each user's password is <name>-password.
   $operator_token_line   Verifier token (planqk-verifier, for the PlanQK API): $verifier
+  Broker token (planqk-broker, for the platform's job service): $broker
 EOF
 if ! $existing; then
 	cat <<EOF
@@ -161,6 +163,8 @@ cat <<EOF
 
     curl -s -H "X-Vault-Token: $verifier" -H "X-Auth-Token: <a PAT>" \$VAULT_ADDR/v1/$mount/verify      # as the SDKs send it
     curl -s -H "Authorization: Bearer $verifier" -d token=<a PAT> \$VAULT_ADDR/v1/$mount/introspect     # RFC 7662, for gateways
+    curl -s -H "X-Vault-Token: $broker" -H "X-Auth-Token: <mia's PAT>" -H "X-OrganizationId: acme" \
+         \$VAULT_ADDR/v1/$mount/exchange/ibm-quantum                                                      # a job of mia's, on acme's token
 
     $operator_login
     vault list -format=json $mount/inventory/tokens                 # every PAT of every user, never a secret
