@@ -122,7 +122,7 @@ var tokenFields = fieldSet{
 // namedTokenFields describe a named PAT as toResponseData returns it.
 var namedTokenFields = tokenFields.with(fieldSet{
 	"description":  {Type: framework.TypeString, Description: "What the token is for, as its owner wrote it."},
-	"last_used_at": {Type: framework.TypeString, Description: "When verify or introspect last accepted the token, rounded down to last_used_granularity and recorded within about a minute (RFC 3339); empty if never used or not recorded."},
+	"last_used_at": {Type: framework.TypeString, Description: "When verify, introspect or the exchange last accepted the token, rounded down to last_used_granularity and recorded within about a minute (RFC 3339); empty if never used or not recorded."},
 })
 
 // issuedTokenFields describe a newly issued named PAT: its metadata and,
