@@ -29,20 +29,22 @@ import (
 )
 
 type options struct {
-	raft         bool
-	duration     time.Duration
-	settle       time.Duration
-	warmup       time.Duration
-	rounds       int
-	concurrency  int
-	seed         uint64
-	users        int
-	patsPerUser  int
-	timeout      time.Duration
-	out          string
-	scale        bool
-	scaleUsers   int
-	scalePerUser int
+	raft               bool
+	duration           time.Duration
+	settle             time.Duration
+	warmup             time.Duration
+	rounds             int
+	concurrency        int
+	seed               uint64
+	users              int
+	patsPerUser        int
+	timeout            time.Duration
+	out                string
+	scale              bool
+	scaleUsers         int
+	scalePerUser       int
+	scaleProviderEvery int
+	scaleOrgMembers    int
 }
 
 var stderr io.Writer = os.Stderr
@@ -63,9 +65,15 @@ func main() {
 	flag.BoolVar(&o.scale, "scale", false, "also measure at scale: PATs across many users; verify, list, inventory paging and tidy")
 	flag.IntVar(&o.scaleUsers, "scale-users", 1000, "users in the scale measurement")
 	flag.IntVar(&o.scalePerUser, "scale-per-user", 100, "PATs per user in the scale measurement (a tenth of them expire)")
+	flag.IntVar(&o.scaleProviderEvery, "scale-provider-every", 10, "every n-th scale user also stores a provider token with expires_at")
+	flag.IntVar(&o.scaleOrgMembers, "scale-org-members", 1000, "members of each of the two scale organizations")
 	flag.Parse()
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
+	}
+	if o.scaleUsers < 1 || o.scalePerUser < 1 || o.scaleProviderEvery < 1 || o.scaleOrgMembers < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -scale-users, -scale-per-user, -scale-provider-every and -scale-org-members must be positive")
+		os.Exit(2)
 	}
 	if o.rounds < 1 || o.users < 1 || o.patsPerUser < 1 || o.concurrency < 1 || o.duration <= 0 {
 		fmt.Fprintln(os.Stderr, "bench: -rounds, -users, -pats-per-user, -concurrency and -duration must be positive")

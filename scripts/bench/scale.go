@@ -7,10 +7,14 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/hashicorp/vault/api"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/planqk/vault-plugin-secrets-planqk/scripts/vaultharness"
 )
 
 const inventoryPageSize = 100
@@ -32,6 +36,42 @@ type scaleReport struct {
 	TidyRemoved   string            `json:"tidy_expired_removed"`
 	TidyScanned   string            `json:"tidy_entities_scanned"`
 	PeakMemory    string            `json:"plugin_peak_memory"`
+
+	// The fill, through the API.
+	UsersSeconds   float64 `json:"users_seconds"`
+	ProviderTokens int     `json:"provider_tokens"`
+	OrgMembers     int     `json:"org_members"`
+	Orgs           int     `json:"orgs"`
+	// Sweeps after the rounds: the expired tenth, nothing due, dueCount due.
+	Sweeps []sweepReport `json:"sweeps"`
+	// Resident memory after everything (VmRSS, VmHWM) of the plugin and Vault.
+	PluginMemory map[string]string `json:"plugin_memory"`
+	VaultMemory  map[string]string `json:"vault_memory"`
+	// A full recount (inventory refresh=true), waited for.
+	RecountSeconds float64 `json:"recount_seconds"`
+	// From a plugin reload to the first verify answered active.
+	RestartToVerifySeconds float64 `json:"restart_to_first_verify_seconds"`
+	// Medians before (the main table, a near-empty mount) and at scale.
+	Ratios []scaleRatio `json:"ratios"`
+}
+
+// sweepReport is one tidy: what it found due and what it cost.
+type sweepReport struct {
+	Name          string  `json:"name"`
+	Seconds       float64 `json:"seconds"`
+	Removed       string  `json:"expired_removed"`
+	Scanned       string  `json:"entities_scanned"`
+	BucketsRead   string  `json:"due_buckets_read"`
+	OwnersChecked string  `json:"owners_checked"`
+}
+
+// scaleRatio is an operation's median at scale over the same operation's
+// median in the main table, on the same server.
+type scaleRatio struct {
+	Operation string  `json:"operation"`
+	Before    float64 `json:"before_ops_per_sec"`
+	AtScale   float64 `json:"at_scale_ops_per_sec"`
+	Target    float64 `json:"target"`
 }
 
 // Scale operation names.
@@ -40,6 +80,14 @@ const (
 	opInventoryFirst  = "inventory/tokens, first page of 100"
 	opInventoryDeep   = "inventory/tokens, page of 100 deep in the listing"
 	opListAtScaleName = opList + ", at scale"
+	opVerifyHot       = "verify (POST), hot: 1,000 PATs"
+	opVerifyColdScale = "verify (POST), cold: any PAT"
+	opCreateAtScale   = opCreate + ", at scale"
+	opLeaseAtScale    = opLease + ", at scale"
+	opResolveAtScale  = opResolve + ", at scale"
+	opCounts          = "inventory counts"
+	// dueCount is how many tokens come due for the last sweep.
+	dueCount = 10_000
 )
 
 func (s *scaleReport) markdown() string {
@@ -56,7 +104,7 @@ func (s *scaleReport) markdown() string {
 			formatSpread(op.OpsPerSec, "%.0f"), op.P50Millis, op.P99Millis, op.Failed, op.Wrong)
 	}
 	for _, op := range s.Operations {
-		if op.Name == opVerifyAtScale && op.OpsPerSec.known() && s.VerifyBefore.known() {
+		if op.Name == opVerifyHot && op.OpsPerSec.known() && s.VerifyBefore.known() {
 			fmt.Fprintf(&b, "\nVerify before → at scale (medians, measured apart, not interleaved): %.0f → %.0f ops/s (%.2f×).\n",
 				s.VerifyBefore.Median, op.OpsPerSec.Median, op.OpsPerSec.Median/s.VerifyBefore.Median)
 		}
@@ -64,8 +112,23 @@ func (s *scaleReport) markdown() string {
 	if s.DeepPage > 0 {
 		fmt.Fprintf(&b, "The deep inventory page is page %d of %d (cursor field %q).\n", s.DeepPage, (s.PATs+inventoryPageSize-1)/inventoryPageSize, s.CursorField)
 	}
-	fmt.Fprintf(&b, "Tidy: %s expired removed, %s entities scanned in %.1f s (%.0f µs a removed token). Engine plugin process peak memory: %s.\n",
-		s.TidyRemoved, s.TidyScanned, s.TidySeconds, s.TidySeconds*1e6/float64(max(s.Expired, 1)), s.PeakMemory)
+	fmt.Fprintf(&b, "\nFill through the API: %d users in %.0f s, then %d PATs in %.0f s (%.0f PATs/s), %d users with a provider token (expires_at in 30 days), %d organizations of %d members.\n",
+		s.Users, s.UsersSeconds, s.PATs, s.CreateSeconds, float64(s.PATs)/max(s.CreateSeconds, 1e-9), s.ProviderTokens, s.Orgs, s.OrgMembers)
+	if len(s.Ratios) > 0 {
+		b.WriteString("\n| operation | before (ops/s) | at scale (ops/s) | ratio | target |\n|---|---:|---:|---:|---:|\n")
+		for _, r := range s.Ratios {
+			fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.2f× | ≥ %.1f× |\n", r.Operation, r.Before, r.AtScale, r.AtScale/max(r.Before, 1e-9), r.Target)
+		}
+	}
+	if len(s.Sweeps) > 0 {
+		b.WriteString("\n| sweep | seconds | expired removed | subjects looked at | due buckets read | owners asked (offboarding) |\n|---|---:|---:|---:|---:|---:|\n")
+		for _, sw := range s.Sweeps {
+			fmt.Fprintf(&b, "| %s | %.2f | %s | %s | %s | %s |\n", sw.Name, sw.Seconds, sw.Removed, sw.Scanned, sw.BucketsRead, sw.OwnersChecked)
+		}
+	}
+	fmt.Fprintf(&b, "\nA full recount of the inventory (refresh=true, in the background) took %.1f s; the counts are then answered from the kept counters.\n", s.RecountSeconds)
+	fmt.Fprintf(&b, "\nResident memory at the end: plugin %s (peak %s), Vault %s (peak %s). Plugin reload to the first verify answered: %.2f s.\n",
+		s.PluginMemory["VmRSS"], s.PluginMemory["VmHWM"], s.VaultMemory["VmRSS"], s.VaultMemory["VmHWM"], s.RestartToVerifySeconds)
 	for _, op := range s.Operations {
 		for _, msg := range op.Failures {
 			fmt.Fprintf(&b, "\n%s failed: %s", op.Name, msg)
@@ -77,8 +140,13 @@ func (s *scaleReport) markdown() string {
 	return b.String()
 }
 
-// measureScale stores users x perUser PATs - a tenth with a 1s TTL - and
-// measures verify, list and inventory paging in interleaved rounds, then tidy.
+// measureScale fills the mount through the API - users x perUser PATs (a
+// tenth with a 1s TTL: expired, awaiting tidy), a provider token for every
+// scaleProviderEvery-th user, two organizations of scaleOrgMembers members
+// - then measures verify hot and cold, create, lease, resolve, inventory
+// pages and counts in interleaved rounds, then three sweeps (the expired
+// tenth, nothing due, dueCount due), memory, and a plugin reload to the
+// first verify.
 func measureScale(ctx context.Context, o options, f *fixtures, main *report) (*scaleReport, error) {
 	s := &scaleReport{Users: o.scaleUsers, PATs: o.scaleUsers * o.scalePerUser}
 	for _, op := range main.Operations {
@@ -87,23 +155,42 @@ func measureScale(ctx context.Context, o options, f *fixtures, main *report) (*s
 		}
 	}
 
+	// The measured sweeps are the only ones: no periodic sweep removes the
+	// expired tenth while the rounds run.
+	if err := f.setEngineConfig(ctx, map[string]interface{}{"tidy_interval": 0}); err != nil {
+		return nil, err
+	}
 	names := make([]string, o.scaleUsers)
 	for i := range names {
-		names[i] = fmt.Sprintf("scale-%04d", i)
+		names[i] = fmt.Sprintf("scale-%06d", i)
 	}
 	progress("scale: creating %d users", len(names))
-	users, err := f.createUsers(ctx, names)
+	start := time.Now()
+	users, err := f.createScaleUsers(ctx, names, max(1, len(names)/100))
 	if err != nil {
 		return nil, err
 	}
+	s.UsersSeconds = time.Since(start).Seconds()
+	s.OrgMembers = min(o.scaleOrgMembers, len(users))
+	for i, name := range []string{"scale-org-a", "scale-org-b"} {
+		members := users[(i*s.OrgMembers)%len(users):]
+		members = members[:min(s.OrgMembers, len(members))]
+		if err := f.boot.Org(ctx, name); err != nil {
+			return nil, err
+		}
+		if err := f.joinOrgNamed(ctx, name, members); err != nil {
+			return nil, err
+		}
+		s.Orgs++
+	}
 
-	start := time.Now()
+	start = time.Now()
 	const expireEvery = 10
 	pats := make([]string, s.PATs)
 	err = parallel(16, s.PATs, func(i int) error {
 		user, n := i%o.scaleUsers, i/o.scaleUsers
 		if i%5000 == 0 {
-			progress("scale: %d of %d PATs", i, s.PATs)
+			progress("scale: %d of %d PATs (%.0f/s)", i, s.PATs, float64(i)/time.Since(start).Seconds())
 		}
 		var data map[string]interface{}
 		if n%expireEvery == 0 {
@@ -120,6 +207,18 @@ func measureScale(ctx context.Context, o options, f *fixtures, main *report) (*s
 	}
 	s.CreateSeconds = time.Since(start).Seconds()
 	s.Expired = o.scaleUsers * ((o.scalePerUser + expireEvery - 1) / expireEvery)
+	expiresAt := time.Now().Add(30 * 24 * time.Hour).UTC().Format(time.RFC3339)
+	withProvider := (len(users) + o.scaleProviderEvery - 1) / o.scaleProviderEvery
+	err = parallel(16, withProvider, func(i int) error {
+		u := users[i*o.scaleProviderEvery]
+		_, err := f.as(u.token).Logical().WriteWithContext(ctx, fmt.Sprintf("%s/users/%s/provider-tokens/dwave", mount, u.name),
+			map[string]interface{}{"token": "dwave-scale-token-0000", "expires_at": expiresAt})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.ProviderTokens = withProvider
 	var active []string
 	for _, pat := range pats {
 		if pat != "" {
@@ -136,14 +235,149 @@ func measureScale(ctx context.Context, o options, f *fixtures, main *report) (*s
 		return nil, err
 	}
 	s.Operations = operationReports(r)
+	s.Ratios = scaleRatios(main.Operations, s.Operations)
 
-	progress("scale: tidy")
-	time.Sleep(1100 * time.Millisecond) // the last 1s tokens expire
-	if err := f.tidy(ctx, s); err != nil {
+	progress("scale: sweeps")
+	if err := f.sweep(ctx, s, fmt.Sprintf("the expired tenth (%d tokens of %d owners)", s.Expired, s.Users)); err != nil {
 		return nil, err
 	}
-	s.PeakMemory = pluginMemory(f.server)["VmHWM"]
+	first := s.Sweeps[0]
+	s.TidySeconds, s.TidyRemoved, s.TidyScanned = first.Seconds, first.Removed, first.Scanned
+	if err := f.sweep(ctx, s, "nothing due"); err != nil {
+		return nil, err
+	}
+	due := min(dueCount, len(users))
+	err = parallel(16, due, func(i int) error {
+		u := users[i]
+		_, err := f.as(u.token).Logical().WriteWithContext(ctx, fmt.Sprintf("%s/users/%s/tokens/due", mount, u.name), map[string]interface{}{"ttl": "1s"})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if err := f.sweep(ctx, s, fmt.Sprintf("%d due (one token each of %d owners)", due, due)); err != nil {
+		return nil, err
+	}
+	s.PluginMemory = pluginMemory(f.server)
+	s.PeakMemory = s.PluginMemory["VmHWM"]
+	s.VaultMemory = processMemory(f.server.PID())
+	if s.RestartToVerifySeconds, err = f.restartToVerify(ctx, active[0]); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// scaleRatios pairs the operations measured at scale with the same
+// requests in the main table.
+func scaleRatios(before, atScale []operationReport) []scaleRatio {
+	pairs := []struct {
+		before, atScale string
+		target          float64
+	}{
+		{opVerify, opVerifyHot, 0.9},
+		{opVerify, opVerifyColdScale, 0},
+		{opCreate, opCreateAtScale, 0.9},
+		{opLease, opLeaseAtScale, 0.9},
+		{opResolve, opResolveAtScale, 0},
+	}
+	median := func(ops []operationReport, name string) float64 {
+		for _, op := range ops {
+			if op.Name == name && op.OpsPerSec.known() {
+				return op.OpsPerSec.Median
+			}
+		}
+		return 0
+	}
+	var ratios []scaleRatio
+	for _, p := range pairs {
+		b, a := median(before, p.before), median(atScale, p.atScale)
+		if b > 0 && a > 0 {
+			ratios = append(ratios, scaleRatio{Operation: p.atScale, Before: b, AtScale: a, Target: p.target})
+		}
+	}
+	return ratios
+}
+
+// probeRecount asks for a recount (refresh=true) and waits for it, so that
+// the counts are measured as a dashboard meets them, and records how long
+// the full recount took.
+func (f *fixtures) probeRecount(s *scaleReport) func(context.Context, *operation) (string, error) {
+	return func(ctx context.Context, op *operation) (string, error) {
+		progress("scale: a full recount of the inventory")
+		start := time.Now()
+		if _, err := f.root.Logical().ReadWithDataWithContext(ctx, mount+"/inventory", map[string][]string{"refresh": {"true"}}); err != nil {
+			return "", err
+		}
+		for time.Since(start) < 20*time.Minute {
+			resp, err := f.root.Logical().ReadWithContext(ctx, mount+"/inventory")
+			if err != nil {
+				return "", err
+			}
+			recount, _ := resp.Data["recount"].(map[string]interface{})
+			switch recount["state"] {
+			case "finished":
+				s.RecountSeconds = time.Since(start).Seconds()
+				return "", nil
+			case "error":
+				return "", fmt.Errorf("the recount failed: %v", recount["error"])
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		return "", fmt.Errorf("the recount did not finish in 20 minutes")
+	}
+}
+
+// sweep runs a tidy and records it under name.
+func (f *fixtures) sweep(ctx context.Context, s *scaleReport, name string) error {
+	progress("scale: sweep, %s", name)
+	t := &scaleReport{}
+	if err := f.tidy(ctx, t); err != nil {
+		return err
+	}
+	status, err := f.root.Logical().ReadWithContext(ctx, mount+"/tidy/status")
+	if err != nil {
+		return err
+	}
+	s.Sweeps = append(s.Sweeps, sweepReport{Name: name, Seconds: t.TidySeconds, Removed: t.TidyRemoved, Scanned: t.TidyScanned,
+		BucketsRead: fmt.Sprint(status.Data["due_buckets_read"]), OwnersChecked: fmt.Sprint(status.Data["owners_checked"])})
+	return nil
+}
+
+// restartToVerify reloads the engine's plugin and returns the time until a
+// verify of pat is answered active.
+func (f *fixtures) restartToVerify(ctx context.Context, pat string) (float64, error) {
+	progress("scale: plugin reload to the first verify")
+	verifier := f.as(f.verifier)
+	start := time.Now()
+	if _, err := f.root.Sys().ReloadPluginWithContext(ctx, &api.ReloadPluginInput{Plugin: vaultharness.PluginName}); err != nil {
+		return 0, err
+	}
+	for time.Since(start) < time.Minute {
+		resp, err := verifier.Logical().WriteWithContext(ctx, mount+"/verify", map[string]interface{}{"token": pat})
+		if err == nil && resp != nil && resp.Data["active"] == true {
+			return time.Since(start).Seconds(), nil
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("no verify answered within a minute of the plugin reload")
+}
+
+// processMemory reads a process's current and peak resident memory.
+func processMemory(pid int) map[string]string {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil
+	}
+	memory := map[string]string{}
+	for _, line := range strings.Split(string(status), "\n") {
+		for _, key := range []string{"VmHWM", "VmRSS"} {
+			if strings.HasPrefix(line, key+":") {
+				memory[key] = strings.TrimSpace(strings.TrimPrefix(line, key+":"))
+			}
+		}
+	}
+	return memory
 }
 
 // tidy starts a sweep and waits for tidy/status to report it finished; its
@@ -192,18 +426,44 @@ func scaleOperations(f *fixtures, users []*benchUser, active []string, perUser i
 	for _, op := range operations(f) {
 		byName[op.name] = op
 	}
-	list1000 := *byName[opList]
-	list1000.name = opListAtScaleName
+
+	hot := verifyBodies[:min(1000, len(verifyBodies))]
+	clone := func(name, renamed string) *operation {
+		op := *byName[name]
+		op.name = renamed
+		return &op
+	}
+	verifyFrom := func(bodies [][]byte) func() vegeta.Targeter {
+		return func() vegeta.Targeter {
+			return func(t *vegeta.Target) error {
+				t.Method, t.URL, t.Header, t.Body = "POST", base+mount+"/verify", verifierHeader, bodies[rand.IntN(len(bodies))]
+				return nil
+			}
+		}
+	}
 
 	return []*operation{
-		{name: opVerifyAtScale, caller: asVerifier, request: "POST planqk/verify {token}", status: 200,
+		{name: opVerifyHot, caller: asVerifier, request: "POST planqk/verify {token}, 1,000 PATs", status: 200,
+			targeter: verifyFrom(hot), check: checkActive(true, "data")},
+		{name: opVerifyColdScale, caller: asVerifier, request: "POST planqk/verify {token}, any PAT", status: 200,
+			targeter: verifyFrom(verifyBodies), check: checkActive(true, "data")},
+		clone(opCreate, opCreateAtScale),
+		clone(opLease, opLeaseAtScale),
+		clone(opResolve, opResolveAtScale),
+		{name: opCounts, caller: asRoot, request: "GET planqk/inventory", status: 200,
+			probe: f.probeRecount(s),
 			targeter: func() vegeta.Targeter {
 				return func(t *vegeta.Target) error {
-					t.Method, t.URL, t.Header, t.Body = "POST", base+mount+"/verify", verifierHeader, verifyBodies[rand.IntN(len(verifyBodies))]
+					t.Method, t.URL, t.Header, t.Body = "GET", base+mount+"/inventory", rootHeader, nil
 					return nil
 				}
 			},
-			check: checkActive(true, "data")},
+			check: func(body []byte) string {
+				if _, ok := lookup(body, "data", "stored", "named_tokens"); !ok {
+					return "no data.stored.named_tokens"
+				}
+				return ""
+			}},
 		{name: fmt.Sprintf("PAT list (one user's %d)", perUser), caller: asUser, request: "LIST planqk/users/<user>/tokens", status: 200,
 			targeter: func() vegeta.Targeter {
 				return func(t *vegeta.Target) error {
@@ -213,7 +473,6 @@ func scaleOperations(f *fixtures, users []*benchUser, active []string, perUser i
 				}
 			},
 			check: checkListed(perUser)},
-		&list1000,
 		{name: opInventoryFirst, caller: asRoot, request: fmt.Sprintf("LIST planqk/inventory/tokens?limit=%d", inventoryPageSize), status: 200,
 			probe: f.probeInventory(inventory, s, nil),
 			targeter: func() vegeta.Targeter {

@@ -53,6 +53,7 @@ path "auth/token/create/planqk-pat"   { capabilities = ["update"] }
 type benchUser struct {
 	name        string
 	token       string   // their userpass login token: carries the entity
+	entityID    string   // when known without asking
 	pats        []string // named PATs
 	vaultTokens []string // Vault tokens created through the token role
 }
@@ -226,11 +227,63 @@ func (f *fixtures) createUsers(ctx context.Context, names []string) ([]*benchUse
 	return users, err
 }
 
+// scaleUserRole issues the scale users' tokens, each bound to its entity
+// through an alias on the token store: no password hashing, three writes a
+// user (entity, alias, token) where a userpass login costs a bcrypt each.
+const scaleUserRole = "scale-user"
+
+// createScaleUsers creates entities named names and a token of each (the
+// bench policy), in parallel.
+func (f *fixtures) createScaleUsers(ctx context.Context, names []string, progressEvery int) ([]*benchUser, error) {
+	if _, err := f.root.Logical().WriteWithContext(ctx, "auth/token/roles/"+scaleUserRole, map[string]interface{}{
+		"allowed_policies": "bench", "allowed_entity_aliases": "*", "orphan": true, "token_ttl": "12h",
+	}); err != nil {
+		return nil, err
+	}
+	auths, err := f.root.Sys().ListAuthWithContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	accessor := auths["token/"].Accessor
+	users := make([]*benchUser, len(names))
+	start := time.Now()
+	err = parallel(16, len(names), func(i int) error {
+		if i%progressEvery == 0 {
+			progress("scale: %d of %d users (%.0f/s)", i, len(names), float64(i)/time.Since(start).Seconds())
+		}
+		entity, err := f.root.Logical().WriteWithContext(ctx, "identity/entity", map[string]interface{}{"name": names[i]})
+		if err != nil {
+			return err
+		}
+		if _, err := f.root.Logical().WriteWithContext(ctx, "identity/entity-alias", map[string]interface{}{
+			"name": names[i], "canonical_id": entity.Data["id"], "mount_accessor": accessor,
+		}); err != nil {
+			return err
+		}
+		token, err := f.root.Logical().WriteWithContext(ctx, "auth/token/create/"+scaleUserRole, map[string]interface{}{"entity_alias": names[i]})
+		if err != nil {
+			return err
+		}
+		users[i] = &benchUser{name: names[i], token: token.Auth.ClientToken, entityID: fmt.Sprint(entity.Data["id"])}
+		return nil
+	})
+	return users, err
+}
+
 // joinOrg makes the users members of the organization in one group write
 // (adding them one by one rewrites the group once per user).
 func (f *fixtures) joinOrg(ctx context.Context, users []*benchUser) error {
+	return f.joinOrgNamed(ctx, org, users)
+}
+
+// joinOrgNamed makes the users the members of the named organization.
+func (f *fixtures) joinOrgNamed(ctx context.Context, org string, users []*benchUser) error {
 	ids := make([]string, len(users))
 	err := parallel(8, len(users), func(i int) error {
+		if users[i].entityID != "" {
+			ids[i] = users[i].entityID
+			return nil
+		}
 		id, err := f.boot.EntityID(ctx, users[i].name)
 		ids[i] = id
 		return err

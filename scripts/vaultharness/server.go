@@ -288,6 +288,14 @@ func (s *Server) Running() bool {
 	}
 }
 
+// PID is the server process's id (0 when it is not running).
+func (s *Server) PID() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Stop ends the server and its plugins: SIGTERM, then SIGKILL after 10s.
 func (s *Server) Stop() {
 	s.signal(syscall.SIGTERM, 10*time.Second)
