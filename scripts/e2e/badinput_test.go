@@ -141,10 +141,14 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 
 	// Nothing may write meanwhile: the periodic sweep is off and parallel
 	// tests wait, but Vault runs the engine's periodic function about once
-	// a minute, which writes the last uses verify noted. Recording is off
-	// for this test and a tidy writes what earlier tests noted, so that a
-	// flush cannot land between two snapshots.
+	// a minute, which writes the last uses verify noted, and revokes the
+	// leases earlier tests left when they expire. Those leases are revoked
+	// now, recording is off for this test and a tidy writes what earlier
+	// tests noted, so that nothing lands between two snapshots.
 	root := as(t, "root")
+	if err := root.Sys().RevokePrefixWithContext(ctx, mount+"/"); err != nil {
+		t.Fatal(err)
+	}
 	config, err := root.Logical().Read(mount + "/config")
 	if err != nil {
 		t.Fatal(err)
