@@ -104,9 +104,12 @@ bench-scale:
 
 # The engine's own cost per operation in process (backend/bench_test.go), 3 runs each, into
 # scripts/bench/results/microbench.txt with the commit it ran on; the README quotes that file.
+# (The commit is read before the output file is touched, which would make it -dirty.)
 bench-micro:
-	@{ echo "# go test ./backend -run '^$$' -bench . -benchmem -count 3, at commit $$(git describe --always --dirty), $$(date -u +%Y-%m-%dT%H:%M:%SZ)"; \
-		$(GO) test ./backend -run '^$$' -bench . -benchmem -count 3; } > scripts/bench/results/microbench.txt
+	@commit=$$(git describe --always --dirty); \
+	{ echo "# go test ./backend -run '^$$' -bench . -benchmem -count 3, at commit $$commit, $$(date -u +%Y-%m-%dT%H:%M:%SZ)"; \
+		$(GO) test ./backend -run '^$$' -bench . -benchmem -count 3; } > scripts/bench/results/microbench.txt.tmp && \
+	mv scripts/bench/results/microbench.txt.tmp scripts/bench/results/microbench.txt
 	@cat scripts/bench/results/microbench.txt
 
 # Fuzz each target for FUZZTIME (default 30s).
