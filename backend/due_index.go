@@ -62,8 +62,6 @@ const (
 	// after its first recount.
 	dueIndexPath = "migrations/due-index-v1"
 
-	// offboardingScanBatch bounds the owners each sweep asks Vault about.
-	offboardingScanBatch = 1000
 	// dueSettle is how long after an hour ends its bucket may still get
 	// entries from requests that began before: the sweep finishes a bucket
 	// only that long after the hour.
@@ -71,6 +69,10 @@ const (
 	// dueMarkCacheSize bounds the due entries this node remembers writing.
 	dueMarkCacheSize = 100_000
 )
+
+// offboardingScanBatch bounds the owners each sweep asks Vault about (a
+// variable for tests).
+var offboardingScanBatch = 1000
 
 func dueHour(t time.Time) int64 { return t.Unix() / 3600 }
 

@@ -287,3 +287,31 @@ func TestDueIndex_anUpgradedMountGetsItFromItsFirstRecount(t *testing.T) {
 	result := env.sweepAt(time.Now().Add(2 * time.Hour))
 	require.Equal(t, 5, result.ExpiredRemoved)
 }
+
+// The offboarding scan asks Vault about a bounded batch of owners per
+// sweep and resumes where the last sweep stopped: a deleted owner is
+// found within owners/batch sweeps.
+func TestDueIndex_theOffboardingScanIsBoundedAndResumes(t *testing.T) {
+	defer func(batch int) { offboardingScanBatch = batch }(offboardingScanBatch)
+	offboardingScanBatch = 3
+	env := newTestEnv(t)
+	var ids []string
+	for i := 0; i < 7; i++ {
+		name := fmt.Sprintf("user-%d", i)
+		ids = append(ids, env.addUser(name))
+		env.createToken(name, ids[i], "laptop", nil)
+	}
+	env.deleteEntity(ids[5]) // the sixth in the scan's order
+	now := time.Now()
+	first := env.sweepAt(now)
+	require.Equal(t, 3, first.OwnersChecked)
+	require.Equal(t, 0, first.EntitiesOffboarded)
+	state, err := getSweepState(context.Background(), env.storage)
+	require.NoError(t, err)
+	require.Equal(t, ids[2], state.OffboardingAfter, "resumes after the last owner asked about")
+	second := env.sweepAt(now)
+	require.Equal(t, 3, second.OwnersChecked)
+	require.Equal(t, 1, second.EntitiesOffboarded, "found in the second batch")
+	third := env.sweepAt(now)
+	require.Equal(t, 3, third.OwnersChecked, "wraps around to the first owners")
+}
