@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -271,14 +272,8 @@ func (b *backend) sweepDue(ctx context.Context, s logical.Storage, cfg *configEn
 		}
 		result.DueBucketsRead++
 		sort.Strings(subjects)
-		for _, subject := range subjects {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if err := b.sweepSubject(ctx, s, cfg, subject, hour, now, result); err != nil {
-				return err
-			}
-			result.EntitiesScanned++
+		if err := b.sweepSubjects(ctx, s, cfg, subjects, hour, now, result); err != nil {
+			return err
 		}
 		if hour < settled && hour == state.DoneHour+1 {
 			state.DoneHour = hour
@@ -291,6 +286,55 @@ func (b *backend) sweepDue(ctx context.Context, s logical.Storage, cfg *configEn
 		return putSweepState(ctx, s, state)
 	}
 	return nil
+}
+
+// sweepWorkers is how many subjects of a bucket are swept at once: each
+// under its own lock, so that their storage writes overlap (Raft commits
+// concurrent writes together) instead of queueing one owner at a time.
+const sweepWorkers = 8
+
+// sweepSubjects sweeps the subjects of one bucket, sweepWorkers at a time,
+// and adds what they did to result; the first error stops it.
+func (b *backend) sweepSubjects(ctx context.Context, s logical.Storage, cfg *configEntry, subjects []string, hour int64, now time.Time, result *tidyResult) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan string)
+	results := make([]tidyResult, sweepWorkers)
+	errs := make([]error, sweepWorkers)
+	var wg sync.WaitGroup
+	for w := 0; w < sweepWorkers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for subject := range work {
+				if err := b.sweepSubject(ctx, s, cfg, subject, hour, now, &results[w]); err != nil {
+					errs[w] = err
+					cancel()
+					return
+				}
+				results[w].EntitiesScanned++
+			}
+		}(w)
+	}
+feed:
+	for _, subject := range subjects {
+		select {
+		case work <- subject:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	for w := range results {
+		result.add(&results[w])
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
 }
 
 // sweepSubject brings one subject listed in the bucket of hour up to date.

@@ -75,6 +75,20 @@ type tidyResult struct {
 	LeakedPruned       int `json:"leaked_pruned"`
 }
 
+// add adds what another part of the sweep did.
+func (r *tidyResult) add(o *tidyResult) {
+	r.EntitiesScanned += o.EntitiesScanned
+	r.DueBucketsRead += o.DueBucketsRead
+	r.OwnersChecked += o.OwnersChecked
+	r.ExpiredRemoved += o.ExpiredRemoved
+	r.NoticesSent += o.NoticesSent
+	r.EntitiesOffboarded += o.EntitiesOffboarded
+	r.RecordsScanned += o.RecordsScanned
+	r.OrphansRemoved += o.OrphansRemoved
+	r.DanglingRemoved += o.DanglingRemoved
+	r.LeakedPruned += o.LeakedPruned
+}
+
 // tidyState is the one sweep that may run at a time on this node, and what
 // the last one did.
 type tidyState struct {
