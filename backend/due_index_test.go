@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -95,7 +96,7 @@ func (e *testEnv) requireDueIndexComplete(what string) {
 	}
 	for prefix, subjectOf := range map[string]func(string) string{
 		providerTokenPrefix + "entities/": entitySubject,
-		providerTokenPrefix + "orgs/":     orgSubject,
+		orgProviderTokensPrefix:           orgSubject,
 	} {
 		owners, err := e.storage.List(ctx, prefix)
 		require.NoError(e.t, err)
@@ -163,8 +164,20 @@ func TestDueIndex_everyWriterKeepsIt(t *testing.T) {
 	env.ok(logical.DeleteOperation, "users/alice/provider-tokens/dwave", alice, nil)
 	check("provider token delete")
 
+	// A token the upgrade kept aside under a name, claimed when the
+	// organization registers its id, is the organization's from then on.
+	legacy, err := json.Marshal(&providerTokenEntry{Provider: "dwave", Values: map[string]string{"token": "globex-dwave"}, Version: 1, ExpiresAt: time.Now().Add(50 * time.Hour).UTC()})
+	require.NoError(t, err)
+	require.NoError(t, env.storage.Put(ctx, &logical.StorageEntry{Key: unclaimedOrgProviderTokenPrefix + "globex/dwave", Value: legacy}))
+	aside := &countShard{}
+	aside.addProviderTokens(ownerKindUnclaimed, "dwave", 1) // as the upgrade counted it
+	require.NoError(t, env.b.applyCount(ctx, env.storage, unclaimedOrgSubject("globex"), aside))
+	_, err = env.b.registerOrg(ctx, env.storage, "globex", testOrgID("globex"), true)
+	require.NoError(t, err)
+	check("an organization claims a provider token kept aside")
+
 	got := env.tidy(nil)
-	require.Equal(t, 2, got["notices_sent"], "the organization's token crossed 168h, bob's 30-minute token 24h")
+	require.Equal(t, 3, got["notices_sent"], "acme's token and globex's claimed one crossed 168h, bob's 30-minute token 24h")
 	check("tidy")
 
 	env.ok(logical.UpdateOperation, "users/alice/revoke-all", alice, nil)

@@ -315,6 +315,13 @@ func (b *backend) claimUnclaimedOrgTokens(ctx context.Context, s logical.Storage
 		if err != nil {
 			return fmt.Errorf("reading an organization provider token: %w", err)
 		}
+		if existing == nil || bytes.Equal(existing.Value, legacy.Value) {
+			// Its reminders are the organization's now: the due entry
+			// goes in before the token, as every writer does it.
+			if err := b.markClaimedTokenDue(ctx, s, orgID, legacy); err != nil {
+				return err
+			}
+		}
 		switch {
 		case existing == nil:
 			if err := s.Put(ctx, &logical.StorageEntry{Key: destination, Value: legacy.Value, SealWrap: true}); err != nil {
@@ -342,6 +349,28 @@ func (b *backend) claimUnclaimedOrgTokens(ctx context.Context, s logical.Storage
 		}
 		b.Logger().Info("an organization claimed a provider token kept from before organization ids",
 			"org", name, "org_id", orgID, "provider", provider)
+	}
+	return nil
+}
+
+// markClaimedTokenDue writes the due entry of a claimed token's next
+// expiry reminder under its organization, if it has one.
+func (b *backend) markClaimedTokenDue(ctx context.Context, s logical.Storage, orgID string, claimed *logical.StorageEntry) error {
+	var token providerTokenEntry
+	if err := claimed.DecodeJSON(&token); err != nil {
+		return fmt.Errorf("decoding an unclaimed organization provider token: %w", err)
+	}
+	if token.ExpiresAt.IsZero() {
+		return nil
+	}
+	cfg, err := b.getConfig(ctx, s)
+	if err != nil {
+		return err
+	}
+	if due := providerTokenDue(&token, cfg.ExpiryNotices); !due.IsZero() {
+		if _, err := b.markDue(ctx, s, orgSubject(orgID), due); err != nil {
+			return err
+		}
 	}
 	return nil
 }
