@@ -64,56 +64,136 @@ func parseKeySet(raw []byte) (map[string]*ecdsa.PublicKey, error) {
 
 // keySet holds GitHub's signing keys, from a URL or a file, and loads them
 // again when a request names a key it does not know: GitHub rotates keys
-// by adding the new one to the set. Loads are at most one per minInterval,
-// so that requests with made-up key ids cannot make it hammer the source.
+// by adding the new one to the set.
+//
+// A load runs in the background on the receiver's own context, bounded by
+// fetchTimeout, never on a request's: a request that goes away (a forged
+// one with a made-up key id, or a client that gave up) does not cancel
+// it, and its result serves the requests that come after. One load runs
+// at a time (requests for unknown keys that arrive meanwhile wait for it;
+// requests for known keys never wait). After a load completes the next one
+// starts no sooner than minInterval after a success or failureBackoff
+// after a failure, so that requests with made-up key ids cannot make it
+// hammer the key-set URL.
 type keySet struct {
 	source      string // an http(s) URL or a file path
 	client      *http.Client
 	githubToken string // optional, against api.github.com's rate limit
 	minInterval time.Duration
+	// fetchTimeout bounds one load (default defaultFetchTimeout).
+	fetchTimeout time.Duration
+	// failureBackoff is the least time between a failed load and the next
+	// (default the lesser of minInterval and defaultFailureBackoff).
+	failureBackoff time.Duration
 
 	mu       sync.Mutex
 	keys     map[string]*ecdsa.PublicKey
 	loadedAt time.Time
-	lastTry  time.Time
+	// lastDone is when the last load completed, lastErr its error.
+	lastDone time.Time
+	lastErr  error
+	loading  *keyLoad // the load under way, if any
+}
+
+const (
+	defaultFetchTimeout   = 10 * time.Second
+	defaultFailureBackoff = 5 * time.Second
+)
+
+// keyLoad is one load of the key set; done is closed when it completes,
+// and err is set before.
+type keyLoad struct {
+	done chan struct{}
+	err  error
 }
 
 // key returns the key with the identifier, loading the set again when it
-// is unknown and the last load is old enough; nil when there is none.
+// is unknown and the last load is old enough; nil when there is none. It
+// waits for a load at most as long as ctx allows.
 func (k *keySet) key(ctx context.Context, id string) (*ecdsa.PublicKey, error) {
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	if key := k.keys[id]; key != nil {
+		k.mu.Unlock()
 		return key, nil
 	}
-	if !k.lastTry.IsZero() && time.Since(k.lastTry) < k.minInterval {
-		return nil, nil
+	load := k.loading
+	if load == nil {
+		if !k.lastDone.IsZero() && time.Since(k.lastDone) < k.backoffLocked() {
+			k.mu.Unlock()
+			return nil, nil
+		}
+		load = k.startLocked()
 	}
-	if err := k.loadLocked(ctx); err != nil {
-		return nil, err
+	k.mu.Unlock()
+	select {
+	case <-load.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
+	if load.err != nil {
+		return nil, load.err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
 	return k.keys[id], nil
 }
 
-// load loads the key set now.
+// load loads the key set now, or waits for the load under way.
 func (k *keySet) load(ctx context.Context) error {
 	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.loadLocked(ctx)
+	load := k.loading
+	if load == nil {
+		load = k.startLocked()
+	}
+	k.mu.Unlock()
+	select {
+	case <-load.done:
+		return load.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
-func (k *keySet) loadLocked(ctx context.Context) error {
-	k.lastTry = time.Now()
-	raw, err := k.fetch(ctx)
-	if err != nil {
-		return err
+// backoffLocked is the least time after the last completed load before
+// the next; the caller holds mu.
+func (k *keySet) backoffLocked() time.Duration {
+	if k.lastErr == nil {
+		return k.minInterval
 	}
-	keys, err := parseKeySet(raw)
-	if err != nil {
-		return err
+	if k.failureBackoff > 0 {
+		return k.failureBackoff
 	}
-	k.keys, k.loadedAt = keys, time.Now()
-	return nil
+	return min(k.minInterval, defaultFailureBackoff)
+}
+
+// startLocked starts a load in the background; the caller holds mu and
+// no load is under way.
+func (k *keySet) startLocked() *keyLoad {
+	load := &keyLoad{done: make(chan struct{})}
+	k.loading = load
+	timeout := k.fetchTimeout
+	if timeout <= 0 {
+		timeout = defaultFetchTimeout
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		var keys map[string]*ecdsa.PublicKey
+		raw, err := k.fetch(ctx)
+		if err == nil {
+			keys, err = parseKeySet(raw)
+		}
+		k.mu.Lock()
+		now := time.Now()
+		if err == nil {
+			k.keys, k.loadedAt = keys, now
+		}
+		k.lastDone, k.lastErr, k.loading = now, err, nil
+		load.err = err
+		k.mu.Unlock()
+		close(load.done)
+	}()
+	return load
 }
 
 func (k *keySet) fetch(ctx context.Context) ([]byte, error) {

@@ -52,7 +52,7 @@ func run(args []string) error {
 	path := flags.String("path", "/", "URL path of the endpoint")
 	mount := flags.String("mount", "planqk", "the engine's mount path")
 	keysSource := flags.String("keys", defaultKeysURL, "GitHub's secret-scanning key set: an http(s) URL or a file in the same format")
-	refresh := flags.Duration("keys-min-interval", time.Minute, "the least time between two loads of the key set for unknown key ids")
+	refresh := flags.Duration("keys-min-interval", time.Minute, "the least time after a load of the key set before an unknown key id loads it again (after a failed load: the lesser of this and 5s)")
 	tokenFile := flags.String("vault-token-file", "", "file holding the receiver's Vault token (planqk-scanner); else VAULT_TOKEN")
 	feedbackHash := flags.Bool("feedback-hash", false, "answer GitHub token_hash (SHA-256) instead of token_raw")
 	if err := flags.Parse(args); err != nil {

@@ -395,3 +395,137 @@ func FuzzVerifySignature(f *testing.F) {
 		}
 	})
 }
+
+// gatedKeyServer serves a key set only once release is closed, counting
+// the fetches that started.
+type gatedKeyServer struct {
+	*keyServer
+	started chan struct{}
+	release chan struct{}
+}
+
+func newGatedKeyServer(t *testing.T, keys ...githubKey) *gatedKeyServer {
+	gs := &gatedKeyServer{keyServer: &keyServer{body: keySetJSON(t, keys...)}, started: make(chan struct{}, 100), release: make(chan struct{})}
+	gs.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		gs.fetches.Add(1)
+		gs.started <- struct{}{}
+		<-gs.release
+		gs.mu.Lock()
+		defer gs.mu.Unlock()
+		_, _ = w.Write(gs.body)
+	}))
+	t.Cleanup(gs.Close)
+	t.Cleanup(func() {
+		select {
+		case <-gs.release:
+		default:
+			close(gs.release)
+		}
+	})
+	return gs
+}
+
+// A request that names an unknown key and goes away while the key set is
+// fetched (a forged request, or a client that gave up) must not keep the
+// next request from the key that fetch brings: the fetch is the
+// receiver's, not the request's.
+func TestKeySet_aCancelledRequestDoesNotStopTheNextOnesKeyLoad(t *testing.T) {
+	current, rotated := newGitHubKey(t, "current-key"), newGitHubKey(t, "rotated-key")
+	ks := newGatedKeyServer(t, current, rotated)
+	keys := &keySet{source: ks.URL, client: http.DefaultClient, minInterval: time.Hour}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if key, _ := keys.key(ctx, "made-up"); key != nil {
+			t.Error("a made-up key id found a key")
+		}
+	}()
+	<-ks.started
+	cancel()
+	<-done // the cancelled request returns without waiting for the fetch
+	close(ks.release)
+
+	waitCtx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	key, err := keys.key(waitCtx, rotated.id)
+	if err != nil || key == nil || !key.Equal(&rotated.key.PublicKey) {
+		t.Fatalf("after a cancelled request, the rotated key: %v, %v", key, err)
+	}
+	if n := ks.fetches.Load(); n != 1 {
+		t.Fatalf("%d fetches", n)
+	}
+}
+
+// Many requests with unknown key ids at once cause one fetch, and a
+// request with a known key is answered while that fetch is slow.
+func TestKeySet_concurrentUnknownKeyIDsCauseOneFetchAndKnownKeysDoNotWait(t *testing.T) {
+	current, rotated := newGitHubKey(t, "current-key"), newGitHubKey(t, "rotated-key")
+	ks := newGatedKeyServer(t, current, rotated)
+	// Loaded before GitHub added the rotated key.
+	keys := &keySet{source: ks.URL, client: http.DefaultClient, minInterval: time.Hour,
+		keys: map[string]*ecdsa.PublicKey{current.id: &current.key.PublicKey}}
+
+	const requests = 20
+	var wg sync.WaitGroup
+	found := atomic.Int64{}
+	for i := 0; i < requests; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if key, err := keys.key(context.Background(), rotated.id); err == nil && key != nil {
+				found.Add(1)
+			}
+		}()
+	}
+	<-ks.started
+	// The fetch is stalled: a known key is still answered at once.
+	known := make(chan *ecdsa.PublicKey, 1)
+	go func() {
+		key, _ := keys.key(context.Background(), current.id)
+		known <- key
+	}()
+	select {
+	case key := <-known:
+		if key == nil {
+			t.Fatal("the known key was not found")
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("a request with a known key waited for the slow fetch")
+	}
+	close(ks.release)
+	wg.Wait()
+	if n := ks.fetches.Load(); n != 1 {
+		t.Fatalf("%d concurrent requests for an unknown key caused %d fetches, want 1", requests, n)
+	}
+	// Those that arrived while the fetch ran waited for it and found the
+	// rotated key; none was refused for the interval.
+	if n := found.Load(); n != requests {
+		t.Fatalf("%d of %d requests found the rotated key", n, requests)
+	}
+}
+
+// A fetch that hangs ends at the receiver's own timeout, and a failed
+// fetch is tried again after the short failure backoff, not the interval.
+func TestKeySet_aHangingFetchTimesOutAndAFailureBacksOffBriefly(t *testing.T) {
+	current := newGitHubKey(t, "current-key")
+	ks := newGatedKeyServer(t, current)
+	keys := &keySet{source: ks.URL, client: http.DefaultClient, minInterval: time.Hour, fetchTimeout: 200 * time.Millisecond, failureBackoff: 300 * time.Millisecond}
+	start := time.Now()
+	if key, err := keys.key(context.Background(), current.id); key != nil || err == nil {
+		t.Fatalf("a hanging fetch: %v, %v", key, err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("a hanging fetch took %v", took)
+	}
+	// Within the backoff: no new fetch.
+	if key, _ := keys.key(context.Background(), current.id); key != nil || ks.fetches.Load() != 1 {
+		t.Fatalf("within the backoff: %v, %d fetches", key, ks.fetches.Load())
+	}
+	close(ks.release)
+	time.Sleep(400 * time.Millisecond)
+	if key, err := keys.key(context.Background(), current.id); key == nil || err != nil {
+		t.Fatalf("after the backoff: %v, %v", key, err)
+	}
+}
