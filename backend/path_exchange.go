@@ -223,6 +223,7 @@ func (b *backend) exchangeEnvironment(ctx context.Context, req *logical.Request,
 		return nil, err
 	}
 	data["on_behalf_of"] = e.onBehalfOf()
+	b.noteUses(ctx, req.Storage, runtime, e.pat.owner)
 	resp := &logical.Response{Data: data}
 	for _, warning := range runtime.warnings {
 		resp.AddWarning(warning)

@@ -89,13 +89,24 @@ func (b *backend) memberOrg(ctx context.Context, s logical.Storage, caller *iden
 	return b.orgOf(ctx, s, caller, org)
 }
 
-// effectiveProviderToken returns the token of provider the caller may use:
+// effectiveProviderToken returns the token of provider the caller may use
+// (usableProviderToken) and notes that the caller's job used it.
+func (b *backend) effectiveProviderToken(ctx context.Context, s logical.Storage, caller *identity, org *orgTarget, provider string) (*usableToken, error) {
+	usable, err := b.usableProviderToken(ctx, s, caller, org, provider)
+	if err != nil || usable == nil {
+		return nil, err
+	}
+	return usable, b.noteProviderTokenUse(ctx, s, usable, caller)
+}
+
+// usableProviderToken returns the token of provider the caller may use:
 // the organization's when org (of which the caller is a member) has one
 // and its settings admit the caller's role (orgs/<org>/settings), else the
 // caller's own, by its entity id (never by name); nil when
 // neither exists. Tokens and their absence come from the provider-token
-// cache, which every write, delete and invalidation updates.
-func (b *backend) effectiveProviderToken(ctx context.Context, s logical.Storage, caller *identity, org *orgTarget, provider string) (*usableToken, error) {
+// cache, which every write, delete and invalidation updates. It notes no
+// use: the caller does, for what it hands out.
+func (b *backend) usableProviderToken(ctx context.Context, s logical.Storage, caller *identity, org *orgTarget, provider string) (*usableToken, error) {
 	type candidate struct {
 		owner  *providerTokenOwner
 		source string
@@ -117,11 +128,7 @@ func (b *backend) effectiveProviderToken(ctx context.Context, s logical.Storage,
 			return nil, err
 		}
 		if entry != nil {
-			usable := &usableToken{provider: provider, source: candidate.source, owner: candidate.owner, entry: entry}
-			if err := b.noteProviderTokenUse(ctx, s, usable, caller); err != nil {
-				return nil, err
-			}
-			return usable, nil
+			return &usableToken{provider: provider, source: candidate.source, owner: candidate.owner, entry: entry}, nil
 		}
 	}
 	return nil, nil

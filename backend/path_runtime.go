@@ -118,6 +118,7 @@ func (b *backend) pathRuntimeRead(ctx context.Context, req *logical.Request, d *
 	for key, value := range data {
 		resp.Data[key] = value
 	}
+	b.noteUses(ctx, req.Storage, runtime, lease.owner)
 	for _, warning := range runtime.warnings {
 		resp.AddWarning(warning)
 	}
@@ -150,6 +151,21 @@ type runtimeEnv struct {
 	// where its token came from.
 	providers map[string]string
 	warnings  []string
+	// used are the tokens in env: not those left out.
+	used []usableToken
+}
+
+// noteUses notes that caller's job used the tokens in the environment,
+// once it is handed out. The configuration it reads is cached; should it
+// fail, the uses go unrecorded rather than fail the answer (the runtime
+// read has issued its PAT by then).
+func (b *backend) noteUses(ctx context.Context, s logical.Storage, r *runtimeEnv, caller *identity) {
+	for i := range r.used {
+		if err := b.noteProviderTokenUse(ctx, s, &r.used[i], caller); err != nil {
+			b.Logger().Warn("noting provider-token use failed; this use is not recorded", "error", err)
+			return
+		}
+	}
 }
 
 // usableToken is a provider token the caller may use in the context.
@@ -161,9 +177,10 @@ type usableToken struct {
 }
 
 // runtimeEnvironment collects, for every provider of the catalogue, the
-// token the caller may use (effectiveProviderToken, as resolve). Once the
+// token the caller may use (usableProviderToken, as resolve). Once the
 // provider-token cache holds the owners' tokens and their absence, this
-// costs no storage round trip.
+// costs no storage round trip. It notes no use: noteUses does, once the
+// environment is handed out.
 func (b *backend) runtimeEnvironment(ctx context.Context, s logical.Storage, caller *identity, org *orgTarget) (*runtimeEnv, error) {
 	catalogue, err := b.catalogue(ctx, s)
 	if err != nil {
@@ -171,7 +188,7 @@ func (b *backend) runtimeEnvironment(ctx context.Context, s logical.Storage, cal
 	}
 	var tokens []usableToken
 	for name := range catalogue {
-		usable, err := b.effectiveProviderToken(ctx, s, caller, org, name)
+		usable, err := b.usableProviderToken(ctx, s, caller, org, name)
 		if err != nil {
 			return nil, err
 		}
@@ -226,6 +243,7 @@ func composeEnvironment(catalogue map[string]*providerEntry, tokens []usableToke
 			takenBy[name] = token.provider
 		}
 		result.providers[token.provider] = token.source
+		result.used = append(result.used, token)
 	}
 	return result
 }

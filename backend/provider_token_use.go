@@ -36,7 +36,14 @@ type providerUse struct {
 	mu      sync.Mutex
 	pending map[string]*pendingProviderUse // by storage key
 	dropped int
-	seen    *lru.Cache[string, time.Time] // storage key + "\x00" + entity id -> granule
+	seen    *lru.Cache[string, seenProviderUse] // storage key + "\x00" + entity id -> last noted
+}
+
+// seenProviderUse is the granule and version of a member's last noted use
+// of a token: a new version is a new token, whose first use is noted too.
+type seenProviderUse struct {
+	at      time.Time
+	version int
 }
 
 // pendingProviderUse is one token's uses since the last write.
@@ -48,10 +55,12 @@ type pendingProviderUse struct {
 	// latest granule, and their names when they used it.
 	users map[string]time.Time
 	names map[string]string
+	// lastBy is the member whose use was noted last: last_used_by.
+	lastBy string
 }
 
 func newProviderUse() *providerUse {
-	seen, err := lru.New[string, time.Time](providerUseSeenSize)
+	seen, err := lru.New[string, seenProviderUse](providerUseSeenSize)
 	if err != nil {
 		panic(err)
 	}
@@ -67,7 +76,7 @@ func (u *providerUse) note(usable *usableToken, user *identity, now time.Time, g
 	at := now.UTC().Truncate(granularity)
 	key := usable.owner.storagePrefix() + usable.provider
 	seenKey := key + "\x00" + user.entityID
-	if last, ok := u.seen.Get(seenKey); ok && !at.After(last) {
+	if last, ok := u.seen.Get(seenKey); ok && !at.After(last.at) && last.version == usable.entry.Version {
 		return
 	}
 	u.mu.Lock()
@@ -84,7 +93,8 @@ func (u *providerUse) note(usable *usableToken, user *identity, now time.Time, g
 	}
 	use.users[user.entityID] = at
 	use.names[user.entityID] = user.name
-	u.seen.Add(seenKey, at)
+	use.lastBy = user.entityID
+	u.seen.Add(seenKey, seenProviderUse{at: at, version: usable.entry.Version})
 }
 
 // take returns the pending uses and empties the batch.
@@ -155,12 +165,7 @@ func (b *backend) recordProviderTokenUse(ctx context.Context, s logical.Storage,
 		// one's.
 		return false, err
 	}
-	latestBy, latestAt := "", time.Time{}
-	for _, entityID := range sortedKeys(use.users) {
-		if at := use.users[entityID]; at.After(latestAt) {
-			latestBy, latestAt = entityID, at
-		}
-	}
+	latestBy, latestAt := use.lastBy, use.users[use.lastBy]
 	if latestAt.Before(entry.LastUsedAt) || (latestAt.Equal(entry.LastUsedAt) && latestBy == entry.LastUsedBy) {
 		return true, nil // nothing newer
 	}

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,8 +52,8 @@ func TestProviderTokenUse_recordsWhoseJobsUsedIt(t *testing.T) {
 	got := read()
 	granule := time.Now().UTC().Truncate(time.Hour).Format(time.RFC3339)
 	require.Equal(t, granule, got["last_used_at"])
-	require.Contains(t, []string{mia, max}, got["last_used_by"], "in one granule either member is the last")
-	require.Equal(t, map[string]string{mia: "mia", max: "max"}[got["last_used_by"].(string)], got["last_used_by_name"])
+	require.Equal(t, mia, got["last_used_by"], "mia's job came after max's resolve")
+	require.Equal(t, "mia", got["last_used_by_name"])
 
 	// One notification per member, naming them; none repeats.
 	var used []map[string]string
@@ -110,4 +111,107 @@ func TestProviderTokenUse_onlyTheVersionUsed(t *testing.T) {
 	for _, event := range env.events.sent() {
 		require.False(t, strings.HasSuffix(event.Type, eventProviderTokenUsed), "no notification for a user's own token or a replaced version")
 	}
+}
+
+// providerTokenUsedEvents returns the provider-token-used notifications
+// sent since the last reset, by provider.
+func providerTokenUsedEvents(env *testEnv) map[string][]map[string]string {
+	used := map[string][]map[string]string{}
+	for _, event := range env.events.sent() {
+		if strings.HasSuffix(event.Type, eventProviderTokenUsed) {
+			metadata := metadataOf(event)
+			used[metadata["name"]] = append(used[metadata["name"]], metadata)
+		}
+	}
+	return used
+}
+
+// An owner replaces the organization's token; a member's job uses the new
+// version in the same granule as the old one: the new version's use is
+// recorded (and notified) too, not taken for the old version's.
+func TestProviderTokenUse_aReplacedTokenIsRecordedInTheSameGranule(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	olivia := env.addUser("olivia")
+	mia := env.addUser("mia")
+	env.setRole(olivia, "acme", "owner")
+	env.setRole(mia, "acme", "member")
+	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-quantum", olivia, map[string]interface{}{"token": "v1-token"})
+	pat := env.createToken("mia", mia, "jobs", nil)["token"].(string)
+
+	resp, err := env.exchange("exchange/ibm-quantum", pat, "acme", false)
+	require.NoError(t, err)
+	require.Equal(t, "v1-token", resp.Data["token"])
+	require.NoError(t, env.b.flushProviderTokenUse(ctx, env.storage))
+
+	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-quantum", olivia, map[string]interface{}{"token": "v2-token"})
+	env.events.reset()
+	resp, err = env.exchange("exchange/ibm-quantum", pat, "acme", false)
+	require.NoError(t, err)
+	require.Equal(t, "v2-token", resp.Data["token"])
+	require.NoError(t, env.b.flushProviderTokenUse(ctx, env.storage))
+
+	got := env.ok(logical.ReadOperation, "orgs/acme/provider-tokens/ibm-quantum", olivia, nil).Data
+	require.Equal(t, time.Now().UTC().Truncate(time.Hour).Format(time.RFC3339), got["last_used_at"], "the new version was used")
+	require.Equal(t, mia, got["last_used_by"])
+	require.Len(t, providerTokenUsedEvents(env)["ibm-quantum"], 1, "the new version's first use by mia is notified")
+}
+
+// Two members' jobs use the organization's token in one granule: the one
+// whose job came later is last_used_by, whichever entity id sorts first.
+func TestProviderTokenUse_lastUsedByIsTheLaterMember(t *testing.T) {
+	for _, later := range []string{"first", "second"} {
+		t.Run(later+" entity id later", func(t *testing.T) {
+			env := newTestEnv(t)
+			ctx := context.Background()
+			olivia := env.addUser("olivia")
+			mia := env.addUser("mia")
+			max := env.addUser("max")
+			env.setRole(olivia, "acme", "owner")
+			env.setRole(mia, "acme", "member")
+			env.setRole(max, "acme", "member")
+			env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-quantum", olivia, map[string]interface{}{"token": "acme-token"})
+			users := []string{mia, max}
+			slices.Sort(users)
+			if later == "first" {
+				slices.Reverse(users)
+			}
+			for _, user := range users {
+				env.ok(logical.ReadOperation, "resolve/ibm-quantum", user, map[string]interface{}{"org": "acme"})
+			}
+			require.NoError(t, env.b.flushProviderTokenUse(ctx, env.storage))
+			got := env.ok(logical.ReadOperation, "orgs/acme/provider-tokens/ibm-quantum", olivia, nil).Data
+			require.Equal(t, users[1], got["last_used_by"])
+		})
+	}
+}
+
+// A token the environment leaves out (another provider set its variables
+// first) was not used: neither recorded nor notified.
+func TestProviderTokenUse_aTokenLeftOutOfTheEnvironmentWasNotUsed(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	olivia := env.addUser("olivia")
+	mia := env.addUser("mia")
+	env.setRole(olivia, "acme", "owner")
+	env.setRole(mia, "acme", "member")
+	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-cloud", olivia, map[string]interface{}{"api_key": "acme-cloud"})
+	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-quantum", olivia, map[string]interface{}{"token": "acme-quantum"})
+	env.ok(logical.UpdateOperation, "users/mia/provider-tokens/ibm-quantum", mia, map[string]interface{}{"token": "mia-quantum"})
+	env.ok(logical.CreateOperation, "roles/jobs", "", nil)
+	pat := env.createToken("mia", mia, "jobs", nil)["token"].(string)
+
+	env.events.reset()
+	resp, err := env.exchange("exchange", pat, "acme", false)
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"ibm-cloud": sourceOrganization}, resp.Data["providers"])
+	env.ok(logical.ReadOperation, "users/mia/runtime/jobs", mia, map[string]interface{}{"org": "acme"})
+	require.NoError(t, env.b.flushProviderTokenUse(ctx, env.storage))
+
+	require.Equal(t, mia, env.ok(logical.ReadOperation, "orgs/acme/provider-tokens/ibm-cloud", olivia, nil).Data["last_used_by"])
+	require.Equal(t, "", env.ok(logical.ReadOperation, "orgs/acme/provider-tokens/ibm-quantum", olivia, nil).Data["last_used_at"], "left out: not used")
+	require.Equal(t, "", env.ok(logical.ReadOperation, "users/mia/provider-tokens/ibm-quantum", mia, nil).Data["last_used_at"], "left out: not used")
+	used := providerTokenUsedEvents(env)
+	require.Len(t, used["ibm-cloud"], 1)
+	require.Empty(t, used["ibm-quantum"])
 }
