@@ -39,8 +39,9 @@ const (
 	leakFalsePositive = "false_positive" // not a PAT of this engine: prefix, length, alphabet or checksum
 	leakInactive      = "inactive"       // well formed, but not active: revoked, expired, or never issued
 
-	// withheldLeakURL replaces a url or source that holds the token itself.
-	withheldLeakURL = "(withheld: it contained the token)"
+	// withheldLeakURL replaces a url or source that holds the token itself
+	// or any other well-formed PAT of the engine.
+	withheldLeakURL = "(withheld: it contained a token)"
 )
 
 func leakedEntityPrefix(entityID string) string { return leakedPrefix + entityID + "/" }
@@ -130,7 +131,10 @@ func parseLeakReports(raw interface{}) ([]leakReport, string) {
 		for key, value := range object {
 			text, ok := value.(string)
 			if !ok {
-				return nil, fmt.Sprintf("leaks[%d].%s must be a string", i, truncatedKey(key))
+				if plainKey(key) {
+					return nil, fmt.Sprintf("leaks[%d].%s must be a string", i, key)
+				}
+				return nil, fmt.Sprintf("leaks[%d] has a value that is not a string", i)
 			}
 			switch key {
 			case "token":
@@ -142,7 +146,10 @@ func parseLeakReports(raw interface{}) ([]leakReport, string) {
 			case "type":
 				report.kind = text
 			default:
-				return nil, fmt.Sprintf("leaks[%d] has the unknown key %q: token, url, source and type are taken", i, truncatedKey(key))
+				if plainKey(key) {
+					return nil, fmt.Sprintf("leaks[%d] has the unknown key %q: token, url, source and type are taken", i, key)
+				}
+				return nil, fmt.Sprintf("leaks[%d] has an unknown key: token, url, source and type are taken", i)
 			}
 		}
 		switch {
@@ -172,12 +179,53 @@ func parseLeakReports(raw interface{}) ([]leakReport, string) {
 	return reports, ""
 }
 
-// truncatedKey shortens a caller's key for a message.
-func truncatedKey(key string) string {
-	if len(key) > 32 {
-		return key[:32] + "..."
+// plainKey reports whether a caller's key may be named in a message: a
+// short word, which no token is (a PAT is at least 38 characters), so
+// that a value sent as a key is never echoed into an error (and from there
+// into Vault's audit log, which keeps errors in clear).
+func plainKey(key string) bool {
+	if key == "" || len(key) > 24 {
+		return false
 	}
-	return key
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; !isWordByte(c) && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// holdsWellFormedToken reports whether s contains a well-formed PAT with
+// the prefix anywhere: a url or source that holds one (the reported value,
+// or another live token beside it) must not reach the owner's page or a
+// notification.
+func holdsWellFormedToken(s, prefix string) bool {
+	n := len(prefix) + tokenRandomLength + tokenChecksumLength
+	for start := 0; ; {
+		i := strings.Index(s[start:], prefix)
+		if i < 0 {
+			return false
+		}
+		at := start + i
+		if at+n <= len(s) && wellFormedToken(s[at:at+n], prefix) {
+			return true
+		}
+		start = at + 1
+	}
+}
+
+// withholdTokens withholds a url or source that holds a PAT of the engine,
+// and drops such a type.
+func (r *leakReport) withholdTokens(prefix string) {
+	if holdsWellFormedToken(r.url, prefix) {
+		r.url = withheldLeakURL
+	}
+	if holdsWellFormedToken(r.source, prefix) {
+		r.source = withheldLeakURL
+	}
+	if holdsWellFormedToken(r.kind, prefix) {
+		r.kind = ""
+	}
 }
 
 func printable(s string, maxBytes int) bool {
@@ -216,6 +264,7 @@ func (b *backend) pathLeaksRevoke(ctx context.Context, req *logical.Request, d *
 	labels := make([]string, len(reports))
 	revoked := 0
 	for i, report := range reports {
+		report.withholdTokens(cfg.TokenPrefix)
 		// An error stops the batch; what was revoked stays revoked, and
 		// sending the batch again answers inactive for those.
 		label, err := b.revokeLeaked(ctx, req, cfg, hmacKey, report)
@@ -498,8 +547,9 @@ the token's id and name, the url and the source, never the value), and the
 url and source are kept with the token's id for 90 days: the owner sees
 them at users/<user>/leaks, security teams at
 inventory/tokens?revoked_reason=leaked. A url or source that contains the
-token itself is withheld. A leased token's Vault lease stays listed until
-it ends; its token no longer verifies.
+token itself, or any other well-formed PAT of this engine, is withheld. A
+leased token's Vault lease stays listed until it ends; its token no longer
+verifies.
 
 The values are in the request body only. Vault's audit devices HMAC them
 like every string of a request; the engine never logs them, never puts

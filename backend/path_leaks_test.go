@@ -169,6 +169,54 @@ func TestLeaks_aURLHoldingTheTokenIsWithheld(t *testing.T) {
 	}
 }
 
+// A url, source or type that holds another live PAT (someone else's,
+// not in the batch) would carry that value to this token's owner: anything
+// shaped like a PAT of the engine is withheld, not just the value
+// reported with it.
+func TestLeaks_aURLHoldingAnotherTokenIsWithheld(t *testing.T) {
+	env, alice, named, _, _, _, _ := leakSetup(t)
+	bob := env.addUser("bob")
+	bobs := env.createToken("bob", bob, "ci", nil)["token"].(string)
+	env.events.reset()
+	env.ok(logical.UpdateOperation, "leaks/revoke", "", leaks(map[string]interface{}{
+		"token": named, "url": "https://ci.example.com/log?auth=" + bobs, "source": "ci " + bobs, "type": "x" + bobs,
+	}))
+	events := env.events.sent()
+	require.Len(t, events, 1)
+	for key, value := range metadataOf(events[0]) {
+		require.NotContains(t, value, bobs, "event field %s", key)
+	}
+	require.Equal(t, withheldLeakURL, metadataOf(events[0])["url"])
+	list := env.ok(logical.ListOperation, "users/alice/leaks/", alice, nil).Data
+	for _, entry := range list["key_info"].(map[string]interface{}) {
+		for key, value := range entry.(map[string]interface{}) {
+			require.NotContains(t, fmt.Sprint(value), bobs, "leaks field %s", key)
+		}
+	}
+	for key, value := range env.storageSnapshot() {
+		require.NotContains(t, value, bobs, "value stored at %s", key)
+	}
+	require.Equal(t, true, env.verify(bobs)["active"], "only reported values are revoked")
+	// A url that merely names the prefix is kept.
+	second := env.createToken("alice", alice, "second", nil)["token"].(string)
+	env.events.reset()
+	env.ok(logical.UpdateOperation, "leaks/revoke", "", leaks(leak(second, "https://github.com/o/r/blob/c/plqk_settings.py", "content")))
+	require.Equal(t, "https://github.com/o/r/blob/c/plqk_settings.py", metadataOf(env.events.sent()[0])["url"])
+}
+
+// An unknown key is named in the refusal only when it is short and plain:
+// a caller who sent a token as a key does not see it echoed (Vault's audit
+// log keeps errors in clear).
+func TestLeaks_anUnknownKeyIsNotEchoedWhenItCouldBeAValue(t *testing.T) {
+	env, _, named, _, _, _, _ := leakSetup(t)
+	msg := env.userError(logical.UpdateOperation, "leaks/revoke", "", leaks(map[string]interface{}{"token": named, named: "x"}))
+	require.Contains(t, msg, "unknown key")
+	require.NotContains(t, msg, named[:12])
+	msg = env.userError(logical.UpdateOperation, "leaks/revoke", "", leaks(map[string]interface{}{"token": named, named: 1}))
+	require.NotContains(t, msg, named[:12])
+	require.Contains(t, env.userError(logical.UpdateOperation, "leaks/revoke", "", leaks(map[string]interface{}{"token": named, "owner": "x"})), `unknown key "owner"`)
+}
+
 // Only the owner (and platform admins) see where their tokens leaked.
 func TestLeaks_ownerListIsTheOwners(t *testing.T) {
 	env, alice, named, _, _, _, _ := leakSetup(t)
