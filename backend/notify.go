@@ -348,7 +348,7 @@ func (b *backend) queueSuppressionSummary(ctx context.Context, s logical.Storage
 	}
 	entry := &outboxEntry{
 		ID: "msg_" + id, Type: webhookTypePrefix + event.Type, Body: string(body), EnqueuedAt: event.At,
-		Owner: owner, Security: true, summary: true,
+		Owner: owner, Security: sup.security, summary: true,
 	}
 	if _, err := b.webhooks.outbox.enqueue(ctx, s, entry, time.Now()); err != nil {
 		return fmt.Errorf("queueing the summary of %d suppressed events of %s: %w", sup.total, owner, err)

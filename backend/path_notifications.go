@@ -78,8 +78,9 @@ var notificationsStatusFields = fieldSet{
 	"previous_secret_expires_at": {Type: framework.TypeString, Description: "Until when deliveries are also signed with the replaced secret (RFC 3339); empty when none is."},
 	"pending":                    {Type: framework.TypeInt, Description: "Events waiting in the outbox."},
 	"outbox_limit":               {Type: framework.TypeInt, Description: "Most events the outbox holds; past it new events are dropped (counted and summarised)."},
-	"outbox_reserved":            {Type: framework.TypeInt, Description: "Places at the top of the outbox that only security-relevant events and suppression summaries may take."},
+	"outbox_reserved":            {Type: framework.TypeInt, Description: "Places at the top of the outbox that only security-relevant events and summaries of suppressed ones may take."},
 	"owner_share":                {Type: framework.TypeInt, Description: "Most events of one owner (an entity, or an organization's provider tokens) the outbox holds; past it the owner's events are coalesced into one notifications-suppressed event."},
+	"owner_reserved":             {Type: framework.TypeInt, Description: "Places at the top of each owner's share that only its security-relevant events may take: its routine events stop at owner_share - owner_reserved."},
 	"next_attempt_at":            {Type: framework.TypeString, Description: "When a failed delivery is retried (RFC 3339); empty when none waits."},
 	"delivered":                  {Type: framework.TypeInt64, Description: "Events delivered."},
 	"failed":                     {Type: framework.TypeInt64, Description: "Events given up after 50 attempts or 72 hours."},
@@ -179,6 +180,7 @@ func (b *backend) pathNotificationsStatus(ctx context.Context, req *logical.Requ
 		"dropped_by_type":            droppedByType(stats.DroppedBy),
 		"outbox_reserved":            b.webhooks.outbox.reserved,
 		"owner_share":                b.webhooks.outbox.share,
+		"owner_reserved":             b.webhooks.outbox.ownerReserved(),
 		"last_delivery_at":           formatOptionalTime(stats.LastDeliveryAt),
 		"last_error":                 stats.LastError,
 		"last_error_at":              formatOptionalTime(stats.LastErrorAt),
@@ -239,10 +241,14 @@ const pathNotificationsStatusHelpDescription = `
   pending              events in the outbox (at most outbox_limit)
   owner_share          most events of one owner (an entity, or an
                        organization's provider tokens) in the outbox
+  owner_reserved       places of each owner's share only its
+                       security-relevant events take
   outbox_reserved      places only security-relevant events take: leaked
                        and revoked PATs, revoked leases, deleted provider
                        tokens, offboarded users, organization provider-token
-                       writes, suppression summaries
+                       writes, summaries of suppressed ones. Such an event
+                       is queued even while its owner's routine events are
+                       being suppressed
   dropped              events not queued: their owner's share or the
                        outbox was full. Counted per owner and type in
                        dropped_by_owner and dropped_by_type, and sent as one

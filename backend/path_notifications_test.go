@@ -23,6 +23,7 @@ func TestNotifications_statusOfAFreshMount(t *testing.T) {
 		"outbox_limit":               defaultOutboxLimit,
 		"outbox_reserved":            1000,
 		"owner_share":                500,
+		"owner_reserved":             50,
 		"next_attempt_at":            "",
 		"delivered":                  uint64(0),
 		"failed":                     uint64(0),

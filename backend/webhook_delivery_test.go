@@ -566,12 +566,14 @@ func TestWebhooks_aFloodingOwnerCannotKeepAnotherOwnersEventOut(t *testing.T) {
 	env.b.webhooks.stop() // the receiver cannot keep up with the flood
 
 	const floodSize = 10400
-	share := env.b.webhooks.outbox.share
+	// Routine events: the share less the places kept for the owner's
+	// security-relevant events.
+	share := env.b.webhooks.outbox.share - env.b.webhooks.outbox.ownerReserved()
 	env.flood(mallory, "mallory", floodSize)
 	env.createToken("bob", bob, "laptop", nil)
 
 	owners := env.outboxOwners()
-	require.Equal(t, share, owners[mallory], "the flood takes its owner's share, no more")
+	require.Equal(t, share, owners[mallory], "the flood takes its owner's routine share, no more")
 	require.Equal(t, 1, owners[bob], "bob's pat-created is queued")
 	status := env.notificationsStatus()
 	suppressed := uint64(floodSize - share)
@@ -775,4 +777,68 @@ func TestWebhooks_dropCountsAreBoundedAndMerged(t *testing.T) {
 	merged := mergeStats(stored, recent)
 	require.Equal(t, uint64(5), merged.Dropped)
 	require.Equal(t, map[string]map[string]uint64{"owner-0": {"planqk.pat-created": 4, "planqk.pat-revoked": 1}}, merged.DroppedBy)
+}
+
+// Review of issue 21: twenty owners flood the routine places; bob, whose
+// pat-created found no place, then revokes the PAT. His pat-revoked is
+// queued on its own (before, it was coalesced into a summary behind his
+// suppressed pat-created) and delivered within a pass of the flood; his
+// pat-created arrives in a summary.
+func TestWebhooks_othersFloodNeitherCoalescesNorDelaysASecurityEvent(t *testing.T) {
+	env := newTestEnv(t)
+	receiver := newTestReceiver(t)
+	env.configureWebhooks(receiver)
+	const postTime = 2 * time.Millisecond
+	receiver.mu.Lock()
+	receiver.delay = postTime
+	receiver.mu.Unlock()
+	bob := env.addUser("bob")
+	env.b.webhooks.stop()
+	outbox := env.b.webhooks.outbox
+	routineShare := outbox.share - outbox.ownerReserved()
+	flooders := (outbox.limit - outbox.reserved) / routineShare
+	for i := 0; i < flooders; i++ {
+		name := fmt.Sprintf("mallory%d", i)
+		env.flood(env.addUser(name), name, outbox.share)
+	}
+	require.Equal(t, outbox.limit-outbox.reserved, outbox.routine, "the routine places are full")
+
+	env.createToken("bob", bob, "laptop", nil)
+	tokenID := env.ok(logical.ReadOperation, "users/bob/tokens/laptop", bob, nil).Data["token_id"]
+	env.ok(logical.DeleteOperation, "users/bob/tokens/laptop", bob, nil)
+	require.Equal(t, 1, env.outboxOwners()[bob], "bob's pat-revoked is queued, his pat-created counted")
+
+	started := time.Now()
+	require.NoError(t, env.b.webhooks.start(context.Background(), env.storage))
+	var revoked receivedWebhook
+	for revoked.ID == "" {
+		for _, w := range webhooksByOwner(receiver.received())[bob] {
+			if w.Payload.Type == webhookTypePrefix+eventPATRevoked {
+				revoked = w
+			}
+		}
+		require.Less(t, time.Since(started), 10*time.Second, "bob's pat-revoked was not delivered")
+		time.Sleep(2 * time.Millisecond)
+	}
+	delay := time.Since(started)
+	before := len(receiver.received())
+	t.Logf("bob's pat-revoked arrived %s after delivery started, after %d of the flood's %d queued events (%s per POST)",
+		delay, before-1, outbox.limit-outbox.reserved, postTime)
+	require.Equal(t, tokenID, revoked.Payload.Data.TokenID)
+	require.Less(t, before, (outbox.limit-outbox.reserved)/4, "bob did not wait for the flood")
+
+	for {
+		var summary *receivedWebhook
+		for _, w := range webhooksByOwner(receiver.received())[bob] {
+			if w.Payload.Type == webhookTypePrefix+eventNotificationsSuppressed {
+				summary = &w
+			}
+		}
+		if summary != nil {
+			require.Equal(t, "1", summary.Payload.Data.Details["suppressed.pat-created"])
+			break
+		}
+		require.Less(t, time.Since(started), 20*time.Second, "bob's summary was not delivered")
+		time.Sleep(5 * time.Millisecond)
+	}
 }

@@ -62,6 +62,8 @@ type suppression struct {
 	counts      map[string]int // by event type, with the webhook prefix
 	total       int
 	first, last time.Time
+	// security is set once a security-relevant event is among them.
+	security bool
 }
 
 // webhookOutbox is the persisted queue of events for the webhook receiver.
@@ -75,12 +77,14 @@ type suppression struct {
 //
 // Fairness: every event has an owner (the entity it is about, or the
 // organization for an organization's provider tokens). One owner holds at
-// most share places; routine events leave the last reserved places to
-// security-relevant ones. An event that finds no place is not stored: it
-// is counted in its owner's suppression, and while an owner has one, its
-// later events are counted too, so that the summary the worker queues as
-// soon as there is room stands exactly where the events it replaces would
-// have stood in the owner's order.
+// most share places; routine events leave the last reserved places - of
+// the outbox, and of each owner's share - to security-relevant ones. An
+// event that finds no place is not stored: it is counted in its owner's
+// suppression, and while an owner has one, its later events of the same
+// class are counted too (a security-relevant event still takes a place
+// while only the owner's routine events are suppressed), so that the
+// summary the worker queues as soon as there is room for its class stands
+// where the events it replaces would have stood in the owner's order.
 //
 // Only the node that may write enqueues and delivers; its counts are
 // rebuilt from storage when it starts. Suppression counts live in memory
@@ -92,25 +96,29 @@ type webhookOutbox struct {
 	// and summaries may take - a tenth, so routine events stop at 9,000;
 	// share the most events of one owner - a twentieth, 500 - past which
 	// the owner's events are coalesced into one notifications-suppressed
-	// event.
+	// event. The places at the top of each share that only the owner's
+	// security-relevant events may take are ownerReserved().
 	limit    int
 	reserved int
 	share    int
 
-	mu         sync.Mutex
-	loaded     bool
-	lastSeq    int64
-	pending    int
-	routine    int
-	owners     map[string]int
-	inFlight   map[int64]struct{}
-	suppressed map[string]*suppression
+	mu      sync.Mutex
+	loaded  bool
+	lastSeq int64
+	pending int
+	routine int
+	owners  map[string]int
+	// ownersRoutine counts each owner's routine events.
+	ownersRoutine map[string]int
+	inFlight      map[int64]struct{}
+	suppressed    map[string]*suppression
 }
 
 func newWebhookOutbox(limit int) *webhookOutbox {
 	return &webhookOutbox{
 		limit: limit, reserved: limit / 10, share: max(limit/20, 1),
-		owners: make(map[string]int), inFlight: make(map[int64]struct{}), suppressed: make(map[string]*suppression),
+		owners: make(map[string]int), ownersRoutine: make(map[string]int),
+		inFlight: make(map[int64]struct{}), suppressed: make(map[string]*suppression),
 	}
 }
 
@@ -147,6 +155,7 @@ func (o *webhookOutbox) load(ctx context.Context, s logical.Storage) error {
 	}
 	o.pending, o.routine = 0, 0
 	clear(o.owners)
+	clear(o.ownersRoutine)
 	for _, key := range keys {
 		seq, security, owner, ok := parseOutboxKey(key)
 		if !ok {
@@ -164,10 +173,25 @@ func (o *webhookOutbox) count(security bool, owner string, n int) {
 	o.pending += n
 	if !security {
 		o.routine += n
+		if o.ownersRoutine[owner] += n; o.ownersRoutine[owner] <= 0 {
+			delete(o.ownersRoutine, owner)
+		}
 	}
 	if o.owners[owner] += n; o.owners[owner] <= 0 {
 		delete(o.owners, owner)
 	}
+}
+
+// ownerReserved is how many places at the top of each owner's share only
+// its security-relevant events (and summaries of them) may take: a tenth,
+// so an owner's routine events stop at 450 of 500.
+func (o *webhookOutbox) ownerReserved() int { return o.share / 10 }
+
+// routineRoom reports whether routine events may take more places: of
+// the outbox, with extra more already promised, and of owner's share.
+// The caller holds mu.
+func (o *webhookOutbox) routineRoom(owner string, extra int) bool {
+	return o.routine+extra < o.limit-o.reserved && o.ownersRoutine[owner] < o.share-o.ownerReserved()
 }
 
 // ensureLoaded loads the outbox's count and last key if not done yet.
@@ -188,8 +212,11 @@ var (
 
 // admit decides whether an event may take a place; the caller holds mu.
 func (o *webhookOutbox) admit(entry *outboxEntry) error {
-	if !entry.summary && o.suppressed[entry.Owner] != nil {
-		// Counted after the ones already suppressed, to keep the order.
+	if sup := o.suppressed[entry.Owner]; sup != nil && !entry.summary && (!entry.Security || sup.security) {
+		// Counted after the ones of its class already suppressed, to
+		// keep the order. A security-relevant event behind suppressed
+		// routine ones takes a place if it finds one: it is what a
+		// flood, the owner's own or others', must not hide.
 		return errOwnerShare
 	}
 	switch {
@@ -198,6 +225,8 @@ func (o *webhookOutbox) admit(entry *outboxEntry) error {
 	case !entry.Security && o.routine >= o.limit-o.reserved:
 		return errRoutineCap
 	case o.owners[entry.Owner] >= o.share:
+		return errOwnerShare
+	case !entry.Security && o.ownersRoutine[entry.Owner] >= o.share-o.ownerReserved():
 		return errOwnerShare
 	}
 	return nil
@@ -254,6 +283,7 @@ func (o *webhookOutbox) suppress(entry *outboxEntry) bool {
 	}
 	sup.counts[entry.Type]++
 	sup.total++
+	sup.security = sup.security || entry.Security
 	sup.first, sup.last = minTime(sup.first, at), maxTime(sup.last, at)
 	return started
 }
@@ -273,14 +303,25 @@ func maxTime(a, b time.Time) time.Time {
 }
 
 // takeSuppressed removes and returns the suppressions whose summary has a
-// place now; put them back with restoreSuppressed if queueing fails.
+// place now; put them back with restoreSuppressed if queueing fails. The
+// summary of suppressed routine events only is a routine event itself
+// (queued with Security set to sup.security): it waits for a routine
+// place, so that the summaries of many owners cannot take the places kept
+// for security-relevant events.
 func (o *webhookOutbox) takeSuppressed() map[string]*suppression {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var ready map[string]*suppression
+	routine := 0
 	for owner, sup := range o.suppressed {
 		if o.pending+len(ready) >= o.limit || o.owners[owner] >= o.share {
 			continue
+		}
+		if !sup.security {
+			if !o.routineRoom(owner, routine) {
+				continue
+			}
+			routine++
 		}
 		if ready == nil {
 			ready = make(map[string]*suppression)
@@ -301,6 +342,7 @@ func (o *webhookOutbox) restoreSuppressed(owner string, sup *suppression) {
 			sup.counts[eventType] += n
 		}
 		sup.total += current.total
+		sup.security = sup.security || current.security
 		sup.first, sup.last = minTime(sup.first, current.first), maxTime(sup.last, current.last)
 	}
 	o.suppressed[owner] = sup

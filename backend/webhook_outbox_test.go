@@ -223,3 +223,71 @@ func TestOutbox_loadCountsPerOwnerAndClassFromTheKeys(t *testing.T) {
 	require.Equal(t, "bob", entry.Owner)
 	require.True(t, entry.Security)
 }
+
+// Review of issue 21: other owners' flood fills the routine places; a
+// victim whose routine event was suppressed then has a security event.
+// It takes a reserved place at once: it is not coalesced behind the
+// victim's routine events, whose summary waits for a routine place (so
+// that the summaries of many owners' routine events cannot fill the
+// reserved places either).
+func TestOutbox_othersFloodNeverCoalescesAnOwnersSecurityEvent(t *testing.T) {
+	ctx := context.Background()
+	s := &logical.InmemStorage{}
+	o := newWebhookOutbox(100) // 10 reserved, 5 per owner
+	for i := 0; i < 18; i++ {
+		for j := 0; j < o.share; j++ {
+			require.NoError(t, enqueueErr(o.enqueue(ctx, s, routine(fmt.Sprintf("owner-%d", i), eventPATCreated), time.Now())))
+		}
+	}
+	for _, victim := range []string{"victim", "bystander-1", "bystander-2"} {
+		_, err := o.enqueue(ctx, s, routine(victim, eventPATCreated), time.Now())
+		require.ErrorIs(t, err, errRoutineCap)
+	}
+	require.NoError(t, enqueueErr(o.enqueue(ctx, s, security("victim", eventPATLeaked), time.Now())),
+		"the victim's security event takes a reserved place")
+	_, err := o.enqueue(ctx, s, routine("victim", eventPATRotated), time.Now())
+	require.ErrorIs(t, err, errOutboxFull, "routine events still wait behind the suppressed ones")
+	require.NoError(t, enqueueErr(o.enqueue(ctx, s, security("victim", eventPATRevoked), time.Now())))
+	require.Nil(t, o.takeSuppressed(), "summaries of routine events wait for a routine place")
+
+	// One routine place comes free: one summary takes it, not three.
+	keys, err := o.due(ctx, s)
+	require.NoError(t, err)
+	require.NoError(t, o.remove(ctx, s, keys[0]))
+	ready := o.takeSuppressed()
+	require.Len(t, ready, 1)
+	for owner, sup := range ready {
+		summary := routine(owner, eventNotificationsSuppressed)
+		summary.summary, summary.Security = true, sup.security
+		require.NoError(t, enqueueErr(o.enqueue(ctx, s, summary, time.Now())))
+	}
+	require.Nil(t, o.takeSuppressed())
+	require.Equal(t, 90, o.routine)
+}
+
+// An owner's own routine events (an organization's provider-token-used
+// events from hundreds of members, or a stolen session creating PATs)
+// leave a tenth of its share to its security-relevant events.
+func TestOutbox_anOwnersRoutineEventsLeaveRoomForItsSecurityEvents(t *testing.T) {
+	ctx := context.Background()
+	s := &logical.InmemStorage{}
+	o := newWebhookOutbox(1000) // 50 per owner, 5 of them kept for security
+	stored := 0
+	for i := 0; i < 60; i++ {
+		if err := enqueueErr(o.enqueue(ctx, s, routine("org.acme", eventProviderTokenUsed), time.Now())); err == nil {
+			stored++
+		} else {
+			require.ErrorIs(t, err, errOwnerShare)
+		}
+	}
+	require.Equal(t, 45, stored)
+	for i := 0; i < 5; i++ {
+		require.NoError(t, enqueueErr(o.enqueue(ctx, s, security("org.acme", eventProviderTokenWritten), time.Now())), "security event %d", i)
+	}
+	first, err := o.enqueue(ctx, s, security("org.acme", eventProviderTokenDeleted), time.Now())
+	require.ErrorIs(t, err, errOwnerShare, "the share holds")
+	require.False(t, first, "counted with the suppressed routine events")
+	_, err = o.enqueue(ctx, s, security("org.acme", eventProviderTokenWritten), time.Now())
+	require.ErrorIs(t, err, errOwnerShare, "security events keep their order behind a suppressed one")
+	require.Equal(t, 50, o.owners["org.acme"])
+}
