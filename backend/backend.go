@@ -156,20 +156,24 @@ func newBackend() *backend {
 				webhookSecretPath,
 			},
 		},
+		// The framework routes a request by trying the paths' patterns
+		// in this order, one regular expression after another: the hot
+		// paths come first (the exchange was the 22nd pattern tried).
+		// Their patterns match nothing else (TestBackend_hotPathsRouteFirst).
 		Paths: framework.PathAppend(
+			pathVerify(b),
+			pathExchange(b),
+			pathResolve(b),
+			pathIntrospect(b),
 			pathConfig(b),
 			pathUsers(b),
 			pathTokens(b),
 			pathRoles(b),
 			pathCreds(b),
 			pathRuntime(b),
-			pathVerify(b),
-			pathIntrospect(b),
 			pathProviders(b),
 			pathProviderTokens(b),
 			pathOrganizations(b),
-			pathResolve(b),
-			pathExchange(b),
 			pathOrgSettings(b),
 			pathTidy(b),
 			pathInventory(b),

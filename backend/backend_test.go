@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -12,9 +14,14 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/consts"
+	"github.com/hashicorp/vault/sdk/helper/license"
 	"github.com/hashicorp/vault/sdk/helper/logging"
+	"github.com/hashicorp/vault/sdk/helper/pluginutil"
+	"github.com/hashicorp/vault/sdk/helper/wrapping"
 	"github.com/hashicorp/vault/sdk/logical"
+	"github.com/hashicorp/vault/sdk/rotation"
 	"github.com/stretchr/testify/require"
 )
 
@@ -429,6 +436,48 @@ func TestBackend_everyPathHasHelp(t *testing.T) {
 	require.Contains(t, resp.Data["help"], "personal access token")
 }
 
+// The framework routes a request by trying every path's pattern in order
+// until one matches, a regular expression each: the hot paths come first.
+// Each hot pattern starts with a literal that begins no other pattern (and
+// no other pattern's literal begins it), so no request they serve could
+// match another pattern: the order changes what routing costs, never where
+// a request goes.
+func TestBackend_hotPathsRouteFirst(t *testing.T) {
+	env := newTestEnv(t)
+	hot := map[string]bool{
+		"verify$":                             true,
+		"introspect$":                         true,
+		"exchange$":                           true,
+		"exchange/" + providerNameRegex + "$": true,
+		"resolve/" + providerNameRegex + "$":  true,
+	}
+	literal := func(p *framework.Path) string {
+		prefix, _ := regexp.MustCompile(p.Pattern).LiteralPrefix()
+		return strings.TrimPrefix(prefix, "^")
+	}
+	for i, p := range env.b.Paths {
+		pattern := strings.TrimPrefix(p.Pattern, "^")
+		if i < len(hot) {
+			require.True(t, hot[pattern], "pattern %d is %s, not a hot path", i, pattern)
+			continue
+		}
+		require.False(t, hot[pattern], "hot path %s is tried %dth", pattern, i+1)
+		for _, h := range env.b.Paths[:len(hot)] {
+			require.NotEmpty(t, literal(h), h.Pattern)
+			require.False(t, strings.HasPrefix(literal(p), literal(h)) || strings.HasPrefix(literal(h), literal(p)),
+				"%s and the hot %s could match the same request", p.Pattern, h.Pattern)
+		}
+	}
+	for path, want := range map[string]string{
+		"verify": "verify$", "introspect": "introspect$", "exchange": "exchange$",
+		"exchange/ibm-quantum": "exchange/" + providerNameRegex + "$", "resolve/ibm-quantum": "resolve/" + providerNameRegex + "$",
+	} {
+		route := env.b.Route(path)
+		require.NotNil(t, route, path)
+		require.Equal(t, want, strings.TrimPrefix(route.Pattern, "^"), path)
+	}
+}
+
 // The framework asks for the replication state on every request; the
 // backend answers from memory for replicationStateTTL.
 func TestBackend_replicationStateIsAskedOncePerTTL(t *testing.T) {
@@ -801,4 +850,226 @@ func TestBackend_aStandbySeesTheActiveNodesChangesAtOnce(t *testing.T) {
 		active.ok(logical.UpdateOperation, "providers/rigetti", "", map[string]interface{}{"required_fields": "api_key"})
 		require.Equal(t, 200, standby.statusOf(logical.ReadOperation, "providers/rigetti", "", nil))
 	})
+}
+
+// callCountingSystemView counts every call the engine makes to Vault's
+// system view. For an external plugin each one is a gRPC round trip to
+// Vault, like a storage operation. It implements every method of
+// logical.SystemView itself rather than embedding the interface, so that a
+// method the SDK adds cannot go uncounted: the test file stops compiling
+// until it is added here.
+type callCountingSystemView struct {
+	inner logical.SystemView
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func newCallCountingSystemView(inner logical.SystemView) *callCountingSystemView {
+	return &callCountingSystemView{inner: inner, calls: map[string]int{}}
+}
+
+func (v *callCountingSystemView) count(method string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.calls[method]++
+}
+
+// counted returns the calls by method since the last reset.
+func (v *callCountingSystemView) counted() map[string]int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return maps.Clone(v.calls)
+}
+
+func (v *callCountingSystemView) reset() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	clear(v.calls)
+}
+
+func (v *callCountingSystemView) DefaultLeaseTTL() time.Duration {
+	v.count("DefaultLeaseTTL")
+	return v.inner.DefaultLeaseTTL()
+}
+
+func (v *callCountingSystemView) MaxLeaseTTL() time.Duration {
+	v.count("MaxLeaseTTL")
+	return v.inner.MaxLeaseTTL()
+}
+
+func (v *callCountingSystemView) Tainted() bool {
+	v.count("Tainted")
+	return v.inner.Tainted()
+}
+
+func (v *callCountingSystemView) CachingDisabled() bool {
+	v.count("CachingDisabled")
+	return v.inner.CachingDisabled()
+}
+
+func (v *callCountingSystemView) LocalMount() bool {
+	v.count("LocalMount")
+	return v.inner.LocalMount()
+}
+
+func (v *callCountingSystemView) ReplicationState() consts.ReplicationState {
+	v.count("ReplicationState")
+	return v.inner.ReplicationState()
+}
+
+func (v *callCountingSystemView) HasFeature(feature license.Features) bool {
+	v.count("HasFeature")
+	return v.inner.HasFeature(feature)
+}
+
+func (v *callCountingSystemView) ResponseWrapData(ctx context.Context, data map[string]interface{}, ttl time.Duration, jwt bool) (*wrapping.ResponseWrapInfo, error) {
+	v.count("ResponseWrapData")
+	return v.inner.ResponseWrapData(ctx, data, ttl, jwt)
+}
+
+func (v *callCountingSystemView) LookupPlugin(ctx context.Context, name string, pluginType consts.PluginType) (*pluginutil.PluginRunner, error) {
+	v.count("LookupPlugin")
+	return v.inner.LookupPlugin(ctx, name, pluginType)
+}
+
+func (v *callCountingSystemView) LookupPluginVersion(ctx context.Context, name string, pluginType consts.PluginType, version string) (*pluginutil.PluginRunner, error) {
+	v.count("LookupPluginVersion")
+	return v.inner.LookupPluginVersion(ctx, name, pluginType, version)
+}
+
+func (v *callCountingSystemView) ListVersionedPlugins(ctx context.Context, pluginType consts.PluginType) ([]pluginutil.VersionedPlugin, error) {
+	v.count("ListVersionedPlugins")
+	return v.inner.ListVersionedPlugins(ctx, pluginType)
+}
+
+func (v *callCountingSystemView) NewPluginClient(ctx context.Context, config pluginutil.PluginClientConfig) (pluginutil.PluginClient, error) {
+	v.count("NewPluginClient")
+	return v.inner.NewPluginClient(ctx, config)
+}
+
+func (v *callCountingSystemView) MlockEnabled() bool {
+	v.count("MlockEnabled")
+	return v.inner.MlockEnabled()
+}
+
+func (v *callCountingSystemView) EntityInfo(entityID string) (*logical.Entity, error) {
+	v.count("EntityInfo")
+	return v.inner.EntityInfo(entityID)
+}
+
+func (v *callCountingSystemView) GroupsForEntity(entityID string) ([]*logical.Group, error) {
+	v.count("GroupsForEntity")
+	return v.inner.GroupsForEntity(entityID)
+}
+
+func (v *callCountingSystemView) PluginEnv(ctx context.Context) (*logical.PluginEnvironment, error) {
+	v.count("PluginEnv")
+	return v.inner.PluginEnv(ctx)
+}
+
+func (v *callCountingSystemView) VaultVersion(ctx context.Context) (string, error) {
+	v.count("VaultVersion")
+	return v.inner.VaultVersion(ctx)
+}
+
+func (v *callCountingSystemView) GeneratePasswordFromPolicy(ctx context.Context, policyName string) (string, error) {
+	v.count("GeneratePasswordFromPolicy")
+	return v.inner.GeneratePasswordFromPolicy(ctx, policyName)
+}
+
+func (v *callCountingSystemView) ClusterID(ctx context.Context) (string, error) {
+	v.count("ClusterID")
+	return v.inner.ClusterID(ctx)
+}
+
+func (v *callCountingSystemView) GenerateIdentityToken(ctx context.Context, req *pluginutil.IdentityTokenRequest) (*pluginutil.IdentityTokenResponse, error) {
+	v.count("GenerateIdentityToken")
+	return v.inner.GenerateIdentityToken(ctx, req)
+}
+
+func (v *callCountingSystemView) GetRotationInformation(ctx context.Context, req *rotation.RotationInfoRequest) (*rotation.RotationInfoResponse, error) {
+	v.count("GetRotationInformation")
+	return v.inner.GetRotationInformation(ctx, req)
+}
+
+func (v *callCountingSystemView) RegisterRotationJob(ctx context.Context, req *rotation.RotationJobConfigureRequest) (string, error) {
+	v.count("RegisterRotationJob")
+	return v.inner.RegisterRotationJob(ctx, req)
+}
+
+func (v *callCountingSystemView) RegisterRotationJobWithResponse(ctx context.Context, req *rotation.RotationJobConfigureRequest) (*rotation.RotationInfo, error) {
+	v.count("RegisterRotationJobWithResponse")
+	return v.inner.RegisterRotationJobWithResponse(ctx, req)
+}
+
+func (v *callCountingSystemView) DeregisterRotationJob(ctx context.Context, req *rotation.RotationJobDeregisterRequest) error {
+	v.count("DeregisterRotationJob")
+	return v.inner.DeregisterRotationJob(ctx, req)
+}
+
+func (v *callCountingSystemView) DownloadExtractVerifyPlugin(ctx context.Context, plugin *pluginutil.PluginRunner) error {
+	v.count("DownloadExtractVerifyPlugin")
+	return v.inner.DownloadExtractVerifyPlugin(ctx, plugin)
+}
+
+func (v *callCountingSystemView) GetConsumptionBillingManager() logical.ConsumptionBillingManager {
+	v.count("GetConsumptionBillingManager")
+	return v.inner.GetConsumptionBillingManager()
+}
+
+var _ logical.SystemView = (*callCountingSystemView)(nil)
+
+// vaultCalls counts every round trip to Vault a request makes: storage
+// operations, system-view calls (identity lookups, the replication state,
+// lease TTLs …) and events sent.
+type vaultCalls struct {
+	Storage roundTrips
+	System  map[string]int
+	Events  int
+}
+
+// countVaultCalls routes the engine's system view through a counter, with
+// the replication state it answers from memory already cached (so that its
+// one ask a second does not land inside a measurement), and returns a
+// function that reports the calls made since the last report.
+func (e *testEnv) countVaultCalls() func() vaultCalls {
+	e.t.Helper()
+	counting := newCallCountingSystemView(e.sys)
+	e.b.replication.SystemView = counting
+	e.b.replication.forget()
+	e.b.replication.ReplicationState()
+	e.b.replication.LocalMount()
+	e.b.replication.cached.Store(&replicationStateAt{expires: time.Now().Add(time.Hour)})
+	e.storage.reset()
+	counting.reset()
+	e.events.reset()
+	return func() vaultCalls {
+		calls := vaultCalls{Storage: e.storage.counted(), System: counting.counted(), Events: len(e.events.sent())}
+		e.storage.reset()
+		counting.reset()
+		e.events.reset()
+		return calls
+	}
+}
+
+// refreshIdentity marks the entity's cached identity as fetched now, so
+// that a measurement does not straddle identity_cache_ttl.
+func (e *testEnv) refreshIdentity(entityID string) {
+	e.t.Helper()
+	id, ok := e.b.identities.get(entityID)
+	require.True(e.t, ok, "the identity of %s is cached", entityID)
+	fresh := *id
+	fresh.fetchedAt = time.Now()
+	e.b.identities.set(entityID, &fresh)
+}
+
+// ageIdentity makes the entity's cached identity older than any
+// identity_cache_ttl, as if that much time had passed.
+func (e *testEnv) ageIdentity(entityID string) {
+	e.t.Helper()
+	id, ok := e.b.identities.get(entityID)
+	require.True(e.t, ok, "the identity of %s is cached", entityID)
+	aged := *id
+	aged.fetchedAt = aged.fetchedAt.Add(-24 * time.Hour)
+	e.b.identities.set(entityID, &aged)
 }

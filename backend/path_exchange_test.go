@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -178,25 +179,45 @@ func TestExchange_refusals(t *testing.T) {
 	require.Equal(t, before, env.storageSnapshot(), "refusals change nothing")
 }
 
-// The exchange is the platform's hot path: warm, it makes no storage round
-// trip and asks Vault's identity store nothing, in either form.
+// The exchange is the platform's hot path: warm, it makes no round trip to
+// Vault at all - no storage operation, no identity lookup, no other
+// system-view call, no event - in either form, with or without org, by
+// header or body. Once identity_cache_ttl has passed, the next one asks
+// Vault's identity store about the owner again (EntityInfo and
+// GroupsForEntity), and only that.
 func TestExchange_warmCostsNoRoundTrip(t *testing.T) {
 	env := newTestEnv(t)
 	mia := env.addUser("mia")
 	env.setRole(mia, "acme", "member")
 	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-quantum", "", map[string]interface{}{"token": "acme-ibm-token"})
+	env.ok(logical.UpdateOperation, "users/mia/provider-tokens/ionq", mia, map[string]interface{}{"api_key": "mia-own-ionq"})
 	pat := env.createToken("mia", mia, "jobs", nil)["token"].(string)
-	for _, path := range []string{"exchange/ibm-quantum", "exchange"} {
+	calls := env.countVaultCalls()
+	for _, path := range []string{"exchange/ibm-quantum", "exchange/ionq", "exchange"} {
 		for _, org := range []string{"acme", ""} {
-			_, err := env.exchange(path, pat, org, false)
-			require.NoError(t, err)
-			env.storage.reset()
-			lookups := env.sys.lookups.Load()
-			resp, err := env.exchange(path, pat, org, false)
-			require.NoError(t, err)
-			require.False(t, resp.IsError())
-			require.Equal(t, roundTrips{}, env.storage.counted(), "%s org=%q", path, org)
-			require.Equal(t, lookups, env.sys.lookups.Load(), "%s org=%q", path, org)
+			for _, post := range []bool{false, true} {
+				name := fmt.Sprintf("%s org=%q post=%v", path, org, post)
+				if path == "exchange/ibm-quantum" && org == "" {
+					continue // mia has no ibm-quantum token of her own
+				}
+				_, err := env.exchange(path, pat, org, post) // warms what a first exchange reads
+				require.NoError(t, err, name)
+				env.refreshIdentity(mia)
+				calls()
+				for i := 0; i < 5; i++ {
+					resp, err := env.exchange(path, pat, org, post)
+					require.NoError(t, err, name)
+					require.False(t, resp.IsError(), name)
+				}
+				require.Equal(t, vaultCalls{System: map[string]int{}}, calls(), name)
+
+				env.ageIdentity(mia)
+				resp, err := env.exchange(path, pat, org, post)
+				require.NoError(t, err, name)
+				require.False(t, resp.IsError(), name)
+				require.Equal(t, vaultCalls{System: map[string]int{"EntityInfo": 1, "GroupsForEntity": 1}}, calls(),
+					"%s: once identity_cache_ttl has passed, the owner is looked up again", name)
+			}
 		}
 	}
 }

@@ -90,6 +90,37 @@ func TestResolve_storageRoundTrips(t *testing.T) {
 	require.Equal(t, roundTrips{}, env.storage.counted(), "a cached token costs no read")
 }
 
+// Warm, resolve makes no round trip to Vault, for the caller's own token
+// (no org, the commonest call) as for an organization's: no storage
+// operation, no identity lookup, no other system-view call, no event.
+// Once identity_cache_ttl has passed, the caller's identity is looked up
+// again (two calls), and only that.
+func TestResolve_warmCostsNoRoundTrip(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	env.setRole(alice, "acme", "member")
+	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ionq", "", map[string]interface{}{"api_key": "org-key"})
+	env.ok(logical.UpdateOperation, "users/alice/provider-tokens/ionq", alice, map[string]interface{}{"api_key": "own-key"})
+	calls := env.countVaultCalls()
+	for org, want := range map[string]string{"": "own-key", "acme": "org-key"} {
+		data := map[string]interface{}{}
+		if org != "" {
+			data["org"] = org
+		}
+		env.ok(logical.ReadOperation, "resolve/ionq", alice, data)
+		env.refreshIdentity(alice)
+		calls()
+		for i := 0; i < 5; i++ {
+			require.Equal(t, want, env.ok(logical.ReadOperation, "resolve/ionq", alice, data).Data["api_key"])
+		}
+		require.Equal(t, vaultCalls{System: map[string]int{}}, calls(), "org=%q", org)
+
+		env.ageIdentity(alice)
+		require.Equal(t, want, env.ok(logical.ReadOperation, "resolve/ionq", alice, data).Data["api_key"])
+		require.Equal(t, vaultCalls{System: map[string]int{"EntityInfo": 1, "GroupsForEntity": 1}}, calls(), "org=%q", org)
+	}
+}
+
 // resolve's cache never serves a token that was replaced or deleted, here
 // or, through Invalidate, on another node.
 func TestResolve_cacheFollowsEveryChange(t *testing.T) {

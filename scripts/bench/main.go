@@ -25,6 +25,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"time"
 )
 
@@ -45,6 +46,7 @@ type options struct {
 	scalePerUser       int
 	scaleProviderEvery int
 	scaleOrgMembers    int
+	only               *regexp.Regexp // nil: every operation
 }
 
 var stderr io.Writer = os.Stderr
@@ -67,7 +69,16 @@ func main() {
 	flag.IntVar(&o.scalePerUser, "scale-per-user", 100, "PATs per user in the scale measurement (a tenth of them expire)")
 	flag.IntVar(&o.scaleProviderEvery, "scale-provider-every", 10, "every n-th scale user also stores a provider token with expires_at")
 	flag.IntVar(&o.scaleOrgMembers, "scale-org-members", 1000, "members of each of the two scale organizations")
+	only := flag.String("ops", "", "regular expression: measure only the operations whose name matches it, e.g. 'exchange|resolve|KV v2 read' (the others, and the ratios they take part in, read n/a)")
 	flag.Parse()
+	if *only != "" {
+		re, err := regexp.Compile(*only)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -ops:", err)
+			os.Exit(2)
+		}
+		o.only = re
+	}
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
 	}
@@ -110,7 +121,7 @@ func run(o options) error {
 		return err
 	}
 
-	r := newRunner(o, f, operations(f))
+	r := newRunner(o, f, selectOperations(operations(f), o.only))
 	if err := r.probe(ctx); err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -124,10 +125,21 @@ func (r *runner) available() []*operation {
 	return ops
 }
 
+// selectOperations leaves the operations whose name only matches (every
+// one when only is nil) to be measured and marks the others unavailable.
+func selectOperations(ops []*operation, only *regexp.Regexp) []*operation {
+	for _, op := range ops {
+		if only != nil && !only.MatchString(op.name) {
+			op.unavailable = "n/a: not selected (-ops " + only.String() + ")"
+		}
+	}
+	return ops
+}
+
 // probe asks once about each operation the engine may not serve yet.
 func (r *runner) probe(ctx context.Context) error {
 	for _, op := range r.ops {
-		if op.probe == nil {
+		if op.probe == nil || op.unavailable != "" {
 			continue
 		}
 		reason, err := op.probe(ctx, op)

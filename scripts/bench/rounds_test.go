@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"testing"
 	"time"
 
@@ -72,4 +73,22 @@ func TestTopCounts_mostFrequentFirst(t *testing.T) {
 	counts := map[string]int{"b": 5, "a": 5, "c": 9, "d": 1}
 	require.Equal(t, []string{"9 × c", "5 × a", "5 × b"}, topCounts(counts, 3))
 	require.Nil(t, topCounts(nil, 3))
+}
+
+func TestSelectOperations_onlyMatchingAreMeasured(t *testing.T) {
+	ops := func() []*operation {
+		return []*operation{{name: opExchange}, {name: refKVReadService}, {name: opVerify}, {name: opResolveOwn, unavailable: "n/a: not served"}}
+	}
+	names := func(ops []*operation) []string {
+		var measured []string
+		for _, op := range (&runner{ops: ops}).available() {
+			measured = append(measured, op.name)
+		}
+		return measured
+	}
+	require.Equal(t, []string{opExchange, refKVReadService, opVerify}, names(selectOperations(ops(), nil)), "no -ops: all that are served")
+	selected := selectOperations(ops(), regexp.MustCompile(`^exchange|KV v2 read|resolve`))
+	require.Equal(t, []string{opExchange, refKVReadService}, names(selected))
+	require.Equal(t, "n/a: not selected (-ops ^exchange|KV v2 read|resolve)", selected[2].unavailable)
+	require.Equal(t, "n/a: not served", selected[3].unavailable, "a reason of its own stays")
 }
