@@ -579,19 +579,25 @@ func placeLegacyProviderToken(ctx context.Context, s logical.Storage, destinatio
 //     that name now; under another name it may be an ex-admin who wrote for
 //     the user, so the token is kept aside;
 //   - a token an operator wrote (no writer) belongs to the one entity that
-//     issued PATs under that name, if there is exactly one;
+//     issued PATs under that name, if there is exactly one and it holds
+//     the name now: one that has been renamed may have left the name to
+//     another entity, for whom the operator may have written it;
 //   - otherwise - a writer that no longer exists, no evidence, or several
 //     entities held the name - the token is kept aside, never given to
 //     whoever holds the name now.
 func (b *backend) legacyProviderTokenOwner(ctx context.Context, s logical.Storage, name string, token *providerTokenEntry, holders map[string]bool) (string, error) {
 	writer := token.UpdatedBy
 	if writer == "" {
-		if len(holders) == 1 {
-			for entityID := range holders {
-				return entityID, nil
-			}
+		if len(holders) != 1 {
+			return "", nil
 		}
-		return "", nil
+		for entityID := range holders {
+			id, err := b.lookupIdentity(ctx, s, entityID)
+			if err != nil || id == nil || id.name != name {
+				return "", err
+			}
+			return entityID, nil
+		}
 	}
 	switch {
 	case !validEntityID(writer):

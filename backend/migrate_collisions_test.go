@@ -400,3 +400,31 @@ func TestMigrate_aFreshEngineFinishesAnUpgradeInterruptedAnywhere(t *testing.T) 
 		requireUpgradeSurvivesEveryInterruption(t, env.storageSnapshot(), env.sys)
 	})
 }
+
+// Review of issue 21: E1 issued PATs as "alice", was renamed, and E2 took
+// "alice"; an operator wrote a provider token under "alice" (no writer),
+// for either of them. The PATs name E1, the identity store names E2: the
+// evidence disagrees, so neither gets it (before, E1 did: E2's key could
+// go to another person). The sole PAT holder still holding the name gets
+// it, as bob in the fixture.
+func TestMigrate_anOperatorsTokenGoesToThePATHolderOnlyIfItStillHoldsTheName(t *testing.T) {
+	env := newTestEnv(t)
+	e1 := env.addEntity("entity-e1", "alice")
+	token := env.createToken("alice", e1, "laptop", nil)["token"].(string)
+	env.renameEntity(e1, "alice-old")
+	e2 := env.addEntity("entity-e2", "alice")
+	carol := env.addEntity("entity-carol", "carol")
+	carolsPAT := env.createToken("carol", carol, "laptop", nil)["token"].(string)
+	asV010(t, env,
+		map[string]map[string]string{"alice": {"laptop": hmacOf(t, env, token)}, "carol": {"laptop": hmacOf(t, env, carolsPAT)}},
+		map[string]string{hmacOf(t, env, token): "alice", hmacOf(t, env, carolsPAT): "carol"})
+	putJSON(t, env.storage.Storage, legacyUserProviderTokenPrefix+"alice/ibm-quantum", &providerTokenEntry{
+		Provider: "ibm-quantum", Values: map[string]string{"token": "E1-or-E2-secret"}, SecretFields: []string{"token"}, Version: 1})
+	putJSON(t, env.storage.Storage, legacyUserProviderTokenPrefix+"carol/ibm-quantum", &providerTokenEntry{
+		Provider: "ibm-quantum", Values: map[string]string{"token": "carols-secret"}, SecretFields: []string{"token"}, Version: 1})
+
+	up := restarted(t, env)
+	requireUnclaimed(t, up, "alice", "ibm-quantum", "E1-or-E2-secret", e1, e2)
+	require.Equal(t, true, up.verify(token)["active"], "E1's PAT is still E1's")
+	require.Equal(t, "carols-secret", up.ok(logical.ReadOperation, "resolve/ibm-quantum", carol, nil).Data["token"])
+}
