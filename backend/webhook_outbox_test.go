@@ -213,6 +213,7 @@ func TestOutbox_loadCountsPerOwnerAndClassFromTheKeys(t *testing.T) {
 	require.NoError(t, after.ensureLoaded(ctx, s))
 	require.Equal(t, 7, after.pendingCount())
 	require.Equal(t, map[string]int{"mallory": 5, "bob": 1, "": 1}, after.owners)
+	require.Equal(t, map[string]int{"mallory": 5, "": 1}, after.ownersRoutine)
 	require.Equal(t, 6, after.routine)
 	_, err = after.enqueue(ctx, s, routine("mallory", eventPATCreated), time.Now())
 	require.ErrorIs(t, err, errOwnerShare)
