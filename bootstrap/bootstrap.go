@@ -224,23 +224,48 @@ func (b *Bootstrapper) putGroup(ctx context.Context, name string, metadata map[s
 var ErrLoginExists = errors.New("the user already has a userpass login, whose password was left as it is: " +
 	"give no password to keep it, or reset it explicitly (planqk-bootstrap user -reset-password)")
 
+// ErrEntityExists refuses to give an existing entity a new login without
+// AdoptEntity.
+var ErrEntityExists = errors.New("an entity of that name exists but has no userpass login: it may be another person's " +
+	"(a departed user whose login was deleted, a user of another auth method), and a login would hand it - with its " +
+	"tokens and roles - to whoever holds the password; give it a login explicitly (planqk-bootstrap user -existing-entity)")
+
 // User creates the user: an identity entity named name, an alias for it on
 // the userpass mount, and a userpass login with the planqk-user policy. A
 // password is needed to create the login; an existing login is never
-// changed (ErrLoginExists when a password is given: see ResetPassword).
-// name must pass CheckLoginName, and an existing entity must hold exactly
-// that name. It returns the entity's id.
+// changed (ErrLoginExists when a password is given: see ResetPassword),
+// and an existing entity without a login is never given one
+// (ErrEntityExists: see AdoptEntity). A login name whose userpass alias
+// is bound to an entity of another name is refused. name must pass
+// CheckLoginName, and an existing entity must hold exactly that name.
+// Nothing is written when a step is refused. It returns the entity's id.
 func (b *Bootstrapper) User(ctx context.Context, name, password string) (string, error) {
-	return b.user(ctx, name, password, false)
+	return b.user(ctx, name, password, userCreate)
 }
 
 // ResetPassword replaces the password of the user's existing userpass
 // login, and makes sure of its entity and alias as User does.
 func (b *Bootstrapper) ResetPassword(ctx context.Context, name, password string) (string, error) {
-	return b.user(ctx, name, password, true)
+	return b.user(ctx, name, password, userReset)
 }
 
-func (b *Bootstrapper) user(ctx context.Context, name, password string, reset bool) (string, error) {
+// AdoptEntity is User for an existing entity named name that has no
+// userpass login yet: it gives that entity one.
+func (b *Bootstrapper) AdoptEntity(ctx context.Context, name, password string) (string, error) {
+	return b.user(ctx, name, password, userAdopt)
+}
+
+// What user may do with existing objects.
+type userMode int
+
+const (
+	userCreate userMode = iota // a new login, for a new entity
+	userReset                  // a new password for an existing login
+	userAdopt                  // a new login for an existing entity
+)
+
+func (b *Bootstrapper) user(ctx context.Context, name, password string, mode userMode) (string, error) {
+	reset := mode == userReset
 	if err := checkMount(authMountField, b.AuthMount); err != nil {
 		return "", err
 	}
@@ -249,13 +274,30 @@ func (b *Bootstrapper) user(ctx context.Context, name, password string, reset bo
 	}
 	// Before anything is written: an entity Vault finds under another
 	// spelling is another user's.
-	if _, err := b.EntityID(ctx, name); err != nil {
+	entityID, err := b.EntityID(ctx, name)
+	if err != nil {
 		return "", err
 	}
 	userPath := "auth/" + b.AuthMount + "/users/" + name
 	existing, err := b.logical().ReadWithContext(ctx, userPath)
 	if err != nil {
 		return "", fmt.Errorf("reading userpass user %s: %w", name, err)
+	}
+	// A login logs in as the entity its alias is bound to, whatever the
+	// entity's name: an alias of another entity would hand that entity to
+	// whoever holds the password.
+	aliasOwner, err := b.aliasOwner(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case aliasOwner != "" && aliasOwner != entityID:
+		return "", fmt.Errorf("the userpass login name %s is bound to entity %s, not to an entity named %s: "+
+			"an operator decides whose it is and deletes or moves that alias (identity/entity-alias) first", name, aliasOwner, name)
+	case existing == nil && entityID != "" && mode != userAdopt:
+		return "", fmt.Errorf("user %s: %w", name, ErrEntityExists)
+	case mode == userAdopt && entityID == "":
+		return "", fmt.Errorf("no entity named %s to give a login: create the user without -existing-entity", name)
 	}
 	switch {
 	case reset && existing == nil:
@@ -277,7 +319,7 @@ func (b *Bootstrapper) user(ctx context.Context, name, password string, reset bo
 		}
 	}
 
-	entityID, err := b.ensureEntity(ctx, name)
+	entityID, err = b.ensureEntity(ctx, name)
 	if err != nil {
 		return "", err
 	}
@@ -319,32 +361,59 @@ func (b *Bootstrapper) EntityID(ctx context.Context, name string) (string, error
 	return id, nil
 }
 
-func (b *Bootstrapper) ensureAlias(ctx context.Context, name, entityID string) error {
+// authAccessor returns the accessor of the userpass mount.
+func (b *Bootstrapper) authAccessor(ctx context.Context) (string, error) {
 	auths, err := b.Client.Sys().ListAuthWithContext(ctx)
 	if err != nil {
-		return fmt.Errorf("listing auth mounts: %w", err)
+		return "", fmt.Errorf("listing auth mounts: %w", err)
 	}
 	mount, ok := auths[b.AuthMount+"/"]
 	if !ok {
-		return fmt.Errorf("auth mount %s is not enabled: run init first", b.AuthMount)
+		return "", fmt.Errorf("auth mount %s is not enabled: run init first", b.AuthMount)
+	}
+	return mount.Accessor, nil
+}
+
+// aliasOwner returns the id of the entity that login name's alias on the
+// userpass mount is bound to, or "" if there is none.
+func (b *Bootstrapper) aliasOwner(ctx context.Context, name string) (string, error) {
+	accessor, err := b.authAccessor(ctx)
+	if err != nil {
+		return "", err
 	}
 	lookup, err := b.logical().WriteWithContext(ctx, "identity/lookup/entity", map[string]interface{}{
 		"alias_name":           name,
-		"alias_mount_accessor": mount.Accessor,
+		"alias_mount_accessor": accessor,
 	})
 	if err != nil {
-		return fmt.Errorf("looking up alias %s: %w", name, err)
+		return "", fmt.Errorf("looking up alias %s: %w", name, err)
 	}
-	if lookup != nil {
-		if owner, _ := lookup.Data["id"].(string); owner != entityID {
+	if lookup == nil {
+		return "", nil
+	}
+	owner, _ := lookup.Data["id"].(string)
+	return owner, nil
+}
+
+func (b *Bootstrapper) ensureAlias(ctx context.Context, name, entityID string) error {
+	owner, err := b.aliasOwner(ctx, name)
+	if err != nil {
+		return err
+	}
+	if owner != "" {
+		if owner != entityID {
 			return fmt.Errorf("the userpass login %s belongs to another entity (%s)", name, owner)
 		}
 		return nil
 	}
+	accessor, err := b.authAccessor(ctx)
+	if err != nil {
+		return err
+	}
 	_, err = b.logical().WriteWithContext(ctx, "identity/entity-alias", map[string]interface{}{
 		"name":           name,
 		"canonical_id":   entityID,
-		"mount_accessor": mount.Accessor,
+		"mount_accessor": accessor,
 	})
 	if err != nil {
 		return fmt.Errorf("creating alias %s: %w", name, err)

@@ -370,3 +370,57 @@ func TestUser_neverResetsAnExistingPasswordUnlessTold(t *testing.T) {
 		t.Error("ResetPassword took an empty password")
 	}
 }
+
+// Review of issue 21: a login for a name whose entity exists, or whose
+// userpass alias is bound to another entity, hands that entity - with its
+// PATs, provider tokens and roles - to whoever holds the new password: a
+// departed user's entity kept after its login was deleted (disable is not
+// delete), an OIDC user's. user refuses both before writing anything;
+// AdoptEntity (the CLI's -existing-entity) gives an existing entity a
+// login when the operator means it.
+func TestUser_neverGivesAnExistingEntityALoginUnlessTold(t *testing.T) {
+	ctx := context.Background()
+	v, b := newRecordingVault(t)
+	must(t, b.Init(ctx))
+	// mia left: her login was deleted, her entity kept.
+	_, err := b.Client.Logical().Write("identity/entity/name/mia", map[string]any{})
+	must(t, err)
+	miaID, err := b.EntityID(ctx, "mia")
+	must(t, err)
+	// ann's old login was bound to an entity since renamed.
+	_, err = b.Client.Logical().Write("identity/entity/name/ann-old", map[string]any{})
+	must(t, err)
+	accessor := v.auths["userpass/"]
+	_, err = b.Client.Logical().Write("identity/entity-alias", map[string]any{"name": "ann", "canonical_id": "entity-ann-old", "mount_accessor": accessor})
+	must(t, err)
+
+	before := len(v.Writes())
+	if _, err := b.User(ctx, "mia", "pw-newcomer"); !errors.Is(err, ErrEntityExists) {
+		t.Errorf("user mia beside mia's entity without a login: %v", err)
+	}
+	if _, err := b.User(ctx, "ann", "pw-newcomer"); err == nil || !strings.Contains(err.Error(), "entity-ann-old") {
+		t.Errorf("user ann with ann's alias bound to another entity: %v", err)
+	}
+	if _, err := b.AdoptEntity(ctx, "ann", "pw-newcomer"); err == nil {
+		t.Error("AdoptEntity gave ann's login to the entity its alias is bound to")
+	}
+	if writes := v.Writes()[before:]; len(writes) != 0 {
+		t.Errorf("refused steps wrote %v", writes)
+	}
+
+	id, err := b.AdoptEntity(ctx, "mia", "pw-mia")
+	must(t, err)
+	if id != miaID || v.data["auth/userpass/users/mia"]["password"] != "pw-mia" {
+		t.Errorf("AdoptEntity: id %q (want %q), password %v", id, miaID, v.data["auth/userpass/users/mia"]["password"])
+	}
+	if _, err := b.AdoptEntity(ctx, "mia", "pw-other"); !errors.Is(err, ErrLoginExists) {
+		t.Errorf("AdoptEntity over an existing login: %v", err)
+	}
+	// A new user is unaffected, and running user again keeps working.
+	if _, err := b.User(ctx, "noah", "pw-noah"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.User(ctx, "noah", ""); err != nil {
+		t.Errorf("user noah again, without a password: %v", err)
+	}
+}

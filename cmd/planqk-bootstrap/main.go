@@ -28,14 +28,18 @@ commands:
                                 maintainers and members groups (lower-case name), and
                                 register its stable id (planqk_org_id, made the first
                                 time) with the engine
-  user [-password-file PATH] [-reset-password] <name>
+  user [-password-file PATH] [-reset-password | -existing-entity] <name>
                                 create the user: entity, userpass login (policy
                                 planqk-user) and alias; prints the entity id. The
                                 password is read from PATH, else from standard input
                                 (one line; prompted for without echo on a terminal).
                                 An existing login is never changed: give an empty
                                 password to keep it, or -reset-password to replace
-                                its password. Names are lower case (Vault compares
+                                its password. An existing entity without a login
+                                (a departed user's, an OIDC user's) is never given
+                                one unless -existing-entity is given, and a login
+                                name whose alias is bound to another entity is
+                                refused. Names are lower case (Vault compares
                                 user names without regard to case); userpass takes
                                 no '@' in a name.
   member add <org> <user> <role>
@@ -58,6 +62,7 @@ type steps interface {
 	Org(ctx context.Context, org string) error
 	User(ctx context.Context, name, password string) (string, error)
 	ResetPassword(ctx context.Context, name, password string) (string, error)
+	AdoptEntity(ctx context.Context, name, password string) (string, error)
 	SetMember(ctx context.Context, org, user, role string) error
 	RemoveMember(ctx context.Context, org, user string) error
 	Policy(file, org string) (string, error)

@@ -25,7 +25,8 @@ var errPasswordArgument = errors.New("a password is not taken on the command lin
 	`pipe it on standard input (printf '%s\n' "$PASSWORD" | planqk-bootstrap user NAME) ` +
 	"or use -password-file PATH")
 
-// runUser is the user command: user [-password-file PATH] <name>.
+// runUser is the user command: user [-password-file PATH]
+// [-reset-password | -existing-entity] <name>.
 func runUser(ctx context.Context, b steps, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	flags := flag.NewFlagSet("user", flag.ContinueOnError)
 	// Parse errors are not printed: they would repeat a mistyped argument,
@@ -33,6 +34,7 @@ func runUser(ctx context.Context, b steps, args []string, stdin io.Reader, stdou
 	flags.SetOutput(io.Discard)
 	passwordFile := flags.String("password-file", "", "file holding the password on one line")
 	resetPassword := flags.Bool("reset-password", false, "replace the password of an existing login")
+	existingEntity := flags.Bool("existing-entity", false, "give an existing entity without a login one")
 	// The flag may come before or after the name.
 	var positional []string
 	for rest := args; ; {
@@ -46,6 +48,8 @@ func runUser(ctx context.Context, b steps, args []string, stdin io.Reader, stdou
 		rest = flags.Args()[1:]
 	}
 	switch {
+	case *resetPassword && *existingEntity:
+		return errUsage
 	case len(positional) == 2:
 		return errPasswordArgument
 	case len(positional) != 1:
@@ -62,8 +66,11 @@ func runUser(ctx context.Context, b steps, args []string, stdin io.Reader, stdou
 		return err
 	}
 	user := b.User
-	if *resetPassword {
+	switch {
+	case *resetPassword:
 		user = b.ResetPassword
+	case *existingEntity:
+		user = b.AdoptEntity
 	}
 	id, err := user(ctx, name, password)
 	if err != nil {

@@ -18,6 +18,13 @@ type userRecorder struct {
 	users     []string
 	passwords []string
 	resets    []string
+	adopted   []string
+}
+
+func (r *userRecorder) AdoptEntity(_ context.Context, name, password string) (string, error) {
+	r.adopted = append(r.adopted, name)
+	r.passwords = append(r.passwords, password)
+	return "entity-" + name, nil
 }
 
 func (r *userRecorder) User(_ context.Context, name, password string) (string, error) {
@@ -44,6 +51,14 @@ func TestUser_resetsAPasswordOnlyWhenTold(t *testing.T) {
 		if err != nil || len(recorder.users) != 0 || fmt.Sprint(recorder.resets) != "[mia]" {
 			t.Fatalf("%v: users %v, resets %v, %v", args, recorder.users, recorder.resets, err)
 		}
+	}
+	// -existing-entity gives an existing entity a login; never with a reset.
+	recorder, _, err = runUserCommand(t, "pw\n", "user", "-existing-entity", "mia")
+	if err != nil || len(recorder.users)+len(recorder.resets) != 0 || fmt.Sprint(recorder.adopted) != "[mia]" {
+		t.Fatalf("user -existing-entity mia: users %v, resets %v, adopted %v, %v", recorder.users, recorder.resets, recorder.adopted, err)
+	}
+	if _, _, err = runUserCommand(t, "pw\n", "user", "-existing-entity", "-reset-password", "mia"); !errors.Is(err, errUsage) {
+		t.Fatalf("both flags: %v", err)
 	}
 	// A capital letter is refused before a password is asked for.
 	recorder, _, err = runUserCommand(t, "pw\n", "user", "Mia")

@@ -241,3 +241,70 @@ func TestAGroupCarryingAnotherOrganizationsIDGetsNothing(t *testing.T) {
 		t.Errorf("the victim's owner after the attempt: %s", r)
 	}
 }
+
+// Review of issue 21, against the real Vault: a departed user's entity,
+// kept after its login was deleted, is not handed to a newcomer of the
+// same name by "planqk-bootstrap user", nor is a login name whose userpass
+// alias is bound to another entity; nothing is written, and no password
+// logs in. -existing-entity (AdoptEntity) gives the entity a login when
+// the operator means it.
+func TestUserDoesNotHandOverAnExistingEntity(t *testing.T) {
+	ctx := context.Background()
+	root := as(t, "root")
+	const newcomerPassword = "pw-newcomer-entity-3a7f"
+	s.remember(newcomerPassword, "the newcomer's password")
+
+	departed := uniqueName("departed")
+	created, err := root.Logical().WriteWithContext(ctx, "identity/entity/name/"+departed, map[string]interface{}{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entityID, _ := created.Data["id"].(string)
+	if _, err := s.boot.User(ctx, departed, newcomerPassword); !errors.Is(err, bootstrap.ErrEntityExists) {
+		t.Fatalf("user %s beside its entity without a login: %v", departed, err)
+	}
+	if login, _ := root.Logical().ReadWithContext(ctx, "auth/"+authMount+"/users/"+departed); login != nil {
+		t.Fatalf("the refused user wrote a login: %v", login.Data)
+	}
+
+	aliased := uniqueName("aliased")
+	other, err := root.Logical().WriteWithContext(ctx, "identity/entity/name/"+aliased+"-old", map[string]interface{}{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auths, err := root.Sys().ListAuthWithContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := root.Logical().WriteWithContext(ctx, "identity/entity-alias", map[string]interface{}{
+		"name": aliased, "canonical_id": other.Data["id"], "mount_accessor": auths[authMount+"/"].Accessor,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.boot.User(ctx, aliased, newcomerPassword); err == nil {
+		t.Fatalf("user %s with its alias bound to %s-old was accepted", aliased, aliased)
+	}
+	if _, err := s.srv.Login(ctx, authMount, aliased, newcomerPassword); err == nil {
+		t.Fatalf("the newcomer's password logs in as %s-old", aliased)
+	}
+	if entity, _ := root.Logical().ReadWithContext(ctx, "identity/entity/name/"+aliased); entity != nil {
+		t.Fatalf("the refused user created entity %s", aliased)
+	}
+
+	id, err := s.boot.AdoptEntity(ctx, departed, newcomerPassword)
+	if err != nil || id != entityID {
+		t.Fatalf("AdoptEntity %s: id %q (want %q), %v", departed, id, entityID, err)
+	}
+	token, err := s.srv.Login(ctx, authMount, departed, newcomerPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := s.srv.Client(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := client.Auth().Token().LookupSelfWithContext(ctx)
+	if err != nil || self.Data["entity_id"] != entityID {
+		t.Fatalf("the adopted login's token: %v, %v", self, err)
+	}
+}
