@@ -85,7 +85,7 @@ var notificationsStatusFields = fieldSet{
 	"delivered":                  {Type: framework.TypeInt64, Description: "Events delivered."},
 	"failed":                     {Type: framework.TypeInt64, Description: "Events given up after 50 attempts or 72 hours."},
 	"dropped":                    {Type: framework.TypeInt64, Description: "Events not queued because their owner's share or the outbox was full; each is counted in a notifications-suppressed event for its owner."},
-	"dropped_by_owner":           {Type: framework.TypeMap, Description: "dropped by owner (an entity id, or org.<name>; past 100 owners the rest under \"other\") and event type."},
+	"dropped_by_owner":           {Type: framework.TypeMap, Description: "dropped by owner (an entity id, or org.<name>; at most 100 owners by name: a new one takes the place of the one with the fewest drops, whose counts move to \"other\") and event type."},
 	"dropped_by_type":            {Type: framework.TypeMap, Description: "dropped by event type."},
 	"last_delivery_at":           {Type: framework.TypeString, Description: "When an event was last delivered (RFC 3339); empty if never."},
 	"last_error":                 {Type: framework.TypeString, Description: "Why the last failed attempt failed; empty if none did."},

@@ -50,7 +50,8 @@ const (
 	webhookLaneBatch = 16
 
 	// maxDropOwners bounds the owners whose dropped events the status
-	// names one by one; the others are counted together under "other".
+	// names one by one - those with the most drops, as new owners come -
+	// and the others are counted together under "other".
 	maxDropOwners = 100
 )
 
@@ -502,21 +503,58 @@ func (w *webhookDelivery) saveStats(ctx context.Context, s logical.Storage) {
 	}
 }
 
-// addDrop counts n dropped events of owner and type: by name for the
-// first maxDropOwners owners, under "other" after them.
+// otherDropOwner collects the drops of owners no longer named.
+const otherDropOwner = "other"
+
+// addDrop counts n dropped events of owner and type, by name for at most
+// maxDropOwners owners. A new owner past them takes the place of the named
+// owner with the fewest drops, whose counts move to "other": the counts
+// are kept for good, and one flood of the routine places suppresses
+// events of hundreds of owners, so a table that named only its first
+// owners could never again name a later flooder.
 func (st *webhookStats) addDrop(owner, eventType string, n uint64) {
 	if st.DroppedBy == nil {
 		st.DroppedBy = make(map[string]map[string]uint64)
 	}
 	if st.DroppedBy[owner] == nil {
-		if len(st.DroppedBy) >= maxDropOwners {
-			owner = "other"
+		named := len(st.DroppedBy)
+		if _, ok := st.DroppedBy[otherDropOwner]; ok {
+			named--
 		}
-		if st.DroppedBy[owner] == nil {
-			st.DroppedBy[owner] = make(map[string]uint64)
+		if owner != otherDropOwner && named >= maxDropOwners {
+			st.foldFewestIntoOther()
 		}
+		st.DroppedBy[owner] = make(map[string]uint64)
 	}
 	st.DroppedBy[owner][eventType] += n
+}
+
+// foldFewestIntoOther moves the counts of the named owner with the fewest
+// drops (the first by name among equals) to "other".
+func (st *webhookStats) foldFewestIntoOther() {
+	fewest, fewestTotal := "", uint64(0)
+	for owner, types := range st.DroppedBy {
+		if owner == otherDropOwner {
+			continue
+		}
+		var total uint64
+		for _, n := range types {
+			total += n
+		}
+		if fewest == "" || total < fewestTotal || (total == fewestTotal && owner < fewest) {
+			fewest, fewestTotal = owner, total
+		}
+	}
+	if fewest == "" {
+		return
+	}
+	if st.DroppedBy[otherDropOwner] == nil {
+		st.DroppedBy[otherDropOwner] = make(map[string]uint64)
+	}
+	for eventType, n := range st.DroppedBy[fewest] {
+		st.DroppedBy[otherDropOwner][eventType] += n
+	}
+	delete(st.DroppedBy, fewest)
 }
 
 func (w *webhookDelivery) recordDelivery(owner string, at time.Time) {

@@ -842,3 +842,28 @@ func TestWebhooks_othersFloodNeitherCoalescesNorDelaysASecurityEvent(t *testing.
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Review of issue 21: the drop counts are stored for good, and a single
+// flood of the routine places suppresses some events of hundreds of
+// owners. Once 100 owners are named, a later flooder must still be named
+// (the owner with the fewest drops is folded into "other" instead), or
+// the status can never again say who floods.
+func TestWebhooks_aLaterFlooderIsNamedInTheDropCounts(t *testing.T) {
+	var stats webhookStats
+	for i := 0; i < maxDropOwners; i++ {
+		stats.addDrop(fmt.Sprintf("bystander-%03d", i), "planqk.pat-created", 1)
+	}
+	for i := 0; i < 500; i++ {
+		stats.addDrop("mallory", "planqk.pat-created", 1)
+	}
+	require.Equal(t, uint64(500), stats.DroppedBy["mallory"]["planqk.pat-created"], "the flooder is named")
+	require.LessOrEqual(t, len(stats.DroppedBy), maxDropOwners+1)
+	var total uint64
+	for _, types := range stats.DroppedBy {
+		for _, n := range types {
+			total += n
+		}
+	}
+	require.Equal(t, uint64(maxDropOwners+500), total, "no drop is lost: the folded owners are counted under other")
+	require.Equal(t, uint64(1), stats.DroppedBy["other"]["planqk.pat-created"], "one bystander made room")
+}
