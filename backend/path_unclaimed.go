@@ -239,8 +239,9 @@ func (b *backend) pathUnclaimedOrgDelete(ctx context.Context, req *logical.Reque
 	if denied, err := b.authorizeOperator(ctx, req); denied != nil || err != nil {
 		return denied, err
 	}
-	if err := req.Storage.Delete(ctx, unclaimedOrgProviderTokenPrefix+org+"/"+d.Get("provider").(string)); err != nil {
-		return nil, fmt.Errorf("deleting unclaimed organization provider token: %w", err)
+	// Counted out as the user names' are (the counts' unclaimed kind).
+	if err := b.deleteProviderToken(ctx, req.Storage, unclaimedOrgProviderTokenPrefix+org+"/", d.Get("provider").(string)); err != nil {
+		return nil, err
 	}
 	return nil, nil
 }
@@ -286,8 +287,8 @@ func (b *backend) pathUnclaimedOrgClaim(ctx context.Context, req *logical.Reques
 	if err := b.putProviderToken(ctx, req.Storage, owner.storagePrefix(), token); err != nil {
 		return nil, err
 	}
-	if err := req.Storage.Delete(ctx, aside+provider); err != nil {
-		return nil, fmt.Errorf("deleting unclaimed organization provider token: %w", err)
+	if err := b.deleteProviderToken(ctx, req.Storage, aside, provider); err != nil {
+		return nil, err
 	}
 	event := owner.providerTokenEvent(eventProviderTokenWritten, token)
 	event.Details["reason"] = "claimed"

@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -82,4 +83,40 @@ func TestUnclaimed_operatorsGiveAnOrganizationTokenToAnOrganizationOrDeleteIt(t 
 
 	env.ok(logical.DeleteOperation, "unclaimed-orgs/ACME/dwave", "", nil)
 	require.NotContains(t, env.storageSnapshot(), unclaimedOrgProviderTokenPrefix+"ACME/dwave")
+}
+
+// Review of issue 21: claiming or deleting a token kept aside (of a user
+// name or of an organization name) keeps the counts exact. Before, the
+// organization paths deleted the entry without counting it out: the
+// inventory went on counting unclaimed tokens that no longer existed until
+// a recount.
+func TestUnclaimed_claimsAndDeletesKeepTheCountsExact(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	alice := env.addUser("alice")
+	env.setRole(alice, "acme", "owner")
+	dave := env.addUser("dave")
+	for _, key := range []string{
+		unclaimedOrgProviderTokenPrefix + "ACME/ionq", unclaimedOrgProviderTokenPrefix + "ACME/dwave",
+		unclaimedProviderTokenPrefix + "dave/ionq", unclaimedProviderTokenPrefix + "dave/dwave",
+	} {
+		provider := key[strings.LastIndex(key, "/")+1:]
+		entry, err := logical.StorageEntryJSON(key, &providerTokenEntry{
+			Provider: provider, Values: map[string]string{"api_key": "kept-" + provider + "-0123456789"}, SecretFields: []string{"api_key"}, Version: 1})
+		require.NoError(t, err)
+		require.NoError(t, env.storage.Put(ctx, entry))
+	}
+	// As the upgrade leaves them: counted.
+	require.NoError(t, env.b.recountNow(env.storage, false))
+	env.requireCountsExact("before")
+
+	env.ok(logical.ReadOperation, "orgs/acme", alice, nil) // acme is learned
+	env.ok(logical.UpdateOperation, "unclaimed-orgs/ACME/ionq/claim", "", map[string]interface{}{"org_id": testOrgID("acme")})
+	env.requireCountsExact("after an organization claim")
+	env.ok(logical.DeleteOperation, "unclaimed-orgs/ACME/dwave", "", nil)
+	env.requireCountsExact("after an organization delete")
+	env.ok(logical.UpdateOperation, "unclaimed/dave/ionq/claim", "", map[string]interface{}{"entity_id": dave})
+	env.requireCountsExact("after a user claim")
+	env.ok(logical.DeleteOperation, "unclaimed/dave/dwave", "", nil)
+	env.requireCountsExact("after a user delete")
 }
