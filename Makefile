@@ -21,7 +21,7 @@ build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/$(PLUGIN) ./cmd/$(PLUGIN)
 	$(GO) build -trimpath -o bin/planqk-bootstrap ./cmd/planqk-bootstrap
 
-# bin/vault, built once from Vault's Go module; VAULT_BIN or a vault 1.21 on PATH is used instead when present.
+# bin/vault, built once from Vault's Go module; VAULT_BIN or a vault on PATH is used instead when it is the pinned version (1.21.4).
 vault:
 	@scripts/ensure-vault.sh >/dev/null
 
