@@ -116,6 +116,8 @@ func comparisons() []comparison {
 		{opResolve, refNoopReadUser, 0, ""},
 		{opResolveOwn, opResolve, 0, ""},
 		{opExchange, refNoopReadHeader, 0, ""},
+		{opExchange, opVerifyHeader, 0, ""},
+		{opResolveOwn, refNoopReadUser, 0, ""},
 		{opCreate, refTokenCreate, 0, ""},
 		{opCreate, refNoopWriteUser, 0, ""},
 		{opLease, refTokenCreate, 0, ""},
