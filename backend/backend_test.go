@@ -647,6 +647,39 @@ func TestBackend_groupBindingsForAdminsAndOrganizations(t *testing.T) {
 	require.Contains(t, env.userError(logical.UpdateOperation, "config", "", map[string]interface{}{"org_group_name_template": "planqk-{{org}}"}), "{{role}}")
 }
 
+// Review of issue 21: Vault tells group names apart after strings.ToLower
+// (checked against Vault 1.21: "planqk-acme-ownerſ", with a long s, is a
+// group of its own beside "planqk-acme-owners"; "planqk-ACME-owners" and
+// "planq\u212A-admins", with a Kelvin sign, are the existing groups).
+// Unicode case folding (strings.EqualFold) also folds ſ to s, so whoever
+// may create some other group - exactly whom the bindings keep out - made
+// a platform admin or an organization owner with such a look-alike name.
+func TestBackend_groupBindingsCompareNamesAsVaultDoes(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	token := env.createToken("alice", alice, "laptop", nil)["token"].(string)
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{
+		"admin_groups": "planqk-admins", "org_group_name_template": "planqk-{{org}}-{{role}}s",
+	})
+	set := func(groups ...*logical.Group) {
+		env.sys.mu.Lock()
+		env.sys.groups[alice] = groups
+		env.sys.mu.Unlock()
+		env.b.identities.purge()
+	}
+	admin := map[string]string{groupMetadataOrg: adminOrg, groupMetadataRole: "admin"}
+	owner := map[string]string{groupMetadataOrg: "acme", groupMetadataRole: "owner", groupMetadataOrgID: testOrgID("acme")}
+
+	set(&logical.Group{ID: "g-1", Name: "planqk-admin\u017f", Metadata: admin},
+		&logical.Group{ID: "g-2", Name: "planqk-acme-owner\u017f", Metadata: owner})
+	require.Equal(t, []map[string]interface{}{}, env.verify(token)["organizations"], "look-alike groups give no role")
+
+	set(&logical.Group{ID: "g-3", Name: "planq\u212a-admins", Metadata: admin},
+		&logical.Group{ID: "g-4", Name: "planqk-ACME-owners", Metadata: owner})
+	require.Equal(t, []map[string]interface{}{{"name": "*", "role": "admin"}, {"name": "acme", "role": "owner"}},
+		env.verify(token)["organizations"], "names Vault takes for the bound groups")
+}
+
 // Names that Vault's storage or ACL paths would misread get a 400 naming
 // the rule, on every path family, and change nothing.
 func TestBackend_badNamesAreRefusedEverywhere(t *testing.T) {

@@ -114,9 +114,8 @@ const defaultDisabledGrace = 30 * 24 * time.Hour
 // grantsAdmin reports whether group, which carries the admin metadata, may
 // make its members platform admins.
 func (c *configEntry) grantsAdmin(group *logical.Group) bool {
-	// Group names compare as Vault compares them: without regard to case.
 	return len(c.AdminGroups) == 0 || slices.ContainsFunc(c.AdminGroups, func(g string) bool {
-		return g == group.ID || strings.EqualFold(g, group.Name)
+		return g == group.ID || sameGroupName(g, group.Name)
 	})
 }
 
@@ -125,8 +124,16 @@ func (c *configEntry) grantsOrgRole(group *logical.Group, org string, role orgRo
 	if c.OrgGroupNameTemplate == "" {
 		return true
 	}
-	// Vault's group names are unique without regard to case.
-	return strings.EqualFold(group.Name, orgGroupName(c.OrgGroupNameTemplate, org, role))
+	return sameGroupName(group.Name, orgGroupName(c.OrgGroupNameTemplate, org, role))
+}
+
+// sameGroupName reports whether Vault takes a and b for one group name:
+// its identity store tells names apart after strings.ToLower. Not
+// strings.EqualFold: Unicode case folding also takes "ſ" (long s) for "s",
+// and Vault keeps "planqk-acme-ownerſ" as a group of its own, which anyone
+// who may create groups could name so.
+func sameGroupName(a, b string) bool {
+	return strings.ToLower(a) == strings.ToLower(b)
 }
 
 // orgGroupName renders the organization group name template.

@@ -308,3 +308,41 @@ func TestUserDoesNotHandOverAnExistingEntity(t *testing.T) {
 		t.Fatalf("the adopted login's token: %v, %v", self, err)
 	}
 }
+
+// Review of issue 21, against the real Vault: Vault keeps a group named
+// with a look-alike letter ("ſ", long s) as a group of its own beside the
+// bootstrap's, and the engine must not take it for one: a member of
+// "planqk-adminſ" or "planqk-<org>-ownerſ" (metadata copied from the real
+// ones) is neither a platform admin nor an owner.
+func TestLookAlikeGroupNamesGiveNoRole(t *testing.T) {
+	ctx := context.Background()
+	root := as(t, "root")
+	org := newOrg(t, "lookalike")
+	user := newUser(t, "lookalike-user", "", "")
+	entity, err := root.Logical().ReadWithContext(ctx, "identity/entity/name/"+user)
+	if err != nil || entity == nil {
+		t.Fatalf("reading %s's entity: %v", user, err)
+	}
+	owners, err := root.Logical().ReadWithContext(ctx, "identity/group/name/planqk-"+org+"-owners")
+	if err != nil || owners == nil {
+		t.Fatalf("reading %s's owners group: %v", org, err)
+	}
+	for name, metadata := range map[string]interface{}{
+		"planqk-admin\u017f":             map[string]interface{}{"planqk_org": "*", "planqk_role": "admin"},
+		"planqk-" + org + "-owner\u017f": owners.Data["metadata"],
+	} {
+		created, err := root.Logical().WriteWithContext(ctx, "identity/group", map[string]interface{}{
+			"name": name, "metadata": metadata, "member_entity_ids": []string{entity.Data["id"].(string)},
+		})
+		if err != nil || created == nil {
+			t.Fatalf("Vault refused the look-alike group %q (it would be the existing one): %v", name, err)
+		}
+		id := created.Data["id"].(string)
+		t.Cleanup(func() { _, _ = root.Logical().Delete("identity/group/id/" + id) })
+	}
+	token := createPAT(t, user, "laptop", nil)["token"].(string)
+	got := verify(t, token)
+	if orgs, _ := got["organizations"].([]interface{}); len(orgs) != 0 {
+		t.Fatalf("look-alike groups gave %s roles: %v", user, orgs)
+	}
+}
