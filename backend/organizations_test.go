@@ -182,6 +182,8 @@ func TestOrganizations_claimingSurvivesInterruption(t *testing.T) {
 		delete(s, orgEntryPath(testOrgID("acme"))) // holds first_seen
 		delete(s, recountPath)                     // holds times
 		delete(s, dueIndexPath)
+		delete(s, migrationPath)    // holds completed_at: a second apart
+		delete(s, orgMigrationPath) // from the reference's now and then
 		return s
 	}
 	reference := setup(t)
