@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -221,7 +222,10 @@ func (w *webhookDelivery) deliverDue(ctx context.Context, s logical.Storage) tim
 		return webhookIdleWait
 	}
 
-	// Each owner's keys, owners in the order of their oldest event.
+	// Each owner's keys; owners with the fewest due events first, then in
+	// the order of their oldest event: an owner with one event waiting
+	// (a user whose PAT was just revoked) is not served after twenty
+	// floods' batches, and every owner still gets its batch each pass.
 	var owners []string
 	byOwner := make(map[string][]string)
 	for _, key := range keys {
@@ -231,6 +235,7 @@ func (w *webhookDelivery) deliverDue(ctx context.Context, s logical.Storage) tim
 		}
 		byOwner[owner] = append(byOwner[owner], key)
 	}
+	slices.SortStableFunc(owners, func(a, b string) int { return len(byOwner[a]) - len(byOwner[b]) })
 	lanes := make(chan string)
 	var (
 		mu    sync.Mutex
