@@ -33,7 +33,7 @@ if supported "$top/bin/vault"; then
 	exit 0
 fi
 
-echo "Building Vault v${want} from its Go module into bin/vault (first time: about 1 GiB of modules and 5-15 minutes on 2 cores)..." >&2
+echo "Building Vault v${want} from its Go module into bin/vault (first time: about 1 GiB of modules and up to 15 minutes on 2 cores)..." >&2
 mkdir -p "$top/bin"
 "$top/scripts/vault/prepare-sdk.sh"
 (cd "$top/scripts/vault" && go build -trimpath -ldflags "-s -w" -o "$top/bin/vault.tmp" . >&2)
