@@ -272,7 +272,9 @@ func TestOrganizations_anotherNodesRegistrationIsSeen(t *testing.T) {
 
 	// And an id's entry rewritten there (restored from a backup, say).
 	require.NoError(t, putOrgEntry(ctx, env.storage, &orgEntry{ID: testOrgID("acme"), Name: "acme-old"}))
+	require.NoError(t, putOrgName(ctx, env.storage, "acme-old", testOrgID("acme")))
 	env.b.invalidate(ctx, orgEntryPath(testOrgID("acme")))
+	env.b.invalidate(ctx, orgNamePath("acme-old"))
 	require.Equal(t, []string{"acme-old"}, env.ok(logical.ListOperation, "orgs/", "", nil).Data["keys"])
 }
 
@@ -317,4 +319,23 @@ func TestOrganizations_aStandbyChecksThePinAndWritesNothing(t *testing.T) {
 	require.Equal(t, 403, env.statusOf(logical.ReadOperation, "orgs/evil/provider-tokens/ionq", mallory, nil))
 	require.Empty(t, env.ok(logical.ListOperation, "orgs/initech/provider-tokens/", bob, nil).Data["keys"])
 	require.Equal(t, before, env.storageSnapshot())
+}
+
+// Review of issue 21: after acme was created anew, the list of
+// organizations with provider tokens named acme twice for operators (the
+// old id's tokens and the new one's), though "acme" addresses only the new
+// id; the old id is reachable by no name and is listed by the inventory.
+func TestOrganizations_theListNamesAnOrganizationOnceAfterItIsCreatedAnew(t *testing.T) {
+	env := newTestEnv(t)
+	alice := env.addUser("alice")
+	mallory := env.addUser("mallory")
+	env.setRole(alice, "acme", "owner")
+	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ionq", alice, map[string]interface{}{"api_key": "acme-ionq-secret-0001"})
+	env.setRole(alice, "acme", "")
+	env.ok(logical.UpdateOperation, "orgs/acme", "", map[string]interface{}{"id": "id-acme-2"})
+	env.setOrgGroup(mallory, "planqk-acme-owners", "acme", "owner", "id-acme-2")
+	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/dwave", mallory, map[string]interface{}{"token": "acme2-dwave-secret-0001"})
+
+	require.Equal(t, []string{"acme"}, env.ok(logical.ListOperation, "orgs/", "", nil).Data["keys"])
+	require.Equal(t, []string{"acme"}, env.ok(logical.ListOperation, "orgs/", mallory, nil).Data["keys"])
 }

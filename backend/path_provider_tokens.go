@@ -611,7 +611,19 @@ func (b *backend) pathOrgsList(ctx context.Context, req *logical.Request, _ *fra
 		if name == "" {
 			continue // never learned: addressable by no name
 		}
-		if caller == nil || caller.admin || (caller.roleIn(name) >= roleMember && caller.orgIDs[name] == orgID) {
+		switch {
+		case caller == nil || caller.admin:
+			// Listed under the name only if the name addresses this id
+			// for them: an organization created anew leaves its old id
+			// reachable by no name (the inventory lists it).
+			pointed, err := b.cachedOrgPointer(ctx, req.Storage, name)
+			if err != nil {
+				return nil, err
+			}
+			if pointed == orgID {
+				orgs = append(orgs, name)
+			}
+		case caller.roleIn(name) >= roleMember && caller.orgIDs[name] == orgID:
 			orgs = append(orgs, name)
 		}
 	}
