@@ -77,10 +77,9 @@ func (p *portal) signInUserpass(w http.ResponseWriter, r *http.Request) {
 		p.renderSignIn(w, r, http.StatusTooManyRequests, pageData{Problem: problemTooManySignIns}, username)
 		return
 	}
-	ok, wait := p.failures.begin(username)
-	if !ok {
-		p.renderSignIn(w, r, http.StatusTooManyRequests, pageData{Problem: &problem{Status: http.StatusTooManyRequests,
-			Message: fmt.Sprintf("Too many wrong passwords for this user name: the portal takes no more for it for %s, so that Vault does not lock the account.", minutes(wait))}}, username)
+	attempt, why, wait := p.failures.begin(username, p.clients.key(r), p.knownBrowser(r, username))
+	if attempt == nil {
+		p.renderSignIn(w, r, http.StatusTooManyRequests, pageData{Problem: tooManyWrongPasswords(why, wait)}, username)
 		return
 	}
 
@@ -88,7 +87,7 @@ func (p *portal) signInUserpass(w http.ResponseWriter, r *http.Request) {
 		"auth/"+p.cfg.UserpassMount+"/login/"+username, map[string]interface{}{"password": password})
 	if err != nil || secret == nil || secret.Auth == nil {
 		status := statusOf(err)
-		p.failures.end(username, status == 400 || status == 401, false)
+		p.failures.end(attempt, status == 400 || status == 401, false)
 		prob := problemWrongPassword
 		switch {
 		case status == 403:
@@ -103,12 +102,55 @@ func (p *portal) signInUserpass(w http.ResponseWriter, r *http.Request) {
 		p.renderSignIn(w, r, prob.Status, pageData{Problem: prob}, username)
 		return
 	}
-	p.failures.end(username, false, true)
+	p.failures.end(attempt, false, true)
+	p.rememberBrowser(w, username)
 	previous := ""
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		previous = c.Value
 	}
 	p.startSession(w, r, secret.Auth, methodUserpass, previous)
+}
+
+// tooManyWrongPasswords tells why the portal sends no more passwords of a
+// user name to Vault, and for how long.
+func tooManyWrongPasswords(why refusal, wait time.Duration) *problem {
+	message := fmt.Sprintf("Too many wrong passwords for this user name: the portal takes no more for it for %s, so that Vault does not lock the account.", minutes(wait))
+	switch why {
+	case refusedStrangers:
+		message = fmt.Sprintf("Too many wrong passwords for this user name: for %s the portal takes its password only in a browser that has signed in with it before, "+
+			"so that Vault does not lock the account.", minutes(wait))
+	case refusedClient:
+		message = fmt.Sprintf("Too many wrong passwords for this user name from your network: the portal takes no more from it for %s, "+
+			"so that Vault does not lock the account.", minutes(wait))
+	}
+	return &problem{Status: http.StatusTooManyRequests, Message: message}
+}
+
+// A browser that signed in with a user name's password holds a cookie
+// that says so (an HMAC of the lower-case name and a random value, under
+// the process's key): its attempts may spend the wrong password that
+// strangers cannot (passwordFailures), so that strangers guessing the name
+// do not keep the person out. It names no one and opens nothing.
+const (
+	knownBrowserCookie   = "__Host-planqk-portal-known"
+	knownBrowserLifetime = 90 * 24 * time.Hour
+)
+
+// rememberBrowser marks the browser as having signed in with user.
+func (p *portal) rememberBrowser(w http.ResponseWriter, user string) {
+	nonce := randomToken()
+	value := nonce + "." + p.mac("known-browser", strings.ToLower(user)+"\x00"+nonce)
+	http.SetCookie(w, cookie(knownBrowserCookie, value, http.SameSiteStrictMode, knownBrowserLifetime))
+}
+
+// knownBrowser reports whether the request's browser signed in with user.
+func (p *portal) knownBrowser(r *http.Request, user string) bool {
+	c, err := r.Cookie(knownBrowserCookie)
+	if err != nil {
+		return false
+	}
+	nonce, mac, ok := strings.Cut(c.Value, ".")
+	return ok && nonce != "" && equalTokens(mac, p.mac("known-browser", strings.ToLower(user)+"\x00"+nonce))
 }
 
 // minutes says a duration in whole minutes, rounded up.

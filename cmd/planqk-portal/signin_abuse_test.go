@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -207,25 +208,58 @@ func TestSignInLimitBehindAProxy(t *testing.T) {
 
 func randomDigit() string { return string("0123456789"[randomHex(1)[0]%10]) }
 
+// wrongPassword sends a wrong password for user from v (a fresh sign-in
+// form each time) and returns the page.
+func wrongPassword(t *testing.T, v *visitor, user string) *page {
+	t.Helper()
+	v.get("/signin")
+	return v.submit("/signin", url.Values{"username": {user}, "password": {"guess-" + randomHex(4)}})
+}
+
+// signInAs signs user in from v and reports the page the sign-in answered.
+func signInAs(t *testing.T, v *visitor, user string) *page {
+	t.Helper()
+	v.get("/signin")
+	return v.submit("/signin", url.Values{"username": {user}, "password": {suite.passwords[user]}})
+}
+
 // Finding 9: the portal lets fewer wrong passwords through than Vault's
-// lockout_threshold (5), so guessing through the portal never locks the
-// account in Vault; the person is told why the portal waits.
+// lockout_threshold (5), from however many clients, so guessing through
+// the portal never locks the account in Vault; the person is told why
+// the portal waits.
 func TestThePortalNeverLocksAnAccount(t *testing.T) {
-	tp := startPortal(t, nil)
+	tp := startPortal(t, func(c *config) {
+		c.TrustedProxies = append(c.TrustedProxies, mustPrefix(t, "127.0.0.2/32"))
+	})
 	user := newLogin(t)
-	attacker := newVisitor(t, tp)
-	attacker.get("/signin")
-	for i := 0; i < 6; i++ {
-		p := attacker.submit("/signin", url.Values{"username": {user}, "password": {"guess-" + randomHex(4)}})
-		want := http.StatusUnauthorized
-		if i >= 4 {
-			want = http.StatusTooManyRequests
-		}
-		if p.status != want {
-			t.Fatalf("wrong password %d: status %d, want %d: %s", i+1, p.status, want, p.text())
-		}
-		if i >= 4 && !strings.Contains(p.text(), "Too many wrong passwords for this user name") {
-			t.Fatalf("wrong password %d: %s", i+1, p.text())
+	// The browser the person signed in with before.
+	known := newVisitor(t, tp)
+	known.signIn(user)
+	known.submit("/signout", nil)
+
+	// Strangers from three networks: two wrong passwords from the first,
+	// one from the second; then strangers are refused.
+	first := visitorVia(t, tp, "127.0.0.2", "198.51.100.1")
+	second := visitorVia(t, tp, "127.0.0.2", "198.51.100.2")
+	third := visitorVia(t, tp, "127.0.0.2", "198.51.100.3")
+	for i, step := range []struct {
+		v    *visitor
+		want int
+		says string
+	}{
+		{first, http.StatusUnauthorized, "not right"},
+		{first, http.StatusUnauthorized, "not right"},
+		{first, http.StatusTooManyRequests, "Too many wrong passwords for this user name from your network"},
+		{second, http.StatusUnauthorized, "not right"},
+		{third, http.StatusTooManyRequests, "only in a browser that has signed in with it before"},
+		// The known browser may spend the last one Vault allows…
+		{known, http.StatusUnauthorized, "not right"},
+		// …and then nobody gets another.
+		{known, http.StatusTooManyRequests, "the portal takes no more for it for 15 minutes"},
+	} {
+		p := wrongPassword(t, step.v, user)
+		if p.status != step.want || !strings.Contains(p.text(), step.says) {
+			t.Fatalf("wrong password %d: status %d, want %d saying %q: %s", i+1, p.status, step.want, step.says, p.text())
 		}
 	}
 	token, err := suite.vault.Login(context.Background(), "userpass", user, suite.passwords[user])
@@ -233,6 +267,81 @@ func TestThePortalNeverLocksAnAccount(t *testing.T) {
 		t.Fatalf("Vault locked the account after guesses through the portal: %v", err)
 	}
 	remember(token, user+"'s Vault token")
+}
+
+// The review of issue 21: a stranger guessing one user name must not keep
+// the person from signing in. From one network they spend at most two of
+// the four wrong passwords the portal lets through; the person signs in
+// from anywhere else, also in a browser never used before.
+func TestAStrangerCannotLockOutAUserName(t *testing.T) {
+	tp := startPortal(t, func(c *config) {
+		c.TrustedProxies = append(c.TrustedProxies, mustPrefix(t, "127.0.0.2/32"))
+	})
+	user := newLogin(t)
+	stranger := visitorVia(t, tp, "127.0.0.2", "203.0.113.9")
+	for i := 0; i < 6; i++ {
+		wrongPassword(t, stranger, user)
+	}
+	owner := visitorVia(t, tp, "127.0.0.2", "198.51.100.20")
+	if p := signInAs(t, owner, user); p.status != http.StatusSeeOther {
+		t.Fatalf("the person's sign-in after a stranger's guesses: status %d: %s", p.status, p.text())
+	}
+	// The sign-in made Vault forget the wrong passwords; so did the portal.
+	if p := wrongPassword(t, stranger, user); p.status != http.StatusUnauthorized {
+		t.Fatalf("after the person signed in: status %d, want 401: %s", p.status, p.text())
+	}
+}
+
+// Strangers from many networks together can spend the user name's wrong
+// passwords for browsers the person never used; the browser the person
+// signed in with before still signs in.
+func TestAKnownBrowserSignsInWhileStrangersGuess(t *testing.T) {
+	tp := startPortal(t, func(c *config) {
+		c.TrustedProxies = append(c.TrustedProxies, mustPrefix(t, "127.0.0.2/32"))
+	})
+	user := newLogin(t)
+	known := newVisitor(t, tp)
+	known.signIn(user)
+	known.submit("/signout", nil)
+	for i := 0; i < 12; i++ {
+		wrongPassword(t, visitorVia(t, tp, "127.0.0.2", "203.0.113."+strconv.Itoa(10+i)), user)
+	}
+	fresh := newVisitor(t, tp)
+	if p := signInAs(t, fresh, user); p.status != http.StatusTooManyRequests {
+		t.Fatalf("a new browser while strangers guess: status %d, want 429: %s", p.status, p.text())
+	}
+	p := signInAs(t, known, user)
+	if p.status != http.StatusSeeOther {
+		t.Fatalf("the known browser while strangers guess: status %d: %s", p.status, p.text())
+	}
+	known.follow(p)
+	known.submit("/signout", nil)
+	// A browser known for another user name is a stranger to this one.
+	other := newLogin(t)
+	for i := 0; i < 3; i++ {
+		wrongPassword(t, visitorVia(t, tp, "127.0.0.2", "203.0.113."+strconv.Itoa(30+i)), other)
+	}
+	if p := wrongPassword(t, known, other); p.status != http.StatusTooManyRequests {
+		t.Fatalf("a browser known for another name: status %d, want 429: %s", p.status, p.text())
+	}
+}
+
+// The review of issue 21: a full table of user names with wrong passwords
+// (100,000 in production, 3 here) must not refuse everyone's next sign-in.
+func TestAFullFailureTableRefusesNobody(t *testing.T) {
+	tp := startPortal(t, nil)
+	tp.failures.mu.Lock()
+	tp.failures.max = 3
+	tp.failures.mu.Unlock()
+	attacker := newVisitor(t, tp)
+	for i := 0; i < 5; i++ {
+		if p := wrongPassword(t, attacker, "nobody-"+randomHex(4)); p.status != http.StatusUnauthorized {
+			t.Fatalf("wrong password %d: status %d: %s", i+1, p.status, p.text())
+		}
+	}
+	if p := signInAs(t, newVisitor(t, tp), "tina"); p.status != http.StatusSeeOther {
+		t.Fatalf("sign-in with a full table: status %d: %s", p.status, p.text())
+	}
 }
 
 // Finding 9: while Vault has locked an account (five wrong passwords

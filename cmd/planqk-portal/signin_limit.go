@@ -3,6 +3,7 @@ package main
 import (
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -10,53 +11,52 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// maxLimiterKeys bounds the remembered addresses and user names; past it,
-// attempts under new keys are refused until old ones are pruned.
+// maxLimiterKeys bounds the remembered client addresses, persons and user
+// names. Past it, the least recently used are forgotten, never refused: a
+// forgotten client starts with a full budget again, which costs an
+// attacker with that many addresses nothing they did not have.
 const maxLimiterKeys = 100000
 
 // signInLimiter bounds attempts per key: password sign-ins per client
 // address ("addr:"), OIDC starts and callbacks per client address
 // ("oidc:"), and OIDC sign-ins per person ("entity:"). Guessing the
-// passwords of one user name from many addresses is bounded by
-// passwordFailures instead. Vault's own limits still apply behind it.
+// passwords of one user name is bounded by passwordFailures instead.
+// Vault's own limits still apply behind it.
 type signInLimiter struct {
 	mu       sync.Mutex
-	limiters map[string]*rate.Limiter
+	limiters *lru[*rate.Limiter]
 	limit    rate.Limit
 	burst    int
+	max      int
 	now      func() time.Time
 }
 
 func newSignInLimiter(perMinute float64, burst int) *signInLimiter {
 	return &signInLimiter{
-		limiters: map[string]*rate.Limiter{},
+		limiters: newLRU[*rate.Limiter](),
 		limit:    rate.Limit(perMinute / 60),
 		burst:    burst,
+		max:      maxLimiterKeys,
 		now:      time.Now,
 	}
 }
 
 // allow takes one attempt from the budget of each key in turn and reports
 // false at the first key that has none left, without touching the keys
-// after it: a client address over its budget (passed first) cannot make
-// the limiter remember new user names, which would fill it for everyone.
+// after it.
 func (l *signInLimiter) allow(keys ...string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	for _, key := range keys {
-		limiter, ok := l.limiters[key]
-		if !ok {
-			if len(l.limiters) >= maxLimiterKeys {
-				l.pruneLocked(now)
-				if len(l.limiters) >= maxLimiterKeys {
-					return false
-				}
+		entry := l.limiters.get(key)
+		if entry == nil {
+			for l.limiters.len() >= l.max {
+				l.limiters.remove(l.limiters.oldest())
 			}
-			limiter = rate.NewLimiter(l.limit, l.burst)
-			l.limiters[key] = limiter
+			entry = l.limiters.add(key, rate.NewLimiter(l.limit, l.burst))
 		}
-		if !limiter.AllowN(now, 1) {
+		if !entry.value.AllowN(now, 1) {
 			return false
 		}
 	}
@@ -67,15 +67,91 @@ func (l *signInLimiter) allow(keys ...string) bool {
 func (l *signInLimiter) prune() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.pruneLocked(l.now())
-}
-
-func (l *signInLimiter) pruneLocked(now time.Time) {
-	for key, limiter := range l.limiters {
-		if limiter.TokensAt(now) >= float64(l.burst) {
-			delete(l.limiters, key)
+	now := l.now()
+	for _, entry := range l.limiters.entries {
+		if entry.value.TokensAt(now) >= float64(l.burst) {
+			l.limiters.remove(entry)
 		}
 	}
+}
+
+// lru holds values by key in the order they were last used.
+type lru[V any] struct {
+	entries map[string]*lruEntry[V]
+	// head is the least recently used entry, tail the most.
+	head, tail *lruEntry[V]
+}
+
+type lruEntry[V any] struct {
+	key        string
+	value      V
+	prev, next *lruEntry[V]
+}
+
+func newLRU[V any]() *lru[V] { return &lru[V]{entries: map[string]*lruEntry[V]{}} }
+
+func (c *lru[V]) len() int { return len(c.entries) }
+
+// oldest returns the least recently used entry, or nil.
+func (c *lru[V]) oldest() *lruEntry[V] { return c.head }
+
+// get returns the entry of key, now the most recently used, or nil.
+func (c *lru[V]) get(key string) *lruEntry[V] {
+	e := c.entries[key]
+	if e != nil {
+		c.unlink(e)
+		c.push(e)
+	}
+	return e
+}
+
+// add stores a new entry for key (which has none) as the most recently used.
+func (c *lru[V]) add(key string, value V) *lruEntry[V] {
+	e := &lruEntry[V]{key: key, value: value}
+	c.entries[key] = e
+	c.push(e)
+	return e
+}
+
+// touch makes e the most recently used entry.
+func (c *lru[V]) touch(e *lruEntry[V]) {
+	if c.entries[e.key] == e {
+		c.unlink(e)
+		c.push(e)
+	}
+}
+
+// remove deletes e, if it is still held.
+func (c *lru[V]) remove(e *lruEntry[V]) {
+	if e == nil || c.entries[e.key] != e {
+		return
+	}
+	delete(c.entries, e.key)
+	c.unlink(e)
+}
+
+func (c *lru[V]) push(e *lruEntry[V]) {
+	e.prev, e.next = c.tail, nil
+	if c.tail != nil {
+		c.tail.next = e
+	} else {
+		c.head = e
+	}
+	c.tail = e
+}
+
+func (c *lru[V]) unlink(e *lruEntry[V]) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		c.head = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		c.tail = e.prev
+	}
+	e.prev, e.next = nil, nil
 }
 
 // clientResolver tells who the client of a request is. Without trusted
@@ -178,84 +254,146 @@ func parseHostPort(s string) (netip.Addr, bool) {
 
 // passwordFailures keeps, per user name, the wrong passwords the portal let
 // through to Vault, mirroring Vault's userpass lockout counter (which
-// counts failed logins and forgets them after lockout_counter_reset
-// without one): the portal lets at most threshold-1 through, so that
-// attempts through the portal alone never lock an account in Vault. Only
-// attempts with a valid sign-in form count, so forged requests cost no one
-// anything.
+// counts failed logins per user name, from wherever, and forgets them
+// after lockout_counter_reset without one): the portal lets at most
+// threshold-1 through, so that attempts through the portal alone never
+// lock an account in Vault. Only attempts with a valid sign-in form count,
+// so forged requests cost no one anything.
+//
+// So that a stranger cannot spend them all and keep the person out, they
+// are shared out: browsers that have not signed in with the user name
+// before ("strangers") together get all but one, and one client address
+// (network) of them all but one of those; the last is kept for browsers
+// that have signed in with it (knownBrowser). With Vault's default
+// threshold of 5: four in all, three for strangers, two from one network.
 type passwordFailures struct {
-	mu       sync.Mutex
-	users    map[string]*failureRecord
-	allowed  int // wrong passwords let through: Vault's threshold - 1
-	reset    time.Duration
-	now      func() time.Time
-	maxUsers int
+	mu    sync.Mutex
+	names *lru[*nameFailures] // by lower-case user name, least recently used first
+	// allowed is Vault's threshold - 1; strangers and perClient its shares.
+	allowed, strangers, perClient int
+	reset                         time.Duration
+	now                           func() time.Time
+	// max bounds the user names held; past it, the least recently used is
+	// forgotten (evicted counts those Vault still counts), never refused.
+	max     int
+	evicted int
 }
 
-type failureRecord struct {
-	failed   int
-	inFlight int
-	last     time.Time
+// nameFailures are one user name's wrong passwords within the reset period
+// and its attempts under way: at most allowed in all.
+type nameFailures struct {
+	spent []*passwordAttempt
+	last  time.Time // the last wrong password
 }
+
+// passwordAttempt is one attempt let through to Vault.
+type passwordAttempt struct {
+	key    string // the user name, lower case
+	client string // the client's limiter key
+	known  bool   // from a browser that signed in with the user name before
+	failed bool   // Vault said the password is wrong (else: under way)
+}
+
+// refusal says which share of a user name's wrong passwords is used up.
+type refusal int
+
+const (
+	refusedNone      refusal = iota
+	refusedAll               // every one Vault allows
+	refusedStrangers         // those of browsers new to the user name
+	refusedClient            // those of this client's network
+)
 
 func newPasswordFailures(threshold int, reset time.Duration) *passwordFailures {
-	return &passwordFailures{users: map[string]*failureRecord{}, allowed: threshold - 1, reset: reset, now: time.Now, maxUsers: maxLimiterKeys}
+	allowed := threshold - 1
+	strangers := max(allowed-1, 1)
+	perClient := max(strangers-1, 1)
+	return &passwordFailures{names: newLRU[*nameFailures](), allowed: allowed, strangers: strangers, perClient: perClient,
+		reset: reset, now: time.Now, max: maxLimiterKeys}
 }
 
-// begin reserves an attempt for user, counting it as a failure until end
+// begin reserves an attempt for user from client (a browser that signed in
+// with user before if known), counting it as a wrong password until end
 // says otherwise, so that concurrent attempts cannot overshoot. When the
-// user name has used its wrong passwords, it returns false and how long
-// until Vault (and the portal) forget them.
-func (f *passwordFailures) begin(user string) (bool, time.Duration) {
+// attempt's share is used up it returns nil, which share, and how long
+// until Vault (and the portal) forget the wrong passwords.
+func (f *passwordFailures) begin(user, client string, known bool) (*passwordAttempt, refusal, time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.now()
 	key := strings.ToLower(user)
-	rec := f.users[key]
-	if rec == nil {
-		if len(f.users) >= f.maxUsers {
-			f.pruneLocked(now)
-			if len(f.users) >= f.maxUsers {
-				return false, time.Minute
+	entry := f.names.get(key)
+	if entry == nil {
+		for f.names.len() >= f.max {
+			oldest := f.names.oldest()
+			if !f.expiredLocked(oldest.value, now) {
+				f.evicted++
+			}
+			f.names.remove(oldest)
+		}
+		entry = f.names.add(key, &nameFailures{})
+	}
+	rec := entry.value
+	if f.expiredLocked(rec, now) {
+		rec.spent = slices.DeleteFunc(rec.spent, func(a *passwordAttempt) bool { return a.failed })
+	}
+	strangers, fromClient := 0, 0
+	for _, a := range rec.spent {
+		if !a.known {
+			strangers++
+			if a.client == client {
+				fromClient++
 			}
 		}
-		rec = &failureRecord{}
-		f.users[key] = rec
 	}
-	if rec.failed > 0 && !now.Before(rec.last.Add(f.reset)) {
-		rec.failed = 0
+	why := refusedNone
+	switch {
+	case len(rec.spent) >= f.allowed:
+		why = refusedAll
+	case !known && strangers >= f.strangers:
+		why = refusedStrangers
+	case !known && fromClient >= f.perClient:
+		why = refusedClient
 	}
-	if rec.failed+rec.inFlight >= f.allowed {
-		wait := time.Minute
-		if rec.failed > 0 {
+	if why != refusedNone {
+		wait := time.Minute // only attempts under way
+		if !rec.last.IsZero() {
 			wait = rec.last.Add(f.reset).Sub(now)
 		}
-		return false, wait
+		return nil, why, wait
 	}
-	rec.inFlight++
-	return true, 0
+	a := &passwordAttempt{key: key, client: client, known: known}
+	rec.spent = append(rec.spent, a)
+	return a, refusedNone, 0
 }
 
-// end settles an attempt begun for user: failed when Vault said the
-// password is wrong; a sign-in resets the count, as it does in Vault.
-func (f *passwordFailures) end(user string, failed, signedIn bool) {
+// expiredLocked reports whether Vault has forgotten rec's wrong passwords.
+func (f *passwordFailures) expiredLocked(rec *nameFailures, now time.Time) bool {
+	return !rec.last.IsZero() && !now.Before(rec.last.Add(f.reset))
+}
+
+// end settles an attempt: failed when Vault said the password is wrong;
+// a sign-in forgets the user name's wrong passwords, as Vault does.
+func (f *passwordFailures) end(a *passwordAttempt, failed, signedIn bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	key := strings.ToLower(user)
-	rec := f.users[key]
-	if rec == nil {
-		return
+	entry := f.names.get(a.key)
+	if entry == nil || !slices.Contains(entry.value.spent, a) {
+		return // forgotten meanwhile: evicted, or a sign-in reset it
 	}
-	rec.inFlight--
+	rec := entry.value
 	switch {
 	case failed:
-		rec.failed++
+		a.failed = true
 		rec.last = f.now()
 	case signedIn:
-		rec.failed = 0
+		rec.spent = slices.DeleteFunc(rec.spent, func(other *passwordAttempt) bool { return other == a || other.failed })
+		rec.last = time.Time{}
+	default:
+		rec.spent = slices.DeleteFunc(rec.spent, func(other *passwordAttempt) bool { return other == a })
 	}
-	if rec.failed == 0 && rec.inFlight == 0 {
-		delete(f.users, key)
+	if len(rec.spent) == 0 {
+		f.names.remove(entry)
 	}
 }
 
@@ -263,13 +401,14 @@ func (f *passwordFailures) end(user string, failed, signedIn bool) {
 func (f *passwordFailures) prune() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.pruneLocked(f.now())
-}
-
-func (f *passwordFailures) pruneLocked(now time.Time) {
-	for key, rec := range f.users {
-		if rec.inFlight == 0 && !now.Before(rec.last.Add(f.reset)) {
-			delete(f.users, key)
+	now := f.now()
+	for _, entry := range f.names.entries {
+		rec := entry.value
+		if f.expiredLocked(rec, now) {
+			rec.spent = slices.DeleteFunc(rec.spent, func(a *passwordAttempt) bool { return a.failed })
+		}
+		if len(rec.spent) == 0 {
+			f.names.remove(entry)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 )
@@ -36,8 +37,8 @@ func TestSignInLimiter(t *testing.T) {
 	// Once full again, keys are forgotten.
 	now = now.Add(time.Hour)
 	l.prune()
-	if len(l.limiters) != 0 {
-		t.Fatalf("%d keys kept after refilling", len(l.limiters))
+	if l.limiters.len() != 0 {
+		t.Fatalf("%d keys kept after refilling", l.limiters.len())
 	}
 }
 
@@ -98,46 +99,201 @@ func TestPasswordFailures(t *testing.T) {
 	now := time.Date(2027, 1, 1, 12, 0, 0, 0, time.UTC)
 	f := newPasswordFailures(5, 15*time.Minute)
 	f.now = func() time.Time { return now }
+	begin := func(user string) *passwordAttempt {
+		t.Helper()
+		a, why, _ := f.begin(user, "addr:10.0.0.1", true)
+		if (a == nil) != (why != refusedNone) {
+			t.Fatalf("attempt %v, refusal %d", a, why)
+		}
+		return a
+	}
 
 	for i := 0; i < 3; i++ {
-		if ok, _ := f.begin("Olivia"); !ok {
+		a := begin("Olivia")
+		if a == nil {
 			t.Fatalf("attempt %d refused", i+1)
 		}
-		f.end("olivia", true, false)
+		f.end(a, true, false)
 	}
 	// Two at once: one may go, the second would make five.
-	if ok, _ := f.begin("olivia"); !ok {
+	fourth := begin("olivia")
+	if fourth == nil {
 		t.Fatal("the fourth attempt was refused")
 	}
-	if ok, _ := f.begin("OLIVIA"); ok {
+	if begin("OLIVIA") != nil {
 		t.Fatal("a fifth attempt went while the fourth was under way")
 	}
-	f.end("olivia", true, false)
+	f.end(fourth, true, false)
 	now = now.Add(5 * time.Minute)
-	ok, wait := f.begin("olivia")
-	if ok || wait != 10*time.Minute {
-		t.Fatalf("after four wrong passwords: %v, wait %s; want refused for 10m", ok, wait)
+	a, why, wait := f.begin("olivia", "addr:10.0.0.1", true)
+	if a != nil || why != refusedAll || wait != 10*time.Minute {
+		t.Fatalf("after four wrong passwords: %v, %d, wait %s; want refused (all) for 10m", a, why, wait)
 	}
-	if ok, _ := f.begin("max"); !ok {
+	other := begin("max")
+	if other == nil {
 		t.Fatal("another user name was refused")
 	}
-	f.end("max", false, true)
+	f.end(other, false, true)
 	// Vault forgets after the reset period without a failure; so does the portal.
 	now = now.Add(10 * time.Minute)
-	if ok, _ := f.begin("olivia"); !ok {
+	a = begin("olivia")
+	if a == nil {
 		t.Fatal("refused after the reset period")
 	}
-	f.end("olivia", false, true) // signed in: the count starts over
+	f.end(a, false, true) // signed in: the count starts over
 	for i := 0; i < 4; i++ {
-		if ok, _ := f.begin("olivia"); !ok {
+		a := begin("olivia")
+		if a == nil {
 			t.Fatalf("after a sign-in, attempt %d refused", i+1)
 		}
-		f.end("olivia", i < 3, false) // an error that is not a wrong password does not count
+		f.end(a, i < 3, false) // an error that is not a wrong password does not count
 	}
 	now = now.Add(time.Hour)
 	f.prune()
-	if len(f.users) != 0 {
-		t.Fatalf("%d user names kept after the reset period", len(f.users))
+	if f.names.len() != 0 {
+		t.Fatalf("%d user names kept after the reset period", f.names.len())
+	}
+}
+
+// Strangers (browsers that never signed in with the user name) share all
+// but one of the wrong passwords, one network all but one of theirs; a
+// sign-in forgets them all, also while another attempt is under way,
+// whose wrong password still counts.
+func TestPasswordFailures_shares(t *testing.T) {
+	cases := []struct {
+		threshold                     int
+		allowed, strangers, perClient int
+	}{
+		{5, 4, 3, 2},
+		{10, 9, 8, 7},
+		{3, 2, 1, 1},
+		{2, 1, 1, 1},
+	}
+	for _, c := range cases {
+		f := newPasswordFailures(c.threshold, 15*time.Minute)
+		if f.allowed != c.allowed || f.strangers != c.strangers || f.perClient != c.perClient {
+			t.Errorf("threshold %d: shares %d/%d/%d, want %d/%d/%d", c.threshold, f.allowed, f.strangers, f.perClient, c.allowed, c.strangers, c.perClient)
+		}
+	}
+
+	f := newPasswordFailures(5, 15*time.Minute)
+	type step struct {
+		client string
+		known  bool
+		want   refusal
+	}
+	for i, s := range []step{
+		{"addr:a", false, refusedNone},
+		{"addr:a", false, refusedNone},
+		{"addr:a", false, refusedClient},
+		{"addr:b", false, refusedNone},
+		{"addr:c", false, refusedStrangers},
+		{"addr:a", true, refusedNone}, // a known browser, even from a's network
+		{"addr:d", true, refusedAll},
+	} {
+		a, why, _ := f.begin("mia", s.client, s.known)
+		if why != s.want {
+			t.Fatalf("step %d: refusal %d, want %d", i+1, why, s.want)
+		}
+		if a != nil {
+			f.end(a, true, false)
+		}
+	}
+
+	// A sign-in while a stranger's attempt is under way: the wrong
+	// passwords before are forgotten, the one under way still counts.
+	g := newPasswordFailures(5, 15*time.Minute)
+	for i := 0; i < 2; i++ {
+		a, _, _ := g.begin("mia", "addr:a", false)
+		g.end(a, true, false)
+	}
+	pending, _, _ := g.begin("mia", "addr:b", false)
+	person, _, _ := g.begin("mia", "addr:c", true)
+	g.end(person, false, true)
+	g.end(pending, true, false)
+	if got := len(g.names.get("mia").value.spent); got != 1 {
+		t.Fatalf("after a sign-in and a wrong password under way: %d counted, want 1", got)
+	}
+}
+
+// A full table forgets the least recently used user name and never
+// refuses (it refused every new name, and so every sign-in).
+func TestPasswordFailures_aFullTableRefusesNobody(t *testing.T) {
+	now := time.Date(2027, 1, 1, 12, 0, 0, 0, time.UTC)
+	f := newPasswordFailures(5, 15*time.Minute)
+	f.now = func() time.Time { return now }
+	f.max = 3
+	for _, user := range []string{"a", "b", "c"} {
+		a, _, _ := f.begin(user, "addr:x", false)
+		f.end(a, true, false)
+		now = now.Add(time.Second)
+	}
+	// a is used again: b is now the least recently used.
+	if a, _, _ := f.begin("a", "addr:y", false); a == nil {
+		t.Fatal("a refused")
+	} else {
+		f.end(a, true, false)
+	}
+	a, why, _ := f.begin("mia", "addr:z", false)
+	if a == nil {
+		t.Fatalf("a new user name with a full table: refused (%d)", why)
+	}
+	f.end(a, true, false)
+	if f.names.len() != 3 || f.names.get("b") != nil || f.names.get("a") == nil || f.evicted != 1 {
+		t.Fatalf("after one eviction: %d names, b kept: %v, a kept: %v, evicted %d", f.names.len(), f.names.get("b") != nil, f.names.get("a") != nil, f.evicted)
+	}
+	// Names Vault has forgotten are not counted as evictions.
+	now = now.Add(time.Hour)
+	for _, user := range []string{"d", "e", "f"} {
+		if a, _, _ := f.begin(user, "addr:x", false); a == nil {
+			t.Fatalf("%s refused", user)
+		}
+	}
+	if f.evicted != 1 {
+		t.Fatalf("evicted %d, want 1", f.evicted)
+	}
+}
+
+// A full limiter forgets the least recently used key and never refuses a
+// new one (it refused every new client, and so everyone).
+func TestSignInLimiter_aFullTableRefusesNobody(t *testing.T) {
+	l := newSignInLimiter(6, 3)
+	l.max = 3
+	for _, key := range []string{"addr:a", "addr:b", "addr:c"} {
+		for l.allow(key) {
+		}
+	}
+	if l.allow("addr:a") {
+		t.Fatal("addr:a was allowed past its budget")
+	}
+	if !l.allow("addr:new") {
+		t.Fatal("a new client was refused with a full table")
+	}
+	if l.limiters.len() != 3 || l.limiters.get("addr:b") != nil {
+		t.Fatalf("%d keys, addr:b kept: %v; want 3, the least recently used (addr:b) forgotten", l.limiters.len(), l.limiters.get("addr:b") != nil)
+	}
+}
+
+func TestLRU(t *testing.T) {
+	c := newLRU[int]()
+	for i, key := range []string{"a", "b", "c", "d"} {
+		c.add(key, i)
+	}
+	c.get("a")
+	c.remove(c.get("c"))
+	c.touch(c.entries["b"])
+	var order []string
+	for e := c.oldest(); e != nil; e = e.next {
+		order = append(order, e.key)
+	}
+	if got := strings.Join(order, ","); got != "d,a,b" || c.len() != 3 || c.tail.key != "b" {
+		t.Fatalf("order %s (len %d, tail %s), want d,a,b", got, c.len(), c.tail.key)
+	}
+	for c.len() > 0 {
+		c.remove(c.oldest())
+	}
+	if c.head != nil || c.tail != nil {
+		t.Fatal("an empty list keeps entries")
 	}
 }
 
@@ -149,14 +305,14 @@ func TestSignInLimiter_anExhaustedAddressAddsNoUserNames(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		l.allow("addr:10.0.0.9", fmt.Sprintf("user:guess%d", i))
 	}
-	keys := len(l.limiters)
+	keys := l.limiters.len()
 	for i := 3; i < 1000; i++ {
 		if l.allow("addr:10.0.0.9", fmt.Sprintf("user:guess%d", i)) {
 			t.Fatalf("attempt %d allowed past the address's budget", i+1)
 		}
 	}
-	if len(l.limiters) != keys {
-		t.Fatalf("the limiter holds %d keys after 997 refused attempts, want %d", len(l.limiters), keys)
+	if l.limiters.len() != keys {
+		t.Fatalf("the limiter holds %d keys after 997 refused attempts, want %d", l.limiters.len(), keys)
 	}
 	if !l.allow("addr:10.0.0.10", "user:mia") {
 		t.Fatal("another client was refused")
