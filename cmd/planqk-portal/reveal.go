@@ -17,20 +17,23 @@ import (
 // shownCookie on every request during a minute after the secret was
 // shown: the requests of the next page (its style sheet, script and icon
 // are fetched after it replaced the secret page) make Chrome evict the
-// cached secret page.
+// cached secret page. The browser keeps the cookie for shownCookieKept, so
+// that someone who stays on the secret page longer than the minute still
+// sends it when they leave, and the request that deletes it is a change.
 const (
 	shownCookie         = "__Host-planqk-portal-shown"
 	shownCookieLifetime = time.Minute
+	shownCookieKept     = 24 * time.Hour
 )
 
 // markSecretShown sets shownCookie on the response that shows a secret.
 func markSecretShown(w http.ResponseWriter, now time.Time) {
-	setShownCookie(w, now.Add(shownCookieLifetime), now)
+	setShownCookie(w, now.Add(shownCookieLifetime))
 }
 
-func setShownCookie(w http.ResponseWriter, until, now time.Time) {
+func setShownCookie(w http.ResponseWriter, until time.Time) {
 	value := strconv.FormatInt(until.Unix(), 10) + "." + randomToken()
-	http.SetCookie(w, cookie(shownCookie, value, http.SameSiteStrictMode, until.Sub(now)))
+	http.SetCookie(w, cookie(shownCookie, value, http.SameSiteStrictMode, shownCookieKept))
 }
 
 // evictShownSecrets changes shownCookie on every request that carries it,
@@ -42,7 +45,7 @@ func evictShownSecrets(next http.Handler) http.Handler {
 			unix, _, _ := strings.Cut(c.Value, ".")
 			until, err := strconv.ParseInt(unix, 10, 64)
 			if err == nil && now.Before(time.Unix(until, 0)) && time.Unix(until, 0).Sub(now) <= shownCookieLifetime {
-				setShownCookie(w, time.Unix(until, 0), now)
+				setShownCookie(w, time.Unix(until, 0))
 			} else {
 				http.SetCookie(w, cookie(shownCookie, "", http.SameSiteStrictMode, -1))
 			}

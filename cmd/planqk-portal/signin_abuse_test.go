@@ -415,4 +415,25 @@ func TestShownSecretCookieChangesOnTheNextRequests(t *testing.T) {
 		}
 		last = next
 	}
+
+	// A person who reads the secret for longer than the minute still
+	// changes a cookie when they leave: the browser keeps it for hours
+	// (it expired with the minute, and whether Chrome takes an expiry for
+	// a change is nothing to rely on), and the first request after the
+	// minute deletes it.
+	for _, c := range (&http.Response{Header: shown.header}).Cookies() {
+		if c.Name == shownCookie && c.MaxAge < int((12*time.Hour).Seconds()) {
+			t.Errorf("the browser keeps the cookie for %d s only", c.MaxAge)
+		}
+	}
+	u, _ := url.Parse(tp.url)
+	over := strconv.FormatInt(time.Now().Add(-time.Second).Unix(), 10) + "." + randomHex(8)
+	v.client.Jar.SetCookies(u, []*http.Cookie{{Name: shownCookie, Value: over, Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode}})
+	deleted := false
+	for _, c := range (&http.Response{Header: v.get("/tokens").header}).Cookies() {
+		deleted = deleted || (c.Name == shownCookie && c.MaxAge < 0)
+	}
+	if !deleted {
+		t.Error("a request after the minute did not delete the cookie")
+	}
 }
