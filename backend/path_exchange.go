@@ -158,17 +158,22 @@ func (b *backend) exchangeHandler(handle exchangeFunc, inBody bool) framework.Op
 				return logical.ErrorResponse("send the personal access token in the " + authTokenHeader + " header (the mount must pass it through: vault secrets tune -passthrough-request-headers=" + authTokenHeader + "), or POST it in the body"), nil
 			}
 		}
+		// Both are checked as names before either is compared or repeated:
+		// a header or field that is not a name is never echoed.
 		org := d.Get("org").(string)
-		if header := headerValue(req.Headers, orgIDHeader); header != "" {
-			if org != "" && org != header {
-				return logical.ErrorResponse(fmt.Sprintf("org %q and the %s header %q disagree: send one", org, orgIDHeader, header)), nil
-			}
-			org = header
-		}
 		if org != "" {
 			if msg := checkNames(orgName(org)); msg != "" {
 				return logical.ErrorResponse(msg), nil
 			}
+		}
+		if header := headerValue(req.Headers, orgIDHeader); header != "" {
+			if msg := checkNames(namedValue{"the " + orgIDHeader + " header", header, CheckOrgName}); msg != "" {
+				return logical.ErrorResponse(msg), nil
+			}
+			if org != "" && org != header {
+				return logical.ErrorResponse(fmt.Sprintf("org %q and the %s header %q name different organizations: send one", org, orgIDHeader, header)), nil
+			}
+			org = header
 		}
 
 		pat, err := b.introspectToken(ctx, req.Storage, token)

@@ -169,6 +169,10 @@ func TestExchange_refusals(t *testing.T) {
 		"token in the URL":      {Operation: logical.ReadOperation, Path: "exchange/ibm-quantum", Data: map[string]interface{}{"token": valid}},
 		"org and header differ": {Operation: logical.ReadOperation, Path: "exchange", Data: map[string]interface{}{"org": "acme"}, Headers: map[string][]string{authTokenHeader: {valid}, orgIDHeader: {"globex"}}},
 		"bad org name":          {Operation: logical.UpdateOperation, Path: "exchange", Data: map[string]interface{}{"token": valid, "org": "../acme"}},
+		// A PAT pasted into the organization header must not come back
+		// in the error, with org or without.
+		"token in the org header, org given": {Operation: logical.ReadOperation, Path: "exchange", Data: map[string]interface{}{"org": "acme"}, Headers: map[string][]string{authTokenHeader: {valid}, orgIDHeader: {valid}}},
+		"token in the org header":            {Operation: logical.ReadOperation, Path: "exchange", Headers: map[string][]string{authTokenHeader: {valid}, orgIDHeader: {valid}}},
 	} {
 		req.Storage = env.storage
 		resp, err := env.b.HandleRequest(context.Background(), req)
