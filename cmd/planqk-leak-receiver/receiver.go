@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
 )
 
 // GitHub's secret-scanning partner protocol, as GitHub documents it: a
@@ -31,6 +32,12 @@ const (
 	// signature is at most 72 bytes).
 	maxSignatureBytes = 256
 )
+
+// keyIDPattern is what a key id may look like: GitHub's are hex SHA-256
+// digests (64 characters); the set and the bound leave room for another
+// scheme without letting a sender put control characters or kilobytes
+// into a lookup or a log line.
+var keyIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:+/=-]{1,128}$`)
 
 // alert is one match GitHub found.
 type alert struct {
@@ -110,6 +117,13 @@ func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	keyID, signature := r.Header.Get(headerKeyID), r.Header.Get(headerSignature)
+	if keyID != "" && !keyIDPattern.MatchString(keyID) {
+		// Refused before any lookup (no key-set load for it) and logged by
+		// its length only: the header is whatever the sender chose.
+		rc.log.Warn("refused a malformed key id; nothing revoked", "key_id_bytes", len(keyID), "remote", r.RemoteAddr)
+		http.Error(w, "the "+headerKeyID+" header is not a key id", http.StatusBadRequest)
+		return
+	}
 	if keyID == "" || signature == "" {
 		rc.refuse(w, r, keyID, "missing signature headers")
 		return

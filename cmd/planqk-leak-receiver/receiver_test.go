@@ -252,6 +252,42 @@ func TestReceiver_unsignedOrForgedRequestsRevokeNothing(t *testing.T) {
 	}
 }
 
+// A key id that cannot be one (too long, control characters, spaces) is
+// refused with a 400 before any lookup: no key-set load, no engine call,
+// and the log names its length, never the value.
+func TestReceiver_aMalformedKeyIDIsRefusedUnlookedAndUnlogged(t *testing.T) {
+	f := newFixture(t)
+	body := []byte(batch)
+	good := f.current.sign(t, body)
+	before := f.keys.fetches.Load()
+	for name, keyID := range map[string]string{
+		"kilobytes":          strings.Repeat("k", 4096),
+		"one over the bound": strings.Repeat("a", 129),
+		"a log line forged":  "x\tlevel=ERROR msg=forged",
+		"spaces":             "made up id",
+		"non-ASCII":          "keyé",
+	} {
+		t.Run(name, func(t *testing.T) {
+			if status, answer := f.post(t, body, map[string]string{headerKeyID: keyID, headerSignature: good}); status != http.StatusBadRequest {
+				t.Fatalf("status %d: %s", status, answer)
+			}
+			if strings.Contains(f.logs.String(), keyID) {
+				t.Fatalf("the log repeats the key id: %s", f.logs.String())
+			}
+		})
+	}
+	if n := f.keys.fetches.Load(); n != before {
+		t.Fatalf("malformed key ids caused %d key-set loads", n-before)
+	}
+	if n := f.engine.calls(); n != 0 {
+		t.Fatalf("the engine was called %d times", n)
+	}
+	// The longest well-formed id is still looked up (and unknown: 401).
+	if status, _ := f.post(t, body, map[string]string{headerKeyID: strings.Repeat("a", 128), headerSignature: good}); status != http.StatusUnauthorized {
+		t.Fatalf("a 128-character id: status %d", status)
+	}
+}
+
 // A signed body that is not a batch is a 400 and revokes nothing.
 func TestReceiver_signedNonsenseIsRefused(t *testing.T) {
 	f := newFixture(t)
