@@ -492,6 +492,12 @@ func (b *Bootstrapper) updateMembers(ctx context.Context, group, entityID string
 	if secret == nil {
 		return fmt.Errorf("no group %s: create the organization first", group)
 	}
+	if got, _ := secret.Data["name"].(string); member && got != group {
+		// Vault found another spelling: adding would give a role through a
+		// group this organization does not own by name. Removing stays
+		// allowed: taking a role away is never the danger.
+		return fmt.Errorf("group %s exists as %s (Vault finds group names without regard to case): rename or delete it first", group, got)
+	}
 	var members []string
 	if raw, ok := secret.Data["member_entity_ids"].([]interface{}); ok {
 		for _, m := range raw {

@@ -309,6 +309,12 @@ func TestSteps_refuseCaseVariantsOfExistingNames(t *testing.T) {
 	// A group from before lower-case names, spelt "ACME".
 	_, err = b.Client.Logical().Write("identity/group/name/planqk-GLOBEX-owners", map[string]any{"metadata": map[string]string{"planqk_org": "GLOBEX", "planqk_role": "owner"}})
 	must(t, err)
+	// Every role group of an old "Initech", so that membership steps find
+	// each one under the lower-case name.
+	for _, role := range orgRoles {
+		_, err = b.Client.Logical().Write("identity/group/name/"+orgGroupName("Initech", role), map[string]any{})
+		must(t, err)
+	}
 
 	before := len(v.Writes())
 	for name, step := range map[string]func() error{
@@ -320,6 +326,7 @@ func TestSteps_refuseCaseVariantsOfExistingNames(t *testing.T) {
 		"member add acme Mia":        func() error { return b.SetMember(ctx, "acme", "Mia", "owner") },
 		"member add acme max":        func() error { return b.SetMember(ctx, "acme", "max", "owner") },
 		"member remove acme MIA":     func() error { return b.RemoveMember(ctx, "acme", "MIA") },
+		"member add initech mia (Initech's groups exist)": func() error { return b.SetMember(ctx, "initech", "mia", "member") },
 	} {
 		if err := step(); err == nil {
 			t.Errorf("%s was accepted", name)
