@@ -61,10 +61,14 @@ func (event *lifecycleEvent) securityRelevant() bool {
 }
 
 // outboxOwner is whose share of the webhook outbox the event takes: the
-// entity it is about, or "org.<name>" for an organization's provider
-// tokens.
+// entity it is about, or "org.<id>" for an organization's provider tokens.
+// Keyed by id as the organization's data is: an organization created anew
+// under a deleted one's name starts with a share of its own.
 func (event *lifecycleEvent) outboxOwner() string {
-	if event.Org != "" {
+	switch {
+	case event.OrgID != "":
+		return "org." + event.OrgID
+	case event.Org != "":
 		return "org." + event.Org
 	}
 	return event.EntityID
@@ -76,6 +80,7 @@ type lifecycleEvent struct {
 	EntityID string
 	User     string // the entity's name when the event happened
 	Org      string // for an organization's provider tokens
+	OrgID    string // that organization's id (also in Details as org_id)
 	TokenID  string
 	Name     string // the token's name, the lease's role, or the provider
 	// Path is the API path the event is about, so that subscribers can

@@ -111,6 +111,7 @@ func (o *providerTokenOwner) providerTokenEvent(eventType string, entry *provide
 		Details: map[string]string{"version": fmt.Sprint(entry.Version), "updated_by": entry.UpdatedBy},
 	}
 	if o.org != nil {
+		event.OrgID = o.org.id
 		event.Details["org_id"] = o.org.id
 		event.Path = "orgs/" + o.org.name + "/provider-tokens/" + entry.Provider
 	} else {

@@ -292,3 +292,24 @@ func TestOutbox_anOwnersRoutineEventsLeaveRoomForItsSecurityEvents(t *testing.T)
 	require.ErrorIs(t, err, errOwnerShare, "security events keep their order behind a suppressed one")
 	require.Equal(t, 50, o.owners["org.acme"])
 }
+
+// An organization's share of the outbox is keyed by its id, as its data
+// is: acme deleted and created anew under the same name does not inherit
+// the old acme's full share (nor its suppressed events).
+func TestOutbox_anOrganizationCreatedAnewHasAShareOfItsOwn(t *testing.T) {
+	ctx := context.Background()
+	s := &logical.InmemStorage{}
+	o := newWebhookOutbox(1000) // 50 per owner
+	written := &providerTokenEntry{Provider: "ibm-quantum", Version: 1}
+	ownerOf := func(orgID string) string {
+		owner := &providerTokenOwner{org: &orgTarget{name: "acme", id: orgID}}
+		return owner.providerTokenEvent(eventProviderTokenWritten, written).outboxOwner()
+	}
+	for i := 0; i < 50; i++ {
+		require.NoError(t, enqueueErr(o.enqueue(ctx, s, security(ownerOf("id-of-the-deleted-acme"), eventProviderTokenWritten), time.Now())), "event %d", i)
+	}
+	_, err := o.enqueue(ctx, s, security(ownerOf("id-of-the-deleted-acme"), eventProviderTokenWritten), time.Now())
+	require.ErrorIs(t, err, errOwnerShare, "the deleted acme's share is full")
+	require.NoError(t, enqueueErr(o.enqueue(ctx, s, security(ownerOf("id-of-the-new-acme"), eventProviderTokenWritten), time.Now())),
+		"the new acme has a share of its own")
+}
