@@ -2,6 +2,7 @@ package backend
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -125,16 +126,48 @@ func (b *backend) flushProviderTokenUse(ctx context.Context, s logical.Storage) 
 	if dropped > 0 {
 		b.Logger().Warn("provider-token use notes were dropped: more tokens were used than one batch holds", "dropped", dropped)
 	}
-	keys := sortedKeys(pending)
-	for _, key := range keys {
-		if err := ctx.Err(); err != nil {
-			return err
+	// Each token's use is written on its own: one that fails (a storage
+	// error, a cancelled context) goes back to the next batch and does not
+	// take the others with it.
+	var failed []error
+	for _, key := range sortedKeys(pending) {
+		err := ctx.Err()
+		if err == nil {
+			err = b.writeProviderTokenUse(ctx, s, pending[key])
 		}
-		if err := b.writeProviderTokenUse(ctx, s, pending[key]); err != nil {
-			return err
+		if err != nil {
+			b.providerUse.putBack(key, pending[key])
+			failed = append(failed, err)
 		}
 	}
+	if len(failed) > 0 {
+		return fmt.Errorf("writing the use of %d of %d provider tokens (kept for the next write): %w", len(failed), len(pending), failed[0])
+	}
 	return nil
+}
+
+// putBack returns a use whose write failed to the batch. Notes taken since
+// for the same token version are newer and win; notes of a version since
+// replaced are dropped (a use of the old token is not the new one's).
+func (u *providerUse) putBack(key string, use *pendingProviderUse) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	current := u.pending[key]
+	switch {
+	case current == nil:
+		if len(u.pending) >= providerUsePending {
+			u.dropped++
+			return
+		}
+		u.pending[key] = use
+	case current.version == use.version:
+		for entityID, at := range use.users {
+			if _, newer := current.users[entityID]; !newer {
+				current.users[entityID] = at
+				current.names[entityID] = use.names[entityID]
+			}
+		}
+	}
 }
 
 func (b *backend) writeProviderTokenUse(ctx context.Context, s logical.Storage, use *pendingProviderUse) error {

@@ -215,3 +215,33 @@ func TestProviderTokenUse_aTokenLeftOutOfTheEnvironmentWasNotUsed(t *testing.T) 
 	require.Len(t, used["ibm-cloud"], 1)
 	require.Empty(t, used["ibm-quantum"])
 }
+
+// A storage error writing one token's use neither loses the other tokens'
+// uses of the batch nor its own: the failed one is written by the next
+// flush.
+func TestProviderTokenUse_aFailedWriteKeepsTheBatch(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	olivia := env.addUser("olivia")
+	mia := env.addUser("mia")
+	env.setRole(olivia, "acme", "owner")
+	env.setRole(mia, "acme", "member")
+	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-quantum", olivia, map[string]interface{}{"token": "acme-token"})
+	env.ok(logical.UpdateOperation, "users/mia/provider-tokens/ibm-quantum", mia, map[string]interface{}{"token": "mia-token"})
+	env.ok(logical.ReadOperation, "resolve/ibm-quantum", mia, map[string]interface{}{"org": "acme"})
+	env.ok(logical.ReadOperation, "resolve/ibm-quantum", mia, nil)
+
+	lastUsed := func() (org, own interface{}) {
+		return env.ok(logical.ReadOperation, "orgs/acme/provider-tokens/ibm-quantum", olivia, nil).Data["last_used_by"],
+			env.ok(logical.ReadOperation, "users/mia/provider-tokens/ibm-quantum", mia, nil).Data["last_used_by"]
+	}
+	failing := &failingStorage{Storage: env.storage, failAt: 1}
+	require.ErrorIs(t, env.b.flushProviderTokenUse(ctx, failing), errInjected)
+	org, own := lastUsed()
+	require.ElementsMatch(t, []interface{}{"", mia}, []interface{}{org, own}, "the token not hit by the failure is written")
+
+	require.NoError(t, env.b.flushProviderTokenUse(ctx, env.storage))
+	org, own = lastUsed()
+	require.Equal(t, mia, org, "the failed one is written by the next flush")
+	require.Equal(t, mia, own)
+}
