@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -93,6 +94,10 @@ type keySet struct {
 	lastDone time.Time
 	lastErr  error
 	loading  *keyLoad // the load under way, if any
+	// etag is the key set's ETag at the last load: the next asks with
+	// If-None-Match, and GitHub answers 304 (not counted against its rate
+	// limit) while the set is unchanged.
+	etag string
 }
 
 const (
@@ -175,18 +180,22 @@ func (k *keySet) startLocked() *keyLoad {
 	if timeout <= 0 {
 		timeout = defaultFetchTimeout
 	}
+	etag := k.etag
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		var keys map[string]*ecdsa.PublicKey
-		raw, err := k.fetch(ctx)
-		if err == nil {
+		raw, newETag, unchanged, err := k.fetch(ctx, etag)
+		if err == nil && !unchanged {
 			keys, err = parseKeySet(raw)
 		}
 		k.mu.Lock()
 		now := time.Now()
-		if err == nil {
-			k.keys, k.loadedAt = keys, now
+		switch {
+		case err == nil && unchanged:
+			k.loadedAt = now
+		case err == nil:
+			k.keys, k.loadedAt, k.etag = keys, now, newETag
 		}
 		k.lastDone, k.lastErr, k.loading = now, err, nil
 		load.err = err
@@ -196,30 +205,64 @@ func (k *keySet) startLocked() *keyLoad {
 	return load
 }
 
-func (k *keySet) fetch(ctx context.Context) ([]byte, error) {
+// fetch reads the key set; from a URL with If-None-Match when etag is
+// known, reporting unchanged on a 304.
+func (k *keySet) fetch(ctx context.Context, etag string) (raw []byte, newETag string, unchanged bool, err error) {
 	if !strings.HasPrefix(k.source, "https://") && !strings.HasPrefix(k.source, "http://") {
 		f, err := os.Open(k.source)
 		if err != nil {
-			return nil, fmt.Errorf("reading the key set: %w", err)
+			return nil, "", false, fmt.Errorf("reading the key set: %w", err)
 		}
 		defer f.Close()
-		return io.ReadAll(io.LimitReader(f, maxKeySetBytes))
+		raw, err := io.ReadAll(io.LimitReader(f, maxKeySetBytes))
+		return raw, "", false, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.source, nil)
 	if err != nil {
-		return nil, err
+		return nil, "", false, err
 	}
 	req.Header.Set("Accept", "application/json")
 	if k.githubToken != "" {
 		req.Header.Set("Authorization", "Bearer "+k.githubToken)
 	}
+	if etag != "" {
+		req.Header.Set("If-None-Match", etag)
+	}
 	resp, err := k.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fetching the key set: %w", err)
+		return nil, "", false, fmt.Errorf("fetching the key set: %w", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetching the key set: %s", resp.Status)
+	switch resp.StatusCode {
+	case http.StatusNotModified:
+		if etag != "" {
+			return nil, etag, true, nil
+		}
+	case http.StatusOK:
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, maxKeySetBytes))
+		return raw, resp.Header.Get("ETag"), false, err
 	}
-	return io.ReadAll(io.LimitReader(resp.Body, maxKeySetBytes))
+	return nil, "", false, fmt.Errorf("fetching the key set: %s", resp.Status)
+}
+
+// refreshEvery loads the key set again every interval until ctx ends, so
+// that a key GitHub withdrew (it publishes is_current: false, then drops
+// it) stops being accepted within the interval even when no request asks
+// for an unknown key. A failed load keeps the keys there were.
+func (k *keySet) refreshEvery(ctx context.Context, interval time.Duration, log *slog.Logger) {
+	if interval <= 0 {
+		return
+	}
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			if err := k.load(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("refreshing GitHub's keys failed; keeping the keys loaded before", "error", err)
+			}
+		}
+	}
 }

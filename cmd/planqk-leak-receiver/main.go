@@ -52,6 +52,7 @@ func run(args []string) error {
 	path := flags.String("path", "/", "URL path of the endpoint")
 	mount := flags.String("mount", "planqk", "the engine's mount path")
 	keysSource := flags.String("keys", defaultKeysURL, "GitHub's secret-scanning key set: an http(s) URL or a file in the same format")
+	keysRefresh := flags.Duration("keys-refresh", time.Hour, "load the key set again this often, so that a key GitHub withdrew stops being accepted (0: only when an unknown key id asks)")
 	refresh := flags.Duration("keys-min-interval", time.Minute, "the least time after a load of the key set before an unknown key id loads it again (after a failed load: the lesser of this and 5s)")
 	tokenFile := flags.String("vault-token-file", "", "file holding the receiver's Vault token (planqk-scanner); else VAULT_TOKEN")
 	feedbackHash := flags.Bool("feedback-hash", false, "answer GitHub token_hash (SHA-256) instead of token_raw")
@@ -79,6 +80,7 @@ func run(args []string) error {
 		// Not fatal: the keys are loaded again at the first alert.
 		log.Error("loading GitHub's keys failed; trying again at the first alert", "error", err)
 	}
+	go keys.refreshEvery(ctx, *keysRefresh, log)
 	engine := &engineRevoker{client: client, mount: *mount, tokenFile: *tokenFile}
 	mux := http.NewServeMux()
 	mux.Handle(*path, &receiver{keys: keys, revoke: engine.revoke, feedbackHash: *feedbackHash, log: log})

@@ -72,20 +72,31 @@ func keySetJSON(t testing.TB, keys ...githubKey) []byte {
 	return raw
 }
 
-// keyServer serves a key set that tests can change, counting fetches.
+// keyServer serves a key set that tests can change, counting fetches, with
+// an ETag as api.github.com sends one: a request with the current one in
+// If-None-Match gets a 304 (counted in notModified too).
 type keyServer struct {
-	mu      sync.Mutex
-	body    []byte
-	fetches atomic.Int64
+	mu          sync.Mutex
+	body        []byte
+	fetches     atomic.Int64
+	notModified atomic.Int64
 	*httptest.Server
 }
 
 func newKeyServer(t *testing.T, keys ...githubKey) *keyServer {
 	ks := &keyServer{body: keySetJSON(t, keys...)}
-	ks.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	ks.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ks.fetches.Add(1)
 		ks.mu.Lock()
 		defer ks.mu.Unlock()
+		sum := sha256.Sum256(ks.body)
+		etag := `"` + hex.EncodeToString(sum[:8]) + `"`
+		w.Header().Set("ETag", etag)
+		if r.Header.Get("If-None-Match") == etag {
+			ks.notModified.Add(1)
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
 		_, _ = w.Write(ks.body)
 	}))
 	t.Cleanup(ks.Close)
@@ -134,6 +145,7 @@ type fixture struct {
 	keys           *keyServer
 	engine         *fakeEngine
 	logs           *bytes.Buffer
+	rc             *receiver
 	srv            *httptest.Server
 }
 
@@ -148,6 +160,7 @@ func newFixtureWithInterval(t *testing.T, interval time.Duration) *fixture {
 		revoke: f.engine.revoke,
 		log:    slog.New(slog.NewTextHandler(f.logs, nil)),
 	}
+	f.rc = rc
 	f.srv = httptest.NewServer(rc)
 	t.Cleanup(f.srv.Close)
 	return f
@@ -563,5 +576,43 @@ func TestKeySet_aHangingFetchTimesOutAndAFailureBacksOffBriefly(t *testing.T) {
 	time.Sleep(400 * time.Millisecond)
 	if key, err := keys.key(context.Background(), current.id); key == nil || err != nil {
 		t.Fatalf("after the backoff: %v, %v", key, err)
+	}
+}
+
+// A key GitHub withdrew stops being accepted within the refresh interval,
+// though no request asked for an unknown key; an unchanged set costs a
+// 304 and keeps its keys.
+func TestKeySet_aPeriodicRefreshDropsAWithdrawnKeyAndAsksWithTheETag(t *testing.T) {
+	f := newFixture(t)
+	body := []byte(batch)
+	if status, _ := f.post(t, body, signed(t, f.other, body)); status != http.StatusOK {
+		t.Fatalf("the other key before it is withdrawn: status %d", status)
+	}
+	keys := f.rc.keys
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go keys.refreshEvery(ctx, 50*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
+
+	deadline := time.Now().Add(5 * time.Second)
+	for f.keys.notModified.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if f.keys.notModified.Load() == 0 {
+		t.Fatal("no refresh asked with the ETag")
+	}
+	if status, _ := f.post(t, body, signed(t, f.other, body)); status != http.StatusOK {
+		t.Fatalf("after a 304 the keys are kept: status %d", status)
+	}
+
+	f.keys.set(t, f.current)
+	seen := f.keys.fetches.Load()
+	for f.keys.fetches.Load() < seen+2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if status, _ := f.post(t, body, signed(t, f.other, body)); status != http.StatusUnauthorized {
+		t.Fatalf("a withdrawn key is still accepted: status %d", status)
+	}
+	if status, _ := f.post(t, body, signed(t, f.current, body)); status != http.StatusOK {
+		t.Fatalf("the current key: status %d", status)
 	}
 }
