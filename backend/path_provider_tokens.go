@@ -149,6 +149,11 @@ type providerTokenEntry struct {
 	// and the entity id of the member it ran for.
 	LastUsedAt time.Time `json:"last_used_at,omitempty"`
 	LastUsedBy string    `json:"last_used_by,omitempty"`
+	// UseNotified holds, for an organization's token, the members whose
+	// use of this version was notified in the latest granule (entity id ->
+	// granule), so that a restart or another active node within the
+	// granule does not notify them again. Never in a response.
+	UseNotified map[string]time.Time `json:"use_notified,omitempty"`
 	// LegacyName is the user name v0.1.0 kept the token under, for tokens
 	// the upgrade moved.
 	LegacyName string `json:"legacy_name,omitempty"`

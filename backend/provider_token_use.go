@@ -27,6 +27,10 @@ const (
 	// providerUseSeenSize bounds the memory of which (token, member) pairs
 	// were noted in the current granule.
 	providerUseSeenSize = 100000
+	// providerUseNotifiedKept bounds the members a token's entry remembers
+	// as notified in its latest granule; past it, a restart within the
+	// granule may notify the others again.
+	providerUseNotifiedKept = 2000
 )
 
 // eventProviderTokenUsed tells an organization's owners that a member's
@@ -171,12 +175,11 @@ func (u *providerUse) putBack(key string, use *pendingProviderUse) {
 }
 
 func (b *backend) writeProviderTokenUse(ctx context.Context, s logical.Storage, use *pendingProviderUse) error {
-	written, err := b.recordProviderTokenUse(ctx, s, use)
-	if err != nil || !written || use.owner.org == nil {
+	notify, err := b.recordProviderTokenUse(ctx, s, use)
+	if err != nil {
 		return err
 	}
-	users := sortedKeys(use.users)
-	for _, entityID := range users {
+	for _, entityID := range notify {
 		event := use.owner.providerTokenEvent(eventProviderTokenUsed, &providerTokenEntry{Provider: use.provider, Version: use.version})
 		event.Details["used_by"] = entityID
 		event.Details["used_by_name"] = use.names[entityID]
@@ -187,8 +190,11 @@ func (b *backend) writeProviderTokenUse(ctx context.Context, s logical.Storage, 
 }
 
 // recordProviderTokenUse sets the token's last use to the latest of the
-// batch; it reports whether the token still exists in the version used.
-func (b *backend) recordProviderTokenUse(ctx context.Context, s logical.Storage, use *pendingProviderUse) (bool, error) {
+// batch and, for an organization's token, records which members' uses are
+// notified; it returns those members (none when the token was deleted or
+// replaced since the use). One read and at most one write of the entry,
+// under its owner's lock.
+func (b *backend) recordProviderTokenUse(ctx context.Context, s logical.Storage, use *pendingProviderUse) ([]string, error) {
 	lock := b.lockFor(use.owner.lockKey())
 	lock.Lock()
 	defer lock.Unlock()
@@ -196,15 +202,59 @@ func (b *backend) recordProviderTokenUse(ctx context.Context, s logical.Storage,
 	if err != nil || entry == nil || entry.Version != use.version {
 		// Deleted or replaced since: a use of the old one is not the new
 		// one's.
-		return false, err
-	}
-	latestBy, latestAt := use.lastBy, use.users[use.lastBy]
-	if latestAt.Before(entry.LastUsedAt) || (latestAt.Equal(entry.LastUsedAt) && latestBy == entry.LastUsedBy) {
-		return true, nil // nothing newer
+		return nil, err
 	}
 	updated := *entry
-	updated.LastUsedAt, updated.LastUsedBy = latestAt, latestBy
-	return true, b.putProviderToken(ctx, s, use.owner.storagePrefix(), &updated)
+	changed := false
+	latestBy, latestAt := use.lastBy, use.users[use.lastBy]
+	if latestAt.After(entry.LastUsedAt) || (latestAt.Equal(entry.LastUsedAt) && latestBy != entry.LastUsedBy) {
+		updated.LastUsedAt, updated.LastUsedBy = latestAt, latestBy
+		changed = true
+	}
+	var notify []string
+	if use.owner.org != nil {
+		notify, updated.UseNotified = newlyNotified(entry.UseNotified, use.users)
+		changed = changed || len(notify) > 0 || len(updated.UseNotified) != len(entry.UseNotified)
+	}
+	if !changed {
+		return notify, nil
+	}
+	return notify, b.putProviderToken(ctx, s, use.owner.storagePrefix(), &updated)
+}
+
+// newlyNotified returns the members of uses whose use in its granule was
+// not notified yet (sorted), and what to remember: the members notified in
+// the latest granule, at most providerUseNotifiedKept. It never changes
+// notified, which may be a cached entry's.
+func newlyNotified(notified map[string]time.Time, uses map[string]time.Time) ([]string, map[string]time.Time) {
+	var latest time.Time
+	for _, at := range notified {
+		latest = maxTime(latest, at)
+	}
+	for _, at := range uses {
+		latest = maxTime(latest, at)
+	}
+	kept := make(map[string]time.Time)
+	for entityID, at := range notified {
+		if at.Equal(latest) {
+			kept[entityID] = at
+		}
+	}
+	var notify []string
+	for _, entityID := range sortedKeys(uses) {
+		at := uses[entityID]
+		if prev, ok := notified[entityID]; ok && !at.After(prev) {
+			continue
+		}
+		notify = append(notify, entityID)
+		if at.Equal(latest) && len(kept) < providerUseNotifiedKept {
+			kept[entityID] = at
+		}
+	}
+	if len(kept) == 0 {
+		return notify, nil
+	}
+	return notify, kept
 }
 
 // namedLastUse adds last_used_by_name, the live name of the entity in

@@ -245,3 +245,44 @@ func TestProviderTokenUse_aFailedWriteKeepsTheBatch(t *testing.T) {
 	require.Equal(t, mia, org, "the failed one is written by the next flush")
 	require.Equal(t, mia, own)
 }
+
+// The provider-token-used notification is sent once per member and
+// granule even across a restart (or a new active node): which members were
+// notified is kept with the token, not only in memory.
+func TestProviderTokenUse_aRestartWithinTheGranuleNotifiesNoOneAgain(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	olivia := env.addUser("olivia")
+	mia := env.addUser("mia")
+	max := env.addUser("max")
+	env.setRole(olivia, "acme", "owner")
+	env.setRole(mia, "acme", "member")
+	env.setRole(max, "acme", "member")
+	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-quantum", olivia, map[string]interface{}{"token": "acme-token"})
+	usedBy := func(e *testEnv) []string {
+		var who []string
+		for _, event := range e.events.sent() {
+			if event.Type == "planqk/"+eventProviderTokenUsed {
+				who = append(who, metadataOf(event)["used_by"])
+			}
+		}
+		slices.Sort(who)
+		return who
+	}
+
+	env.ok(logical.ReadOperation, "resolve/ibm-quantum", mia, map[string]interface{}{"org": "acme"})
+	env.events.reset()
+	require.NoError(t, env.b.flushProviderTokenUse(ctx, env.storage))
+	require.Equal(t, []string{mia}, usedBy(env))
+
+	restarted := env.restart()
+	restarted.events.reset()
+	restarted.ok(logical.ReadOperation, "resolve/ibm-quantum", mia, map[string]interface{}{"org": "acme"})
+	restarted.ok(logical.ReadOperation, "resolve/ibm-quantum", max, map[string]interface{}{"org": "acme"})
+	require.NoError(t, restarted.b.flushProviderTokenUse(ctx, restarted.storage))
+	require.Equal(t, []string{max}, usedBy(restarted), "mia was notified in this granule before the restart; max is new")
+
+	read := restarted.ok(logical.ReadOperation, "orgs/acme/provider-tokens/ibm-quantum", olivia, nil).Data
+	require.NotContains(t, read, "use_notified", "what was notified is no response field")
+	require.Equal(t, max, read["last_used_by"])
+}
