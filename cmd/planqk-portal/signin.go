@@ -91,10 +91,12 @@ func (p *portal) signInUserpass(w http.ResponseWriter, r *http.Request) {
 		prob := problemWrongPassword
 		switch {
 		case status == 403:
-			// Vault answers a login of a locked-out user with "permission
-			// denied", a wrong password with "invalid username or password".
-			prob = &problem{Status: http.StatusForbidden, Message: fmt.Sprintf("Vault has locked this account after too many wrong passwords, "+
-				"for up to %s. Try again later, or ask your operator to unlock it.", minutes(p.cfg.LockoutDuration))}
+			// Vault answers a wrong password with "invalid username or
+			// password", and both a locked-out user and a disabled entity
+			// with the same bare "permission denied" (checked on Vault
+			// 1.21): the portal cannot tell which, so it names both.
+			prob = &problem{Status: http.StatusForbidden, Message: fmt.Sprintf("Vault refuses this account for now: it is locked after too many wrong passwords, "+
+				"for up to %s, or an operator has disabled it. Try again later, or ask your operator.", minutes(p.cfg.LockoutDuration))}
 		case status != 400 && status != 401:
 			prob = explain(err, signInAction)
 			p.log.Warn("userpass sign-in failed", "error", vaultErrorForLog(err))

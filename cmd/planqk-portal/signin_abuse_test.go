@@ -358,11 +358,37 @@ func TestVaultLockoutIsToldAsSuch(t *testing.T) {
 	v := newVisitor(t, tp)
 	v.get("/signin")
 	p := v.submit("/signin", url.Values{"username": {user}, "password": {suite.passwords[user]}})
-	if p.status != http.StatusForbidden || !strings.Contains(p.text(), "Vault has locked this account after too many wrong passwords, for up to 15 minutes") {
+	if p.status != http.StatusForbidden || !strings.Contains(p.text(), "locked after too many wrong passwords, for up to 15 minutes") {
 		t.Fatalf("sign-in of a locked account: status %d: %s", p.status, p.text())
 	}
 	if strings.Contains(p.text(), "not right") {
 		t.Fatal("the right password of a locked account was called wrong")
+	}
+}
+
+// Vault answers a disabled entity's login with the same 403 as a lockout:
+// the portal names both causes rather than telling the person of a
+// lockout that did not happen (or of a wrong password).
+func TestADisabledAccountIsNeitherALockoutNorAWrongPassword(t *testing.T) {
+	tp := startPortal(t, nil)
+	name, password := "login-"+randomHex(4), "pw-"+randomHex(8)
+	remember(password, "password of "+name)
+	entityID, err := suite.boot.User(context.Background(), name, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	suite.passwords[name] = password
+	if _, err := suite.root.Logical().Write("identity/entity/id/"+entityID, map[string]interface{}{"disabled": true}); err != nil {
+		t.Fatal(err)
+	}
+	v := newVisitor(t, tp)
+	v.get("/signin")
+	p := v.submit("/signin", url.Values{"username": {name}, "password": {password}})
+	if p.status != http.StatusForbidden || !strings.Contains(p.text(), "or an operator has disabled it") {
+		t.Fatalf("sign-in of a disabled account: status %d: %s", p.status, p.text())
+	}
+	if strings.Contains(p.text(), "not right") || strings.Contains(p.text(), "Vault has locked this account") {
+		t.Fatalf("a disabled account was told a wrong password or a lockout: %s", p.text())
 	}
 }
 
