@@ -243,6 +243,49 @@ func TestOIDCSignInEndsTheBrowsersPreviousSession(t *testing.T) {
 	}
 }
 
+// Review finding: an SSO flow started before a password sign-in in another
+// tab, completed after it, ended only the session the browser had when the
+// flow started: the password session lived on, held by no browser, with
+// a working Vault token.
+func TestOIDCSignInEndsASessionBegunInAnotherTabMeanwhile(t *testing.T) {
+	tp := startPortal(t, func(c *config) { c.AuthMethods = []string{methodUserpass, methodOIDC} })
+	setUpOIDC(t, tp.cfg.oidcRedirectURI(), "hana")
+
+	v := newVisitor(t, tp)
+	start := v.get("/signin/oidc") // tab 1, signed out
+	if start.status != http.StatusSeeOther {
+		t.Fatalf("OIDC start: status %d: %s", start.status, start.text())
+	}
+	v.signIn("hana") // tab 2, with a password
+	meanwhile := tp.sessions.get(v.sessionCookie())
+	if meanwhile == nil {
+		t.Fatal("no password session")
+	}
+	remember(meanwhile.vaultToken, "hana's Vault token")
+
+	code, state := authorizeAtIdP(t, start.header.Get("Location"), "hana")
+	u, _ := url.Parse(tp.url)
+	v.client.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, Secure: true}})
+	done := v.get("/oidc/callback?" + url.Values{"code": {code}, "state": {state}}.Encode())
+	if done.status != http.StatusOK {
+		t.Fatalf("callback: status %d: %s", done.status, done.text())
+	}
+	current := tp.sessions.get(v.sessionCookie())
+	if current == nil || current.method != methodOIDC {
+		t.Fatalf("session after OIDC: %+v", current)
+	}
+	remember(current.vaultToken, "hana's Vault token from OIDC")
+	if tp.sessions.get(meanwhile.id) != nil {
+		t.Fatal("the password session begun in another tab lives on after the SSO sign-in")
+	}
+	if !tokenRevoked(meanwhile.vaultToken) {
+		t.Fatal("that session's Vault token still works")
+	}
+	if tokenRevoked(current.vaultToken) {
+		t.Fatal("the new session's Vault token was revoked")
+	}
+}
+
 // OIDC sign-ins are charged to the person after the callback, wherever
 // they come from: a second completion from another address, past the
 // person's budget, is refused and its Vault token revoked.

@@ -90,6 +90,7 @@ func (p *portal) renderProblem(w http.ResponseWriter, r *http.Request, sess *ses
 // Vault token expired or was revoked elsewhere.
 func (p *portal) sessionEndedRedirect(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, cookie(sessionCookie, "", http.SameSiteStrictMode, -1))
+	http.SetCookie(w, cookie(sessionEndCookie, "", http.SameSiteLaxMode, -1))
 	http.Redirect(w, r, "/signin?ended=1", http.StatusSeeOther)
 }
 

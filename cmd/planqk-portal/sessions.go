@@ -17,6 +17,13 @@ const (
 	sessionCookie = "__Host-planqk-portal-session"
 	signInCookie  = "__Host-planqk-portal-signin"
 	oidcCookie    = "__Host-planqk-portal-oidc"
+	// sessionEndCookie holds the id of the browser's session too, but Lax:
+	// the OIDC callback, a cross-site navigation from the identity
+	// provider, gets it where it does not get the Strict session cookie,
+	// and ends the session this browser holds then - also one begun in
+	// another tab after the SSO flow started. Only the callback reads it;
+	// nothing is authorised by it.
+	sessionEndCookie = "__Host-planqk-portal-ends"
 )
 
 // session is one signed-in person. The Vault token never leaves the server:

@@ -174,7 +174,7 @@ var (
 // startSession turns a Vault login into a portal session. The user is the
 // token's identity entity's name: the <user> of the engine's paths. The
 // session with the id previous (this browser's earlier one) ends.
-func (p *portal) startSession(w http.ResponseWriter, r *http.Request, auth *api.SecretAuth, method, previous string) {
+func (p *portal) startSession(w http.ResponseWriter, r *http.Request, auth *api.SecretAuth, method string, previous ...string) {
 	ctx := r.Context()
 	sess := &session{vaultToken: auth.ClientToken, entityID: auth.EntityID, method: method}
 	if auth.EntityID == "" {
@@ -215,8 +215,11 @@ func (p *portal) startSession(w http.ResponseWriter, r *http.Request, auth *api.
 	}
 	// A session this browser still had ends now, with its Vault token.
 	var ended []*session
-	if previous != "" {
-		if old := p.sessions.remove(previous); old != nil {
+	for _, id := range previous {
+		if id == "" {
+			continue
+		}
+		if old := p.sessions.remove(id); old != nil {
 			ended = append(ended, old)
 		}
 	}
@@ -227,6 +230,7 @@ func (p *portal) startSession(w http.ResponseWriter, r *http.Request, auth *api.
 	p.log.Info("signed in", "user", created.user, "method", method, "sessions_ended", len(ended))
 	http.SetCookie(w, cookie(signInCookie, "", http.SameSiteStrictMode, -1))
 	http.SetCookie(w, cookie(sessionCookie, created.id, http.SameSiteStrictMode, time.Until(created.expires)))
+	http.SetCookie(w, cookie(sessionEndCookie, created.id, http.SameSiteLaxMode, time.Until(created.expires)))
 	if method == methodOIDC {
 		// The browser arrives here from the identity provider: a
 		// cross-site navigation, on which it withholds SameSite=Strict
@@ -338,13 +342,20 @@ func (p *portal) oidcCallback(w http.ResponseWriter, r *http.Request) {
 			Message: "Vault did not accept this sign-in. Sign in again."}}, "")
 		return
 	}
-	p.startSession(w, r, secret.Auth, methodOIDC, previous)
+	// The session the browser had when the flow started, and the one it
+	// has now (begun in another tab meanwhile, say): both end.
+	current := ""
+	if c, err := r.Cookie(sessionEndCookie); err == nil {
+		current = c.Value
+	}
+	p.startSession(w, r, secret.Auth, methodOIDC, previous, current)
 }
 
 // signOut revokes the session's Vault token and forgets the session.
 func (p *portal) signOut(w http.ResponseWriter, r *http.Request, sess *session) {
 	p.sessions.remove(sess.id)
 	http.SetCookie(w, cookie(sessionCookie, "", http.SameSiteStrictMode, -1))
+	http.SetCookie(w, cookie(sessionEndCookie, "", http.SameSiteLaxMode, -1))
 	if err := p.revokeToken(r.Context(), sess.vaultToken); err != nil {
 		p.log.Warn("could not revoke the Vault token at sign-out", "user", sess.user, "error", vaultErrorForLog(err))
 		http.Redirect(w, r, "/signin?signed_out=unrevoked", http.StatusSeeOther)
