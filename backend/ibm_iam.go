@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -61,20 +60,7 @@ var ibmErrorCodeRegex = regexp.MustCompile(`^[A-Z0-9_-]{1,32}$`)
 // checkIAMEndpoint accepts https URLs, and http ones to loopback addresses
 // (a stand-in on the same host); the message names what is wrong.
 func checkIAMEndpoint(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return "iam_endpoint must be an absolute http(s) URL without credentials, query or fragment"
-	}
-	switch u.Scheme {
-	case "https":
-		return ""
-	case "http":
-		if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
-			return ""
-		}
-		return "iam_endpoint must use https (http only to a loopback address)"
-	}
-	return "iam_endpoint must be an absolute http(s) URL without credentials, query or fragment"
+	return checkOutboundURL("iam_endpoint", raw, true)
 }
 
 // ibmBearer is a cached IAM bearer.

@@ -535,9 +535,22 @@ func checkWebhookURL(raw string) string {
 	if raw == "" {
 		return ""
 	}
+	return checkOutboundURL("webhook_url", raw, false)
+}
+
+// checkOutboundURL is the rule for every URL the engine sends requests to
+// (webhook_url, iam_endpoint): absolute, without credentials, https - or
+// http only to a loopback address, for a receiver or stand-in on the same
+// host. An endpoint (bare) takes no query or fragment either. The message
+// names the field and what is wrong, never the value.
+func checkOutboundURL(field, raw string, bare bool) string {
+	malformed := field + " must be an absolute http(s) URL without credentials"
+	if bare {
+		malformed += ", query or fragment"
+	}
 	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.User != nil {
-		return "webhook_url must be an absolute http(s) URL without credentials"
+	if err != nil || u.Host == "" || u.User != nil || (bare && (u.RawQuery != "" || u.Fragment != "")) {
+		return malformed
 	}
 	switch u.Scheme {
 	case "https":
@@ -546,9 +559,9 @@ func checkWebhookURL(raw string) string {
 		if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
 			return ""
 		}
-		return "webhook_url must use https (http only to a loopback address)"
+		return field + " must use https (http only to a loopback address)"
 	}
-	return "webhook_url must be an absolute http(s) URL without credentials"
+	return malformed
 }
 
 // normalizedList drops the empty entries and repeats of a list field

@@ -193,23 +193,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.calls[r.Method+" "+endpoint]++
 	s.mu.Unlock()
 
-	switch {
-	case r.URL.Path == "/identity/token" && r.Method == http.MethodPost:
+	if r.URL.Path == "/identity/token" && r.Method == http.MethodPost {
 		s.token(w, r)
+		return
+	}
+	// Every other endpoint takes a bearer: checked once, here.
+	caller, ok := s.caller(r)
+	if !ok {
+		problem(w, http.StatusUnauthorized, "BXNIM0407E", "invalid bearer")
+		return
+	}
+	switch {
 	case r.URL.Path == "/quantum/check" && r.Method == http.MethodGet:
-		if _, ok := s.caller(r); !ok {
-			problem(w, http.StatusUnauthorized, "BXNIM0407E", "invalid bearer")
-			return
-		}
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
 	case r.URL.Path == "/v1/apikeys" && r.Method == http.MethodPost:
-		s.create(w, r)
+		s.create(w, r, caller)
 	case r.URL.Path == "/v1/apikeys" && r.Method == http.MethodGet:
-		s.list(w, r)
+		s.list(w, r, caller)
 	case strings.HasPrefix(r.URL.Path, "/v1/apikeys/") && (r.Method == http.MethodGet || r.Method == http.MethodDelete):
-		s.one(w, r, strings.TrimPrefix(r.URL.Path, "/v1/apikeys/"))
+		s.one(w, r, caller, strings.TrimPrefix(r.URL.Path, "/v1/apikeys/"))
 	case strings.HasPrefix(r.URL.Path, "/v1/serviceids/") && r.Method == http.MethodGet:
-		s.serviceID(w, r, strings.TrimPrefix(r.URL.Path, "/v1/serviceids/"))
+		s.serviceID(w, caller, strings.TrimPrefix(r.URL.Path, "/v1/serviceids/"))
 	default:
 		problem(w, http.StatusNotFound, "BXNIM0404E", "not found")
 	}
@@ -265,12 +269,7 @@ func (k *apiKey) view(withValue bool) map[string]any {
 	return v
 }
 
-func (s *Server) create(w http.ResponseWriter, r *http.Request) {
-	caller, ok := s.caller(r)
-	if !ok {
-		problem(w, http.StatusUnauthorized, "BXNIM0407E", "invalid bearer")
-		return
-	}
+func (s *Server) create(w http.ResponseWriter, r *http.Request, caller *apiKey) {
 	var body struct {
 		Name        string `json:"name"`
 		Description string `json:"description"`
@@ -311,12 +310,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, k.view(true))
 }
 
-func (s *Server) list(w http.ResponseWriter, r *http.Request) {
-	caller, ok := s.caller(r)
-	if !ok {
-		problem(w, http.StatusUnauthorized, "BXNIM0407E", "invalid bearer")
-		return
-	}
+func (s *Server) list(w http.ResponseWriter, r *http.Request, caller *apiKey) {
 	q := r.URL.Query()
 	iamID := q.Get("iam_id")
 	s.mu.Lock()
@@ -353,12 +347,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, answer)
 }
 
-func (s *Server) one(w http.ResponseWriter, r *http.Request, id string) {
-	caller, ok := s.caller(r)
-	if !ok {
-		problem(w, http.StatusUnauthorized, "BXNIM0407E", "invalid bearer")
-		return
-	}
+func (s *Server) one(w http.ResponseWriter, r *http.Request, caller *apiKey, id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k, ok := s.keys[id]
@@ -384,12 +373,7 @@ func (s *Server) one(w http.ResponseWriter, r *http.Request, id string) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (s *Server) serviceID(w http.ResponseWriter, r *http.Request, id string) {
-	caller, ok := s.caller(r)
-	if !ok {
-		problem(w, http.StatusUnauthorized, "BXNIM0407E", "invalid bearer")
-		return
-	}
+func (s *Server) serviceID(w http.ResponseWriter, caller *apiKey, id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	iamID, ok := s.serviceIDs[id]
