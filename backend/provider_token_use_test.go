@@ -132,10 +132,8 @@ func providerTokenUsedEvents(env *testEnv) map[string][]map[string]string {
 func TestProviderTokenUse_aReplacedTokenIsRecordedInTheSameGranule(t *testing.T) {
 	env := newTestEnv(t)
 	ctx := context.Background()
-	olivia := env.addUser("olivia")
-	mia := env.addUser("mia")
-	env.setRole(olivia, "acme", "owner")
-	env.setRole(mia, "acme", "member")
+	olivia, members := acmeOwnedByOlivia(env, "mia")
+	mia := members[0]
 	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-quantum", olivia, map[string]interface{}{"token": "v1-token"})
 	pat := env.createToken("mia", mia, "jobs", nil)["token"].(string)
 
@@ -164,12 +162,8 @@ func TestProviderTokenUse_lastUsedByIsTheLaterMember(t *testing.T) {
 		t.Run(later+" entity id later", func(t *testing.T) {
 			env := newTestEnv(t)
 			ctx := context.Background()
-			olivia := env.addUser("olivia")
-			mia := env.addUser("mia")
-			max := env.addUser("max")
-			env.setRole(olivia, "acme", "owner")
-			env.setRole(mia, "acme", "member")
-			env.setRole(max, "acme", "member")
+			olivia, members := acmeOwnedByOlivia(env, "mia", "max")
+			mia, max := members[0], members[1]
 			env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-quantum", olivia, map[string]interface{}{"token": "acme-token"})
 			users := []string{mia, max}
 			slices.Sort(users)
@@ -191,10 +185,8 @@ func TestProviderTokenUse_lastUsedByIsTheLaterMember(t *testing.T) {
 func TestProviderTokenUse_aTokenLeftOutOfTheEnvironmentWasNotUsed(t *testing.T) {
 	env := newTestEnv(t)
 	ctx := context.Background()
-	olivia := env.addUser("olivia")
-	mia := env.addUser("mia")
-	env.setRole(olivia, "acme", "owner")
-	env.setRole(mia, "acme", "member")
+	olivia, members := acmeOwnedByOlivia(env, "mia")
+	mia := members[0]
 	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-cloud", olivia, map[string]interface{}{"api_key": "acme-cloud"})
 	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-quantum", olivia, map[string]interface{}{"token": "acme-quantum"})
 	env.ok(logical.UpdateOperation, "users/mia/provider-tokens/ibm-quantum", mia, map[string]interface{}{"token": "mia-quantum"})
@@ -222,10 +214,8 @@ func TestProviderTokenUse_aTokenLeftOutOfTheEnvironmentWasNotUsed(t *testing.T) 
 func TestProviderTokenUse_aFailedWriteKeepsTheBatch(t *testing.T) {
 	env := newTestEnv(t)
 	ctx := context.Background()
-	olivia := env.addUser("olivia")
-	mia := env.addUser("mia")
-	env.setRole(olivia, "acme", "owner")
-	env.setRole(mia, "acme", "member")
+	olivia, members := acmeOwnedByOlivia(env, "mia")
+	mia := members[0]
 	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-quantum", olivia, map[string]interface{}{"token": "acme-token"})
 	env.ok(logical.UpdateOperation, "users/mia/provider-tokens/ibm-quantum", mia, map[string]interface{}{"token": "mia-token"})
 	env.ok(logical.ReadOperation, "resolve/ibm-quantum", mia, map[string]interface{}{"org": "acme"})
@@ -252,12 +242,8 @@ func TestProviderTokenUse_aFailedWriteKeepsTheBatch(t *testing.T) {
 func TestProviderTokenUse_aRestartWithinTheGranuleNotifiesNoOneAgain(t *testing.T) {
 	env := newTestEnv(t)
 	ctx := context.Background()
-	olivia := env.addUser("olivia")
-	mia := env.addUser("mia")
-	max := env.addUser("max")
-	env.setRole(olivia, "acme", "owner")
-	env.setRole(mia, "acme", "member")
-	env.setRole(max, "acme", "member")
+	olivia, members := acmeOwnedByOlivia(env, "mia", "max")
+	mia, max := members[0], members[1]
 	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-quantum", olivia, map[string]interface{}{"token": "acme-token"})
 	usedBy := func(e *testEnv) []string {
 		var who []string
@@ -285,4 +271,17 @@ func TestProviderTokenUse_aRestartWithinTheGranuleNotifiesNoOneAgain(t *testing.
 	read := restarted.ok(logical.ReadOperation, "orgs/acme/provider-tokens/ibm-quantum", olivia, nil).Data
 	require.NotContains(t, read, "use_notified", "what was notified is no response field")
 	require.Equal(t, max, read["last_used_by"])
+}
+
+// acmeOwnedByOlivia adds olivia as the owner of acme and each of members
+// as a member, returning their entity ids.
+func acmeOwnedByOlivia(env *testEnv, members ...string) (olivia string, ids []string) {
+	olivia = env.addUser("olivia")
+	env.setRole(olivia, "acme", "owner")
+	for _, name := range members {
+		id := env.addUser(name)
+		env.setRole(id, "acme", "member")
+		ids = append(ids, id)
+	}
+	return olivia, ids
 }
