@@ -218,9 +218,17 @@ func TestOIDCSignInEndsTheBrowsersPreviousSession(t *testing.T) {
 	if start.status != http.StatusSeeOther {
 		t.Fatalf("OIDC start: status %d: %s", start.status, start.text())
 	}
-	code, state := authorizeAtIdP(t, start.header.Get("Location"), "hana")
-	// The identity provider's redirect is a cross-site navigation: the
-	// browser sends the Lax flow cookie, not the Strict session cookie.
+	finishOIDCCrossSite(t, tp, v, start, "hana", previous, "the browser's previous session")
+}
+
+// finishOIDCCrossSite completes the OIDC flow begun with start as the
+// browser does - the identity provider's redirect is a cross-site
+// navigation, which carries the Lax cookies but not the Strict session
+// cookie - and requires a new OIDC session, with ended (the named one)
+// gone and its Vault token revoked.
+func finishOIDCCrossSite(t *testing.T, tp *testPortal, v *visitor, start *page, user string, ended *session, what string) {
+	t.Helper()
+	code, state := authorizeAtIdP(t, start.header.Get("Location"), user)
 	u, _ := url.Parse(tp.url)
 	v.client.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, Secure: true}})
 	done := v.get("/oidc/callback?" + url.Values{"code": {code}, "state": {state}}.Encode())
@@ -228,15 +236,15 @@ func TestOIDCSignInEndsTheBrowsersPreviousSession(t *testing.T) {
 		t.Fatalf("callback: status %d: %s", done.status, done.text())
 	}
 	current := tp.sessions.get(v.sessionCookie())
-	if current == nil || current.method != methodOIDC || current.id == previous.id {
+	if current == nil || current.method != methodOIDC || current.id == ended.id {
 		t.Fatalf("session after OIDC: %+v", current)
 	}
-	remember(current.vaultToken, "hana's Vault token from OIDC")
-	if tp.sessions.get(previous.id) != nil {
-		t.Fatal("the browser's previous session lives on after the SSO sign-in")
+	remember(current.vaultToken, user+"'s Vault token from OIDC")
+	if tp.sessions.get(ended.id) != nil {
+		t.Fatalf("%s lives on after the SSO sign-in", what)
 	}
-	if !tokenRevoked(previous.vaultToken) {
-		t.Fatal("the previous session's Vault token still works")
+	if !tokenRevoked(ended.vaultToken) {
+		t.Fatalf("the Vault token of %s still works", what)
 	}
 	if tokenRevoked(current.vaultToken) {
 		t.Fatal("the new session's Vault token was revoked")
@@ -263,27 +271,7 @@ func TestOIDCSignInEndsASessionBegunInAnotherTabMeanwhile(t *testing.T) {
 	}
 	remember(meanwhile.vaultToken, "hana's Vault token")
 
-	code, state := authorizeAtIdP(t, start.header.Get("Location"), "hana")
-	u, _ := url.Parse(tp.url)
-	v.client.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, Secure: true}})
-	done := v.get("/oidc/callback?" + url.Values{"code": {code}, "state": {state}}.Encode())
-	if done.status != http.StatusOK {
-		t.Fatalf("callback: status %d: %s", done.status, done.text())
-	}
-	current := tp.sessions.get(v.sessionCookie())
-	if current == nil || current.method != methodOIDC {
-		t.Fatalf("session after OIDC: %+v", current)
-	}
-	remember(current.vaultToken, "hana's Vault token from OIDC")
-	if tp.sessions.get(meanwhile.id) != nil {
-		t.Fatal("the password session begun in another tab lives on after the SSO sign-in")
-	}
-	if !tokenRevoked(meanwhile.vaultToken) {
-		t.Fatal("that session's Vault token still works")
-	}
-	if tokenRevoked(current.vaultToken) {
-		t.Fatal("the new session's Vault token was revoked")
-	}
+	finishOIDCCrossSite(t, tp, v, start, "hana", meanwhile, "the password session begun in another tab")
 }
 
 // OIDC sign-ins are charged to the person after the callback, wherever
