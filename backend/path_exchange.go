@@ -67,11 +67,11 @@ func pathExchange(b *backend) []*framework.Path {
 				OperationVerb:   "exchange",
 				OperationSuffix: "provider-token",
 			},
-			Fields: map[string]*framework.FieldSchema{
+			Fields: withDeriveFields(map[string]*framework.FieldSchema{
 				"provider": {Type: framework.TypeString, Description: "Name of the provider.", Required: true},
 				"token":    tokenField,
 				"org":      orgField,
-			},
+			}),
 			Operations: operations(b.exchangeProviderToken,
 				"What resolve/{provider} answers the PAT's owner - the provider's fields as top-level strings, env, source, org, version - and on_behalf_of.",
 				exchangeFields, "provider-token"),
@@ -85,10 +85,10 @@ func pathExchange(b *backend) []*framework.Path {
 				OperationVerb:   "exchange",
 				OperationSuffix: "runtime-environment",
 			},
-			Fields: map[string]*framework.FieldSchema{
+			Fields: withDeriveFields(map[string]*framework.FieldSchema{
 				"token": tokenField,
 				"org":   orgField,
-			},
+			}),
 			Operations: operations(b.exchangeEnvironment,
 				"Every provider token the PAT's owner may use, as the runtime read's env and dotenv, without issuing a PAT.",
 				exchangeEnvironmentFields, "runtime-environment"),
@@ -115,6 +115,7 @@ var exchangeEnvironmentFields = fieldSet{
 	"dotenv":       runtimeFields["dotenv"],
 	"providers":    runtimeFields["providers"],
 	"on_behalf_of": onBehalfOfField,
+	"expires_at":   {Type: framework.TypeString, Description: "When the first of the credentials derived for the job expires (RFC 3339), the end of the answer's lease; empty when env holds stored keys only."},
 }
 
 // exchangeRequest is an exchange the engine admitted: an active PAT with
@@ -124,6 +125,7 @@ type exchangeRequest struct {
 	pat    *activeToken
 	org    string
 	target *orgTarget // nil without org
+	params deriveParams
 }
 
 func (e *exchangeRequest) onBehalfOf() map[string]interface{} {
@@ -158,6 +160,10 @@ func (b *backend) exchangeHandler(handle exchangeFunc, inBody bool) framework.Op
 				return logical.ErrorResponse("send the personal access token in the " + authTokenHeader + " header (the mount must pass it through: vault secrets tune -passthrough-request-headers=" + authTokenHeader + "), or POST it in the body"), nil
 			}
 		}
+		params, msg := parseDeriveParams(d)
+		if msg != "" {
+			return logical.ErrorResponse(msg), nil
+		}
 		// Both are checked as names before either is compared or repeated:
 		// a header or field that is not a name is never echoed.
 		org := d.Get("org").(string)
@@ -190,7 +196,7 @@ func (b *backend) exchangeHandler(handle exchangeFunc, inBody bool) framework.Op
 		if denied != nil || err != nil {
 			return denied, err
 		}
-		return handle(ctx, req, d, &exchangeRequest{pat: pat, org: org, target: target})
+		return handle(ctx, req, d, &exchangeRequest{pat: pat, org: org, target: target, params: params})
 	}
 }
 
@@ -208,32 +214,32 @@ func (b *backend) exchangeProviderToken(ctx context.Context, req *logical.Reques
 		}
 		return notFound(fmt.Sprintf("no %q token is stored for user %q", provider, owner.name)), nil
 	}
-	resp, err := b.resolvedResponse(ctx, req.Storage, usable)
-	if err != nil {
-		return nil, err
-	}
-	resp.Data["on_behalf_of"] = e.onBehalfOf()
-	return resp, nil
+	return b.jobResponse(ctx, req.Storage, usable, owner, e.params, map[string]interface{}{"on_behalf_of": e.onBehalfOf()})
 }
 
 // exchangeEnvironment answers the runtime read's environment for the PAT's
 // owner, without issuing a PAT.
 func (b *backend) exchangeEnvironment(ctx context.Context, req *logical.Request, _ *framework.FieldData, e *exchangeRequest) (*logical.Response, error) {
-	runtime, err := b.runtimeEnvironment(ctx, req.Storage, e.pat.owner, e.target)
-	if err != nil {
-		return nil, err
+	runtime, denied, err := b.runtimeEnvironment(ctx, req.Storage, e.pat.owner, e.target, e.params)
+	if denied != nil || err != nil {
+		return denied, err
 	}
 	data, err := runtime.responseData(e.org)
 	if err != nil {
+		b.undoDerived(ctx, req.Storage, runtime.derived)
 		return nil, err
 	}
 	data["on_behalf_of"] = e.onBehalfOf()
+	data["expires_at"] = ""
+	if len(runtime.derived) > 0 {
+		data["expires_at"] = formatTime(earliestExpiry(runtime.derived))
+	}
 	b.noteUses(ctx, req.Storage, runtime, e.pat.owner)
 	resp := &logical.Response{Data: data}
 	for _, warning := range runtime.warnings {
 		resp.AddWarning(warning)
 	}
-	return resp, nil
+	return b.leaseDerived(resp, runtime.derived), nil
 }
 
 const pathExchangeHelpSynopsis = `Exchange a user's PAT for the provider token a job of theirs may use.`

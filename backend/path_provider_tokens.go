@@ -157,6 +157,10 @@ type providerTokenEntry struct {
 	// LegacyName is the user name v0.1.0 kept the token under, for tokens
 	// the upgrade moved.
 	LegacyName string `json:"legacy_name,omitempty"`
+	// Derivation is what deriving short-lived credentials needs (derive.go);
+	// nil for a static key only. Kept apart from Values, which answers hand
+	// out.
+	Derivation *derivationEntry `json:"derivation,omitempty"`
 }
 
 // withSecretsOf returns the entry with every field treated as secret that
@@ -214,6 +218,10 @@ func (e *providerTokenEntry) toResponseData(o *providerTokenOwner) map[string]in
 	if !e.ExpiresAt.IsZero() {
 		data["expires_at"] = formatTime(e.ExpiresAt)
 	}
+	data["derivation"] = map[string]interface{}{}
+	if e.Derivation != nil {
+		data["derivation"] = e.Derivation.toResponseData(derivationMethodOf(e.Derivation.Method))
+	}
 	return data
 }
 
@@ -247,6 +255,7 @@ var providerTokenFields = fieldSet{
 	"last_used_at":      {Type: framework.TypeString, Description: "When resolve, a runtime read or the exchange last gave this version to a job, rounded down to last_used_granularity and recorded within about a minute (RFC 3339); empty if never."},
 	"last_used_by":      {Type: framework.TypeString, Description: "Entity id of the member (or user) that job ran for; empty if never used."},
 	"last_used_by_name": {Type: framework.TypeString, Description: "That entity's live name; empty if never used or the entity is gone."},
+	"derivation":        {Type: framework.TypeMap, Description: `How jobs get credentials derived from this token instead of its stored key: {"method": "<method>", "fields": [...], "settings": {...}, "secret_hints": {...}} (hints as for the token's secrets); empty when the token is a static key only.`},
 }
 
 var (
@@ -458,7 +467,11 @@ func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Reque
 	if msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
-	values, msg := validateProviderValues(name, provider, body)
+	derivation, msg := takeDerivation(name, provider, body)
+	if msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
+	values, msg := validateProviderValues(name, provider, body, derivation != nil)
 	if msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
@@ -484,8 +497,9 @@ func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Reque
 		Version:   1,
 		CreatedAt: now,
 		UpdatedAt: now,
-		UpdatedBy: req.EntityID,
-		ExpiresAt: expiresAt,
+		UpdatedBy:  req.EntityID,
+		ExpiresAt:  expiresAt,
+		Derivation: derivation,
 	}
 	if existing != nil {
 		entry.Version = existing.Version + 1
@@ -530,8 +544,9 @@ func takeExpiresAt(body map[string]interface{}) (time.Time, string) {
 }
 
 // validateProviderValues checks a write's body against the provider's
-// fields; the message names the offending field, never its value.
-func validateProviderValues(name string, provider *providerEntry, data map[string]interface{}) (map[string]string, string) {
+// fields; the message names the offending field, never its value. With a
+// derivation the stored key is optional: all the required fields, or none.
+func validateProviderValues(name string, provider *providerEntry, data map[string]interface{}, derivable bool) (map[string]string, string) {
 	values := make(map[string]string, len(data))
 	for key, raw := range data {
 		field, ok := provider.field(key)
@@ -562,10 +577,20 @@ func validateProviderValues(name string, provider *providerEntry, data map[strin
 		}
 		values[key] = value
 	}
+	var given, missing []string
 	for _, f := range provider.Fields {
 		if _, ok := values[f.Name]; f.Required && !ok {
-			return nil, fmt.Sprintf("missing required field %q for provider %q", f.Name, name)
+			missing = append(missing, f.Name)
+		} else if f.Required {
+			given = append(given, f.Name)
 		}
+	}
+	switch {
+	case len(missing) == 0:
+	case !derivable:
+		return nil, fmt.Sprintf("missing required field %q for provider %q", missing[0], name)
+	case len(given) > 0:
+		return nil, fmt.Sprintf("missing required field %q for provider %q: beside a derivation, store the whole key or none of it", missing[0], name)
 	}
 	return values, ""
 }

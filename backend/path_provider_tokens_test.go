@@ -175,7 +175,7 @@ func FuzzValidateProviderValues(f *testing.F) {
 	provider := builtinProviders["ibm-quantum"]
 	f.Fuzz(func(t *testing.T, key1, value1, key2, value2 string) {
 		data := map[string]interface{}{key1: value1, key2: value2}
-		values, msg := validateProviderValues("ibm-quantum", provider, data)
+		values, msg := validateProviderValues("ibm-quantum", provider, data, false)
 		if msg != "" {
 			for _, v := range []string{value1, value2} {
 				if len(v) >= 8 && strings.Contains(msg, v) {

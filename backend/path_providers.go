@@ -26,7 +26,7 @@ var (
 	reservedFieldNames = map[string]bool{
 		"provider": true, "source": true, "org": true, "user": true, "version": true,
 		"entity_id": true, "expires_at": true, "env": true, "dotenv": true,
-		"on_behalf_of": true,
+		"on_behalf_of": true, "derivation": true, "credentials": true,
 	}
 )
 
@@ -50,6 +50,10 @@ type providerEntry struct {
 	// EnvConstants are variables with fixed values that the provider's SDK
 	// needs for every token, such as the channel qiskit-ibm-runtime takes.
 	EnvConstants map[string]string `json:"env_constants,omitempty"`
+	// Derivations are the ways short-lived credentials can be derived from
+	// a token of the provider (derive.go); built-in providers only, and
+	// kept when an operator overrides one.
+	Derivations []*derivationMethod `json:"-"`
 }
 
 func (p *providerEntry) field(name string) (providerField, bool) {
@@ -74,11 +78,16 @@ func (p *providerEntry) toResponseData(name string, builtIn, overridden bool) ma
 	for k, v := range p.EnvConstants {
 		constants[k] = v
 	}
+	derivations := make([]map[string]interface{}, 0, len(p.Derivations))
+	for _, m := range p.Derivations {
+		derivations = append(derivations, m.toResponseData())
+	}
 	return map[string]interface{}{
 		"name":          name,
 		"description":   p.Description,
 		"fields":        fields,
 		"env_constants": constants,
+		"derivations":   derivations,
 		"built_in":      builtIn,
 		"overridden":    overridden,
 	}
@@ -90,6 +99,7 @@ var providerFields = fieldSet{
 	"description":   {Type: framework.TypeString, Description: "What the provider is."},
 	"fields":        {Type: framework.TypeSlice, Description: `The fields of the provider's access tokens: objects {"name": "<field>", "required": true|false, "secret": true|false, "env": ["<variable the SDK reads it from>", ...]}, and "env_format" where a built-in field's value is split into several variables.`},
 	"env_constants": {Type: framework.TypeMap, Description: "Environment variables with fixed values the provider's SDK needs for every token, by name."},
+	"derivations":   {Type: framework.TypeSlice, Description: `How short-lived credentials can be derived from a token of the provider, instead of handing out its stored key: objects {"name": "<method>", "description": "...", "fields": [{"name": "<field>", "required": true|false, "secret": true|false}, ...]}. A token write names the method as derivation=<method> with its fields. Empty for providers with static keys only.`},
 	"built_in":      {Type: framework.TypeBool, Description: "Whether the provider is in the built-in catalogue."},
 	"overridden":    {Type: framework.TypeBool, Description: "Whether an operator's definition replaces the built-in one (always true for an operator-defined provider)."},
 }
@@ -152,6 +162,7 @@ var builtinProviders = map[string]*providerEntry{
 			optional("region", false, "AWS_REGION", "AWS_DEFAULT_REGION"),
 			optional("session_token", true, "AWS_SESSION_TOKEN"),
 		},
+		Derivations: []*derivationMethod{awsAssumeRoleMethod},
 	},
 	// azure-quantum (microsoft/azure-quantum-python):
 	// azure-quantum/azure/quantum/_workspace_connection_params.py,
@@ -324,6 +335,9 @@ func (b *backend) pathProviderWrite(ctx context.Context, req *logical.Request, d
 	if msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
+	if builtIn := builtinProviders[name]; builtIn != nil {
+		provider.Derivations = builtIn.Derivations
+	}
 
 	entry, err := logical.StorageEntryJSON(providerPrefix+name, provider)
 	if err != nil {
@@ -449,6 +463,9 @@ func (b *backend) catalogue(ctx context.Context, s logical.Storage) (map[string]
 			return nil, err
 		}
 		if provider != nil {
+			if builtIn := builtinProviders[name]; builtIn != nil {
+				provider.Derivations = builtIn.Derivations
+			}
 			merged[name] = provider
 		}
 	}

@@ -18,7 +18,7 @@ func pathResolve(b *backend) []*framework.Path {
 				OperationVerb:   "resolve",
 				OperationSuffix: "provider-token",
 			},
-			Fields: map[string]*framework.FieldSchema{
+			Fields: withDeriveFields(map[string]*framework.FieldSchema{
 				"provider": {
 					Type:        framework.TypeString,
 					Description: "Name of the provider.",
@@ -29,7 +29,7 @@ func pathResolve(b *backend) []*framework.Path {
 					Description: "Organization whose token to prefer; the caller must be a member.",
 					Query:       true,
 				},
-			},
+			}),
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
 					Callback: b.pathResolve,
@@ -48,6 +48,10 @@ func (b *backend) pathResolve(ctx context.Context, req *logical.Request, d *fram
 	provider, org := d.Get("provider").(string), d.Get("org").(string)
 	if req.EntityID == "" {
 		return logical.ErrorResponse("resolve needs the request's token to have an identity entity: provider tokens are resolved for a user"), nil
+	}
+	params, msg := parseDeriveParams(d)
+	if msg != "" {
+		return logical.ErrorResponse(msg), nil
 	}
 	if org != "" {
 		if msg := checkNames(orgName(org)); msg != "" {
@@ -73,7 +77,34 @@ func (b *backend) pathResolve(ctx context.Context, req *logical.Request, d *fram
 		}
 		return notFound(fmt.Sprintf("no %q token is stored for user %q", provider, caller.name)), nil
 	}
-	return b.resolvedResponse(ctx, req.Storage, usable)
+	return b.jobResponse(ctx, req.Storage, usable, caller, params, nil)
+}
+
+// jobResponse answers with the credentials a job gets from the token
+// (jobCredentials) as resolve does, with extra data; derived credentials
+// under a lease of their own.
+func (b *backend) jobResponse(ctx context.Context, s logical.Storage, usable *usableToken, caller *identity, params deriveParams, extra map[string]interface{}) (*logical.Response, error) {
+	answer, creds, denied, err := b.jobCredentials(ctx, s, usable, caller, params)
+	if denied != nil || err != nil {
+		return denied, err
+	}
+	resp, err := b.resolvedResponse(ctx, s, answer)
+	if err != nil {
+		if creds != nil {
+			b.undoDerived(ctx, s, []*derivedCredentials{creds})
+		}
+		return nil, err
+	}
+	for key, value := range derivedResponseData(answer) {
+		resp.Data[key] = value
+	}
+	for key, value := range extra {
+		resp.Data[key] = value
+	}
+	if creds == nil {
+		return resp, nil
+	}
+	return b.leaseDerived(resp, []*derivedCredentials{creds}), nil
 }
 
 // memberOrg returns the organization org (if not "") for a caller who
@@ -136,7 +167,7 @@ func (b *backend) usableProviderToken(ctx context.Context, s logical.Storage, ca
 
 // resolvedFields describe resolve's answer, less the provider's own
 // fields, which differ by provider.
-var resolvedFields = fieldSet{
+var resolvedFields = derivedResponseFields.with(fieldSet{
 	"provider":  {Type: framework.TypeString, Description: "Name of the provider."},
 	"version":   {Type: framework.TypeInt, Description: "Version of the stored token."},
 	"source":    {Type: framework.TypeString, Description: "Whose token it is.", AllowedValues: []interface{}{"organization", "user"}},
@@ -144,7 +175,7 @@ var resolvedFields = fieldSet{
 	"user":      {Type: framework.TypeString, Description: "The caller's name, for the caller's own token; absent for an organization's."},
 	"entity_id": {Type: framework.TypeString, Description: "The caller's entity id, for the caller's own token; absent for an organization's."},
 	"env":       {Type: framework.TypeMap, Description: "The token's values under the environment variables the provider's SDK reads, with the provider's env_constants: variable -> value (strings).", DisplayAttrs: &framework.DisplayAttributes{Sensitive: true}},
-}
+})
 
 // resolvedResponse returns the token's values as top-level string fields -
 // which audit devices HMAC - for templates such as {{ .Data.token }}, and

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -47,7 +48,7 @@ func pathRuntime(b *backend) []*framework.Path {
 				OperationVerb:   "generate",
 				OperationSuffix: "runtime-environment",
 			},
-			Fields: map[string]*framework.FieldSchema{
+			Fields: withDeriveFields(map[string]*framework.FieldSchema{
 				"user": userNameField(),
 				"role": leaseRoleField(),
 				"org": {
@@ -55,7 +56,7 @@ func pathRuntime(b *backend) []*framework.Path {
 					Description: "Organization the job runs for; the caller must be a member. Its provider tokens are preferred to the caller's own.",
 					Query:       true,
 				},
-			},
+			}),
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: operation(nil),
 				// The same with org in the body, for clients that send
@@ -85,6 +86,10 @@ func (b *backend) pathRuntimeRead(ctx context.Context, req *logical.Request, d *
 			return logical.ErrorResponse(msg), nil
 		}
 	}
+	params, msg := parseDeriveParams(d)
+	if msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
 	lease, errResp, err := b.prepareLease(ctx, req, d.Get("user").(string), d.Get("role").(string))
 	if errResp != nil || err != nil {
 		return errResp, err
@@ -93,20 +98,32 @@ func (b *backend) pathRuntimeRead(ctx context.Context, req *logical.Request, d *
 	if denied != nil || err != nil {
 		return denied, err
 	}
-	// The provider tokens are read, and their environment checked, before
-	// the PAT is issued, so that a failure leaves no lease behind.
-	runtime, err := b.runtimeEnvironment(ctx, req.Storage, lease.owner, target)
-	if err != nil {
-		return nil, err
+	// The provider tokens are read, credentials derived, and their
+	// environment checked, before the PAT is issued, so that a failure
+	// leaves no lease behind.
+	runtime, denied, err := b.runtimeEnvironment(ctx, req.Storage, lease.owner, target, params)
+	if denied != nil || err != nil {
+		return denied, err
 	}
 	if _, err := renderDotenv(runtime.env); err != nil {
 		// The catalogue and the writes admit nothing renderDotenv refuses.
+		b.undoDerived(ctx, req.Storage, runtime.derived)
 		return nil, fmt.Errorf("rendering the environment: %w", err)
+	}
+	// Derived credentials live no longer than the PAT's lease, which ends
+	// them (revoking what needs it) and ends with the first of them.
+	if len(runtime.derived) > 0 {
+		life := time.Until(earliestExpiry(runtime.derived)).Truncate(time.Second)
+		lease.ttl, lease.maxTTL = min(lease.ttl, life), min(lease.maxTTL, life)
 	}
 
 	resp, err := b.issueLease(ctx, req, lease)
 	if err != nil || resp.IsError() {
+		b.undoDerived(ctx, req.Storage, runtime.derived)
 		return resp, err
+	}
+	if len(runtime.derived) > 0 {
+		resp.Secret.InternalData[derivedLeaseKey] = derivedLeaseData(runtime.derived)
 	}
 	runtime.env[envPlanqkPAT] = resp.Data["token"].(string)
 	// Cannot fail: checked above, and the PAT and org are base62 and a
@@ -153,6 +170,8 @@ type runtimeEnv struct {
 	warnings  []string
 	// used are the tokens in env: not those left out.
 	used []usableToken
+	// derived are the credentials derived for the job that env holds.
+	derived []*derivedCredentials
 }
 
 // noteUses notes that caller's job used the tokens in the environment,
@@ -174,29 +193,58 @@ type usableToken struct {
 	source   string
 	owner    *providerTokenOwner
 	entry    *providerTokenEntry
+	// derived, when set, are the credentials derived for the job that
+	// entry's values hold in place of the stored key.
+	derived *derivedCredentials
 }
 
 // runtimeEnvironment collects, for every provider of the catalogue, the
-// token the caller may use (usableProviderToken, as resolve). Once the
-// provider-token cache holds the owners' tokens and their absence, this
-// costs no storage round trip. It notes no use: noteUses does, once the
-// environment is handed out.
-func (b *backend) runtimeEnvironment(ctx context.Context, s logical.Storage, caller *identity, org *orgTarget) (*runtimeEnv, error) {
+// token the caller may use (usableProviderToken, as resolve), or the
+// credentials derived from it (jobCredentials). Once the provider-token
+// cache holds the owners' tokens and their absence, this costs no storage
+// round trip; each derivation costs a round trip to its provider. A
+// refusal is returned as a response, and what was derived until then is
+// revoked. It notes no use: noteUses does, once the environment is handed
+// out.
+func (b *backend) runtimeEnvironment(ctx context.Context, s logical.Storage, caller *identity, org *orgTarget, p deriveParams) (*runtimeEnv, *logical.Response, error) {
 	catalogue, err := b.catalogue(ctx, s)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var tokens []usableToken
-	for name := range catalogue {
+	var derived []*derivedCredentials
+	for _, name := range sortedKeys(catalogue) {
 		usable, err := b.usableProviderToken(ctx, s, caller, org, name)
+		if err == nil && usable != nil {
+			var denied *logical.Response
+			usable, _, denied, err = b.jobCredentials(ctx, s, usable, caller, p)
+			if denied != nil {
+				b.undoDerived(ctx, s, derived)
+				return nil, denied, nil
+			}
+		}
 		if err != nil {
-			return nil, err
+			b.undoDerived(ctx, s, derived)
+			return nil, nil, err
 		}
 		if usable != nil {
 			tokens = append(tokens, *usable)
+			if usable.derived != nil {
+				derived = append(derived, usable.derived)
+			}
 		}
 	}
-	return composeEnvironment(catalogue, tokens), nil
+	runtime := composeEnvironment(catalogue, tokens)
+	var unused []*derivedCredentials
+	for _, creds := range derived {
+		if _, used := runtime.providers[creds.provider]; used {
+			runtime.derived = append(runtime.derived, creds)
+		} else {
+			unused = append(unused, creds)
+		}
+	}
+	b.undoDerived(ctx, s, unused)
+	return runtime, nil, nil
 }
 
 // composeEnvironment merges the tokens' variables. Two providers may feed

@@ -104,6 +104,14 @@ func (b *backend) secretPATRenew(ctx context.Context, req *logical.Request, _ *f
 	}
 	mount := b.mountLeaseTTLs()
 	maxTTL := leaseMaxTTL(mount, role, cfg)
+	// A runtime read's lease ends with the first credential derived for it.
+	derived, err := parseDerivedLease(req.Secret.InternalData)
+	if err != nil {
+		return nil, err
+	}
+	if expiry := derivedLeaseExpiry(derived); !expiry.IsZero() {
+		maxTTL = min(maxTTL, expiry.Sub(req.Secret.IssueTime))
+	}
 	entityID, err := leaseOwner(ctx, req.Storage, lease)
 	if err != nil {
 		return nil, err
@@ -165,6 +173,14 @@ func (b *backend) secretPATRenew(ctx context.Context, req *logical.Request, _ *f
 func (b *backend) secretPATRevoke(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	lease, err := parseLeaseInternalData(req.Secret)
 	if err != nil {
+		return nil, err
+	}
+	// A runtime read's lease also ends what was derived for its job.
+	derived, err := parseDerivedLease(req.Secret.InternalData)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.revokeAllDerived(ctx, req.Storage, derived); err != nil {
 		return nil, err
 	}
 	entityID, err := leaseOwner(ctx, req.Storage, lease)

@@ -1,0 +1,363 @@
+package backend
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	ststypes "github.com/aws/aws-sdk-go-v2/service/sts/types"
+	"github.com/aws/smithy-go"
+	"github.com/hashicorp/go-secure-stdlib/parseutil"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// AWS Braket through STS AssumeRole: the token stores base credentials
+// allowed to assume one role (sts:AssumeRole and sts:TagSession on it); each
+// job gets the role's temporary credentials, narrowed by a session policy to
+// Braket and its results bucket, tagged with the organization, the member's
+// entity id and the job id. botocore's EnvProvider reads the session token
+// from AWS_SESSION_TOKEN, which the aws-braket provider's session_token
+// field feeds.
+const (
+	derivationAWSAssumeRole = "aws_assume_role"
+
+	// awsMinSessionTTL is STS's minimum DurationSeconds; awsMaxRoleTTL the
+	// longest a role's MaxSessionDuration may be.
+	awsMinSessionTTL     = 900 * time.Second
+	awsDefaultSessionTTL = time.Hour
+	awsMaxRoleTTL        = 12 * time.Hour
+	// awsDefaultRegion signs requests to STS's global endpoint.
+	awsDefaultRegion = "us-east-1"
+	// awsDefaultResultsBucket matches the buckets the Braket SDK creates
+	// for results: amazon-braket-<region>-<account> (AwsSession.default_bucket).
+	awsDefaultResultsBucket = "amazon-braket-*"
+	// awsMaxSessionPolicy is STS's limit on an inline session policy's
+	// plain text.
+	awsMaxSessionPolicy = 2048
+	// awsSTSTimeout bounds one AssumeRole, retries included.
+	awsSTSTimeout = 15 * time.Second
+
+	awsTagOrg      = "planqk:org"
+	awsTagOrgID    = "planqk:org-id"
+	awsTagEntityID = "planqk:entity-id"
+	awsTagMember   = "planqk:member"
+	awsTagJobID    = "planqk:job-id"
+)
+
+var awsAssumeRoleMethod = &derivationMethod{
+	Name:        derivationAWSAssumeRole,
+	Description: "STS AssumeRole per job: base credentials allowed sts:AssumeRole and sts:TagSession on role_arn; jobs get the role's temporary credentials, narrowed to Braket and its results bucket.",
+	Fields: []providerField{
+		{Name: "role_arn", Required: true},
+		{Name: "external_id"},
+		{Name: "base_access_key_id", Required: true, Secret: true},
+		{Name: "base_secret_access_key", Required: true, Secret: true},
+		{Name: "role_max_ttl"},
+		{Name: "results_bucket"},
+		{Name: "session_policy"},
+		{Name: "sts_endpoint"},
+	},
+}
+
+var (
+	awsRoleARNRegex    = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$`)
+	awsExternalIDRegex = regexp.MustCompile(`^[\w+=,.@:/-]{2,1224}$`)
+	awsAccessKeyRegex  = regexp.MustCompile(`^[A-Z0-9]{16,128}$`)
+	awsBucketRegex     = regexp.MustCompile(`^[a-z0-9*][a-z0-9.*-]{1,62}$`)
+	// awsSessionNameInvalid are the characters a role session name may not
+	// hold; awsTagValueInvalid those a session tag's value may not.
+	awsSessionNameInvalid = regexp.MustCompile(`[^\w+=,.@-]`)
+	awsTagValueInvalid    = regexp.MustCompile(`[^\p{L}\p{Z}\p{N}_.:/=+@-]`)
+)
+
+// checkAWSAssumeRole validates a write's aws_assume_role values.
+func checkAWSAssumeRole(values map[string]string) string {
+	if !awsRoleARNRegex.MatchString(values["role_arn"]) {
+		return "role_arn must be an IAM role ARN such as arn:aws:iam::123456789012:role/planqk-braket"
+	}
+	if id, ok := values["external_id"]; ok && !awsExternalIDRegex.MatchString(id) {
+		return "external_id must be 2 to 1224 letters, digits or +=,.@:/-_"
+	}
+	if !awsAccessKeyRegex.MatchString(values["base_access_key_id"]) {
+		return "base_access_key_id must be an AWS access key id (upper-case letters and digits)"
+	}
+	if raw, ok := values["role_max_ttl"]; ok {
+		if _, msg := parseRoleMaxTTL(raw); msg != "" {
+			return msg
+		}
+	}
+	if bucket, ok := values["results_bucket"]; ok && !awsBucketRegex.MatchString(bucket) {
+		return "results_bucket must be an S3 bucket name (lower-case letters, digits, '.', '-'; '*' matches any)"
+	}
+	if policy, ok := values["session_policy"]; ok {
+		if msg := checkSessionPolicy(policy); msg != "" {
+			return msg
+		}
+	}
+	if endpoint, ok := values["sts_endpoint"]; ok {
+		if msg := checkEndpoint("sts_endpoint", endpoint); msg != "" {
+			return msg
+		}
+	}
+	return ""
+}
+
+// parseRoleMaxTTL reads role_max_ttl: the role's MaxSessionDuration.
+func parseRoleMaxTTL(raw string) (time.Duration, string) {
+	ttl, err := parseutil.ParseDurationSecond(raw)
+	if err != nil || ttl < awsMinSessionTTL || ttl > awsMaxRoleTTL {
+		return 0, "role_max_ttl must be the role's maximum session duration, from 900s to 12h"
+	}
+	return ttl, ""
+}
+
+func checkSessionPolicy(policy string) string {
+	var doc map[string]interface{}
+	if err := json.Unmarshal([]byte(policy), &doc); err != nil {
+		return "session_policy must be an IAM policy document in JSON"
+	}
+	if _, ok := doc["Statement"]; !ok {
+		return "session_policy must be an IAM policy document with a Statement"
+	}
+	if len(compactJSON(policy)) > awsMaxSessionPolicy {
+		return fmt.Sprintf("session_policy must be at most %d characters without white space (STS's limit)", awsMaxSessionPolicy)
+	}
+	return ""
+}
+
+func compactJSON(doc string) string {
+	var v interface{}
+	if err := json.Unmarshal([]byte(doc), &v); err != nil {
+		return doc
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return doc
+	}
+	return string(out)
+}
+
+// checkEndpoint admits https URLs, and http only to a loopback address:
+// TLS is verified unless the endpoint is on this machine.
+func checkEndpoint(field, endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Sprintf("%s must be a URL such as https://sts.eu-central-1.amazonaws.com", field)
+	}
+	switch u.Scheme {
+	case "https":
+		return ""
+	case "http":
+		if isLoopback(u.Hostname()) {
+			return ""
+		}
+	}
+	return fmt.Sprintf("%s must use https (http only to a loopback address)", field)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// awsSessionPolicy is the inline session policy a job's session gets: the
+// token's own, or Braket and its results bucket.
+func awsSessionPolicy(values map[string]string) string {
+	if policy, ok := values["session_policy"]; ok {
+		return compactJSON(policy)
+	}
+	bucket := values["results_bucket"]
+	if bucket == "" {
+		bucket = awsDefaultResultsBucket
+	}
+	doc := map[string]interface{}{
+		"Version": "2012-10-17",
+		"Statement": []interface{}{
+			map[string]interface{}{
+				"Sid": "Braket", "Effect": "Allow", "Action": "braket:*", "Resource": "*",
+			},
+			map[string]interface{}{
+				"Sid": "BraketResults", "Effect": "Allow",
+				"Action":   []string{"s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:CreateBucket", "s3:PutBucketPolicy"},
+				"Resource": []string{"arn:aws:s3:::" + bucket, "arn:aws:s3:::" + bucket + "/*"},
+			},
+		},
+	}
+	out, err := json.Marshal(doc)
+	if err != nil {
+		// A map of strings always marshals.
+		panic(err)
+	}
+	return string(out)
+}
+
+// awsSessionName names the session after the member and the job, within
+// STS's 64 characters: tags carry them exactly.
+func awsSessionName(member, jobID string) string {
+	name := "planqk-" + awsSessionNameInvalid.ReplaceAllString(member, "_")
+	if jobID != "" {
+		suffix := "-" + jobID
+		if len(name)+len(suffix) > 64 {
+			name = name[:64-len(suffix)]
+		}
+		name += suffix
+	}
+	if len(name) > 64 {
+		name = name[:64]
+	}
+	return name
+}
+
+// awsSessionTags name the organization, the member's entity id and the
+// job.
+func awsSessionTags(r deriveRequest) []ststypes.Tag {
+	tag := func(key, value string) ststypes.Tag {
+		value = awsTagValueInvalid.ReplaceAllString(value, "_")
+		if len(value) > 256 {
+			value = value[:256]
+		}
+		return ststypes.Tag{Key: aws.String(key), Value: aws.String(value)}
+	}
+	var tags []ststypes.Tag
+	if r.orgID != "" {
+		tags = append(tags, tag(awsTagOrg, r.org), tag(awsTagOrgID, r.orgID))
+	}
+	tags = append(tags, tag(awsTagEntityID, r.entityID), tag(awsTagMember, r.member))
+	if r.jobID != "" {
+		tags = append(tags, tag(awsTagJobID, r.jobID))
+	}
+	return tags
+}
+
+// awsSessionTTL is the session's life: asked for, or an hour, within 900 s
+// and the role's maximum; a response refuses a life outside them.
+func awsSessionTTL(values map[string]string, asked, mountMax time.Duration) (time.Duration, *logical.Response) {
+	roleMax := awsDefaultSessionTTL
+	if raw, ok := values["role_max_ttl"]; ok {
+		roleMax, _ = parseRoleMaxTTL(raw)
+	}
+	if mountMax > 0 && mountMax < roleMax {
+		roleMax = mountMax
+	}
+	ttl := asked
+	switch {
+	case ttl == 0:
+		ttl = min(awsDefaultSessionTTL, roleMax)
+	case ttl < awsMinSessionTTL:
+		return 0, logical.ErrorResponse(fmt.Sprintf("ttl must be at least %ds for AWS STS credentials", int(awsMinSessionTTL.Seconds())))
+	case ttl > roleMax:
+		return 0, logical.ErrorResponse(fmt.Sprintf("ttl must be at most %ds, the role's maximum session duration (role_max_ttl) or the mount's max lease TTL", int(roleMax.Seconds())))
+	}
+	if ttl < awsMinSessionTTL {
+		return 0, logical.ErrorResponse(fmt.Sprintf("the mount's max lease TTL is below the %ds AWS STS credentials live at least", int(awsMinSessionTTL.Seconds())))
+	}
+	return ttl, nil
+}
+
+// awsAssumeRoleInput is the request a job's credentials are asked with.
+func awsAssumeRoleInput(values map[string]string, r deriveRequest, ttl time.Duration) *sts.AssumeRoleInput {
+	input := &sts.AssumeRoleInput{
+		RoleArn:         aws.String(values["role_arn"]),
+		RoleSessionName: aws.String(awsSessionName(r.member, r.jobID)),
+		DurationSeconds: aws.Int32(int32(ttl.Seconds())),
+		Policy:          aws.String(awsSessionPolicy(values)),
+		Tags:            awsSessionTags(r),
+	}
+	if id, ok := values["external_id"]; ok {
+		input.ExternalId = aws.String(id)
+	}
+	return input
+}
+
+// awsSTSClient is an STS client signing with the base credentials, at the
+// token's endpoint, else the engine's, else AWS's.
+func awsSTSClient(values map[string]string, region, configEndpoint string) *sts.Client {
+	options := sts.Options{
+		Region:      region,
+		Credentials: credentials.NewStaticCredentialsProvider(values["base_access_key_id"], values["base_secret_access_key"], ""),
+		HTTPClient:  &http.Client{Timeout: awsSTSTimeout},
+		// Two tries: a job waits for its answer.
+		RetryMaxAttempts: 2,
+	}
+	endpoint := values["sts_endpoint"]
+	if endpoint == "" {
+		endpoint = configEndpoint
+	}
+	if endpoint != "" {
+		options.BaseEndpoint = aws.String(endpoint)
+	}
+	return sts.New(options)
+}
+
+func (b *backend) deriveAWSAssumeRole(ctx context.Context, s logical.Storage, usable *usableToken, r deriveRequest) (*derivedCredentials, *logical.Response, error) {
+	values := usable.entry.Derivation.Values
+	ttl, denied := awsSessionTTL(values, r.ttl, b.mountLeaseTTLs().MaxLeaseTTL())
+	if denied != nil {
+		return nil, denied, nil
+	}
+	cfg, err := b.getConfig(ctx, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	region := usable.entry.Values["region"]
+	if region == "" {
+		region = awsDefaultRegion
+	}
+	client := awsSTSClient(values, region, cfg.STSEndpoint)
+	ctx, cancel := context.WithTimeout(ctx, awsSTSTimeout)
+	defer cancel()
+	out, err := client.AssumeRole(ctx, awsAssumeRoleInput(values, r, ttl))
+	if err != nil {
+		return nil, derivationFailed(usable.provider, awsErrorText(err, values)), nil
+	}
+	c := out.Credentials
+	if c == nil || c.AccessKeyId == nil || c.SecretAccessKey == nil || c.SessionToken == nil || c.Expiration == nil {
+		return nil, derivationFailed(usable.provider, "STS answered AssumeRole without credentials"), nil
+	}
+	lease := map[string]interface{}{"access_key_id": *c.AccessKeyId}
+	if out.AssumedRoleUser != nil && out.AssumedRoleUser.Arn != nil {
+		lease["assumed_role_arn"] = *out.AssumedRoleUser.Arn
+	}
+	return &derivedCredentials{
+		values: map[string]string{
+			"access_key_id":     *c.AccessKeyId,
+			"secret_access_key": *c.SecretAccessKey,
+			"session_token":     *c.SessionToken,
+		},
+		expiresAt: c.Expiration.UTC(),
+		lease:     lease,
+	}, nil, nil
+}
+
+// awsErrorText says what STS answered - its error code and message, with
+// the base key struck out should STS ever repeat it - or that it could not
+// be reached.
+func awsErrorText(err error, values map[string]string) string {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		msg := fmt.Sprintf("STS refused AssumeRole: %s: %s", apiErr.ErrorCode(), apiErr.ErrorMessage())
+		for _, field := range []string{"base_access_key_id", "base_secret_access_key"} {
+			if v := values[field]; v != "" {
+				msg = strings.ReplaceAll(msg, v, "****")
+			}
+		}
+		return truncateForMessage(msg)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "STS did not answer in time"
+	}
+	return "STS could not be reached"
+}
