@@ -79,6 +79,9 @@ type backend struct {
 	// orgSettings holds organizations' settings by id (the defaults for
 	// one without stored settings).
 	orgSettings *storageCache[string, *orgSettingsEntry]
+	// userSettings holds users' settings by entity id (the defaults for
+	// one without stored settings).
+	userSettings *storageCache[string, *userSettingsEntry]
 	// leaseCounts holds how many leased PATs each entity has.
 	leaseCounts *storageCache[string, int]
 	// providerTokens holds provider tokens (or their absence) by storage
@@ -135,6 +138,7 @@ func newBackend() *backend {
 		orgNames:     newStorageCache[string, string](ownerCacheSize),
 		orgPointers:  newStorageCache[string, string](ownerCacheSize),
 		orgSettings:  newStorageCache[string, *orgSettingsEntry](ownerCacheSize),
+		userSettings: newStorageCache[string, *userSettingsEntry](ownerCacheSize),
 
 		providerTokens: newStorageCache[string, *providerTokenEntry](providerTokenCacheSize),
 		providers:      newStorageCache[string, map[string]*providerEntry](1),
@@ -175,6 +179,7 @@ func newBackend() *backend {
 			pathProviderTokens(b),
 			pathOrganizations(b),
 			pathOrgSettings(b),
+			pathUserSettings(b),
 			pathTidy(b),
 			pathInventory(b),
 			pathUnclaimed(b),
@@ -183,6 +188,7 @@ func newBackend() *backend {
 		),
 		Secrets: []*framework.Secret{
 			secretPAT(b),
+			secretDerived(b),
 		},
 		InitializeFunc: b.initialize,
 		Invalidate:     b.invalidate,
@@ -276,6 +282,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.providerTokens.remove(key)
 	case strings.HasPrefix(key, tokenRecordPrefix):
 		b.records.remove(strings.TrimPrefix(key, tokenRecordPrefix))
+	case strings.HasPrefix(key, userSettingsPrefix):
+		b.invalidateUserSettings(key)
 	case strings.HasPrefix(key, orgPrefix), strings.HasPrefix(key, orgNamePrefix):
 		b.invalidateOrg(key)
 	case strings.HasPrefix(key, entityPrefix):

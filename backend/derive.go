@@ -568,16 +568,18 @@ func (b *backend) secretDerivedRevoke(ctx context.Context, req *logical.Request,
 }
 
 // derivedResponseFields describe what an answer with derived credentials
-// adds.
+// adds; an answer with a stored key has neither, as before derivations
+// existed.
 var derivedResponseFields = fieldSet{
-	"credentials": {Type: framework.TypeString, Description: `"derived": made for this job, expiring at expires_at; "stored": the stored key.`, AllowedValues: []interface{}{credentialsDerived, credentialsStored}},
-	"expires_at":  {Type: framework.TypeString, Description: "When derived credentials expire (RFC 3339), the end of their lease; empty for a stored key."},
+	"credentials": {Type: framework.TypeString, Description: `"derived": credentials made for this job, expiring at expires_at, under the answer's lease. Absent when the answer is the stored key.`, AllowedValues: []interface{}{credentialsDerived}},
+	"expires_at":  {Type: framework.TypeString, Description: "When the derived credentials expire (RFC 3339), the end of the answer's lease. Absent when the answer is the stored key."},
 }
 
-// derivedResponseData is what an answer with the token says about it.
+// derivedResponseData is what an answer with derived credentials says
+// about them; nothing for a stored key.
 func derivedResponseData(usable *usableToken) map[string]interface{} {
 	if usable.derived == nil {
-		return map[string]interface{}{"credentials": credentialsStored, "expires_at": ""}
+		return nil
 	}
 	return map[string]interface{}{"credentials": credentialsDerived, "expires_at": formatTime(usable.derived.expiresAt)}
 }

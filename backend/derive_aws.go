@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -71,7 +69,7 @@ var awsAssumeRoleMethod = &derivationMethod{
 
 var (
 	awsRoleARNRegex    = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$`)
-	awsExternalIDRegex = regexp.MustCompile(`^[\w+=,.@:/-]{2,1224}$`)
+	awsExternalIDRegex = regexp.MustCompile(`^[\w+=,.@:/-]+$`)
 	awsAccessKeyRegex  = regexp.MustCompile(`^[A-Z0-9]{16,128}$`)
 	awsBucketRegex     = regexp.MustCompile(`^[a-z0-9*][a-z0-9.*-]{1,62}$`)
 	// awsSessionNameInvalid are the characters a role session name may not
@@ -85,7 +83,7 @@ func checkAWSAssumeRole(values map[string]string) string {
 	if !awsRoleARNRegex.MatchString(values["role_arn"]) {
 		return "role_arn must be an IAM role ARN such as arn:aws:iam::123456789012:role/planqk-braket"
 	}
-	if id, ok := values["external_id"]; ok && !awsExternalIDRegex.MatchString(id) {
+	if id, ok := values["external_id"]; ok && (len(id) < 2 || len(id) > 1224 || !awsExternalIDRegex.MatchString(id)) {
 		return "external_id must be 2 to 1224 letters, digits or +=,.@:/-_"
 	}
 	if !awsAccessKeyRegex.MatchString(values["base_access_key_id"]) {
@@ -105,7 +103,7 @@ func checkAWSAssumeRole(values map[string]string) string {
 		}
 	}
 	if endpoint, ok := values["sts_endpoint"]; ok {
-		if msg := checkEndpoint("sts_endpoint", endpoint); msg != "" {
+		if msg := checkOutboundURL("sts_endpoint", endpoint, true); msg != "" {
 			return msg
 		}
 	}
@@ -145,32 +143,6 @@ func compactJSON(doc string) string {
 		return doc
 	}
 	return string(out)
-}
-
-// checkEndpoint admits https URLs, and http only to a loopback address:
-// TLS is verified unless the endpoint is on this machine.
-func checkEndpoint(field, endpoint string) string {
-	u, err := url.Parse(endpoint)
-	if err != nil || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Sprintf("%s must be a URL such as https://sts.eu-central-1.amazonaws.com", field)
-	}
-	switch u.Scheme {
-	case "https":
-		return ""
-	case "http":
-		if isLoopback(u.Hostname()) {
-			return ""
-		}
-	}
-	return fmt.Sprintf("%s must use https (http only to a loopback address)", field)
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // awsSessionPolicy is the inline session policy a job's session gets: the

@@ -71,6 +71,9 @@ func (b *backend) offboardIfInactive(ctx context.Context, s logical.Storage, cfg
 	if err != nil {
 		return false, err
 	}
+	if err := b.deleteUserSettings(ctx, s, entityID); err != nil {
+		return false, err
+	}
 	if err := b.forgetOwner(ctx, s, owner); err != nil {
 		return false, err
 	}

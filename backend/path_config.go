@@ -88,6 +88,9 @@ type configEntry struct {
 	// WebhookURL receives lifecycle notifications (Standard Webhooks);
 	// empty sends none.
 	WebhookURL string `json:"webhook_url,omitempty"`
+	// STSEndpoint is the AWS STS endpoint derivations use when their token
+	// names none; empty is AWS's own (sovereign clouds and tests set it).
+	STSEndpoint string `json:"sts_endpoint,omitempty"`
 }
 
 func defaultConfig() *configEntry {
@@ -200,6 +203,7 @@ func (c *configEntry) toResponseData() map[string]interface{} {
 		"offboarding_grace":       int64(c.OffboardingGrace.Seconds()),
 		"disabled_grace":          int64(c.DisabledGrace.Seconds()),
 		"webhook_url":             redactedURL(c.WebhookURL),
+		"sts_endpoint":            c.STSEndpoint,
 	}
 }
 
@@ -220,6 +224,7 @@ var configFields = fieldSet{
 	"offboarding_grace":       {Type: framework.TypeInt64, Description: "How long tidy keeps a deleted entity's tokens and provider tokens, in seconds."},
 	"disabled_grace":          {Type: framework.TypeInt64, Description: "How long tidy keeps a disabled entity's tokens and provider tokens, in seconds; 0 keeps them while the entity exists."},
 	"webhook_url":             {Type: framework.TypeString, Description: "Where lifecycle notifications are sent, shown as scheme and host only (its path and query may carry the receiver's token); empty sends none."},
+	"sts_endpoint":            {Type: framework.TypeString, Description: "The AWS STS endpoint of derivations whose token names none; empty is AWS's own."},
 }
 
 func formatDurations(durations []time.Duration) []string {
@@ -330,6 +335,10 @@ func pathConfig(b *backend) []*framework.Path {
 					Type:        framework.TypeString,
 					Description: "Where lifecycle notifications are sent as Standard Webhooks: https, or http to a loopback address; empty sends none.",
 				},
+				"sts_endpoint": {
+					Type:        framework.TypeString,
+					Description: "The AWS STS endpoint that aws_assume_role derivations call when their token names no sts_endpoint, e.g. https://sts.eu-central-1.amazonaws.com: https, or http to a loopback address; empty is AWS's global endpoint.",
+				},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
@@ -416,6 +425,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if v, ok := d.GetOk("webhook_url"); ok {
 		cfg.WebhookURL = strings.TrimSpace(v.(string))
 	}
+	if v, ok := d.GetOk("sts_endpoint"); ok {
+		cfg.STSEndpoint = strings.TrimSpace(v.(string))
+	}
 
 	if msg := cfg.validate(); msg != "" {
 		return logical.ErrorResponse(msg), nil
@@ -490,6 +502,11 @@ func (c *configEntry) validate() string {
 	}
 	if msg := checkWebhookURL(c.WebhookURL); msg != "" {
 		return msg
+	}
+	if c.STSEndpoint != "" {
+		if msg := checkOutboundURL("sts_endpoint", c.STSEndpoint, true); msg != "" {
+			return msg
+		}
 	}
 	return ""
 }

@@ -25,6 +25,7 @@ func TestConfig_defaults(t *testing.T) {
 		"offboarding_grace":       int64(0),
 		"disabled_grace":          int64(30 * 24 * 3600),
 		"webhook_url":             "",
+		"sts_endpoint":            "",
 	}, env.ok(logical.ReadOperation, "config", "", nil).Data)
 }
 

@@ -115,7 +115,7 @@ var exchangeEnvironmentFields = fieldSet{
 	"dotenv":       runtimeFields["dotenv"],
 	"providers":    runtimeFields["providers"],
 	"on_behalf_of": onBehalfOfField,
-	"expires_at":   {Type: framework.TypeString, Description: "When the first of the credentials derived for the job expires (RFC 3339), the end of the answer's lease; empty when env holds stored keys only."},
+	"expires_at":   {Type: framework.TypeString, Description: "When the first of the credentials derived for the job expires (RFC 3339), the end of the answer's lease. Absent when env holds stored keys only."},
 }
 
 // exchangeRequest is an exchange the engine admitted: an active PAT with
@@ -204,7 +204,7 @@ func (b *backend) exchangeHandler(handle exchangeFunc, inBody bool) framework.Op
 func (b *backend) exchangeProviderToken(ctx context.Context, req *logical.Request, d *framework.FieldData, e *exchangeRequest) (*logical.Response, error) {
 	provider := d.Get("provider").(string)
 	owner := e.pat.owner
-	usable, err := b.effectiveProviderToken(ctx, req.Storage, owner, e.target, provider)
+	usable, err := b.usableProviderToken(ctx, req.Storage, owner, e.target, provider)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +230,6 @@ func (b *backend) exchangeEnvironment(ctx context.Context, req *logical.Request,
 		return nil, err
 	}
 	data["on_behalf_of"] = e.onBehalfOf()
-	data["expires_at"] = ""
 	if len(runtime.derived) > 0 {
 		data["expires_at"] = formatTime(earliestExpiry(runtime.derived))
 	}

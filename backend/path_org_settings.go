@@ -32,7 +32,11 @@ func orgSettingsPath(orgID string) string { return orgStoragePrefix(orgID) + "se
 type orgSettingsEntry struct {
 	// ProviderTokensFor is the weakest role whose members may have the
 	// organization's provider tokens used for them, or "none".
-	ProviderTokensFor string    `json:"provider_tokens_for"`
+	ProviderTokensFor string `json:"provider_tokens_for"`
+	// StoredKeysAllowed lets jobs have the stored key of a derivable token
+	// when they ask for it (credentials=stored); by default they get
+	// derived credentials only (derived_only).
+	StoredKeysAllowed bool      `json:"stored_keys_allowed,omitempty"`
 	UpdatedAt         time.Time `json:"updated_at,omitempty"`
 	UpdatedBy         string    `json:"updated_by,omitempty"`
 }
@@ -55,6 +59,7 @@ func (e *orgSettingsEntry) toResponseData(org *orgTarget) map[string]interface{}
 	return map[string]interface{}{
 		"org":                 org.name,
 		"provider_tokens_for": e.ProviderTokensFor,
+		"derived_only":        !e.StoredKeysAllowed,
 		"updated_at":          formatOptionalTime(e.UpdatedAt),
 		"updated_by":          e.UpdatedBy,
 	}
@@ -63,6 +68,7 @@ func (e *orgSettingsEntry) toResponseData(org *orgTarget) map[string]interface{}
 var orgSettingsFields = fieldSet{
 	"org":                 {Type: framework.TypeString, Description: "Name of the organization."},
 	"provider_tokens_for": {Type: framework.TypeString, Description: `The weakest role whose members may have the organization's provider tokens used for them (by resolve, the runtime read and the exchange); "none": nobody, every member uses their own.`, AllowedValues: providerTokensForValues},
+	"derived_only":        derivedOnlyResponseField,
 	"updated_at":          {Type: framework.TypeString, Description: "When an owner last changed the settings (RFC 3339); empty while they are the defaults."},
 	"updated_by":          {Type: framework.TypeString, Description: "Entity id of the owner who last changed them; empty for an operator or the defaults."},
 }
@@ -127,6 +133,7 @@ func pathOrgSettings(b *backend) []*framework.Path {
 					Description:   `The weakest role whose members may have the organization's provider tokens used for them: member (default, every member), maintainer, owner, or none (every member uses their own).`,
 					AllowedValues: providerTokensForValues,
 				},
+				"derived_only": derivedOnlyField("the organization's provider tokens"),
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
@@ -163,13 +170,17 @@ func (b *backend) pathOrgSettingsRead(ctx context.Context, req *logical.Request,
 }
 
 func (b *backend) pathOrgSettingsWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	value, set := d.GetOk("provider_tokens_for")
-	if !set {
-		return logical.ErrorResponse("nothing to change: set provider_tokens_for (member, maintainer, owner or none)"), nil
+	value, setFor := d.GetOk("provider_tokens_for")
+	derivedOnly, setDerived := d.GetOk("derived_only")
+	if !setFor && !setDerived {
+		return logical.ErrorResponse("nothing to change: set provider_tokens_for (member, maintainer, owner or none) or derived_only (true or false)"), nil
 	}
-	forRole := value.(string)
-	if forRole != providerTokensForNone && parseOrgRole(forRole) == roleNone || forRole == roleAdmin.String() {
-		return logical.ErrorResponse(fmt.Sprintf("provider_tokens_for must be member, maintainer, owner or none, not %q", truncateForMessage(forRole))), nil
+	forRole := ""
+	if setFor {
+		forRole = value.(string)
+		if forRole != providerTokensForNone && parseOrgRole(forRole) == roleNone || forRole == roleAdmin.String() {
+			return logical.ErrorResponse(fmt.Sprintf("provider_tokens_for must be member, maintainer, owner or none, not %q", truncateForMessage(forRole))), nil
+		}
 	}
 	org, denied, err := b.authorizeOrg(ctx, req, d.Get("org").(string), roleOwner)
 	if denied != nil || err != nil {
@@ -190,7 +201,12 @@ func (b *backend) pathOrgSettingsWrite(ctx context.Context, req *logical.Request
 		settings = defaultOrgSettings()
 	}
 	updated := *settings
-	updated.ProviderTokensFor = forRole
+	if setFor {
+		updated.ProviderTokensFor = forRole
+	}
+	if setDerived {
+		updated.StoredKeysAllowed = !derivedOnly.(bool)
+	}
 	updated.UpdatedAt = time.Now().UTC().Truncate(time.Second)
 	updated.UpdatedBy = req.EntityID
 	if err := putOrgSettings(ctx, req.Storage, org.id, &updated); err != nil {
@@ -200,6 +216,10 @@ func (b *backend) pathOrgSettingsWrite(ctx context.Context, req *logical.Request
 	if settings.ProviderTokensFor != updated.ProviderTokensFor {
 		b.Logger().Info("an organization changed who may have its provider tokens used for them",
 			"org", org.name, "org_id", org.id, "provider_tokens_for", updated.ProviderTokensFor, "by", req.EntityID)
+	}
+	if settings.StoredKeysAllowed != updated.StoredKeysAllowed {
+		b.Logger().Info("an organization changed whether jobs may receive the stored keys of its derivable provider tokens",
+			"org", org.name, "org_id", org.id, "derived_only", !updated.StoredKeysAllowed, "by", req.EntityID)
 	}
 	return &logical.Response{Data: updated.toResponseData(org)}, nil
 }
@@ -220,5 +240,12 @@ update here. Stored under the organization's id; resolve, runtime and the
 exchange read it from memory once loaded.
 
   vault read  planqk/orgs/acme/settings
+derived_only: for the organization's provider tokens that store a
+derivation (see providers/<provider> derivations, e.g. aws_assume_role),
+whether a job may ever receive the stored key. true (the default): jobs get
+only credentials derived for them, and credentials=stored gets 403; false:
+a job that asks credentials=stored gets the stored key.
+
   vault write planqk/orgs/acme/settings provider_tokens_for=maintainer
+  vault write planqk/orgs/acme/settings derived_only=false
 `

@@ -218,7 +218,6 @@ func (e *providerTokenEntry) toResponseData(o *providerTokenOwner) map[string]in
 	if !e.ExpiresAt.IsZero() {
 		data["expires_at"] = formatTime(e.ExpiresAt)
 	}
-	data["derivation"] = map[string]interface{}{}
 	if e.Derivation != nil {
 		data["derivation"] = e.Derivation.toResponseData(derivationMethodOf(e.Derivation.Method))
 	}
@@ -255,7 +254,7 @@ var providerTokenFields = fieldSet{
 	"last_used_at":      {Type: framework.TypeString, Description: "When resolve, a runtime read or the exchange last gave this version to a job, rounded down to last_used_granularity and recorded within about a minute (RFC 3339); empty if never."},
 	"last_used_by":      {Type: framework.TypeString, Description: "Entity id of the member (or user) that job ran for; empty if never used."},
 	"last_used_by_name": {Type: framework.TypeString, Description: "That entity's live name; empty if never used or the entity is gone."},
-	"derivation":        {Type: framework.TypeMap, Description: `How jobs get credentials derived from this token instead of its stored key: {"method": "<method>", "fields": [...], "settings": {...}, "secret_hints": {...}} (hints as for the token's secrets); empty when the token is a static key only.`},
+	"derivation":        {Type: framework.TypeMap, Description: `How jobs get credentials derived from this token instead of its stored key: {"method": "<method>", "fields": [...], "settings": {...}, "secret_hints": {...}} (hints as for the token's secrets); absent when the token is a static key only.`},
 }
 
 var (
@@ -492,11 +491,11 @@ func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Reque
 	}
 	now := time.Now().UTC().Truncate(time.Second)
 	entry := &providerTokenEntry{
-		Provider:  name,
-		Values:    values,
-		Version:   1,
-		CreatedAt: now,
-		UpdatedAt: now,
+		Provider:   name,
+		Values:     values,
+		Version:    1,
+		CreatedAt:  now,
+		UpdatedAt:  now,
 		UpdatedBy:  req.EntityID,
 		ExpiresAt:  expiresAt,
 		Derivation: derivation,

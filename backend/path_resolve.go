@@ -67,7 +67,7 @@ func (b *backend) pathResolve(ctx context.Context, req *logical.Request, d *fram
 	if denied != nil || err != nil {
 		return denied, err
 	}
-	usable, err := b.effectiveProviderToken(ctx, req.Storage, caller, target, provider)
+	usable, err := b.usableProviderToken(ctx, req.Storage, caller, target, provider)
 	if err != nil {
 		return nil, err
 	}
@@ -82,13 +82,16 @@ func (b *backend) pathResolve(ctx context.Context, req *logical.Request, d *fram
 
 // jobResponse answers with the credentials a job gets from the token
 // (jobCredentials) as resolve does, with extra data; derived credentials
-// under a lease of their own.
+// under a lease of their own. The use is noted once the answer is made.
 func (b *backend) jobResponse(ctx context.Context, s logical.Storage, usable *usableToken, caller *identity, params deriveParams, extra map[string]interface{}) (*logical.Response, error) {
 	answer, creds, denied, err := b.jobCredentials(ctx, s, usable, caller, params)
 	if denied != nil || err != nil {
 		return denied, err
 	}
 	resp, err := b.resolvedResponse(ctx, s, answer)
+	if err == nil {
+		err = b.noteProviderTokenUse(ctx, s, usable, caller)
+	}
 	if err != nil {
 		if creds != nil {
 			b.undoDerived(ctx, s, []*derivedCredentials{creds})
@@ -118,16 +121,6 @@ func (b *backend) memberOrg(ctx context.Context, s logical.Storage, caller *iden
 		return nil, forbidden(fmt.Sprintf("entity %q is not a member of organization %q", caller.name, org)), nil
 	}
 	return b.orgOf(ctx, s, caller, org)
-}
-
-// effectiveProviderToken returns the token of provider the caller may use
-// (usableProviderToken) and notes that the caller's job used it.
-func (b *backend) effectiveProviderToken(ctx context.Context, s logical.Storage, caller *identity, org *orgTarget, provider string) (*usableToken, error) {
-	usable, err := b.usableProviderToken(ctx, s, caller, org, provider)
-	if err != nil || usable == nil {
-		return nil, err
-	}
-	return usable, b.noteProviderTokenUse(ctx, s, usable, caller)
 }
 
 // usableProviderToken returns the token of provider the caller may use:

@@ -210,13 +210,17 @@ func TestResponses_handlersReturnExactlyTheDeclaredFields(t *testing.T) {
 	check(responseCase{op: logical.UpdateOperation, path: "providers/rigetti", data: map[string]interface{}{"required_fields": "api_key", "secret_fields": "api_key"}})
 	check(responseCase{op: logical.DeleteOperation, path: "providers/rigetti"})
 
-	// Provider tokens of a user and of an organization, and resolve.
-	check(responseCase{op: logical.UpdateOperation, path: "users/alice/provider-tokens/ibm-quantum", entity: alice,
+	// Provider tokens of a user and of an organization, and resolve: static
+	// keys, whose reads show no derivation and whose answers are the stored
+	// key (derived_test.go checks derivable ones).
+	static := []string{"derivation"}
+	stored := []string{"credentials", "expires_at"}
+	check(responseCase{op: logical.UpdateOperation, path: "users/alice/provider-tokens/ibm-quantum", entity: alice, absent: static,
 		data: map[string]interface{}{"token": "ibm-secret-0123456789", "instance": "ibm-q/open/main", "expires_at": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}})
-	check(responseCase{op: logical.ReadOperation, path: "users/alice/provider-tokens/ibm-quantum", entity: alice})
+	check(responseCase{op: logical.ReadOperation, path: "users/alice/provider-tokens/ibm-quantum", entity: alice, absent: static})
 	check(responseCase{op: logical.ListOperation, path: "users/alice/provider-tokens/", entity: alice})
-	check(responseCase{op: logical.UpdateOperation, path: "orgs/acme/provider-tokens/dwave", entity: alice, data: map[string]interface{}{"token": "dwave-secret-0123456789"}})
-	check(responseCase{op: logical.ReadOperation, path: "orgs/acme/provider-tokens/dwave", entity: alice})
+	check(responseCase{op: logical.UpdateOperation, path: "orgs/acme/provider-tokens/dwave", entity: alice, data: map[string]interface{}{"token": "dwave-secret-0123456789"}, absent: static})
+	check(responseCase{op: logical.ReadOperation, path: "orgs/acme/provider-tokens/dwave", entity: alice, absent: static})
 	check(responseCase{op: logical.ReadOperation, path: "orgs/acme/provider-tokens/dwave", entity: bob, status: http.StatusForbidden})
 	check(responseCase{op: logical.ListOperation, path: "orgs/acme/provider-tokens/", entity: alice})
 	check(responseCase{op: logical.ListOperation, path: "orgs/", entity: alice})
@@ -225,10 +229,10 @@ func TestResponses_handlersReturnExactlyTheDeclaredFields(t *testing.T) {
 	check(responseCase{op: logical.ReadOperation, path: "orgs/acme", entity: alice})
 	check(responseCase{op: logical.ReadOperation, path: "orgs/initech", status: http.StatusNotFound})
 	check(responseCase{op: logical.ReadOperation, path: "orgs/globex", entity: alice, status: http.StatusForbidden})
-	own := check(responseCase{op: logical.ReadOperation, path: "resolve/ibm-quantum", entity: alice, extra: []string{"token", "instance"}})
+	own := check(responseCase{op: logical.ReadOperation, path: "resolve/ibm-quantum", entity: alice, absent: stored, extra: []string{"token", "instance"}})
 	require.Equal(t, "ibm-secret-0123456789", own["token"])
 	check(responseCase{op: logical.ReadOperation, path: "resolve/dwave", entity: alice, data: map[string]interface{}{"org": "acme"},
-		absent: []string{"user", "entity_id"}, extra: []string{"token"}})
+		absent: append([]string{"user", "entity_id"}, stored...), extra: []string{"token"}})
 	check(responseCase{op: logical.ReadOperation, path: "resolve/ionq", entity: alice, status: http.StatusNotFound})
 	runtime := check(responseCase{op: logical.ReadOperation, path: "users/alice/runtime/runtime", entity: alice, data: map[string]interface{}{"org": "acme"}})
 	require.Equal(t, map[string]interface{}{"dwave": "organization", "ibm-quantum": "user"}, runtime["providers"])
@@ -236,22 +240,25 @@ func TestResponses_handlersReturnExactlyTheDeclaredFields(t *testing.T) {
 	check(responseCase{op: logical.ReadOperation, path: "users/alice/runtime/runtime", entity: alice, data: map[string]interface{}{"org": "globex"}, status: http.StatusForbidden})
 	check(responseCase{op: logical.ReadOperation, path: "resolve/dwave", entity: bob, data: map[string]interface{}{"org": "acme"}, status: http.StatusForbidden})
 
-	// Organization settings.
+	// Organization and user settings.
 	check(responseCase{op: logical.ReadOperation, path: "orgs/acme/settings", entity: alice})
 	check(responseCase{op: logical.UpdateOperation, path: "orgs/acme/settings", entity: alice, data: map[string]interface{}{"provider_tokens_for": "member"}})
 	check(responseCase{op: logical.UpdateOperation, path: "orgs/acme/settings", entity: bob, data: map[string]interface{}{"provider_tokens_for": "none"}, status: http.StatusForbidden})
+	check(responseCase{op: logical.ReadOperation, path: "users/alice/settings", entity: alice})
+	check(responseCase{op: logical.UpdateOperation, path: "users/alice/settings", entity: alice, data: map[string]interface{}{"derived_only": false}})
+	check(responseCase{op: logical.UpdateOperation, path: "users/alice/settings", entity: bob, data: map[string]interface{}{"derived_only": false}, status: http.StatusForbidden})
 
 	// The exchange, for a broker holding alice's PAT.
 	pat := env.createToken("alice", alice, "jobs", nil)["token"].(string)
 	inHeader := map[string][]string{authTokenHeader: {pat}}
 	exchanged := check(responseCase{op: logical.ReadOperation, path: "exchange/dwave", headers: map[string][]string{authTokenHeader: {pat}, orgIDHeader: {"acme"}},
-		absent: []string{"user", "entity_id"}, extra: []string{"token"}})
+		absent: append([]string{"user", "entity_id"}, stored...), extra: []string{"token"}})
 	require.Equal(t, "dwave-secret-0123456789", exchanged["token"])
-	check(responseCase{op: logical.UpdateOperation, path: "exchange/ibm-quantum", data: map[string]interface{}{"token": pat}, extra: []string{"token", "instance"}})
+	check(responseCase{op: logical.UpdateOperation, path: "exchange/ibm-quantum", data: map[string]interface{}{"token": pat}, absent: stored, extra: []string{"token", "instance"}})
 	check(responseCase{op: logical.ReadOperation, path: "exchange/ionq", headers: inHeader, status: http.StatusNotFound})
 	check(responseCase{op: logical.ReadOperation, path: "exchange/dwave", headers: map[string][]string{authTokenHeader: {"plqk_garbled"}}, status: http.StatusUnauthorized})
 	check(responseCase{op: logical.ReadOperation, path: "exchange/dwave", headers: map[string][]string{authTokenHeader: {token}}, status: http.StatusForbidden})
-	environment := check(responseCase{op: logical.ReadOperation, path: "exchange", headers: inHeader, data: map[string]interface{}{"org": "acme"}})
+	environment := check(responseCase{op: logical.ReadOperation, path: "exchange", headers: inHeader, data: map[string]interface{}{"org": "acme"}, absent: []string{"expires_at"}})
 	require.Equal(t, map[string]interface{}{"dwave": "organization", "ibm-quantum": "user"}, environment["providers"])
 	check(responseCase{op: logical.UpdateOperation, path: "exchange", data: map[string]interface{}{"token": pat, "org": "globex"}, status: http.StatusForbidden})
 
@@ -273,11 +280,11 @@ func TestResponses_handlersReturnExactlyTheDeclaredFields(t *testing.T) {
 	unclaimed, err := logical.StorageEntryJSON(unclaimedProviderTokenPrefix+"dave/ionq", &providerTokenEntry{Provider: "ionq", Values: map[string]string{"api_key": "dave-ionq-0123456789"}, SecretFields: []string{"api_key"}, Version: 1})
 	require.NoError(t, err)
 	require.NoError(t, env.storage.Put(context.Background(), unclaimed))
-	check(responseCase{op: logical.UpdateOperation, path: "unclaimed/dave/ionq/claim", data: map[string]interface{}{"entity_id": bob}})
+	check(responseCase{op: logical.UpdateOperation, path: "unclaimed/dave/ionq/claim", data: map[string]interface{}{"entity_id": bob}, absent: static})
 	check(responseCase{op: logical.UpdateOperation, path: "unclaimed/dave/ionq/claim", data: map[string]interface{}{"entity_id": bob}, status: http.StatusNotFound})
 	check(responseCase{op: logical.DeleteOperation, path: "unclaimed/dave/ionq"})
 	require.NoError(t, env.storage.Put(context.Background(), &logical.StorageEntry{Key: unclaimedOrgProviderTokenPrefix + "initech/ionq", Value: unclaimed.Value}))
-	check(responseCase{op: logical.UpdateOperation, path: "unclaimed-orgs/initech/ionq/claim", data: map[string]interface{}{"org_id": "id-globex"}})
+	check(responseCase{op: logical.UpdateOperation, path: "unclaimed-orgs/initech/ionq/claim", data: map[string]interface{}{"org_id": "id-globex"}, absent: static})
 	check(responseCase{op: logical.UpdateOperation, path: "unclaimed-orgs/initech/ionq/claim", data: map[string]interface{}{"org_id": "id-globex"}, status: http.StatusNotFound})
 	check(responseCase{op: logical.UpdateOperation, path: "unclaimed-orgs/initech/ionq/claim", entity: bob, data: map[string]interface{}{"org_id": "id-globex"}, status: http.StatusForbidden})
 	check(responseCase{op: logical.DeleteOperation, path: "unclaimed-orgs/initech/ionq"})

@@ -86,6 +86,7 @@ func TestPolicy_grantsExactlyTheExpectedPaths(t *testing.T) {
 			"quantum/users/{{identity.entity.name}}/tokens/*":          caps("read", "update", "delete", "list"),
 			"quantum/users/{{identity.entity.name}}/creds/*":           caps("read"),
 			"quantum/users/{{identity.entity.name}}/runtime/*":         caps("read", "update"),
+			"quantum/users/{{identity.entity.name}}/settings":          caps("read", "update"),
 			"quantum/users/{{identity.entity.name}}/provider-tokens/*": caps("read", "update", "delete", "list"),
 			"quantum/resolve/*":   caps("read"),
 			"quantum/providers/*": caps("read", "list"),

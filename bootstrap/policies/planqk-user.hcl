@@ -31,6 +31,12 @@ path "[[.Mount]]/users/{{identity.entity.name}}/provider-tokens/*" {
   capabilities = ["read", "update", "delete", "list"]
 }
 
+# Own settings: whether jobs may receive the stored key of a provider
+# token that derives short-lived credentials (derived_only).
+path "[[.Mount]]/users/{{identity.entity.name}}/settings" {
+  capabilities = ["read", "update"]
+}
+
 # The effective provider token for a job; the engine checks membership
 # when an organization is asked for.
 path "[[.Mount]]/resolve/*" {
