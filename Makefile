@@ -94,14 +94,15 @@ portal-screenshots: build vault
 		$(GO) test -tags portal -count=1 -timeout 10m -run 'TestBrowser' ./cmd/planqk-portal/...
 
 # The engine against the cheapest no-op plugin operations, Vault's token store and KV v2, in one
-# freshly started server: 5 interleaved rounds, per-round ratios, verdicts (about 10 minutes).
+# freshly started server: 5 interleaved rounds, per-round ratios, verdicts (about 10 minutes);
+# moto_server stands in for AWS STS in the derived-credentials rows.
 # BENCH_FLAGS: -raft (integrated storage), -rounds, -duration, -users, -pats-per-user, -seed; e.g. a
 # smoke run: BENCH_FLAGS="-rounds 2 -duration 300ms -settle 100ms -warmup 100ms -users 10 -out /tmp/bench"
 BENCH_FLAGS ?=
 bench: build vault
 	$(GO) build -trimpath -o bin/bench-noop ./scripts/bench/noop
 	VAULT_BIN=$$(scripts/ensure-vault.sh) PLANQK_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN) PLANQK_PLUGIN_VERSION=$(VERSION) NOOP_PLUGIN_BIN=$(CURDIR)/bin/bench-noop \
-		$(GO) run ./scripts/bench $(BENCH_FLAGS)
+		MOTO_SERVER_BIN=$$(scripts/ensure-moto.sh) $(GO) run ./scripts/bench $(BENCH_FLAGS)
 
 # The same, then 100,000 PATs across 1,000 users: verify, lists, inventory paging and tidy at scale.
 bench-scale:

@@ -104,6 +104,8 @@ func run(o options) error {
 			return fmt.Errorf("%s is not set: run `make bench`", name)
 		}
 	}
+	// Optional: without moto_server the derived-credentials rows read n/a.
+	env["MOTO_SERVER_BIN"] = os.Getenv("MOTO_SERVER_BIN")
 	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "planqk-bench-")
@@ -116,6 +118,9 @@ func run(o options) error {
 	f, err := setUp(ctx, o, env, dir)
 	if f != nil && f.server != nil {
 		defer f.server.Stop()
+	}
+	if f != nil {
+		defer f.moto.Stop()
 	}
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -81,6 +82,8 @@ const (
 	opResolve          = "resolve (org token)"
 	opResolveOwn       = "resolve (own token)"
 	opExchange         = "exchange (GET, X-Auth-Token, X-OrganizationId)"
+	opExchangeDerived  = "exchange (derived AWS credentials, STS at moto)"
+	refMotoAssumeRole  = "STS AssumeRole at moto (direct)"
 	opCreate           = "PAT create (named)"
 	opLease            = "PAT lease (creds)"
 	opProviderWrite    = "provider-token write"
@@ -117,6 +120,10 @@ func comparisons() []comparison {
 		{opResolveOwn, opResolve, 0, ""},
 		{opExchange, refNoopReadHeader, 0, ""},
 		{opExchange, opVerifyHeader, 0, ""},
+		// What a derived answer costs (issue 22): the static exchange, and
+		// the STS round trip alone, against the same moto.
+		{opExchangeDerived, opExchange, 0, ""},
+		{opExchangeDerived, refMotoAssumeRole, 0, ""},
 		{opResolveOwn, refNoopReadUser, 0, ""},
 		{opCreate, refTokenCreate, 0, ""},
 		{opCreate, refNoopWriteUser, 0, ""},
@@ -266,6 +273,10 @@ func operations(f *fixtures) []*operation {
 			check:    checkResolvedOwnToken},
 		{name: opExchange, caller: asVerifier, request: "GET planqk/exchange/ionq, X-Auth-Token, X-OrganizationId", status: 200, probe: probeServed,
 			targeter: fixed("GET", base+mount+"/exchange/ionq", nil, nil, exchangeHeaders), check: checkResolvedOrgToken},
+		{name: opExchangeDerived, caller: asVerifier, request: "GET planqk/exchange/aws-braket, X-Auth-Token, X-OrganizationId", status: 200, probe: f.probeMoto,
+			targeter: fixed("GET", base+mount+"/exchange/aws-braket", nil, nil, exchangeHeaders), check: checkDerivedAWS, cleanup: f.revokeDerived},
+		{name: refMotoAssumeRole, caller: asVerifier, request: "POST <moto>/ Action=AssumeRole", reference: true, status: 200, probe: f.probeMoto,
+			targeter: f.motoAssumeRole(), check: checkMotoAssumeRole},
 		{name: opCreate, caller: asUser, request: "POST planqk/users/<user>/tokens/<name>", status: 200,
 			targeter: func() vegeta.Targeter {
 				return func(t *vegeta.Target) error {
@@ -286,6 +297,65 @@ func operations(f *fixtures) []*operation {
 			targeter: fixed("LIST", base+mount+"/users/lister/tokens", vaultToken(f.lister.token), nil, nil),
 			check:    checkListed(listedPATs)},
 	}
+}
+
+// probeMoto makes the derived-credentials rows n/a without moto_server.
+func (f *fixtures) probeMoto(ctx context.Context, op *operation) (string, error) {
+	if f.moto == nil {
+		return "n/a: no moto_server (MOTO_SERVER_BIN)", nil
+	}
+	return probeServed(ctx, op)
+}
+
+// motoAssumeRole asks moto's STS what the engine asks it for a job, with
+// a signature header of the shape AWS's SDKs send (moto checks none).
+func (f *fixtures) motoAssumeRole() func() vegeta.Targeter {
+	header := http.Header{
+		"Content-Type":  {"application/x-www-form-urlencoded"},
+		"Authorization": {"AWS4-HMAC-SHA256 Credential=" + benchBaseKeyID + "/20261204/us-east-1/sts/aws4_request, SignedHeaders=host;x-amz-date, Signature=0"},
+	}
+	body := []byte(url.Values{
+		"Action": {"AssumeRole"}, "Version": {"2011-06-15"}, "RoleArn": {benchRoleARN},
+		"RoleSessionName": {"planqk-bench"}, "DurationSeconds": {"3600"},
+	}.Encode())
+	return func() vegeta.Targeter {
+		return func(t *vegeta.Target) error {
+			if f.moto == nil {
+				return fmt.Errorf("no moto_server")
+			}
+			t.Method, t.URL, t.Header, t.Body = "POST", f.moto.URL+"/", header, body
+			return nil
+		}
+	}
+}
+
+func checkMotoAssumeRole(body []byte) string {
+	if !bytes.Contains(body, []byte("<AccessKeyId>ASIA")) {
+		return "no temporary access key in the answer"
+	}
+	return ""
+}
+
+// checkDerivedAWS wants the organization's token answered with STS
+// credentials made for the job, never the base key.
+func checkDerivedAWS(body []byte) string {
+	if v, _ := lookup(body, "data", "credentials"); v != "derived" {
+		return "data.credentials is not derived"
+	}
+	if v, _ := lookup(body, "data", "access_key_id"); func() bool { s, ok := v.(string); return !ok || !strings.HasPrefix(s, "ASIA") }() {
+		return "data.access_key_id is not a temporary key"
+	}
+	if bytes.Contains(body, []byte(benchBaseKeyID)) {
+		return "the answer holds the base key"
+	}
+	return ""
+}
+
+// revokeDerived revokes the derived credentials' leases (a no-op for STS
+// credentials, which expire), so that leases do not pile up across attacks.
+func (f *fixtures) revokeDerived(ctx context.Context, _ []*vegeta.Result) error {
+	_, err := f.root.Logical().WriteWithContext(ctx, "sys/leases/revoke-prefix/"+mount+"/exchange/", map[string]interface{}{"sync": true})
+	return err
 }
 
 // probeServed sends one request: a 404 or 405 means the engine does not

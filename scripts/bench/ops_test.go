@@ -138,6 +138,7 @@ func TestOperations_sendThePATWhereTheContractSays(t *testing.T) {
 		users:    []*benchUser{{name: "u", token: "user-token"}},
 		lister:   &benchUser{name: "lister", token: "lister-token"},
 		pats:     []string{"plqk_valid"}, garbled: []string{"plqk_garbled"}, vaultTokens: []string{"hvs.a"},
+		moto:     &vaultharness.Moto{URL: "http://moto"},
 	}
 	requests := map[string]vegeta.Target{}
 	for _, op := range operations(f) {
@@ -170,6 +171,14 @@ func TestOperations_sendThePATWhereTheContractSays(t *testing.T) {
 	require.JSONEq(t, `{"token":"plqk_garbled"}`, string(requests[refNoopWrite].Body), "the no-op write gets a body of the same size")
 	require.JSONEq(t, `{"token":"hvs.a"}`, string(requests[refTokenLookup].Body))
 	require.Equal(t, "verifier-token", requests[refTokenLookup].Header.Get("X-Vault-Token"))
+
+	derived := requests[opExchangeDerived]
+	require.Equal(t, "http://vault/v1/planqk/exchange/aws-braket", derived.URL)
+	require.Equal(t, requests[opExchange].Header, derived.Header, "the derived exchange is sent like the static one")
+	assumeRole := requests[refMotoAssumeRole]
+	require.Equal(t, "http://moto/", assumeRole.URL)
+	require.Contains(t, string(assumeRole.Body), "Action=AssumeRole")
+	require.Contains(t, string(assumeRole.Body), "DurationSeconds=3600", "the life the engine asks for by default")
 
 	for name, target := range requests {
 		require.NotContains(t, target.URL, "plqk_", "%s: a PAT never travels in a URL", name)

@@ -46,6 +46,11 @@ path "auth/token/create/planqk-pat"   { capabilities = ["update"] }
 	userProviderKey = "ionq-bench-user-key-0000"
 	kvValue         = "kv-bench-value-0000"
 	kvMaxVersions   = 10 // KV v2's default
+
+	// The organization's AWS role and the base key allowed to assume it
+	// (moto accepts any).
+	benchRoleARN   = "arn:aws:iam::123456789012:role/planqk-braket"
+	benchBaseKeyID = "AKIABENCHBASE0000000"
 )
 
 // benchUser is a userpass user with an identity entity, a member of the
@@ -76,6 +81,10 @@ type fixtures struct {
 
 	// The engine's configuration as found, restored between operations.
 	engineDefaults map[string]interface{}
+
+	// moto is moto_server, STS for the organization's derivable aws-braket
+	// token; nil without MOTO_SERVER_BIN.
+	moto *vaultharness.Moto
 }
 
 func setUp(ctx context.Context, o options, env map[string]string, dir string) (*fixtures, error) {
@@ -135,6 +144,11 @@ func setUp(ctx context.Context, o options, env map[string]string, dir string) (*
 	if _, err := f.root.Logical().WriteWithContext(ctx, mount+"/roles/"+leaseRole, map[string]interface{}{"ttl": "30m", "max_ttl": "1h"}); err != nil {
 		return f, err
 	}
+	if env["MOTO_SERVER_BIN"] != "" {
+		if err := f.deriveThroughMoto(ctx, env["MOTO_SERVER_BIN"], dir); err != nil {
+			return f, err
+		}
+	}
 	err = parallel(8, len(f.users), func(i int) error { return f.equipUser(ctx, f.users[i], o.patsPerUser) })
 	if err != nil {
 		return f, err
@@ -167,6 +181,27 @@ func setUp(ctx context.Context, o options, env map[string]string, dir string) (*
 		}
 	}
 	return f, nil
+}
+
+// deriveThroughMoto starts moto_server and stores the organization's
+// aws-braket token as a derivation whose STS is moto: each exchange of it
+// is one AssumeRole there.
+func (f *fixtures) deriveThroughMoto(ctx context.Context, bin, dir string) error {
+	progress("starting moto_server for the derived-credentials rows")
+	moto, err := vaultharness.StartMoto(ctx, bin, dir)
+	if err != nil {
+		return err
+	}
+	f.moto = moto
+	_, err = f.root.Logical().WriteWithContext(ctx, mount+"/orgs/"+org+"/provider-tokens/aws-braket", map[string]interface{}{
+		"derivation":             "aws_assume_role",
+		"role_arn":               benchRoleARN,
+		"base_access_key_id":     benchBaseKeyID,
+		"base_secret_access_key": "bench-base-secret-0000",
+		"sts_endpoint":           moto.URL,
+		"region":                 "us-east-1",
+	})
+	return err
 }
 
 // mountAll mounts the engine, the no-op plugin and KV v2, lets the
