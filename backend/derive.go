@@ -202,6 +202,8 @@ func checkDerivation(method string, values map[string]string) string {
 	switch method {
 	case derivationAWSAssumeRole:
 		return checkAWSAssumeRole(values)
+	case derivationAWSFederationToken:
+		return checkAWSFederationToken(values)
 	}
 	return ""
 }
@@ -236,6 +238,8 @@ func (b *backend) derive(ctx context.Context, s logical.Storage, usable *usableT
 	switch usable.entry.Derivation.Method {
 	case derivationAWSAssumeRole:
 		return b.deriveAWSAssumeRole(ctx, s, usable, r)
+	case derivationAWSFederationToken:
+		return b.deriveAWSFederationToken(ctx, s, usable, r)
 	}
 	return nil, nil, fmt.Errorf("unknown derivation method %q of a stored %q token", usable.entry.Derivation.Method, usable.provider)
 }
@@ -244,7 +248,7 @@ func (b *backend) derive(ctx context.Context, s logical.Storage, usable *usableT
 func (b *backend) revokeDerived(ctx context.Context, s logical.Storage, lease map[string]interface{}) error {
 	method, _ := lease["method"].(string)
 	switch method {
-	case derivationAWSAssumeRole:
+	case derivationAWSAssumeRole, derivationAWSFederationToken:
 		// STS credentials cannot be revoked one by one: they expire, as
 		// with Vault's AWS engine.
 		return nil
@@ -257,7 +261,7 @@ func (b *backend) revokeDerived(ctx context.Context, s logical.Storage, lease ma
 func (b *backend) renewDerived(_ context.Context, _ logical.Storage, lease map[string]interface{}, _ time.Time) (*logical.Response, error) {
 	method, _ := lease["method"].(string)
 	switch method {
-	case derivationAWSAssumeRole:
+	case derivationAWSAssumeRole, derivationAWSFederationToken:
 		return logical.ErrorResponse("AWS STS credentials cannot be renewed: ask for new ones"), nil
 	}
 	return nil, fmt.Errorf("%w: unknown derivation method %q", errBadLeaseData, method)

@@ -27,13 +27,18 @@ import (
 // from AWS_SESSION_TOKEN, which the aws-braket provider's session_token
 // field feeds.
 const (
-	derivationAWSAssumeRole = "aws_assume_role"
+	derivationAWSAssumeRole      = "aws_assume_role"
+	derivationAWSFederationToken = "aws_federation_token"
 
 	// awsMinSessionTTL is STS's minimum DurationSeconds; awsMaxRoleTTL the
 	// longest a role's MaxSessionDuration may be.
 	awsMinSessionTTL     = 900 * time.Second
 	awsDefaultSessionTTL = time.Hour
 	awsMaxRoleTTL        = 12 * time.Hour
+	// A federation token of an IAM user's key lives up to 36 h; 12 h
+	// unless the token says otherwise.
+	awsMaxFederationTTL        = 36 * time.Hour
+	awsDefaultFederationMaxTTL = 12 * time.Hour
 	// awsDefaultRegion signs requests to STS's global endpoint.
 	awsDefaultRegion = "us-east-1"
 	// awsDefaultResultsBucket matches the buckets the Braket SDK creates
@@ -67,6 +72,19 @@ var awsAssumeRoleMethod = &derivationMethod{
 	},
 }
 
+var awsFederationTokenMethod = &derivationMethod{
+	Name:        derivationAWSFederationToken,
+	Description: "STS GetFederationToken per job: an IAM user's key (allowed sts:GetFederationToken and sts:TagSession, and Braket); jobs get a federated user's temporary credentials, narrowed by the session policy to Braket and its results bucket.",
+	Fields: []providerField{
+		{Name: "base_access_key_id", Required: true, Secret: true},
+		{Name: "base_secret_access_key", Required: true, Secret: true},
+		{Name: "max_session_ttl"},
+		{Name: "results_bucket"},
+		{Name: "session_policy"},
+		{Name: "sts_endpoint"},
+	},
+}
+
 var (
 	awsRoleARNRegex    = regexp.MustCompile(`^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$`)
 	awsExternalIDRegex = regexp.MustCompile(`^[\w+=,.@:/-]+$`)
@@ -94,6 +112,12 @@ func checkAWSAssumeRole(values map[string]string) string {
 			return msg
 		}
 	}
+	return checkAWSCommon(values)
+}
+
+// checkAWSCommon validates what both AWS methods take: the results
+// bucket, a session policy, the STS endpoint.
+func checkAWSCommon(values map[string]string) string {
 	if bucket, ok := values["results_bucket"]; ok && !awsBucketRegex.MatchString(bucket) {
 		return "results_bucket must be an S3 bucket name (lower-case letters, digits, '.', '-'; '*' matches any)"
 	}
@@ -215,28 +239,36 @@ func awsSessionTags(r deriveRequest) []ststypes.Tag {
 }
 
 // awsSessionTTL is the session's life: asked for, or an hour, within 900 s
-// and the role's maximum; a response refuses a life outside them.
-func awsSessionTTL(values map[string]string, asked, mountMax time.Duration) (time.Duration, *logical.Response) {
-	roleMax := awsDefaultSessionTTL
-	if raw, ok := values["role_max_ttl"]; ok {
-		roleMax, _ = parseRoleMaxTTL(raw)
-	}
-	if mountMax > 0 && mountMax < roleMax {
-		roleMax = mountMax
+// and longest (the role's or the federation's maximum, named by what, and
+// the mount's max lease TTL); a response refuses a life outside them.
+func awsSessionTTL(longest time.Duration, what string, asked, mountMax time.Duration) (time.Duration, *logical.Response) {
+	if mountMax > 0 && mountMax < longest {
+		longest = mountMax
 	}
 	ttl := asked
 	switch {
 	case ttl == 0:
-		ttl = min(awsDefaultSessionTTL, roleMax)
+		ttl = min(awsDefaultSessionTTL, longest)
 	case ttl < awsMinSessionTTL:
 		return 0, logical.ErrorResponse(fmt.Sprintf("ttl must be at least %ds for AWS STS credentials", int(awsMinSessionTTL.Seconds())))
-	case ttl > roleMax:
-		return 0, logical.ErrorResponse(fmt.Sprintf("ttl must be at most %ds, the role's maximum session duration (role_max_ttl) or the mount's max lease TTL", int(roleMax.Seconds())))
+	case ttl > longest:
+		return 0, logical.ErrorResponse(fmt.Sprintf("ttl must be at most %ds, %s or the mount's max lease TTL", int(longest.Seconds()), what))
 	}
 	if ttl < awsMinSessionTTL {
 		return 0, logical.ErrorResponse(fmt.Sprintf("the mount's max lease TTL is below the %ds AWS STS credentials live at least", int(awsMinSessionTTL.Seconds())))
 	}
 	return ttl, nil
+}
+
+// awsRoleMaxTTL is the role's maximum session duration as the token says,
+// else AWS's default for a role (1 h).
+func awsRoleMaxTTL(values map[string]string) time.Duration {
+	if raw, ok := values["role_max_ttl"]; ok {
+		if ttl, msg := parseRoleMaxTTL(raw); msg == "" {
+			return ttl
+		}
+	}
+	return awsDefaultSessionTTL
 }
 
 // awsAssumeRoleInput is the request a job's credentials are asked with.
@@ -276,32 +308,51 @@ func awsSTSClient(values map[string]string, region, configEndpoint string) *sts.
 
 func (b *backend) deriveAWSAssumeRole(ctx context.Context, s logical.Storage, usable *usableToken, r deriveRequest) (*derivedCredentials, *logical.Response, error) {
 	values := usable.entry.Derivation.Values
-	ttl, denied := awsSessionTTL(values, r.ttl, b.mountLeaseTTLs().MaxLeaseTTL())
+	ttl, denied := awsSessionTTL(awsRoleMaxTTL(values), "the role's maximum session duration (role_max_ttl)", r.ttl, b.mountLeaseTTLs().MaxLeaseTTL())
 	if denied != nil {
 		return nil, denied, nil
 	}
-	cfg, err := b.getConfig(ctx, s)
+	client, err := b.awsSTSClientFor(ctx, s, usable)
 	if err != nil {
 		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, awsSTSTimeout)
+	defer cancel()
+	out, err := client.AssumeRole(ctx, awsAssumeRoleInput(values, r, ttl))
+	if err != nil {
+		return nil, derivationFailed(usable.provider, awsErrorText("AssumeRole", err, values)), nil
+	}
+	var arn *string
+	if out.AssumedRoleUser != nil {
+		arn = out.AssumedRoleUser.Arn
+	}
+	return awsDerived(usable.provider, "AssumeRole", out.Credentials, "assumed_role_arn", arn)
+}
+
+// awsSTSClientFor is an STS client for the token's derivation, in its
+// region (the token's static region field, else STS's global one).
+func (b *backend) awsSTSClientFor(ctx context.Context, s logical.Storage, usable *usableToken) (*sts.Client, error) {
+	cfg, err := b.getConfig(ctx, s)
+	if err != nil {
+		return nil, err
 	}
 	region := usable.entry.Values["region"]
 	if region == "" {
 		region = awsDefaultRegion
 	}
-	client := awsSTSClient(values, region, cfg.STSEndpoint)
-	ctx, cancel := context.WithTimeout(ctx, awsSTSTimeout)
-	defer cancel()
-	out, err := client.AssumeRole(ctx, awsAssumeRoleInput(values, r, ttl))
-	if err != nil {
-		return nil, derivationFailed(usable.provider, awsErrorText(err, values)), nil
-	}
-	c := out.Credentials
+	return awsSTSClient(usable.entry.Derivation.Values, region, cfg.STSEndpoint), nil
+}
+
+// awsDerived turns STS's temporary credentials into a job's, under
+// aws-braket's field names; the lease keeps the temporary key id and the
+// principal's ARN (under arnKey) to say whose they were, never a secret.
+func awsDerived(provider, operation string, c *ststypes.Credentials, arnKey string, arn *string) (*derivedCredentials, *logical.Response, error) {
 	if c == nil || c.AccessKeyId == nil || c.SecretAccessKey == nil || c.SessionToken == nil || c.Expiration == nil {
-		return nil, derivationFailed(usable.provider, "STS answered AssumeRole without credentials"), nil
+		return nil, derivationFailed(provider, "STS answered "+operation+" without credentials"), nil
 	}
 	lease := map[string]interface{}{"access_key_id": *c.AccessKeyId}
-	if out.AssumedRoleUser != nil && out.AssumedRoleUser.Arn != nil {
-		lease["assumed_role_arn"] = *out.AssumedRoleUser.Arn
+	if arn != nil {
+		lease[arnKey] = *arn
 	}
 	return &derivedCredentials{
 		values: map[string]string{
@@ -314,13 +365,94 @@ func (b *backend) deriveAWSAssumeRole(ctx context.Context, s logical.Storage, us
 	}, nil, nil
 }
 
+// deriveAWSFederationToken asks STS GetFederationToken with an IAM user's
+// key: the federated user gets what both the user's policies and the
+// session policy allow (without a session policy, nothing).
+func (b *backend) deriveAWSFederationToken(ctx context.Context, s logical.Storage, usable *usableToken, r deriveRequest) (*derivedCredentials, *logical.Response, error) {
+	values := usable.entry.Derivation.Values
+	ttl, denied := awsSessionTTL(awsFederationMaxTTL(values), "the federation's maximum (max_session_ttl)", r.ttl, b.mountLeaseTTLs().MaxLeaseTTL())
+	if denied != nil {
+		return nil, denied, nil
+	}
+	client, err := b.awsSTSClientFor(ctx, s, usable)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, awsSTSTimeout)
+	defer cancel()
+	out, err := client.GetFederationToken(ctx, awsFederationTokenInput(values, r, ttl))
+	if err != nil {
+		return nil, derivationFailed(usable.provider, awsErrorText("GetFederationToken", err, values)), nil
+	}
+	var arn *string
+	if out.FederatedUser != nil {
+		arn = out.FederatedUser.Arn
+	}
+	return awsDerived(usable.provider, "GetFederationToken", out.Credentials, "federated_user_arn", arn)
+}
+
+// awsFederationTokenInput is the request a job's federated credentials are
+// asked with: the federated user is named after the member (STS allows
+// 32 characters); the job id is in the tags.
+func awsFederationTokenInput(values map[string]string, r deriveRequest, ttl time.Duration) *sts.GetFederationTokenInput {
+	return &sts.GetFederationTokenInput{
+		Name:            aws.String(awsFederatedUserName(r.member)),
+		DurationSeconds: aws.Int32(int32(ttl.Seconds())),
+		Policy:          aws.String(awsSessionPolicy(values)),
+		Tags:            awsSessionTags(r),
+	}
+}
+
+// awsFederatedUserName is "planqk-<member>", within STS's 2 to 32
+// characters of [\w+=,.@-].
+func awsFederatedUserName(member string) string {
+	name := "planqk-" + awsSessionNameInvalid.ReplaceAllString(member, "_")
+	if len(name) > 32 {
+		name = name[:32]
+	}
+	return name
+}
+
+// awsFederationMaxTTL is the longest a federation token may live as the
+// token says, else 12 h (STS allows up to 36 h for an IAM user's key).
+func awsFederationMaxTTL(values map[string]string) time.Duration {
+	if raw, ok := values["max_session_ttl"]; ok {
+		if ttl, msg := parseFederationMaxTTL(raw); msg == "" {
+			return ttl
+		}
+	}
+	return awsDefaultFederationMaxTTL
+}
+
+// parseFederationMaxTTL reads max_session_ttl.
+func parseFederationMaxTTL(raw string) (time.Duration, string) {
+	ttl, err := parseutil.ParseDurationSecond(raw)
+	if err != nil || ttl < awsMinSessionTTL || ttl > awsMaxFederationTTL {
+		return 0, "max_session_ttl must be from 900s to 36h"
+	}
+	return ttl, ""
+}
+
+// checkAWSFederationToken validates a write's aws_federation_token values.
+func checkAWSFederationToken(values map[string]string) string {
+	if !awsAccessKeyRegex.MatchString(values["base_access_key_id"]) {
+		return "base_access_key_id must be an AWS access key id (upper-case letters and digits)"
+	}
+	if raw, ok := values["max_session_ttl"]; ok {
+		if _, msg := parseFederationMaxTTL(raw); msg != "" {
+			return msg
+		}
+	}
+	return checkAWSCommon(values)
+}
+
 // awsErrorText says what STS answered - its error code and message, with
 // the base key struck out should STS ever repeat it - or that it could not
 // be reached.
-func awsErrorText(err error, values map[string]string) string {
+func awsErrorText(operation string, err error, values map[string]string) string {
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
-		msg := fmt.Sprintf("STS refused AssumeRole: %s: %s", apiErr.ErrorCode(), apiErr.ErrorMessage())
+		msg := fmt.Sprintf("STS refused %s: %s: %s", operation, apiErr.ErrorCode(), apiErr.ErrorMessage())
 		for _, field := range []string{"base_access_key_id", "base_secret_access_key"} {
 			if v := values[field]; v != "" {
 				msg = strings.ReplaceAll(msg, v, "****")

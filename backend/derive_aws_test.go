@@ -66,22 +66,23 @@ func (s *stsStandIn) serve(w http.ResponseWriter, r *http.Request) {
 	seconds := 3600
 	fmt.Sscan(r.PostForm.Get("DurationSeconds"), &seconds)
 	expiry := time.Now().Add(time.Duration(seconds) * time.Second).UTC().Format(time.RFC3339)
-	session := r.PostForm.Get("RoleSessionName")
-	fmt.Fprintf(w, `<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
-  <AssumeRoleResult>
-    <Credentials>
-      <AccessKeyId>ASIAJOBSESSION%04d</AccessKeyId>
-      <SecretAccessKey>job-session-secret-%d</SecretAccessKey>
-      <SessionToken>job-session-token-%d</SessionToken>
-      <Expiration>%s</Expiration>
-    </Credentials>
-    <AssumedRoleUser>
-      <Arn>arn:aws:sts::123456789012:assumed-role/planqk-braket/%s</Arn>
-      <AssumedRoleId>AROAEXAMPLE:%s</AssumedRoleId>
-    </AssumedRoleUser>
-  </AssumeRoleResult>
-  <ResponseMetadata><RequestId>r-2</RequestId></ResponseMetadata>
-</AssumeRoleResponse>`, len(s.requests), len(s.requests), len(s.requests), expiry, session, session)
+	n := len(s.requests)
+	credentials := fmt.Sprintf(`<Credentials><AccessKeyId>ASIAJOBSESSION%04d</AccessKeyId><SecretAccessKey>job-session-secret-%d</SecretAccessKey>`+
+		`<SessionToken>job-session-token-%d</SessionToken><Expiration>%s</Expiration></Credentials>`, n, n, n, expiry)
+	switch action := r.PostForm.Get("Action"); action {
+	case "AssumeRole":
+		session := r.PostForm.Get("RoleSessionName")
+		fmt.Fprintf(w, `<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleResult>%s`+
+			`<AssumedRoleUser><Arn>arn:aws:sts::123456789012:assumed-role/planqk-braket/%s</Arn><AssumedRoleId>AROAEXAMPLE:%s</AssumedRoleId></AssumedRoleUser>`+
+			`</AssumeRoleResult><ResponseMetadata><RequestId>r-2</RequestId></ResponseMetadata></AssumeRoleResponse>`, credentials, session, session)
+	case "GetFederationToken":
+		name := r.PostForm.Get("Name")
+		fmt.Fprintf(w, `<GetFederationTokenResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><GetFederationTokenResult>%s`+
+			`<FederatedUser><Arn>arn:aws:sts::123456789012:federated-user/%s</Arn><FederatedUserId>123456789012:%s</FederatedUserId></FederatedUser>`+
+			`</GetFederationTokenResult><ResponseMetadata><RequestId>r-3</RequestId></ResponseMetadata></GetFederationTokenResponse>`, credentials, name, name)
+	default:
+		http.Error(w, "unknown action "+action, http.StatusBadRequest)
+	}
 }
 
 func (s *stsStandIn) calls() int {
@@ -149,8 +150,9 @@ func TestDeriveAWS_aDerivationIsStoredWriteOnly(t *testing.T) {
 
 	catalogue := env.ok(logical.ReadOperation, "providers/aws-braket", alice, nil)
 	methods := catalogue.Data["derivations"].([]map[string]interface{})
-	require.Len(t, methods, 1)
+	require.Len(t, methods, 2)
 	require.Equal(t, derivationAWSAssumeRole, methods[0]["name"])
+	require.Equal(t, derivationAWSFederationToken, methods[1]["name"])
 	dwave := env.ok(logical.ReadOperation, "providers/dwave", alice, nil)
 	require.Empty(t, dwave.Data["derivations"])
 }
@@ -333,4 +335,39 @@ func TestDeriveAWS_ttlBoundsAndPolicies(t *testing.T) {
 	require.False(t, ask(map[string]interface{}{}).IsError())
 	form, _ = sts.last()
 	require.Equal(t, `{"Statement":[{"Action":"braket:GetDevice","Effect":"Allow","Resource":"*"}],"Version":"2012-10-17"}`, form.Get("Policy"))
+}
+
+// With an IAM user's key instead of a role, each job gets a federated
+// user's credentials: named after the member, tagged and narrowed alike,
+// up to 36 h.
+func TestDeriveAWS_federationTokens(t *testing.T) {
+	env := newTestEnv(t)
+	sts := newSTSStandIn(t)
+	alice := env.addUser("alice")
+	bob := env.addUser("bob")
+	env.setRole(alice, "acme", "owner")
+	env.setRole(bob, "acme", "member")
+	write := map[string]interface{}{
+		"derivation": derivationAWSFederationToken, "base_access_key_id": testBaseKeyID, "base_secret_access_key": testBaseSecret,
+		"sts_endpoint": sts.URL, "max_session_ttl": "36h",
+	}
+	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/aws-braket", alice, write)
+	write["max_session_ttl"] = "37h"
+	require.Contains(t, env.userError(logical.UpdateOperation, "orgs/acme/provider-tokens/aws-braket", alice, write), "max_session_ttl must be from 900s to 36h")
+
+	resp := env.ok(logical.ReadOperation, "resolve/aws-braket", bob, map[string]interface{}{"org": "acme", "job_id": "job-9", "ttl": "24h"})
+	requireNoBaseKey(t, resp)
+	form, signer := sts.last()
+	require.Equal(t, testBaseKeyID, signer)
+	require.Equal(t, "GetFederationToken", form.Get("Action"))
+	require.Equal(t, "planqk-bob", form.Get("Name"))
+	require.Equal(t, "86400", form.Get("DurationSeconds"))
+	require.Equal(t, awsSessionPolicy(map[string]string{}), form.Get("Policy"), "the default narrowing: without a policy a federated user may do nothing")
+	require.Equal(t, "job-9", form.Get("Tags.member.5.Value"))
+	require.Equal(t, "ASIAJOBSESSION0001", resp.Data["access_key_id"])
+	require.Equal(t, credentialsDerived, resp.Data["credentials"])
+	require.InDelta(t, (24 * time.Hour).Seconds(), resp.Secret.TTL.Seconds(), 5)
+	require.False(t, resp.Secret.Renewable)
+	require.Equal(t, "arn:aws:sts::123456789012:federated-user/planqk-bob", roundTripJSON(t, resp.Secret.InternalData)[derivedLeaseKey].([]interface{})[0].(map[string]interface{})["federated_user_arn"])
+	require.Equal(t, "planqk-"+strings.Repeat("m", 25), awsFederatedUserName(strings.Repeat("m", 40)), "STS allows 32 characters")
 }

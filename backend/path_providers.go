@@ -162,7 +162,7 @@ var builtinProviders = map[string]*providerEntry{
 			optional("region", false, "AWS_REGION", "AWS_DEFAULT_REGION"),
 			optional("session_token", true, "AWS_SESSION_TOKEN"),
 		},
-		Derivations: []*derivationMethod{awsAssumeRoleMethod},
+		Derivations: []*derivationMethod{awsAssumeRoleMethod, awsFederationTokenMethod},
 	},
 	// azure-quantum (microsoft/azure-quantum-python):
 	// azure-quantum/azure/quantum/_workspace_connection_params.py,
