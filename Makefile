@@ -52,7 +52,8 @@ test-unit:
 	$(GO) test -count=1 ./scripts/bench/... ./scripts/vaultharness/... ./scripts/internal/... ./scripts/docs/...
 
 E2E_ENV = VAULT_BIN=$$(scripts/ensure-vault.sh) PLANQK_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN) PLANQK_PLUGIN_VERSION=$(VERSION) \
-	PLANQK_PREVIOUS_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN)-$(PREVIOUS) PLANQK_PREVIOUS_VERSION=$(PREVIOUS)
+	PLANQK_PREVIOUS_PLUGIN_BIN=$(CURDIR)/bin/$(PLUGIN)-$(PREVIOUS) PLANQK_PREVIOUS_VERSION=$(PREVIOUS) \
+	MOTO_SERVER_BIN=$$(scripts/ensure-moto.sh)
 test-e2e: build vault apache bin/$(PLUGIN)-$(PREVIOUS)
 	$(E2E_ENV) $(GO) test -tags e2e -count=1 -timeout 10m ./scripts/e2e/...
 

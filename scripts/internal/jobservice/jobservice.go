@@ -7,11 +7,17 @@
 // API that runs a job only for a provider token it knows, on that token's
 // account.
 //
+// For aws-braket the provider is AWS itself (moto in the tests): the service
+// calls STS GetCallerIdentity with the credentials the exchange gave it,
+// as the Braket SDK's first call would, and the account is the caller's
+// ARN - for derived credentials, the job's assumed-role session.
+//
 // Neither logs a PAT or a provider token: the service logs whom a job ran
 // for and on which account, by name and id only.
 package jobservice
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,11 +27,17 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 )
 
-// Job is what a client submits: the provider to run on.
+// Job is what a client submits: the provider to run on, and the job's id
+// (passed to the exchange, which tags derived credentials with it).
 type Job struct {
 	Provider string `json:"provider"`
+	JobID    string `json:"job_id,omitempty"`
 }
 
 // Result is the service's answer to an accepted job.
@@ -40,6 +52,13 @@ type Result struct {
 	// User and EntityID are whom the exchange answered for.
 	User     string `json:"user"`
 	EntityID string `json:"entity_id"`
+	// Credentials and ExpiresAt are the exchange's for derived
+	// credentials ("derived", their expiry); LeaseDuration and Renewable
+	// its lease's.
+	Credentials   string `json:"credentials,omitempty"`
+	ExpiresAt     string `json:"expires_at,omitempty"`
+	LeaseDuration int    `json:"lease_duration"`
+	Renewable     bool   `json:"renewable"`
 }
 
 // Service is the stand-in job service.
@@ -57,10 +76,12 @@ type Service struct {
 }
 
 // ProviderAPI is where a provider's API is and which field of its token it
-// takes.
+// takes; or, for AWS, the STS endpoint that GetCallerIdentity is sent to
+// with the exchanged aws-braket credentials.
 type ProviderAPI struct {
 	URL   string
 	Field string
+	STS   string
 }
 
 // ServeHTTP accepts POST /jobs.
@@ -82,7 +103,7 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	status, data, reason, err := s.exchange(job.Provider, pat, org)
+	status, answer, reason, err := s.exchange(job.Provider, job.JobID, pat, org)
 	if err != nil {
 		s.Log.Printf("job refused: exchange failed: %v", err)
 		respond(w, http.StatusBadGateway, map[string]string{"error": "the token exchange failed"})
@@ -94,10 +115,19 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		respond(w, status, map[string]string{"error": reason})
 		return
 	}
-	secret, _ := data[api.Field].(string)
+	data := answer.Data
 	behalf, _ := data["on_behalf_of"].(map[string]interface{})
-	result := Result{Source: fmt.Sprint(data["source"]), Org: fmt.Sprint(data["org"]), User: fmt.Sprint(behalf["user"]), EntityID: fmt.Sprint(behalf["entity_id"])}
-	account, err := s.submit(api.URL, secret)
+	result := Result{Source: fmt.Sprint(data["source"]), Org: fmt.Sprint(data["org"]), User: fmt.Sprint(behalf["user"]), EntityID: fmt.Sprint(behalf["entity_id"]),
+		LeaseDuration: answer.LeaseDuration, Renewable: answer.Renewable}
+	result.Credentials, _ = data["credentials"].(string)
+	result.ExpiresAt, _ = data["expires_at"].(string)
+	var account string
+	if api.STS != "" {
+		account, err = s.callerIdentity(r.Context(), api.STS, data)
+	} else {
+		secret, _ := data[api.Field].(string)
+		account, err = s.submit(api.URL, secret)
+	}
 	if err != nil {
 		s.Log.Printf("job failed at the provider: provider=%s user=%s token_id=%v source=%s: %v", job.Provider, result.User, behalf["token_id"], result.Source, err)
 		respond(w, http.StatusBadGateway, map[string]string{"error": "the provider refused the job"})
@@ -109,11 +139,23 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	respond(w, http.StatusCreated, result)
 }
 
+// exchangeAnswer is the engine's answer: its data and its lease, if any.
+type exchangeAnswer struct {
+	Data          map[string]interface{} `json:"data"`
+	LeaseDuration int                    `json:"lease_duration"`
+	Renewable     bool                   `json:"renewable"`
+	Errors        []string               `json:"errors"`
+}
+
 // exchange asks the engine for the provider token of the PAT's owner by
 // GET, the PAT and the organization in headers, so that neither is in a
-// URL or a request body.
-func (s *Service) exchange(provider, pat, org string) (int, map[string]interface{}, string, error) {
-	req, err := http.NewRequest(http.MethodGet, s.VaultAddr+"/v1/"+s.Mount+"/exchange/"+url.PathEscape(provider), nil)
+// URL or a request body; the job id (no secret) in the query.
+func (s *Service) exchange(provider, jobID, pat, org string) (int, *exchangeAnswer, string, error) {
+	target := s.VaultAddr + "/v1/" + s.Mount + "/exchange/" + url.PathEscape(provider)
+	if jobID != "" {
+		target += "?job_id=" + url.QueryEscape(jobID)
+	}
+	req, err := http.NewRequest(http.MethodGet, target, nil)
 	if err != nil {
 		return 0, nil, "", err
 	}
@@ -127,14 +169,33 @@ func (s *Service) exchange(provider, pat, org string) (int, map[string]interface
 		return 0, nil, "", fmt.Errorf("calling the engine: %w", err)
 	}
 	defer resp.Body.Close()
-	var body struct {
-		Data   map[string]interface{} `json:"data"`
-		Errors []string               `json:"errors"`
-	}
+	var body exchangeAnswer
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body); err != nil {
 		return 0, nil, "", fmt.Errorf("decoding the engine's answer (%d): %w", resp.StatusCode, err)
 	}
-	return resp.StatusCode, body.Data, strings.Join(body.Errors, "; "), nil
+	return resp.StatusCode, &body, strings.Join(body.Errors, "; "), nil
+}
+
+// callerIdentity asks AWS STS at endpoint who the exchanged aws-braket
+// credentials are, as the Braket SDK's first call would, and returns the
+// caller's ARN.
+func (s *Service) callerIdentity(ctx context.Context, endpoint string, data map[string]interface{}) (string, error) {
+	field := func(name string) string { v, _ := data[name].(string); return v }
+	region := field("region")
+	if region == "" {
+		region = "us-east-1"
+	}
+	client := sts.New(sts.Options{
+		Region:       region,
+		Credentials:  credentials.NewStaticCredentialsProvider(field("access_key_id"), field("secret_access_key"), field("session_token")),
+		BaseEndpoint: aws.String(endpoint),
+		HTTPClient:   s.Client,
+	})
+	out, err := client.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return "", fmt.Errorf("GetCallerIdentity: %w", err)
+	}
+	return aws.ToString(out.Arn), nil
 }
 
 // submit runs the job at the provider with the provider token as a bearer
