@@ -138,7 +138,7 @@ func TestOperations_sendThePATWhereTheContractSays(t *testing.T) {
 		users:    []*benchUser{{name: "u", token: "user-token"}},
 		lister:   &benchUser{name: "lister", token: "lister-token"},
 		pats:     []string{"plqk_valid"}, garbled: []string{"plqk_garbled"}, vaultTokens: []string{"hvs.a"},
-		moto:     &vaultharness.Moto{URL: "http://moto"},
+		moto: &vaultharness.Moto{URL: "http://moto"},
 	}
 	requests := map[string]vegeta.Target{}
 	for _, op := range operations(f) {

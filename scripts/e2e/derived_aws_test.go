@@ -69,7 +69,7 @@ func motoIAM(t *testing.T, moto *vaultharness.Moto, params url.Values, out inter
 // engine: an IAM user whose key is the base credential, and a role that
 // user may assume (and tag) for jobs.
 type awsAccount struct {
-	roleARN, roleName string
+	roleARN, roleName     string
 	baseKeyID, baseSecret string
 }
 
