@@ -33,6 +33,9 @@ const (
 	// providerTokenCacheSize bounds the provider tokens resolve keeps.
 	providerTokenCacheSize = 10000
 	ownerCacheSize         = 10000
+	// walRollbackMinAge is how old a write-ahead log entry must be before
+	// Vault's periodic rollback acts on it: longer than any derivation.
+	walRollbackMinAge = 5 * time.Minute
 )
 
 // Factory returns a configured instance of the backend.
@@ -89,6 +92,9 @@ type backend struct {
 	providerTokens *storageCache[string, *providerTokenEntry]
 	// providers holds the whole provider catalogue under catalogueKey.
 	providers *storageCache[string, map[string]*providerEntry]
+	// ibmBearers holds IBM Cloud IAM bearers of management keys, for
+	// deriving and deleting IBM job keys.
+	ibmBearers *ibmBearers
 
 	// replication is the system view the framework uses, with the
 	// replication state cached.
@@ -142,6 +148,7 @@ func newBackend() *backend {
 
 		providerTokens: newStorageCache[string, *providerTokenEntry](providerTokenCacheSize),
 		providers:      newStorageCache[string, map[string]*providerEntry](1),
+		ibmBearers:     newIBMBearers(),
 		lastUse:        newLastUse(),
 		providerUse:    newProviderUse(),
 		dueMarks:       newStorageCache[string, struct{}](dueMarkCacheSize),
@@ -190,11 +197,16 @@ func newBackend() *backend {
 			secretPAT(b),
 			secretDerived(b),
 		},
-		InitializeFunc: b.initialize,
-		Invalidate:     b.invalidate,
-		PeriodicFunc:   b.periodic,
-		Clean:          b.cleanup,
-		RunningVersion: Version,
+		// An IBM job key made just before a crash is deleted by name
+		// once its WAL entry is this old (as Vault's AWS engine does for
+		// IAM users).
+		WALRollback:       b.walRollback,
+		WALRollbackMinAge: walRollbackMinAge,
+		InitializeFunc:    b.initialize,
+		Invalidate:        b.invalidate,
+		PeriodicFunc:      b.periodic,
+		Clean:             b.cleanup,
+		RunningVersion:    Version,
 	}
 	return b
 }

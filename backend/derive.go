@@ -204,6 +204,8 @@ func checkDerivation(method string, values map[string]string) string {
 		return checkAWSAssumeRole(values)
 	case derivationAWSFederationToken:
 		return checkAWSFederationToken(values)
+	case derivationIBMServiceIDKey:
+		return checkIBMServiceIDKey(values)
 	}
 	return ""
 }
@@ -228,6 +230,9 @@ type derivedCredentials struct {
 	values    map[string]string
 	expiresAt time.Time
 	renewable bool
+	// renewableUntil is how long renewals may keep a renewable credential
+	// (its lease's max TTL); zero: until expiresAt.
+	renewableUntil time.Time
 	// lease is what revoking and renewing need: never a secret.
 	lease map[string]interface{}
 }
@@ -240,6 +245,8 @@ func (b *backend) derive(ctx context.Context, s logical.Storage, usable *usableT
 		return b.deriveAWSAssumeRole(ctx, s, usable, r)
 	case derivationAWSFederationToken:
 		return b.deriveAWSFederationToken(ctx, s, usable, r)
+	case derivationIBMServiceIDKey:
+		return b.deriveIBMServiceIDKey(ctx, s, usable, r)
 	}
 	return nil, nil, fmt.Errorf("unknown derivation method %q of a stored %q token", usable.entry.Derivation.Method, usable.provider)
 }
@@ -252,6 +259,8 @@ func (b *backend) revokeDerived(ctx context.Context, s logical.Storage, lease ma
 		// STS credentials cannot be revoked one by one: they expire, as
 		// with Vault's AWS engine.
 		return nil
+	case derivationIBMServiceIDKey:
+		return b.revokeIBMServiceIDKey(ctx, s, lease)
 	}
 	return fmt.Errorf("%w: unknown derivation method %q", errBadLeaseData, method)
 }
@@ -263,6 +272,10 @@ func (b *backend) renewDerived(_ context.Context, _ logical.Storage, lease map[s
 	switch method {
 	case derivationAWSAssumeRole, derivationAWSFederationToken:
 		return logical.ErrorResponse("AWS STS credentials cannot be renewed: ask for new ones"), nil
+	case derivationIBMServiceIDKey:
+		// The key lives until its lease ends; the lease's max TTL bounds
+		// renewals.
+		return nil, nil
 	}
 	return nil, fmt.Errorf("%w: unknown derivation method %q", errBadLeaseData, method)
 }
@@ -393,7 +406,8 @@ func (b *backend) jobCredentials(ctx context.Context, s logical.Storage, usable 
 	creds.provider = usable.provider
 	creds.lease["method"] = usable.entry.Derivation.Method
 	creds.lease["provider"] = usable.provider
-	creds.lease["expires_at"] = formatTime(creds.expiresAt)
+	// The hard end: what the runtime read's PAT lease may be renewed to.
+	creds.lease["expires_at"] = formatTime(creds.end())
 
 	entry := *usable.entry
 	entry.Values = make(map[string]string, len(creds.values)+len(usable.entry.Values))
@@ -514,21 +528,33 @@ func earliestExpiry(creds []*derivedCredentials) time.Time {
 	return first
 }
 
+// end is when renewals can keep the credentials no longer.
+func (c *derivedCredentials) end() time.Time {
+	if c.renewable && c.renewableUntil.After(c.expiresAt) {
+		return c.renewableUntil
+	}
+	return c.expiresAt
+}
+
 // leaseDerived puts derived credentials under a lease of their own, whose
-// TTL is their life: renewable only when all of them are.
+// TTL is their life and whose max TTL the first end of them: renewable
+// only when all of them are.
 func (b *backend) leaseDerived(resp *logical.Response, creds []*derivedCredentials) *logical.Response {
 	if len(creds) == 0 {
 		return resp
 	}
 	leased := b.Secret(secretDerivedType).Response(resp.Data, map[string]interface{}{derivedLeaseKey: derivedLeaseData(creds)})
 	leased.Warnings = resp.Warnings
-	ttl := time.Until(earliestExpiry(creds)).Truncate(time.Second)
-	leased.Secret.TTL = ttl
-	leased.Secret.MaxTTL = ttl
+	leased.Secret.TTL = time.Until(earliestExpiry(creds)).Truncate(time.Second)
+	var end time.Time
 	leased.Secret.Renewable = true
 	for _, c := range creds {
 		leased.Secret.Renewable = leased.Secret.Renewable && c.renewable
+		if end.IsZero() || c.end().Before(end) {
+			end = c.end()
+		}
 	}
+	leased.Secret.MaxTTL = time.Until(end).Truncate(time.Second)
 	return leased
 }
 
@@ -551,13 +577,23 @@ func (b *backend) secretDerivedRenew(ctx context.Context, req *logical.Request, 
 	if err != nil {
 		return nil, err
 	}
-	until := time.Now().Add(req.Secret.Increment)
+	increment := req.Secret.Increment
+	if increment <= 0 {
+		increment = req.Secret.TTL
+	}
+	until := time.Now().Add(increment)
 	for _, lease := range leases {
 		if resp, err := b.renewDerived(ctx, req.Storage, lease, until); resp != nil || err != nil {
 			return resp, err
 		}
 	}
-	return &logical.Response{Secret: req.Secret}, nil
+	// Never past the first credential's end.
+	secret := *req.Secret
+	if end := derivedLeaseExpiry(leases); !end.IsZero() {
+		secret.TTL = min(increment, time.Until(end).Truncate(time.Second))
+		secret.MaxTTL = end.Sub(req.Secret.IssueTime)
+	}
+	return &logical.Response{Secret: &secret}, nil
 }
 
 func (b *backend) secretDerivedRevoke(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {

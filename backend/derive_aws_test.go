@@ -278,7 +278,7 @@ func TestDeriveAWS_resolveAsksSTSForAJobsSession(t *testing.T) {
 }
 
 // roundTripJSON is lease data as Vault hands it back: through JSON.
-func roundTripJSON(t *testing.T, data map[string]interface{}) map[string]interface{} {
+func roundTripJSON(t testing.TB, data map[string]interface{}) map[string]interface{} {
 	t.Helper()
 	raw, err := json.Marshal(data)
 	require.NoError(t, err)

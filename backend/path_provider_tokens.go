@@ -510,6 +510,14 @@ func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Reque
 		}
 	}
 
+	// Job keys the old token made that the new one cannot manage go
+	// first, with the old management key.
+	if existing != nil && existing.Derivation != nil && existing.Derivation.Method == derivationIBMServiceIDKey && !sameIBMTarget(existing, entry) {
+		if _, err := b.deleteDerivedKeysOfToken(ctx, req.Storage, owner.storagePrefix()+name, existing); err != nil {
+			b.Logger().Error("a provider token's IBM job keys could not be deleted before it was rewritten", "provider", name, "error", err)
+			return respondError(http.StatusBadGateway, fmt.Sprintf("the %s token's open IBM job keys could not be deleted with its current management key, so it was not changed: %s", name, truncateForMessage(err.Error()))), nil
+		}
+	}
 	if err := b.putProviderToken(ctx, req.Storage, owner.storagePrefix(), entry); err != nil {
 		return nil, err
 	}
@@ -703,6 +711,10 @@ func (b *backend) deleteProviderToken(ctx context.Context, s logical.Storage, pr
 	existing, err := b.cachedProviderToken(ctx, s, prefix, provider)
 	if err != nil {
 		return err
+	}
+	// Its job keys go first, while its management key is still there.
+	if _, err := b.deleteDerivedKeysOfToken(ctx, s, prefix+provider, existing); err != nil {
+		return fmt.Errorf("deleting the IBM job keys of a provider token: %w", err)
 	}
 	if err := s.Delete(ctx, prefix+provider); err != nil {
 		return fmt.Errorf("deleting provider token: %w", err)

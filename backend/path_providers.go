@@ -136,6 +136,7 @@ var builtinProviders = map[string]*providerEntry{
 			optional("url", false, "QISKIT_IBM_URL"),
 		},
 		EnvConstants: map[string]string{"QISKIT_IBM_CHANNEL": "ibm_quantum_platform"},
+		Derivations:  []*derivationMethod{ibmServiceIDKeyMethod},
 	},
 	"ibm-cloud": {
 		Description: "IBM Cloud Quantum: API key and optional service CRN and API URL.",
@@ -145,6 +146,7 @@ var builtinProviders = map[string]*providerEntry{
 			optional("url", false, "QISKIT_IBM_URL"),
 		},
 		EnvConstants: map[string]string{"QISKIT_IBM_CHANNEL": "ibm_cloud"},
+		Derivations:  []*derivationMethod{ibmServiceIDKeyMethod},
 	},
 	// botocore (boto/botocore): botocore/credentials.py, EnvProvider reads
 	// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN (or

@@ -144,6 +144,10 @@ func (b *backend) revokeAllTokensLocked(ctx context.Context, s logical.Storage, 
 		}
 		leased++
 	}
+	// The IBM job keys made for the entity's jobs end with its tokens.
+	if _, err := b.deleteDerivedKeysOfEntity(ctx, s, entityID); err != nil {
+		return named, leased, err
+	}
 	return named, leased, nil
 }
 
