@@ -6,6 +6,7 @@ package backend
 import (
 	"context"
 	"errors"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,9 +34,11 @@ const (
 	// providerTokenCacheSize bounds the provider tokens resolve keeps.
 	providerTokenCacheSize = 10000
 	ownerCacheSize         = 10000
-	// walRollbackMinAge is how old a write-ahead log entry must be before
-	// Vault's periodic rollback acts on it: longer than any derivation.
-	walRollbackMinAge = 5 * time.Minute
+	// defaultWALRollbackMinAge is how old a write-ahead log entry must be
+	// before Vault's periodic rollback acts on it: longer than any
+	// derivation. WALRollbackMinAgeEnv in the plugin's environment
+	// (vault plugin register -env) changes it.
+	defaultWALRollbackMinAge = 5 * time.Minute
 )
 
 // Factory returns a configured instance of the backend.
@@ -201,7 +204,7 @@ func newBackend() *backend {
 		// once its WAL entry is this old (as Vault's AWS engine does for
 		// IAM users).
 		WALRollback:       b.walRollback,
-		WALRollbackMinAge: walRollbackMinAge,
+		WALRollbackMinAge: walRollbackMinAge(),
 		InitializeFunc:    b.initialize,
 		Invalidate:        b.invalidate,
 		PeriodicFunc:      b.periodic,
@@ -209,6 +212,21 @@ func newBackend() *backend {
 		RunningVersion:    Version,
 	}
 	return b
+}
+
+// WALRollbackMinAgeEnv names the environment variable that sets how old a
+// write-ahead log entry must be before it is rolled back (a Go duration).
+const WALRollbackMinAgeEnv = "PLANQK_WAL_ROLLBACK_MIN_AGE"
+
+// walRollbackMinAge is defaultWALRollbackMinAge, or what the plugin's
+// environment says.
+func walRollbackMinAge() time.Duration {
+	if raw := os.Getenv(WALRollbackMinAgeEnv); raw != "" {
+		if age, err := time.ParseDuration(raw); err == nil && age > 0 {
+			return age
+		}
+	}
+	return defaultWALRollbackMinAge
 }
 
 // initialize upgrades the mount's storage and starts webhook delivery when

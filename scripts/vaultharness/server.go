@@ -361,14 +361,16 @@ func (s *Server) Root() *api.Client {
 	return client
 }
 
-// RegisterPlugin registers the plugin in the catalogue with its SHA-256 and version.
-func (s *Server) RegisterPlugin(ctx context.Context, sha, version string) error {
+// RegisterPlugin registers the plugin in the catalogue with its SHA-256 and version, and
+// env ("NAME=value") for its process.
+func (s *Server) RegisterPlugin(ctx context.Context, sha, version string, env ...string) error {
 	return s.Root().Sys().RegisterPluginWithContext(ctx, &api.RegisterPluginInput{
 		Name:    PluginName,
 		Type:    api.PluginTypeSecrets,
 		Command: PluginName,
 		SHA256:  sha,
 		Version: version,
+		Env:     env,
 	})
 }
 
