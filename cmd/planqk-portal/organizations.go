@@ -155,6 +155,14 @@ func (p *portal) renderOrgProviderTokens(w http.ResponseWriter, r *http.Request,
 	p.render(w, r, sess, status, "org", data)
 }
 
+// storedKeysNotice says what the derived_only setting now means.
+func storedKeysNotice(whose string, derivedOnly bool) string {
+	if derivedOnly {
+		return "Saved: " + whose + " get only credentials made for each job from tokens that can derive them, never the stored key."
+	}
+	return "Saved: " + whose + " may ask for the stored key of a token that can derive credentials."
+}
+
 // The organization's setting provider_tokens_for, as the page words it.
 var providerTokensForChoices = []settingChoice{
 	{"member", "every member"},
@@ -176,6 +184,9 @@ type orgSettingsView struct {
 	CanChange         bool
 	Action            string
 	Choices           []settingChoice
+	// DerivedOnly: jobs get only credentials derived for them from tokens
+	// that can derive, never the stored key.
+	DerivedOnly bool
 }
 
 // orgSettings reads the organization's settings; nil when Vault would not
@@ -191,6 +202,7 @@ func (p *portal) orgSettings(ctx context.Context, sess *session, org string, can
 		CanChange:         canChange,
 		Action:            "/orgs/" + org + "/settings",
 		Choices:           providerTokensForChoices,
+		DerivedOnly:       secret.Data["derived_only"] != false,
 	}
 	for _, choice := range providerTokensForChoices {
 		if choice.Value == view.ProviderTokensFor {
@@ -207,9 +219,20 @@ func (p *portal) orgSettingsWrite(w http.ResponseWriter, r *http.Request, sess *
 		return
 	}
 	value := r.PostFormValue("provider_tokens_for")
+	body := map[string]interface{}{"provider_tokens_for": value}
+	// The stored-keys form sends its own setting alone.
+	storedKeys := r.PostFormValue("setting") == "stored_keys"
+	if storedKeys {
+		body = map[string]interface{}{"derived_only": r.PostFormValue("stored_keys_allowed") != "on"}
+	}
 	act := action{"Vault did not change the settings of " + org, fmt.Sprintf("You need to be owner of %s to change its settings.", org)}
-	if _, err := p.as(sess).Logical().WriteWithContext(r.Context(), p.enginePath("orgs", org, "settings"), map[string]interface{}{"provider_tokens_for": value}); err != nil {
+	if _, err := p.as(sess).Logical().WriteWithContext(r.Context(), p.enginePath("orgs", org, "settings"), body); err != nil {
 		p.renderOrgProviderTokens(w, r, sess, org, providerPageState{problem: p.vaultProblem(r, sess, err, act), settingsProblem: true})
+		return
+	}
+	if storedKeys {
+		p.sessions.update(sess.id, func(s *session) { s.notice = storedKeysNotice(org+"'s jobs", body["derived_only"] == true) })
+		http.Redirect(w, r, "/orgs/"+org+"#stored-keys", http.StatusSeeOther)
 		return
 	}
 	label := value

@@ -94,6 +94,7 @@ func (p *portal) handler() http.Handler {
 	mux.HandleFunc("POST /tokens/{name}/revoke", p.signedInForm(p.patRevoke))
 
 	mux.HandleFunc("GET /provider-tokens", p.signedIn(p.userProviderTokensPage))
+	mux.HandleFunc("POST /provider-tokens/settings", p.signedInForm(p.userSettingsWrite))
 	mux.HandleFunc("POST /provider-tokens/{provider}", p.signedInForm(p.userProviderTokenWrite))
 	mux.HandleFunc("GET /provider-tokens/{provider}/delete", p.signedIn(p.userProviderTokenDeleteConfirm))
 	mux.HandleFunc("POST /provider-tokens/{provider}/delete", p.signedInForm(p.userProviderTokenDelete))

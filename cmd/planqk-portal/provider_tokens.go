@@ -65,11 +65,50 @@ func (o tokenOwner) changing(verb, provider string) action {
 	return action{failed, refusalOwnProviderTokens}
 }
 
+// derivePrefix prefixes a derivation field's name in the forms, apart from
+// the provider's own fields.
+const derivePrefix = "derive_"
+
 // catalogueProvider is one provider of the engine's catalogue.
 type catalogueProvider struct {
 	Name        string
 	Description string
 	Fields      []catalogueField
+	// Derivations are the ways the engine can make short-lived
+	// credentials per job from a token of this provider.
+	Derivations []catalogueDerivation
+}
+
+// catalogueDerivation is a derivation method and the fields it stores.
+type catalogueDerivation struct {
+	Name        string
+	Description string
+	Fields      []catalogueField
+}
+
+func (c *catalogueProvider) derivation(name string) *catalogueDerivation {
+	for i := range c.Derivations {
+		if c.Derivations[i].Name == name {
+			return &c.Derivations[i]
+		}
+	}
+	return nil
+}
+
+// catalogueFields reads a list of {"name", "required", "secret"} objects.
+func catalogueFields(raw interface{}) []catalogueField {
+	list, _ := raw.([]interface{})
+	var fields []catalogueField
+	for _, f := range list {
+		m, ok := f.(map[string]interface{})
+		if !ok || stringOf(m, "name") == "" {
+			continue
+		}
+		required, _ := m["required"].(bool)
+		isSecret, _ := m["secret"].(bool)
+		fields = append(fields, catalogueField{Name: stringOf(m, "name"), Required: required, Secret: isSecret})
+	}
+	return fields
 }
 
 type catalogueField struct {
@@ -107,16 +146,16 @@ func (p *portal) catalogueEntry(ctx context.Context, client *api.Client, name st
 	if err != nil || secret == nil {
 		return nil, err
 	}
-	provider := &catalogueProvider{Name: name, Description: stringOf(secret.Data, "description")}
-	fields, _ := secret.Data["fields"].([]interface{})
-	for _, f := range fields {
-		m, ok := f.(map[string]interface{})
-		if !ok || stringOf(m, "name") == "" {
+	provider := &catalogueProvider{Name: name, Description: stringOf(secret.Data, "description"), Fields: catalogueFields(secret.Data["fields"])}
+	methods, _ := secret.Data["derivations"].([]interface{})
+	for _, raw := range methods {
+		m, ok := raw.(map[string]interface{})
+		if !ok || !validSegment(stringOf(m, "name")) {
 			continue
 		}
-		required, _ := m["required"].(bool)
-		isSecret, _ := m["secret"].(bool)
-		provider.Fields = append(provider.Fields, catalogueField{Name: stringOf(m, "name"), Required: required, Secret: isSecret})
+		provider.Derivations = append(provider.Derivations, catalogueDerivation{
+			Name: stringOf(m, "name"), Description: stringOf(m, "description"), Fields: catalogueFields(m["fields"]),
+		})
 	}
 	return provider, nil
 }
@@ -171,6 +210,11 @@ type storedView struct {
 	// name, or their entity id when the name is gone.
 	LastUsed   *timeView
 	LastUsedBy string
+	// Derivation is the method jobs get credentials made by, "" for a
+	// static key only; with its settings and hints of its secrets.
+	Derivation         string
+	DerivationSettings []pairView
+	DerivationHints    []pairView
 }
 
 // providerCard is one provider's card: what is stored, and the form.
@@ -186,6 +230,18 @@ type providerCard struct {
 	Action    string
 	DeleteURL string
 	Problem   *problem
+	// Derivations are the forms that store a derivation instead of a key.
+	Derivations []derivationForm
+}
+
+// derivationForm stores a derivation: the method's fields and the
+// provider's non-secret ones.
+type derivationForm struct {
+	Method      string
+	Description string
+	Fields      []fieldView
+	// Open when the token stores this method.
+	Current bool
 }
 
 // providerPageState is what a provider-token page needs to draw its cards.
@@ -252,6 +308,32 @@ func (p *portal) providerCards(ctx context.Context, sess *session, state provide
 			}
 			card.Fields = append(card.Fields, field)
 		}
+		for _, method := range provider.Derivations {
+			form := derivationForm{Method: method.Name, Description: method.Description, Current: isStored && card.Stored.Derivation == method.Name}
+			for _, f := range method.Fields {
+				field := fieldView{
+					ID:       "d-" + provider.Name + "-" + method.Name + "-" + f.Name,
+					Name:     derivePrefix + f.Name,
+					Label:    fieldLabel(f.Name),
+					Required: f.Required,
+					Secret:   f.Secret,
+				}
+				if !f.Secret && form.Current {
+					derivation, _ := data["derivation"].(map[string]interface{})
+					settings, _ := derivation["settings"].(map[string]interface{})
+					field.Value = stringOf(settings, f.Name)
+				}
+				form.Fields = append(form.Fields, field)
+			}
+			for _, f := range card.Fields {
+				if !f.Secret {
+					f.ID = "d-" + provider.Name + "-" + method.Name + "-" + strings.TrimPrefix(f.Name, fieldPrefix)
+					f.Required = false
+					form.Fields = append(form.Fields, f)
+				}
+			}
+			card.Derivations = append(card.Derivations, form)
+		}
 		if provider.Name == state.failed {
 			card.Problem = state.problem
 		}
@@ -290,6 +372,11 @@ func viewStored(data map[string]interface{}, entityID string, now time.Time) *st
 		UpdatedByYou: entityID != "" && stringOf(data, "updated_by") == entityID,
 		Hints:        pairs(data, "secret_hints"),
 		Settings:     pairs(data, "settings"),
+	}
+	if derivation, ok := data["derivation"].(map[string]interface{}); ok {
+		v.Derivation = stringOf(derivation, "method")
+		v.DerivationSettings = pairs(derivation, "settings")
+		v.DerivationHints = pairs(derivation, "secret_hints")
 	}
 	if used := parseTime(stringOf(data, "last_used_at")); !used.IsZero() {
 		v.LastUsed = viewTime(used, now)
@@ -364,6 +451,23 @@ func (p *portal) providerTokenWrite(w http.ResponseWriter, r *http.Request, sess
 	}
 	body := map[string]interface{}{}
 	sent := map[string]string{}
+	if method := r.PostFormValue("derivation"); method != "" {
+		derivation := entry.derivation(method)
+		if derivation == nil {
+			rerender(providerPageState{failed: provider, problem: &problem{Status: http.StatusBadRequest, Message: fmt.Sprintf("The provider %s offers no derivation %q.", provider, method)}})
+			return
+		}
+		body["derivation"] = derivation.Name
+		for _, f := range derivation.Fields {
+			value := r.PostFormValue(derivePrefix + f.Name)
+			if !f.Secret {
+				value = strings.TrimSpace(value)
+			}
+			if value != "" {
+				body[f.Name] = value
+			}
+		}
+	}
 	for _, f := range entry.Fields {
 		value := r.PostFormValue(fieldPrefix + f.Name)
 		if !f.Secret {
@@ -437,6 +541,37 @@ type providerTokensView struct {
 	// Settings are the organization's settings; nil on a user's page or
 	// when Vault would not tell them.
 	Settings *orgSettingsView
+	// Own are the person's own settings, on their page; nil when Vault
+	// would not tell them.
+	Own *userSettingsView
+}
+
+// userSettingsView is the person's own setting for their derivable tokens.
+type userSettingsView struct {
+	DerivedOnly bool
+	Action      string
+}
+
+// userSettings reads the person's settings; nil when Vault would not tell
+// them (an engine without users/<user>/settings).
+func (p *portal) userSettings(ctx context.Context, sess *session) *userSettingsView {
+	secret, err := p.as(sess).Logical().ReadWithContext(ctx, p.enginePath("users", sess.user, "settings"))
+	if err != nil || secret == nil {
+		return nil
+	}
+	return &userSettingsView{DerivedOnly: secret.Data["derived_only"] != false, Action: "/provider-tokens/settings"}
+}
+
+// userSettingsWrite changes the person's own derived_only setting.
+func (p *portal) userSettingsWrite(w http.ResponseWriter, r *http.Request, sess *session) {
+	derivedOnly := r.PostFormValue("stored_keys_allowed") != "on"
+	act := action{"Vault did not change your settings", refusalOwnProviderTokens}
+	if _, err := p.as(sess).Logical().WriteWithContext(r.Context(), p.enginePath("users", sess.user, "settings"), map[string]interface{}{"derived_only": derivedOnly}); err != nil {
+		p.renderUserProviderTokens(w, r, sess, providerPageState{problem: p.vaultProblem(r, sess, err, act)})
+		return
+	}
+	p.sessions.update(sess.id, func(s *session) { s.notice = storedKeysNotice("your jobs", derivedOnly) })
+	http.Redirect(w, r, "/provider-tokens#stored-keys", http.StatusSeeOther)
 }
 
 func (p *portal) userProviderTokensPage(w http.ResponseWriter, r *http.Request, sess *session) {
@@ -459,7 +594,7 @@ func (p *portal) renderUserProviderTokens(w http.ResponseWriter, r *http.Request
 			data.Problem = state.problem
 		}
 	}
-	data.Content = providerTokensView{Editable: true, Cards: cards}
+	data.Content = providerTokensView{Editable: true, Cards: cards, Own: p.userSettings(r.Context(), sess)}
 	p.render(w, r, sess, status, "provider-tokens", data)
 }
 

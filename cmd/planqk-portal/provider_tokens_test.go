@@ -293,3 +293,88 @@ func TestOrganizationSettingsAndLastUse(t *testing.T) {
 		t.Fatal("a page shows the key")
 	}
 }
+
+// Owners set a derivation on the organization page - jobs then get
+// credentials made for them, never the stored key - and decide whether
+// jobs may ever have the stored key; a member sees both, changes neither;
+// a user decides the same for their own tokens. No secret is on any page.
+func TestDerivationsAndTheStoredKeyRule(t *testing.T) {
+	tp := startPortal(t, nil)
+	base := "AKIA" + strings.ToUpper(randomHex(8))
+	baseSecret := "aws-base-" + randomHex(16) + "q9z1"
+	remember(baseSecret, "globex's base AWS secret")
+	t.Cleanup(func() {
+		_, _ = suite.root.Logical().Write("planqk/orgs/globex/settings", map[string]interface{}{"derived_only": true})
+		_, _ = suite.root.Logical().Delete("planqk/orgs/globex/provider-tokens/aws-braket")
+	})
+
+	gina := newVisitor(t, tp)
+	gina.signIn("gina")
+	page := gina.get("/orgs/globex")
+	for _, want := range []string{"Derive credentials per job: aws_assume_role", "Derive credentials per job: ibm_service_id_key", "Stored keys or per-job credentials",
+		"Jobs get only short-lived credentials made for them"} {
+		if !strings.Contains(page.text(), want) {
+			t.Errorf("the owner's page lacks %q", want)
+		}
+	}
+	if !slices.ContainsFunc(passwordInputs(page), func(n *html.Node) bool { return attr(n, "id") == "d-aws-braket-aws_assume_role-base_secret_access_key" }) {
+		t.Error("the base secret is not a password input")
+	}
+	saved := gina.submit("/orgs/globex/provider-tokens/aws-braket", url.Values{
+		"derivation": {"aws_assume_role"}, "derive_role_arn": {"arn:aws:iam::123456789012:role/planqk-braket"},
+		"derive_base_access_key_id": {base}, "derive_base_secret_access_key": {baseSecret}, "field_region": {"eu-west-2"},
+	})
+	if saved.status != http.StatusSeeOther {
+		t.Fatalf("saving the derivation: status %d: %s", saved.status, saved.text())
+	}
+	after := gina.follow(saved)
+	for _, want := range []string{"derived per job", "short-lived credentials made for each job (aws_assume_role)", "****q9z1", "arn:aws:iam::123456789012:role/planqk-braket", "eu-west-2"} {
+		if !strings.Contains(after.text(), want) {
+			t.Errorf("after saving, the page lacks %q: %s", want, after.text())
+		}
+	}
+	if strings.Contains(after.body, baseSecret) {
+		t.Fatal("the page shows the base secret")
+	}
+	stored, err := suite.root.Logical().Read("planqk/orgs/globex/provider-tokens/aws-braket")
+	if err != nil || stored.Data["derivation"].(map[string]interface{})["method"] != "aws_assume_role" {
+		t.Fatalf("the engine did not store the derivation: %v %v", stored, err)
+	}
+	if bad := gina.submit("/orgs/globex/provider-tokens/aws-braket", url.Values{"derivation": {"aws_magic"}}); bad.status != http.StatusBadRequest {
+		t.Errorf("an unknown method: status %d", bad.status)
+	}
+
+	// The stored-key rule: owners only.
+	allowed := gina.follow(gina.submit("/orgs/globex/settings", url.Values{"setting": {"stored_keys"}, "stored_keys_allowed": {"on"}}))
+	if !strings.Contains(allowed.text(), "A job that asks may get the stored key") {
+		t.Fatalf("after allowing stored keys: %s", allowed.text())
+	}
+	if settings, _ := suite.root.Logical().Read("planqk/orgs/globex/settings"); settings.Data["derived_only"] != false {
+		t.Fatalf("derived_only is %v", settings.Data["derived_only"])
+	}
+	gwen := newVisitor(t, tp)
+	gwen.signIn("gwen")
+	if member := gwen.get("/orgs/globex"); strings.Contains(member.text(), "Derive credentials per job") || !slices.Equal(member.forms(), []string{"/signout"}) {
+		t.Errorf("the member is offered forms: %v", member.forms())
+	}
+	forced := gwen.submit("/orgs/globex/settings", url.Values{"setting": {"stored_keys"}})
+	if forced.status != http.StatusForbidden {
+		t.Fatalf("a member changes the rule: status %d", forced.status)
+	}
+	if settings, _ := suite.root.Logical().Read("planqk/orgs/globex/settings"); settings.Data["derived_only"] != false {
+		t.Fatal("the member's forced write changed the rule")
+	}
+
+	// A user's own rule.
+	own := gwen.get("/provider-tokens")
+	if !strings.Contains(own.text(), "Your jobs get only short-lived credentials") || !slices.Contains(own.forms(), "/provider-tokens/settings") {
+		t.Fatalf("the user's page has no stored-key rule: %v", own.forms())
+	}
+	mine := gwen.follow(gwen.submit("/provider-tokens/settings", url.Values{"stored_keys_allowed": {"on"}}))
+	if !strings.Contains(mine.text(), "Saved: your jobs may ask for the stored key") {
+		t.Fatalf("after the user's change: %s", mine.text())
+	}
+	t.Cleanup(func() {
+		_, _ = suite.root.Logical().Write("planqk/users/gwen/settings", map[string]interface{}{"derived_only": true})
+	})
+}
