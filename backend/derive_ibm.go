@@ -205,7 +205,17 @@ func (b *backend) deriveIBMServiceIDKey(ctx context.Context, s logical.Storage, 
 	if denied != nil {
 		return nil, denied, nil
 	}
-	c, err := newIBMIAM(values["iam_endpoint"], values["manager_api_key"], b.ibmBearers)
+	cfg, err := b.getConfig(ctx, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	// The endpoint that makes the key is recorded with it: the one that
+	// deletes it.
+	endpoint := values["iam_endpoint"]
+	if endpoint == "" {
+		endpoint = cfg.IAMEndpoint
+	}
+	c, err := newIBMIAM(endpoint, values["manager_api_key"], b.ibmBearers)
 	if err != nil {
 		return nil, derivationFailed(usable.provider, err.Error()), nil
 	}
@@ -214,7 +224,7 @@ func (b *backend) deriveIBMServiceIDKey(ctx context.Context, s logical.Storage, 
 		return nil, nil, err
 	}
 	tokenKey := usable.owner.storagePrefix() + usable.provider
-	w := ibmAPIKeyWAL{TokenKey: tokenKey, Endpoint: values["iam_endpoint"], AccountID: values["account_id"], IAMID: ibmIAMID(values["service_id"]), Name: name}
+	w := ibmAPIKeyWAL{TokenKey: tokenKey, Endpoint: endpoint, AccountID: values["account_id"], IAMID: ibmIAMID(values["service_id"]), Name: name}
 	description := fmt.Sprintf("PlanQK job key for entity %s", r.entityID)
 	if r.org != "" {
 		description += " in organization " + r.org
@@ -291,7 +301,7 @@ func (b *backend) deleteDerivedKey(ctx context.Context, s logical.Storage, recor
 	if token == nil || token.Derivation == nil || token.Derivation.Method != derivationIBMServiceIDKey {
 		return fmt.Errorf("IBM job key %s: the provider token whose management key deletes it is gone or derives no IBM keys any more", record.KeyID)
 	}
-	c, err := newIBMIAM(token.Derivation.Values["iam_endpoint"], token.Derivation.Values["manager_api_key"], b.ibmBearers)
+	c, err := newIBMIAM(record.Endpoint, token.Derivation.Values["manager_api_key"], b.ibmBearers)
 	if err != nil {
 		return fmt.Errorf("IBM job key %s: %w", record.KeyID, err)
 	}
@@ -384,7 +394,7 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 				"name", w.Name, "iam_id", w.IAMID)
 			return nil
 		}
-		c, err := newIBMIAM(token.Derivation.Values["iam_endpoint"], token.Derivation.Values["manager_api_key"], b.ibmBearers)
+		c, err := newIBMIAM(w.Endpoint, token.Derivation.Values["manager_api_key"], b.ibmBearers)
 		if err != nil {
 			return err
 		}

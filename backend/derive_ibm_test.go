@@ -188,3 +188,18 @@ func TestDeriveIBM_aCrashMidIssueIsRolledBack(t *testing.T) {
 	require.Empty(t, wals)
 	require.Empty(t, env.derivedRecords())
 }
+
+// Without an endpoint of its own a token's keys are made - and deleted -
+// at the configuration's iam_endpoint.
+func TestDeriveIBM_theConfiguredEndpointServesTokensWithoutOne(t *testing.T) {
+	env, iam, alice, bob := acmeDerivesIBM(t)
+	require.Contains(t, env.userError(logical.UpdateOperation, "config", "", map[string]interface{}{"iam_endpoint": "http://iam.example.com"}), "iam_endpoint must use https")
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"iam_endpoint": iam.srv.URL})
+	token := iam.derivation(nil)
+	delete(token, "iam_endpoint")
+	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-quantum", alice, token)
+	resp := env.ok(logical.ReadOperation, "resolve/ibm-quantum", bob, map[string]interface{}{"org": "acme"})
+	require.Len(t, iam.jobKeys(), 1)
+	env.revokeSecret("resolve/ibm-quantum", resp.Secret)
+	require.Empty(t, iam.jobKeys())
+}

@@ -91,6 +91,9 @@ type configEntry struct {
 	// STSEndpoint is the AWS STS endpoint derivations use when their token
 	// names none; empty is AWS's own (sovereign clouds and tests set it).
 	STSEndpoint string `json:"sts_endpoint,omitempty"`
+	// IAMEndpoint is the IBM Cloud IAM endpoint derivations use when their
+	// token names none; empty is IBM Cloud's public one.
+	IAMEndpoint string `json:"iam_endpoint,omitempty"`
 }
 
 func defaultConfig() *configEntry {
@@ -204,6 +207,7 @@ func (c *configEntry) toResponseData() map[string]interface{} {
 		"disabled_grace":          int64(c.DisabledGrace.Seconds()),
 		"webhook_url":             redactedURL(c.WebhookURL),
 		"sts_endpoint":            c.STSEndpoint,
+		"iam_endpoint":            c.IAMEndpoint,
 	}
 }
 
@@ -225,6 +229,7 @@ var configFields = fieldSet{
 	"disabled_grace":          {Type: framework.TypeInt64, Description: "How long tidy keeps a disabled entity's tokens and provider tokens, in seconds; 0 keeps them while the entity exists."},
 	"webhook_url":             {Type: framework.TypeString, Description: "Where lifecycle notifications are sent, shown as scheme and host only (its path and query may carry the receiver's token); empty sends none."},
 	"sts_endpoint":            {Type: framework.TypeString, Description: "The AWS STS endpoint of derivations whose token names none; empty is AWS's own."},
+	"iam_endpoint":            {Type: framework.TypeString, Description: "The IBM Cloud IAM endpoint of derivations whose token names none; empty is IBM Cloud's public one."},
 }
 
 func formatDurations(durations []time.Duration) []string {
@@ -339,6 +344,10 @@ func pathConfig(b *backend) []*framework.Path {
 					Type:        framework.TypeString,
 					Description: "The AWS STS endpoint that aws_assume_role derivations call when their token names no sts_endpoint, e.g. https://sts.eu-central-1.amazonaws.com: https, or http to a loopback address; empty is AWS's global endpoint.",
 				},
+				"iam_endpoint": {
+					Type:        framework.TypeString,
+					Description: "The IBM Cloud IAM endpoint that ibm_service_id_key derivations call when their token names no iam_endpoint, e.g. https://private.iam.cloud.ibm.com: https, or http to a loopback address; empty is https://iam.cloud.ibm.com.",
+				},
 			},
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation: &framework.PathOperation{
@@ -428,6 +437,9 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if v, ok := d.GetOk("sts_endpoint"); ok {
 		cfg.STSEndpoint = strings.TrimSpace(v.(string))
 	}
+	if v, ok := d.GetOk("iam_endpoint"); ok {
+		cfg.IAMEndpoint = strings.TrimSpace(v.(string))
+	}
 
 	if msg := cfg.validate(); msg != "" {
 		return logical.ErrorResponse(msg), nil
@@ -505,6 +517,11 @@ func (c *configEntry) validate() string {
 	}
 	if c.STSEndpoint != "" {
 		if msg := checkOutboundURL("sts_endpoint", c.STSEndpoint, true); msg != "" {
+			return msg
+		}
+	}
+	if c.IAMEndpoint != "" {
+		if msg := checkIAMEndpoint(c.IAMEndpoint); msg != "" {
 			return msg
 		}
 	}

@@ -26,6 +26,7 @@ func TestConfig_defaults(t *testing.T) {
 		"disabled_grace":          int64(30 * 24 * 3600),
 		"webhook_url":             "",
 		"sts_endpoint":            "",
+		"iam_endpoint":            "",
 	}, env.ok(logical.ReadOperation, "config", "", nil).Data)
 }
 
