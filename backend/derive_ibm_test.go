@@ -4,13 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 	"github.com/stretchr/testify/require"
+
+	"github.com/planqk/vault-plugin-secrets-planqk/internal/ibmiam"
 )
 
 // acmeDerivesIBM makes alice an owner and bob a member of acme, whose
@@ -202,4 +206,41 @@ func TestDeriveIBM_theConfiguredEndpointServesTokensWithoutOne(t *testing.T) {
 	require.Len(t, iam.jobKeys(), 1)
 	env.revokeSecret("resolve/ibm-quantum", resp.Secret)
 	require.Empty(t, iam.jobKeys())
+}
+
+// When IAM cannot be reached, revoking a runtime read's lease still ends
+// its PAT at once; the revocation fails, so Vault retries it, and the
+// retry deletes the job key once IAM answers again.
+func TestDeriveIBM_anUnreachableIAMNeverKeepsAPATAlive(t *testing.T) {
+	env := newTestEnv(t)
+	iam := &ibmFixture{iam: ibmiam.New("acct-0123456789")}
+	iam.serviceID, iam.iamID = iam.iam.AddServiceID("planqk-jobs")
+	iam.mgmtKey = iam.iam.AddManagementKey(iam.serviceID)
+	var down atomic.Bool
+	iam.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		iam.iam.ServeHTTP(w, r)
+	}))
+	t.Cleanup(iam.srv.Close)
+	bob := env.addUser("bob")
+	env.ok(logical.UpdateOperation, "users/bob/provider-tokens/ibm-quantum", bob, iam.derivation(nil))
+	env.ok(logical.CreateOperation, "roles/runtime", "", map[string]interface{}{"ttl": "30m"})
+	runtime := env.ok(logical.ReadOperation, "users/bob/runtime/runtime", bob, nil)
+	require.Len(t, iam.jobKeys(), 1)
+
+	down.Store(true)
+	secret := *runtime.Secret
+	secret.InternalData = roundTripJSON(t, secret.InternalData)
+	_, err := env.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RevokeOperation, Path: "users/bob/runtime/runtime", Storage: env.storage, Secret: &secret})
+	require.Error(t, err, "Vault must retry")
+	require.Equal(t, false, env.verify(runtime.Data["token"].(string))["active"], "the PAT ended at once")
+	require.Len(t, iam.jobKeys(), 1)
+
+	down.Store(false)
+	_, err = env.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RevokeOperation, Path: "users/bob/runtime/runtime", Storage: env.storage, Secret: &secret})
+	require.NoError(t, err)
+	require.Empty(t, iam.jobKeys(), "the retry deleted the key")
 }

@@ -167,20 +167,27 @@ func (b *backend) secretPATRenew(ctx context.Context, req *logical.Request, _ *f
 	return resp, nil
 }
 
-// secretPATRevoke deletes the token's record and marker; a token that is
-// already gone counts as revoked, so that revocations never pile up in
-// Vault's retries.
+// secretPATRevoke deletes the token's record and marker, and ends what was
+// derived for a runtime read's job. The PAT goes first, so that a provider
+// that cannot be reached (an IBM job key not yet deleted) never keeps it
+// alive; Vault retries the revocation until the derived credentials are
+// gone too, and a token that is already gone counts as revoked.
 func (b *backend) secretPATRevoke(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	lease, err := parseLeaseInternalData(req.Secret)
-	if err != nil {
-		return nil, err
-	}
-	// A runtime read's lease also ends what was derived for its job.
 	derived, err := parseDerivedLease(req.Secret.InternalData)
 	if err != nil {
 		return nil, err
 	}
-	if err := b.revokeAllDerived(ctx, req.Storage, derived); err != nil {
+	resp, err := b.revokePATLease(ctx, req)
+	if err != nil {
+		return resp, err
+	}
+	return resp, b.revokeAllDerived(ctx, req.Storage, derived)
+}
+
+// revokePATLease deletes a leased token's record and marker.
+func (b *backend) revokePATLease(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	lease, err := parseLeaseInternalData(req.Secret)
+	if err != nil {
 		return nil, err
 	}
 	entityID, err := leaseOwner(ctx, req.Storage, lease)
