@@ -85,6 +85,7 @@ const (
 	opCreateAtScale   = opCreate + ", at scale"
 	opLeaseAtScale    = opLease + ", at scale"
 	opResolveAtScale  = opResolve + ", at scale"
+	opExchangeAtScale = opExchange + ", at scale"
 	opCounts          = "inventory counts"
 	// dueCount is how many tokens come due for the last sweep.
 	dueCount = 10_000
@@ -280,6 +281,7 @@ func scaleRatios(before, atScale []operationReport) []scaleRatio {
 		{opCreate, opCreateAtScale, 0.9},
 		{opLease, opLeaseAtScale, 0.9},
 		{opResolve, opResolveAtScale, 0},
+		{opExchange, opExchangeAtScale, 0},
 	}
 	median := func(ops []operationReport, name string) float64 {
 		for _, op := range ops {
@@ -450,6 +452,7 @@ func scaleOperations(f *fixtures, users []*benchUser, active []string, perUser i
 		clone(opCreate, opCreateAtScale),
 		clone(opLease, opLeaseAtScale),
 		clone(opResolve, opResolveAtScale),
+		clone(opExchange, opExchangeAtScale),
 		{name: opCounts, caller: asRoot, request: "GET planqk/inventory", status: 200,
 			probe: f.probeRecount(s),
 			targeter: func() vegeta.Targeter {
