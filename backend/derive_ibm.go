@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
 	"strings"
 	"time"
@@ -144,6 +145,33 @@ type ibmDerivedKey struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
+// madeFor reports whether token, as stored now, manages the record's key:
+// an IBM derivation of the same service ID and account.
+func (k *ibmDerivedKey) madeFor(token *providerTokenEntry) bool {
+	if token == nil || token.Derivation == nil || token.Derivation.Method != derivationIBMServiceIDKey {
+		return false
+	}
+	values := token.Derivation.Values
+	return ibmIAMID(values["service_id"]) == k.IAMID && values["account_id"] == k.AccountID
+}
+
+// storedIBMTarget reads the provider token stored at tokenKey from storage
+// (not the cache): nil when there is none.
+func storedIBMTarget(ctx context.Context, s logical.Storage, tokenKey string) (*providerTokenEntry, error) {
+	entry, err := s.Get(ctx, tokenKey)
+	if err != nil {
+		return nil, fmt.Errorf("reading the provider token of a job key: %w", err)
+	}
+	if entry == nil {
+		return nil, nil
+	}
+	var token providerTokenEntry
+	if err := entry.DecodeJSON(&token); err != nil {
+		return nil, fmt.Errorf("decoding the provider token of a job key: %w", err)
+	}
+	return &token, nil
+}
+
 // tokenKeyHash names a token in derived-keys/tokens/ without its path.
 func tokenKeyHash(tokenKey string) string {
 	sum := sha256.Sum256([]byte(tokenKey))
@@ -248,6 +276,21 @@ func (b *backend) deriveIBMServiceIDKey(ctx context.Context, s logical.Storage, 
 		}
 		return nil, nil, err
 	}
+	// The token may have been deleted or pointed at another service ID
+	// while IAM made the key (derivations take no lock): its deletion or
+	// rewrite lists the records a second time after storing its change,
+	// so a record put before that is deleted there, and one put after it
+	// sees the change here. Either way no key outlives its token.
+	if current, err := storedIBMTarget(ctx, s, tokenKey); err != nil || current == nil || !record.madeFor(current) {
+		if derr := c.deleteAPIKey(ctx, key.ID); derr == nil {
+			_ = deleteDerivedKeyRecords(ctx, s, record)
+			_ = framework.DeleteWAL(ctx, s, walID)
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		return nil, respondError(http.StatusConflict, fmt.Sprintf("the %s token was changed or deleted while a job key was being made; the key was deleted, ask again", usable.provider)), nil
+	}
 	if err := framework.DeleteWAL(ctx, s, walID); err != nil {
 		// The rollback would delete the key the job is about to hold.
 		_ = c.deleteAPIKey(ctx, key.ID)
@@ -287,15 +330,9 @@ func (b *backend) revokeIBMServiceIDKey(ctx context.Context, s logical.Storage, 
 // token key).
 func (b *backend) deleteDerivedKey(ctx context.Context, s logical.Storage, record *ibmDerivedKey, token *providerTokenEntry) error {
 	if token == nil {
-		entry, err := s.Get(ctx, record.TokenKey)
-		if err != nil {
-			return fmt.Errorf("reading the provider token of a job key: %w", err)
-		}
-		if entry != nil {
-			token = &providerTokenEntry{}
-			if err := entry.DecodeJSON(token); err != nil {
-				return fmt.Errorf("decoding the provider token of a job key: %w", err)
-			}
+		var err error
+		if token, err = storedIBMTarget(ctx, s, record.TokenKey); err != nil {
+			return err
 		}
 	}
 	if token == nil || token.Derivation == nil || token.Derivation.Method != derivationIBMServiceIDKey {
@@ -328,7 +365,9 @@ func (b *backend) deleteDerivedKeysOfToken(ctx context.Context, s logical.Storag
 		if err != nil {
 			return i, err
 		}
-		if record == nil {
+		// A rewrite's second pass leaves the keys of the token's new
+		// service ID alone.
+		if record == nil || !record.madeFor(token) {
 			continue
 		}
 		if err := b.deleteDerivedKey(ctx, s, record, token); err != nil {

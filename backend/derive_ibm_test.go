@@ -244,3 +244,68 @@ func TestDeriveIBM_anUnreachableIAMNeverKeepsAPATAlive(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, iam.jobKeys(), "the retry deleted the key")
 }
+
+// A token deleted or pointed at another service ID while IAM is making a
+// job's key (derivations take no lock) leaves no key behind: the job gets
+// a 409 and the key is deleted with the management key that made it.
+func TestDeriveIBM_aTokenChangedWhileAKeyIsMadeLeavesNoKey(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(env *testEnv, iam *ibmFixture, alice string)
+	}{
+		{"deleted", func(env *testEnv, _ *ibmFixture, alice string) {
+			env.ok(logical.DeleteOperation, "orgs/acme/provider-tokens/ibm-quantum", alice, nil)
+		}},
+		{"pointed at another service ID", func(env *testEnv, iam *ibmFixture, alice string) {
+			otherID, _ := iam.iam.AddServiceID("other-jobs")
+			env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-quantum", alice, iam.derivation(map[string]interface{}{
+				"service_id": otherID, "manager_api_key": iam.iam.AddManagementKey(otherID),
+			}))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newTestEnv(t)
+			iam := &ibmFixture{iam: ibmiam.New("acct-0123456789")}
+			iam.serviceID, iam.iamID = iam.iam.AddServiceID("planqk-jobs")
+			iam.mgmtKey = iam.iam.AddManagementKey(iam.serviceID)
+			arrived, release := make(chan struct{}), make(chan struct{})
+			var held atomic.Bool
+			iam.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodPost && r.URL.Path == "/v1/apikeys" && held.CompareAndSwap(false, true) {
+					close(arrived)
+					<-release
+				}
+				iam.iam.ServeHTTP(w, r)
+			}))
+			t.Cleanup(iam.srv.Close)
+			alice, bob := env.addUser("alice"), env.addUser("bob")
+			env.setRole(alice, "acme", "owner")
+			env.setRole(bob, "acme", "member")
+			env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-quantum", alice, iam.derivation(nil))
+
+			type answer struct {
+				resp *logical.Response
+				err  error
+			}
+			done := make(chan answer, 1)
+			go func() {
+				resp, err := env.do(logical.ReadOperation, "resolve/ibm-quantum", bob, map[string]interface{}{"org": "acme"})
+				done <- answer{resp, err}
+			}()
+			<-arrived
+			tc.change(env, iam, alice)
+			close(release)
+			got := <-done
+			require.NoError(t, got.err)
+			require.NotNil(t, got.resp)
+			require.Equal(t, http.StatusConflict, got.resp.Data[logical.HTTPStatusCode], "%v", got.resp.Data)
+			require.Nil(t, got.resp.Secret, "no lease for a deleted key")
+
+			require.Empty(t, iam.jobKeys(), "the key made for the old token was deleted")
+			require.Empty(t, env.derivedRecords())
+			wals, err := framework.ListWAL(context.Background(), env.storage)
+			require.NoError(t, err)
+			require.Empty(t, wals)
+		})
+	}
+}

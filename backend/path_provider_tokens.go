@@ -521,6 +521,12 @@ func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Reque
 	if err := b.putProviderToken(ctx, req.Storage, owner.storagePrefix(), entry); err != nil {
 		return nil, err
 	}
+	if existing != nil && existing.Derivation != nil && existing.Derivation.Method == derivationIBMServiceIDKey && !sameIBMTarget(existing, entry) {
+		// A job key recorded while the old token was being replaced.
+		if _, err := b.deleteDerivedKeysOfToken(ctx, req.Storage, owner.storagePrefix()+name, existing); err != nil {
+			b.Logger().Error("an IBM job key made while its provider token was rewritten could not be deleted", "provider", name, "error", err)
+		}
+	}
 	b.notify(ctx, req.Storage, owner.providerTokenEvent(eventProviderTokenWritten, entry))
 	return &logical.Response{Data: b.namedLastUse(ctx, req.Storage, entry.toResponseData(owner))}, nil
 }
@@ -720,6 +726,12 @@ func (b *backend) deleteProviderToken(ctx context.Context, s logical.Storage, pr
 		return fmt.Errorf("deleting provider token: %w", err)
 	}
 	b.providerTokens.remove(prefix + provider)
+	// A job key recorded while the token was being deleted: derivations
+	// take no lock, and one that stores its record after this pass sees
+	// the token gone and deletes its key itself.
+	if _, err := b.deleteDerivedKeysOfToken(ctx, s, prefix+provider, existing); err != nil {
+		b.Logger().Error("an IBM job key made while its provider token was deleted could not be deleted", "error", err)
+	}
 	if existing != nil {
 		subject, kind := providerTokenSubject(prefix)
 		delta := &countShard{}
