@@ -374,7 +374,51 @@ func (b *backend) deleteDerivedKeysOfToken(ctx context.Context, s logical.Storag
 			return i, err
 		}
 	}
+	if err := b.rollbackIBMAPIKeysOfToken(ctx, s, tokenKey, token); err != nil {
+		return len(keyIDs), err
+	}
 	return len(keyIDs), nil
+}
+
+// rollbackIBMAPIKeysOfToken rolls back, now, the write-ahead log entries
+// of keys made with token: a key made just before a crash has no record,
+// and once the token is gone (or manages another service ID) Vault's
+// rollback would have no management key to delete it with. A derivation
+// in flight loses its key too; it answers 409 (see deriveIBMServiceIDKey).
+// The log holds only entries of derivations in flight or interrupted, so
+// listing it is cheap.
+func (b *backend) rollbackIBMAPIKeysOfToken(ctx context.Context, s logical.Storage, tokenKey string, token *providerTokenEntry) error {
+	ids, err := framework.ListWAL(ctx, s)
+	if err != nil {
+		return fmt.Errorf("listing the write-ahead log: %w", err)
+	}
+	for _, id := range ids {
+		entry, err := framework.GetWAL(ctx, s, id)
+		if err != nil {
+			return fmt.Errorf("reading a write-ahead log entry: %w", err)
+		}
+		if entry == nil || entry.Kind != walKindIBMAPIKey {
+			continue
+		}
+		w, err := parseIBMAPIKeyWAL(entry.Data)
+		if err != nil || w.TokenKey != tokenKey {
+			continue
+		}
+		if k := (&ibmDerivedKey{IAMID: w.IAMID, AccountID: w.AccountID}); !k.madeFor(token) {
+			continue
+		}
+		c, err := newIBMIAM(w.Endpoint, token.Derivation.Values["manager_api_key"], b.ibmBearers)
+		if err != nil {
+			return fmt.Errorf("IBM job key %s: %w", w.Name, err)
+		}
+		if err := rollbackIBMAPIKey(ctx, c, w); err != nil {
+			return err
+		}
+		if err := framework.DeleteWAL(ctx, s, id); err != nil {
+			return fmt.Errorf("deleting a write-ahead log entry: %w", err)
+		}
+	}
+	return nil
 }
 
 // deleteDerivedKeysOfEntity deletes the job keys made for the entity's
@@ -420,16 +464,16 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 		if err != nil {
 			return err
 		}
-		entry, err := req.Storage.Get(ctx, w.TokenKey)
+		token, err := storedIBMTarget(ctx, req.Storage, w.TokenKey)
 		if err != nil {
 			return err
 		}
-		var token providerTokenEntry
-		if entry == nil || entry.DecodeJSON(&token) != nil || token.Derivation == nil || token.Derivation.Method != derivationIBMServiceIDKey {
-			// Deleting the token deleted what its records knew; a key
-			// made in the crash is unknown to IAM's caller now. Say so
-			// and let the entry go: nothing here can delete it.
-			b.Logger().Error("an IBM job key made before a crash cannot be rolled back: its provider token is gone; delete it in IBM Cloud by name",
+		if !(&ibmDerivedKey{IAMID: w.IAMID, AccountID: w.AccountID}).madeFor(token) {
+			// Deleting or re-pointing the token rolled back the entries
+			// it found (rollbackIBMAPIKeysOfToken); one written after
+			// that by a derivation in flight that then died has no
+			// management key left. Say so and let the entry go.
+			b.Logger().Error("an IBM job key made before a crash cannot be rolled back: its provider token is gone or manages another service ID; delete it in IBM Cloud by name",
 				"name", w.Name, "iam_id", w.IAMID)
 			return nil
 		}

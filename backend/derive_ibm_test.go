@@ -309,3 +309,36 @@ func TestDeriveIBM_aTokenChangedWhileAKeyIsMadeLeavesNoKey(t *testing.T) {
 		})
 	}
 }
+
+// A key made just before a crash (no record, only its write-ahead log
+// entry) is deleted when its token is deleted or pointed at another service
+// ID before Vault's rollback runs: afterwards no management key could.
+func TestDeriveIBM_aCrashedKeyGoesWithItsToken(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(env *testEnv, iam *ibmFixture, alice string)
+	}{
+		{"deleted", func(env *testEnv, _ *ibmFixture, alice string) {
+			env.ok(logical.DeleteOperation, "orgs/acme/provider-tokens/ibm-quantum", alice, nil)
+		}},
+		{"pointed at another service ID", func(env *testEnv, iam *ibmFixture, alice string) {
+			otherID, _ := iam.iam.AddServiceID("other-jobs")
+			env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-quantum", alice, iam.derivation(map[string]interface{}{
+				"service_id": otherID, "manager_api_key": iam.iam.AddManagementKey(otherID),
+			}))
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env, iam, alice, bob := acmeDerivesIBM(t)
+			iam.iam.FailCreates(1)
+			env.refusal(http.StatusBadGateway, logical.ReadOperation, "resolve/ibm-quantum", bob, map[string]interface{}{"org": "acme"})
+			require.Len(t, iam.jobKeys(), 1, "IAM made the key; its answer was lost")
+
+			tc.change(env, iam, alice)
+			require.Empty(t, iam.jobKeys(), "the crashed key went with its token")
+			wals, err := framework.ListWAL(context.Background(), env.storage)
+			require.NoError(t, err)
+			require.Empty(t, wals)
+		})
+	}
+}
