@@ -267,15 +267,15 @@ func (b *backend) revokeDerived(ctx context.Context, s logical.Storage, lease ma
 
 // renewDerived says whether the credentials of lease may live until
 // (another) until; a response refuses.
-func (b *backend) renewDerived(_ context.Context, _ logical.Storage, lease map[string]interface{}, _ time.Time) (*logical.Response, error) {
+func (b *backend) renewDerived(ctx context.Context, s logical.Storage, lease map[string]interface{}, _ time.Time) (*logical.Response, error) {
 	method, _ := lease["method"].(string)
 	switch method {
 	case derivationAWSAssumeRole, derivationAWSFederationToken:
 		return logical.ErrorResponse("AWS STS credentials cannot be renewed: ask for new ones"), nil
 	case derivationIBMServiceIDKey:
-		// The key lives until its lease ends; the lease's max TTL bounds
-		// renewals.
-		return nil, nil
+		// The key lives until its lease ends, unless something deleted
+		// it first; the lease's max TTL bounds renewals.
+		return ibmKeyGoneRefusal(ctx, s, lease)
 	}
 	return nil, fmt.Errorf("%w: unknown derivation method %q", errBadLeaseData, method)
 }

@@ -325,6 +325,25 @@ func (b *backend) revokeIBMServiceIDKey(ctx context.Context, s logical.Storage, 
 	return b.deleteDerivedKey(ctx, s, record, nil)
 }
 
+// ibmKeyGoneRefusal refuses to renew a lease whose job key was deleted
+// before it ended (revoke-all, offboarding, its token deleted or pointed
+// elsewhere): its record is gone. One storage read.
+func ibmKeyGoneRefusal(ctx context.Context, s logical.Storage, lease map[string]interface{}) (*logical.Response, error) {
+	keyID, _ := lease["key_id"].(string)
+	entityID, _ := lease["entity_id"].(string)
+	if keyID == "" || entityID == "" {
+		return nil, fmt.Errorf("%w: key_id or entity_id", errBadLeaseData)
+	}
+	record, err := getDerivedKey(ctx, s, derivedKeysByEntityPrefix+entityID+"/"+keyID)
+	if err != nil {
+		return nil, err
+	}
+	if record == nil {
+		return logical.ErrorResponse("the IBM job key of this lease was deleted (revoke-all, offboarding, or its provider token was deleted or changed); it cannot be renewed"), nil
+	}
+	return nil, nil
+}
+
 // deleteDerivedKey deletes a job key at IAM and its records, with the
 // management key of token (nil: the token stored now under the record's
 // token key).

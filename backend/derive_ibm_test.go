@@ -342,3 +342,37 @@ func TestDeriveIBM_aCrashedKeyGoesWithItsToken(t *testing.T) {
 		})
 	}
 }
+
+// A lease whose job key was deleted before it ended (revoke-all, the token
+// deleted) cannot be renewed: Vault would otherwise keep a lease for a key
+// that no longer exists. One whose key lives renews.
+func TestDeriveIBM_aLeaseWhoseKeyIsGoneIsNotRenewed(t *testing.T) {
+	env, iam, alice, bob := acmeDerivesIBM(t)
+	env.ok(logical.CreateOperation, "roles/runtime", "", map[string]interface{}{"ttl": "30m"})
+	renew := func(path string, s *logical.Secret) *logical.Response {
+		secret := *s
+		secret.InternalData = roundTripJSON(t, secret.InternalData)
+		secret.IssueTime = time.Now()
+		secret.Increment = 10 * time.Minute
+		resp, err := env.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.RenewOperation, Path: path, Storage: env.storage, Secret: &secret})
+		require.NoError(t, err)
+		require.NotNil(t, resp)
+		return resp
+	}
+
+	resolved := env.ok(logical.ReadOperation, "resolve/ibm-quantum", bob, map[string]interface{}{"org": "acme"})
+	require.False(t, renew("resolve/ibm-quantum", resolved.Secret).IsError(), "a live key renews")
+	env.ok(logical.UpdateOperation, "users/bob/revoke-all", bob, nil)
+	require.Empty(t, iam.jobKeys())
+	refused := renew("resolve/ibm-quantum", resolved.Secret)
+	require.True(t, refused.IsError())
+	require.Contains(t, refused.Error().Error(), "was deleted")
+
+	runtime := env.ok(logical.ReadOperation, "users/bob/runtime/runtime", bob, map[string]interface{}{"org": "acme"})
+	require.False(t, renew("users/bob/runtime/runtime", runtime.Secret).IsError(), "a live key renews")
+	env.ok(logical.DeleteOperation, "orgs/acme/provider-tokens/ibm-quantum", alice, nil)
+	require.Empty(t, iam.jobKeys())
+	refused = renew("users/bob/runtime/runtime", runtime.Secret)
+	require.True(t, refused.IsError())
+	require.Contains(t, refused.Error().Error(), "was deleted")
+}

@@ -112,6 +112,13 @@ func (b *backend) secretPATRenew(ctx context.Context, req *logical.Request, _ *f
 	if expiry := derivedLeaseExpiry(derived); !expiry.IsZero() {
 		maxTTL = min(maxTTL, expiry.Sub(req.Secret.IssueTime))
 	}
+	for _, d := range derived {
+		if method, _ := d["method"].(string); method == derivationIBMServiceIDKey {
+			if resp, err := ibmKeyGoneRefusal(ctx, req.Storage, d); resp != nil || err != nil {
+				return resp, err
+			}
+		}
+	}
 	entityID, err := leaseOwner(ctx, req.Storage, lease)
 	if err != nil {
 		return nil, err
