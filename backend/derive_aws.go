@@ -312,15 +312,15 @@ func (b *backend) deriveAWSAssumeRole(ctx context.Context, s logical.Storage, us
 	if denied != nil {
 		return nil, denied, nil
 	}
-	client, err := b.awsSTSClientFor(ctx, s, usable)
-	if err != nil {
-		return nil, nil, err
+	client, denied, err := b.awsSTSClientFor(ctx, s, usable)
+	if denied != nil || err != nil {
+		return nil, denied, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, awsSTSTimeout)
 	defer cancel()
 	out, err := client.AssumeRole(ctx, awsAssumeRoleInput(values, r, ttl))
 	if err != nil {
-		return nil, derivationFailed(usable.provider, awsErrorText("AssumeRole", err, values)), nil
+		return nil, b.awsRefusal(usable.provider, "AssumeRole", err, values), nil
 	}
 	var arn *string
 	if out.AssumedRoleUser != nil {
@@ -331,16 +331,20 @@ func (b *backend) deriveAWSAssumeRole(ctx context.Context, s logical.Storage, us
 
 // awsSTSClientFor is an STS client for the token's derivation, in its
 // region (the token's static region field, else STS's global one).
-func (b *backend) awsSTSClientFor(ctx context.Context, s logical.Storage, usable *usableToken) (*sts.Client, error) {
+func (b *backend) awsSTSClientFor(ctx context.Context, s logical.Storage, usable *usableToken) (*sts.Client, *logical.Response, error) {
 	cfg, err := b.getConfig(ctx, s)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	// Checked again at use: the operator may have withdrawn it.
+	if msg := cfg.checkDerivationEndpoints(usable.entry.Derivation); msg != "" {
+		return nil, forbidden(fmt.Sprintf("the %s token of %s cannot be used: %s", usable.provider, usable.owner.describe(), msg)), nil
 	}
 	region := usable.entry.Values["region"]
 	if region == "" {
 		region = awsDefaultRegion
 	}
-	return awsSTSClient(usable.entry.Derivation.Values, region, cfg.STSEndpoint), nil
+	return awsSTSClient(usable.entry.Derivation.Values, region, cfg.STSEndpoint), nil, nil
 }
 
 // awsDerived turns STS's temporary credentials into a job's, under
@@ -374,15 +378,15 @@ func (b *backend) deriveAWSFederationToken(ctx context.Context, s logical.Storag
 	if denied != nil {
 		return nil, denied, nil
 	}
-	client, err := b.awsSTSClientFor(ctx, s, usable)
-	if err != nil {
-		return nil, nil, err
+	client, denied, err := b.awsSTSClientFor(ctx, s, usable)
+	if denied != nil || err != nil {
+		return nil, denied, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, awsSTSTimeout)
 	defer cancel()
 	out, err := client.GetFederationToken(ctx, awsFederationTokenInput(values, r, ttl))
 	if err != nil {
-		return nil, derivationFailed(usable.provider, awsErrorText("GetFederationToken", err, values)), nil
+		return nil, b.awsRefusal(usable.provider, "GetFederationToken", err, values), nil
 	}
 	var arn *string
 	if out.FederatedUser != nil {
@@ -446,22 +450,32 @@ func checkAWSFederationToken(values map[string]string) string {
 	return checkAWSCommon(values)
 }
 
-// awsErrorText says what STS answered - its error code and message, with
-// the base key struck out should STS ever repeat it - or that it could not
-// be reached.
-func awsErrorText(operation string, err error, values map[string]string) string {
+// awsRefusal is the 502 a job gets when STS refuses or cannot be reached:
+// STS's error code only - its message can name the organization's IAM user
+// and account, which members need not see - while the operator's log gets
+// the message, with the base key struck out should STS ever repeat it.
+func (b *backend) awsRefusal(provider, operation string, err error, values map[string]string) *logical.Response {
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) {
-		msg := fmt.Sprintf("STS refused %s: %s: %s", operation, apiErr.ErrorCode(), apiErr.ErrorMessage())
+		message := apiErr.ErrorMessage()
 		for _, field := range []string{"base_access_key_id", "base_secret_access_key"} {
 			if v := values[field]; v != "" {
-				msg = strings.ReplaceAll(msg, v, "****")
+				message = strings.ReplaceAll(message, v, "****")
 			}
 		}
-		return truncateForMessage(msg)
+		code := apiErr.ErrorCode()
+		if !ibmErrorCodeRegex.MatchString(code) && !awsErrorCodeRegex.MatchString(code) {
+			code = "an error"
+		}
+		b.Logger().Warn("STS refused a derivation", "provider", provider, "operation", operation, "code", code, "message", truncateForMessage(message))
+		return derivationFailed(provider, fmt.Sprintf("STS refused %s: %s (the operator's log has STS's message)", operation, code))
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return "STS did not answer in time"
+		return derivationFailed(provider, "STS did not answer in time")
 	}
-	return "STS could not be reached"
+	return derivationFailed(provider, "STS could not be reached")
 }
+
+// awsErrorCodeRegex is what an AWS error code looks like (AccessDenied,
+// InvalidClientTokenId); anything else is not repeated.
+var awsErrorCodeRegex = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9.]{0,63}$`)

@@ -108,6 +108,7 @@ func acmeDerivesAWS(t *testing.T, extra map[string]interface{}) (env *testEnv, s
 	bob = env.addUser("bob")
 	env.setRole(alice, "acme", "owner")
 	env.setRole(bob, "acme", "member")
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"allowed_endpoints": sts.URL})
 	data := map[string]interface{}{
 		"derivation":             derivationAWSAssumeRole,
 		"role_arn":               testRoleARN,
@@ -188,6 +189,9 @@ func TestDeriveAWS_badDerivationsAreRefused(t *testing.T) {
 		{"bucket with capitals", "aws-braket", map[string]interface{}{"results_bucket": "Results"}, "", "results_bucket must be"},
 		{"plain http to another host", "aws-braket", map[string]interface{}{"sts_endpoint": "http://sts.example.com"}, "", "sts_endpoint must use https"},
 		{"endpoint with credentials", "aws-braket", map[string]interface{}{"sts_endpoint": "https://user:pass@sts.example.com"}, "", "sts_endpoint must be an absolute"},
+		{"an internal host", "aws-braket", map[string]interface{}{"sts_endpoint": "https://metadata.internal"}, "", "sts_endpoint must be the provider's own https endpoint, or one the operator lists"},
+		{"loopback the operator did not list", "aws-braket", map[string]interface{}{"sts_endpoint": "http://127.0.0.1:8200"}, "", "or one the operator lists in config allowed_endpoints"},
+		{"AWS's host on another port", "aws-braket", map[string]interface{}{"sts_endpoint": "https://sts.amazonaws.com:8443"}, "", "sts_endpoint must be the provider's own"},
 		{"half a static key", "aws-braket", map[string]interface{}{"access_key_id": "AKIASTATIC0000000000"}, "", "store the whole key or none of it"},
 	}
 	for _, c := range cases {
@@ -347,6 +351,7 @@ func TestDeriveAWS_federationTokens(t *testing.T) {
 	bob := env.addUser("bob")
 	env.setRole(alice, "acme", "owner")
 	env.setRole(bob, "acme", "member")
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"allowed_endpoints": sts.URL})
 	write := map[string]interface{}{
 		"derivation": derivationAWSFederationToken, "base_access_key_id": testBaseKeyID, "base_secret_access_key": testBaseSecret,
 		"sts_endpoint": sts.URL, "max_session_ttl": "36h",

@@ -239,6 +239,10 @@ func (b *backend) deriveIBMServiceIDKey(ctx context.Context, s logical.Storage, 
 	}
 	// The endpoint that makes the key is recorded with it: the one that
 	// deletes it.
+	// Checked again at use: the operator may have withdrawn it.
+	if msg := cfg.checkDerivationEndpoints(usable.entry.Derivation); msg != "" {
+		return nil, forbidden(fmt.Sprintf("the %s token of %s cannot be used: %s", usable.provider, usable.owner.describe(), msg)), nil
+	}
 	endpoint := values["iam_endpoint"]
 	if endpoint == "" {
 		endpoint = cfg.IAMEndpoint

@@ -28,6 +28,7 @@ func acmeDerivesIBM(t *testing.T) (env *testEnv, iam *ibmFixture, alice, bob str
 	bob = env.addUser("bob")
 	env.setRole(alice, "acme", "owner")
 	env.setRole(bob, "acme", "member")
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"allowed_endpoints": iam.srv.URL})
 	env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-quantum", alice, iam.derivation(nil))
 	return env, iam, alice, bob
 }
@@ -226,6 +227,7 @@ func TestDeriveIBM_anUnreachableIAMNeverKeepsAPATAlive(t *testing.T) {
 	}))
 	t.Cleanup(iam.srv.Close)
 	bob := env.addUser("bob")
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"allowed_endpoints": iam.srv.URL})
 	env.ok(logical.UpdateOperation, "users/bob/provider-tokens/ibm-quantum", bob, iam.derivation(nil))
 	env.ok(logical.CreateOperation, "roles/runtime", "", map[string]interface{}{"ttl": "30m"})
 	runtime := env.ok(logical.ReadOperation, "users/bob/runtime/runtime", bob, nil)
@@ -281,6 +283,7 @@ func TestDeriveIBM_aTokenChangedWhileAKeyIsMadeLeavesNoKey(t *testing.T) {
 			alice, bob := env.addUser("alice"), env.addUser("bob")
 			env.setRole(alice, "acme", "owner")
 			env.setRole(bob, "acme", "member")
+			env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"allowed_endpoints": iam.srv.URL})
 			env.ok(logical.UpdateOperation, "orgs/acme/provider-tokens/ibm-quantum", alice, iam.derivation(nil))
 
 			type answer struct {

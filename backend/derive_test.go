@@ -139,3 +139,41 @@ func TestDerive_offboardingRemovesTheUsersSettings(t *testing.T) {
 	env.requireNothingLeftOf(bob)
 	env.requireNothingLeftOf(carol)
 }
+
+// A token's endpoint is the provider's own, or one the operator allows:
+// owners and users write tokens, and an open endpoint would make Vault's
+// host send signed requests wherever they like. Withdrawing an endpoint
+// stops tokens that name it at their next use.
+func TestDerive_tokenEndpointsAreTheProvidersOrTheOperators(t *testing.T) {
+	cfg := &configEntry{AllowedEndpoints: []string{"http://127.0.0.1:4566", "https://sts.sovereign.example"}}
+	for _, c := range []struct {
+		field, endpoint string
+		ok              bool
+	}{
+		{"sts_endpoint", "https://sts.amazonaws.com", true},
+		{"sts_endpoint", "https://sts.eu-central-1.amazonaws.com/", true},
+		{"sts_endpoint", "https://sts-fips.us-east-1.amazonaws.com", true},
+		{"sts_endpoint", "https://sts.cn-north-1.amazonaws.com.cn", true},
+		{"sts_endpoint", "https://sts.sovereign.example/", true},
+		{"sts_endpoint", "http://127.0.0.1:4566", true},
+		{"sts_endpoint", "http://127.0.0.1:8200", false},
+		{"sts_endpoint", "https://sts.amazonaws.com.evil.example", false},
+		{"sts_endpoint", "https://evilsts.amazonaws.com", false},
+		{"sts_endpoint", "http://sts.amazonaws.com", false},
+		{"sts_endpoint", "https://iam.cloud.ibm.com", false},
+		{"iam_endpoint", "https://iam.cloud.ibm.com", true},
+		{"iam_endpoint", "https://private.eu-de.iam.cloud.ibm.com", true},
+		{"iam_endpoint", "https://iam.test.cloud.ibm.com", true},
+		{"iam_endpoint", "https://iam.cloud.ibm.com.evil.example", false},
+		{"iam_endpoint", "https://sts.amazonaws.com", false},
+	} {
+		require.Equal(t, c.ok, cfg.tokenEndpointAllowed(c.field, c.endpoint) == "", "%s %s", c.field, c.endpoint)
+	}
+
+	env, sts, _, bob := acmeDerivesAWS(t, nil)
+	env.ok(logical.UpdateOperation, "config", "", map[string]interface{}{"allowed_endpoints": ""})
+	msg := env.refusal(http.StatusForbidden, logical.ReadOperation, "resolve/aws-braket", bob, map[string]interface{}{"org": "acme"})
+	require.Contains(t, msg, "config allowed_endpoints")
+	require.Equal(t, 0, sts.calls(), "a withdrawn endpoint is never called")
+	require.Contains(t, env.userError(logical.UpdateOperation, "config", "", map[string]interface{}{"allowed_endpoints": "http://10.0.0.1:4566"}), "allowed_endpoints must use https")
+}

@@ -94,6 +94,9 @@ type configEntry struct {
 	// IAMEndpoint is the IBM Cloud IAM endpoint derivations use when their
 	// token names none; empty is IBM Cloud's public one.
 	IAMEndpoint string `json:"iam_endpoint,omitempty"`
+	// AllowedEndpoints are the endpoints besides the providers' own that a
+	// provider token's derivation may name (derive_endpoints.go).
+	AllowedEndpoints []string `json:"allowed_endpoints,omitempty"`
 }
 
 func defaultConfig() *configEntry {
@@ -208,6 +211,7 @@ func (c *configEntry) toResponseData() map[string]interface{} {
 		"webhook_url":             redactedURL(c.WebhookURL),
 		"sts_endpoint":            c.STSEndpoint,
 		"iam_endpoint":            c.IAMEndpoint,
+		"allowed_endpoints":       nonNil(c.AllowedEndpoints),
 	}
 }
 
@@ -230,6 +234,7 @@ var configFields = fieldSet{
 	"webhook_url":             {Type: framework.TypeString, Description: "Where lifecycle notifications are sent, shown as scheme and host only (its path and query may carry the receiver's token); empty sends none."},
 	"sts_endpoint":            {Type: framework.TypeString, Description: "The AWS STS endpoint of derivations whose token names none; empty is AWS's own."},
 	"iam_endpoint":            {Type: framework.TypeString, Description: "The IBM Cloud IAM endpoint of derivations whose token names none; empty is IBM Cloud's public one."},
+	"allowed_endpoints":       {Type: framework.TypeStringSlice, Description: "Endpoints besides the providers' own https ones that a provider token's sts_endpoint or iam_endpoint may name."},
 }
 
 func formatDurations(durations []time.Duration) []string {
@@ -344,6 +349,10 @@ func pathConfig(b *backend) []*framework.Path {
 					Type:        framework.TypeString,
 					Description: "The AWS STS endpoint that aws_assume_role derivations call when their token names no sts_endpoint, e.g. https://sts.eu-central-1.amazonaws.com: https, or http to a loopback address; empty is AWS's global endpoint.",
 				},
+				"allowed_endpoints": {
+					Type:        framework.TypeCommaStringSlice,
+					Description: "Endpoints a provider token's sts_endpoint or iam_endpoint may name besides the providers' own https ones (sts[.<region>].amazonaws.com, [private.]iam.cloud.ibm.com): a sovereign cloud, a private endpoint, a stand-in on loopback. Token endpoints are written by organization owners and users, so anything else is refused.",
+				},
 				"iam_endpoint": {
 					Type:        framework.TypeString,
 					Description: "The IBM Cloud IAM endpoint that ibm_service_id_key derivations call when their token names no iam_endpoint, e.g. https://private.iam.cloud.ibm.com: https, or http to a loopback address; empty is https://iam.cloud.ibm.com.",
@@ -440,6 +449,12 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if v, ok := d.GetOk("iam_endpoint"); ok {
 		cfg.IAMEndpoint = strings.TrimSpace(v.(string))
 	}
+	if v, ok := d.GetOk("allowed_endpoints"); ok {
+		cfg.AllowedEndpoints = nil
+		for _, e := range normalizedList(v.([]string)) {
+			cfg.AllowedEndpoints = append(cfg.AllowedEndpoints, normalizedEndpoint(e))
+		}
+	}
 
 	if msg := cfg.validate(); msg != "" {
 		return logical.ErrorResponse(msg), nil
@@ -522,6 +537,11 @@ func (c *configEntry) validate() string {
 	}
 	if c.IAMEndpoint != "" {
 		if msg := checkIAMEndpoint(c.IAMEndpoint); msg != "" {
+			return msg
+		}
+	}
+	for _, e := range c.AllowedEndpoints {
+		if msg := checkOutboundURL("allowed_endpoints", e, true); msg != "" {
 			return msg
 		}
 	}

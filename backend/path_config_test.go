@@ -27,6 +27,7 @@ func TestConfig_defaults(t *testing.T) {
 		"webhook_url":             "",
 		"sts_endpoint":            "",
 		"iam_endpoint":            "",
+		"allowed_endpoints":       []string{},
 	}, env.ok(logical.ReadOperation, "config", "", nil).Data)
 }
 

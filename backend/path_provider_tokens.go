@@ -470,6 +470,13 @@ func (b *backend) pathProviderTokenWrite(ctx context.Context, req *logical.Reque
 	if msg != "" {
 		return logical.ErrorResponse(msg), nil
 	}
+	cfg, err := b.getConfig(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	if msg := cfg.checkDerivationEndpoints(derivation); msg != "" {
+		return logical.ErrorResponse(msg), nil
+	}
 	values, msg := validateProviderValues(name, provider, body, derivation != nil)
 	if msg != "" {
 		return logical.ErrorResponse(msg), nil

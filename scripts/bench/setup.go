@@ -193,6 +193,11 @@ func (f *fixtures) deriveThroughMoto(ctx context.Context, bin, dir string) error
 		return err
 	}
 	f.moto = moto
+	// A token's own endpoint must be the provider's, or one the operator
+	// allows.
+	if _, err := f.root.Logical().WriteWithContext(ctx, mount+"/config", map[string]interface{}{"allowed_endpoints": moto.URL}); err != nil {
+		return err
+	}
 	_, err = f.root.Logical().WriteWithContext(ctx, mount+"/orgs/"+org+"/provider-tokens/aws-braket", map[string]interface{}{
 		"derivation":             "aws_assume_role",
 		"role_arn":               benchRoleARN,

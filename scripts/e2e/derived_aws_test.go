@@ -39,6 +39,32 @@ func startMoto(t *testing.T) *vaultharness.Moto {
 	return moto
 }
 
+// allowEndpoint adds a stand-in's endpoint to the engine's
+// allowed_endpoints for the test (a token's own endpoint must be the
+// provider's, or one the operator allows), and takes it out again after.
+func allowEndpoint(t *testing.T, endpoint string) {
+	t.Helper()
+	root := s.srv.Root()
+	set := func(list []string) {
+		t.Helper()
+		if _, err := root.Logical().Write(mount+"/config", map[string]interface{}{"allowed_endpoints": strings.Join(list, ",")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := root.Logical().Read(mount + "/config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before []string
+	if list, ok := cfg.Data["allowed_endpoints"].([]interface{}); ok {
+		for _, e := range list {
+			before = append(before, e.(string))
+		}
+	}
+	set(append(append([]string(nil), before...), endpoint))
+	t.Cleanup(func() { set(before) })
+}
+
 // motoIAM sends one IAM query-API action to moto (which checks no
 // signature, but routes by the credential scope's service) and decodes
 // its XML answer into out.
@@ -139,6 +165,7 @@ func requireNoBaseKey(t *testing.T, account awsAccount, what string, value inter
 // moto recorded, and the base key is in no answer, no log, no audit entry.
 func TestDerivedAWS_aJobGetsItsOwnSTSCredentials(t *testing.T) {
 	moto := startMoto(t)
+	allowEndpoint(t, moto.URL)
 	account := newAWSAccount(t, moto)
 	org := newOrg(t, "braketlab")
 	owner := newUser(t, "oscar", org, "owner")

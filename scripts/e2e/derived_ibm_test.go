@@ -39,6 +39,7 @@ func TestDerivedIBM_aJobKeyEndsWithItsLease(t *testing.T) {
 	iam := ibmiam.New("acct-e2e-0123")
 	srv := httptest.NewServer(iam)
 	t.Cleanup(srv.Close)
+	allowEndpoint(t, srv.URL)
 	serviceID, iamID := iam.AddServiceID("planqk-jobs")
 	manager := iam.AddManagementKey(serviceID)
 	s.remember(manager, "the organization's IBM management key")
