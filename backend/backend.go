@@ -115,6 +115,10 @@ type backend struct {
 
 	tidy tidyState
 
+	// ownerListing shares the listing of every owner among concurrent
+	// inventory pages.
+	ownerListing ownerListing
+
 	// counts are the inventory's last recount.
 	counts countsCache
 	// counters are the counts kept as writes happen.

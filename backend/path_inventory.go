@@ -354,10 +354,14 @@ func (b *backend) pathInventoryTokens(ctx context.Context, req *logical.Request,
 		if entities, err = listLeakedEntities(ctx, req.Storage); err != nil {
 			return nil, err
 		}
-	} else if entities, err = listOwnerEntities(ctx, req.Storage); err != nil {
-		return nil, err
+		sort.Strings(entities)
+	} else {
+		// Shared with the pages asked for at the same time, and sorted:
+		// read only.
+		if entities, err = b.ownerListing.list(ctx, req.Storage); err != nil {
+			return nil, err
+		}
 	}
-	sort.Strings(entities)
 	afterEntity, _, _ := strings.Cut(after, "/")
 
 	now := time.Now()
