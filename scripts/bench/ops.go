@@ -286,10 +286,10 @@ func operations(f *fixtures) []*operation {
 					return nil
 				}
 			},
-			check: checkIssuedPAT(false), cleanup: f.deleteCreatedPATs},
+			check: checkIssuedPAT(false), cleanup: f.deleteCreatedPATsOn(mount, len(f.users[0].pats))},
 		{name: opLease, caller: asUser, request: "GET planqk/users/<user>/creds/" + leaseRole, status: 200,
 			targeter: perUser("GET", func(u *benchUser) string { return mount + "/users/" + u.name + "/creds/" + leaseRole }, nil),
-			check:    checkIssuedPAT(true), cleanup: f.revokeLeases},
+			check:    checkIssuedPAT(true), cleanup: f.revokeLeasesOn(mount)},
 		{name: opProviderWrite, caller: asUser, request: "POST planqk/users/<user>/provider-tokens/ionq", status: 200,
 			targeter: perUser("POST", func(u *benchUser) string { return mount + "/users/" + u.name + "/provider-tokens/ionq" }, []byte(`{"api_key":"ionq-bench-user-key-0000"}`)),
 			check:    func(body []byte) string { return expectPositive(body, "data", "version") }},
@@ -488,51 +488,67 @@ func checkListed(n int) func([]byte) string {
 	}
 }
 
-// deleteCreatedPATs revokes the named PATs an attack created (every name
-// it tried: a failed create leaves nothing to delete, which is a 204 too),
-// then checks that one of those users is back to their setup PATs.
-func (f *fixtures) deleteCreatedPATs(ctx context.Context, results []*vegeta.Result) error {
-	prefix := f.server.Addr + "/v1/"
-	err := parallel(8, len(results), func(i int) error {
-		path := strings.TrimPrefix(results[i].URL, prefix)
-		if path == "" || path == results[i].URL {
-			return nil // the request was never built
+// deleteCreatedPATsOn revokes the named PATs an attack created on the
+// mount at path (every name it tried: a failed create leaves nothing to
+// delete, which is a 204 too), then checks that one of those users is back
+// to the kept PATs they had before.
+func (f *fixtures) deleteCreatedPATsOn(path string, kept int) func(context.Context, []*vegeta.Result) error {
+	return func(ctx context.Context, results []*vegeta.Result) error {
+		prefix := f.server.Addr + "/v1/"
+		err := parallel(8, len(results), func(i int) error {
+			created := strings.TrimPrefix(results[i].URL, prefix)
+			if created == "" || created == results[i].URL {
+				return nil // the request was never built
+			}
+			_, err := f.root.Logical().DeleteWithContext(ctx, created)
+			return err
+		})
+		if err != nil || len(results) == 0 {
+			return err
 		}
-		_, err := f.root.Logical().DeleteWithContext(ctx, path)
-		return err
-	})
-	if err != nil || len(results) == 0 {
-		return err
-	}
-	user := strings.Split(strings.TrimPrefix(results[len(results)-1].URL, prefix), "/")[2]
-	list, err := f.root.Logical().ListWithContext(ctx, mount+"/users/"+user+"/tokens")
-	if err != nil {
-		return err
-	}
-	if keys, _ := list.Data["keys"].([]interface{}); len(keys) != len(f.users[0].pats) {
-		return fmt.Errorf("user %s holds %d PATs after the cleanup, not %d", user, len(keys), len(f.users[0].pats))
-	}
-	return nil
-}
-
-// revokeLeases revokes every leased PAT, as Vault would when they expire,
-// and checks that none is left.
-func (f *fixtures) revokeLeases(ctx context.Context, _ []*vegeta.Result) error {
-	prefix := mount + "/users/"
-	if _, err := f.root.Logical().WriteWithContext(ctx, "sys/leases/revoke-prefix/"+prefix, map[string]interface{}{"sync": true}); err != nil {
-		return err
-	}
-	left, err := f.root.Logical().ListWithContext(ctx, "sys/leases/lookup/"+prefix)
-	if err != nil {
-		return err
-	}
-	if left == nil {
+		user := strings.Split(strings.TrimPrefix(results[len(results)-1].URL, prefix+path+"/"), "/")[1]
+		list, err := f.root.Logical().ListWithContext(ctx, path+"/users/"+user+"/tokens")
+		if err != nil {
+			return err
+		}
+		var keys []interface{}
+		if list != nil { // nil: none left
+			keys, _ = list.Data["keys"].([]interface{})
+		}
+		if len(keys) != kept {
+			return fmt.Errorf("user %s holds %d PATs on %s after the cleanup, not %d", user, len(keys), path, kept)
+		}
 		return nil
 	}
-	if keys, _ := left.Data["keys"].([]interface{}); len(keys) > 0 {
-		return fmt.Errorf("leases under %s remain after revoke-prefix", prefix)
+}
+
+// revokeLeasesOn revokes every leased PAT of the mount at path, as Vault
+// would when they expire, and checks that none is left.
+func (f *fixtures) revokeLeasesOn(path string) func(context.Context, []*vegeta.Result) error {
+	return func(ctx context.Context, _ []*vegeta.Result) error {
+		prefix := path + "/users/"
+		if _, err := f.root.Logical().WriteWithContext(ctx, "sys/leases/revoke-prefix/"+prefix, map[string]interface{}{"sync": true}); err != nil {
+			return err
+		}
+		left, err := f.root.Logical().ListWithContext(ctx, "sys/leases/lookup/"+prefix)
+		if err != nil {
+			return err
+		}
+		if left == nil {
+			return nil
+		}
+		if keys, _ := left.Data["keys"].([]interface{}); len(keys) > 0 {
+			return fmt.Errorf("leases under %s remain after revoke-prefix", prefix)
+		}
+		return nil
 	}
-	return nil
+}
+
+// withCleanup is op with another cleanup.
+func withCleanup(op *operation, cleanup func(context.Context, []*vegeta.Result) error) *operation {
+	changed := *op
+	changed.cleanup = cleanup
+	return &changed
 }
 
 // revokeCreatedTokens revokes the Vault tokens an attack created, by the

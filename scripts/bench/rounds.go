@@ -102,6 +102,9 @@ type runner struct {
 	rng     *rand.Rand
 	client  *http.Client
 	figures map[string][]roundFigures // per operation, one entry per round
+	// observe, when set, is called after each warm-up and measurement of
+	// an operation, its cleanup included.
+	observe func(op *operation)
 }
 
 func newRunner(o options, f *fixtures, ops []*operation) *runner {
@@ -232,7 +235,15 @@ func (r *runner) measure(ctx context.Context, op *operation) error {
 	}
 	results, elapsed := attack(op, r.o.duration, r.o.concurrency, r.client)
 	r.figures[op.name] = append(r.figures[op.name], evaluate(op, results, elapsed))
-	return r.cleanup(ctx, op, results)
+	err := r.cleanup(ctx, op, results)
+	r.observed(op)
+	return err
+}
+
+func (r *runner) observed(op *operation) {
+	if r.observe != nil {
+		r.observe(op)
+	}
 }
 
 // run warms every operation up, then runs the rounds: each round runs
@@ -248,6 +259,7 @@ func (r *runner) run(ctx context.Context, label string) error {
 			if err := r.unrecorded(ctx, op, r.o.warmup); err != nil {
 				return err
 			}
+			r.observed(op)
 		}
 	}
 	for round := 0; round < r.o.rounds; round++ {

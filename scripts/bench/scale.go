@@ -51,8 +51,21 @@ type scaleReport struct {
 	RecountSeconds float64 `json:"recount_seconds"`
 	// From a plugin reload to the first verify answered active.
 	RestartToVerifySeconds float64 `json:"restart_to_first_verify_seconds"`
-	// Medians before (the main table, a near-empty mount) and at scale.
+	// Medians before (the main table, before the fill) and at scale:
+	// measured apart, not interleaved.
 	Ratios []scaleRatio `json:"ratios"`
+	// SideBySide are the targets' ratios: each operation at scale over
+	// the same request on the near-empty mount, round by round.
+	SideBySide []comparisonReport `json:"side_by_side"`
+	// PluginPeaks is the plugin's peak resident memory in each phase.
+	PluginPeaks []phasePeak `json:"plugin_peaks"`
+}
+
+// phasePeak is the plugin's peak resident memory (VmHWM, kB) during one
+// phase: the peak is reset when a phase begins.
+type phasePeak struct {
+	Phase  string `json:"phase"`
+	PeakKB int    `json:"peak_kb"`
 }
 
 // sweepReport is one tidy: what it found due and what it cost.
@@ -87,9 +100,34 @@ const (
 	opResolveAtScale  = opResolve + ", at scale"
 	opExchangeAtScale = opExchange + ", at scale"
 	opCounts          = "inventory counts"
+	opVerifyNearEmpty = "verify (POST), near-empty mount: 1,000 PATs"
+	opCreateNearEmpty = opCreate + ", near-empty mount"
+	opLeaseNearEmpty  = opLease + ", near-empty mount"
 	// dueCount is how many tokens come due for the last sweep.
 	dueCount = 10_000
+
+	// hotPATs is how many PATs the hot verify picks among: one of each of
+	// the first hotPATs scale users.
+	hotPATs = 1000
+	// nearEmptyMount is a second mount of the engine on the same server -
+	// and, the plugin being multiplexed, in the same plugin process -
+	// holding one PAT of each of the hot PATs' owners and nothing else.
+	// The scale rounds measure verify, create and lease on it beside the
+	// same requests on the full mount: the targets' ratios are round by
+	// round, side by side, not a run before the fill against one after it.
+	nearEmptyMount = "planqk-near-empty"
 )
+
+// sideBySide are the scale targets (issue 19) and, for information, what
+// the cold verify costs against the hot one.
+func sideBySide() []comparison {
+	return []comparison{
+		{opVerifyHot, opVerifyNearEmpty, 0.9, "issue 19"},
+		{opCreateAtScale, opCreateNearEmpty, 0.9, "issue 19"},
+		{opLeaseAtScale, opLeaseNearEmpty, 0.9, "issue 19"},
+		{opVerifyColdScale, opVerifyNearEmpty, 0, ""},
+	}
+}
 
 func (s *scaleReport) markdown() string {
 	var b strings.Builder
@@ -104,21 +142,27 @@ func (s *scaleReport) markdown() string {
 		fmt.Fprintf(&b, "| %s | %s | `%s` | %s | %.2f | %.2f | %d | %d |\n", op.Name, op.Caller, op.Request,
 			formatSpread(op.OpsPerSec, "%.0f"), op.P50Millis, op.P99Millis, op.Failed, op.Wrong)
 	}
-	for _, op := range s.Operations {
-		if op.Name == opVerifyHot && op.OpsPerSec.known() && s.VerifyBefore.known() {
-			fmt.Fprintf(&b, "\nVerify before → at scale (medians, measured apart, not interleaved): %.0f → %.0f ops/s (%.2f×).\n",
-				s.VerifyBefore.Median, op.OpsPerSec.Median, op.OpsPerSec.Median/s.VerifyBefore.Median)
+	if len(s.SideBySide) > 0 {
+		fmt.Fprintf(&b, "\nAt scale against the near-empty mount (`%s`: one PAT of each owner of the hot PATs, nothing else) on the same server, in the same rounds (ratios round by round):\n\n", nearEmptyMount)
+		b.WriteString("| operation | against | ratio | target | verdict |\n|---|---|---:|---:|---|\n")
+		for _, c := range s.SideBySide {
+			if c.Target == 0 {
+				fmt.Fprintf(&b, "| %s | %s | %s | | |\n", c.Operation, c.Reference, formatSpread(c.Ratio, "%.2f"))
+				continue
+			}
+			b.WriteString(c.markdownRow())
 		}
 	}
 	if s.DeepPage > 0 {
-		fmt.Fprintf(&b, "The deep inventory page is page %d of %d (cursor field %q).\n", s.DeepPage, (s.PATs+inventoryPageSize-1)/inventoryPageSize, s.CursorField)
+		fmt.Fprintf(&b, "\nThe deep inventory page is page %d of %d (cursor field %q).\n", s.DeepPage, (s.PATs+inventoryPageSize-1)/inventoryPageSize, s.CursorField)
 	}
 	fmt.Fprintf(&b, "\nFill through the API: %d users in %.0f s, then %d PATs in %.0f s (%.0f PATs/s), %d users with a provider token (expires_at in 30 days), %d organizations of %d members.\n",
 		s.Users, s.UsersSeconds, s.PATs, s.CreateSeconds, float64(s.PATs)/max(s.CreateSeconds, 1e-9), s.ProviderTokens, s.Orgs, s.OrgMembers)
 	if len(s.Ratios) > 0 {
-		b.WriteString("\n| operation | before (ops/s) | at scale (ops/s) | ratio | target |\n|---|---:|---:|---:|---:|\n")
+		b.WriteString("\nAgainst the main table above, measured on the same server before the fill (medians, measured apart, not interleaved; for information):\n\n")
+		b.WriteString("| operation | before (ops/s) | at scale (ops/s) | ratio |\n|---|---:|---:|---:|\n")
 		for _, r := range s.Ratios {
-			fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.2f× | ≥ %.1f× |\n", r.Operation, r.Before, r.AtScale, r.AtScale/max(r.Before, 1e-9), r.Target)
+			fmt.Fprintf(&b, "| %s | %.0f | %.0f | %.2f× |\n", r.Operation, r.Before, r.AtScale, r.AtScale/max(r.Before, 1e-9))
 		}
 	}
 	if len(s.Sweeps) > 0 {
@@ -128,8 +172,15 @@ func (s *scaleReport) markdown() string {
 		}
 	}
 	fmt.Fprintf(&b, "\nA full recount of the inventory (refresh=true, in the background) took %.1f s; the counts are then answered from the kept counters.\n", s.RecountSeconds)
-	fmt.Fprintf(&b, "\nResident memory at the end: plugin %s (peak %s), Vault %s (peak %s). Plugin reload to the first verify answered: %.2f s.\n",
-		s.PluginMemory["VmRSS"], s.PluginMemory["VmHWM"], s.VaultMemory["VmRSS"], s.VaultMemory["VmHWM"], s.RestartToVerifySeconds)
+	fmt.Fprintf(&b, "\nResident memory at the end: plugin %s (the highest of its phases' peaks: %s), Vault %s (peak %s). Plugin reload to the first verify answered: %.2f s.\n",
+		s.PluginMemory["VmRSS"], s.PeakMemory, s.VaultMemory["VmRSS"], s.VaultMemory["VmHWM"], s.RestartToVerifySeconds)
+	if len(s.PluginPeaks) > 0 {
+		b.WriteString("\nThe plugin's peak resident memory by phase (VmHWM, reset as each phase begins; in the rounds, the highest of an operation's rounds):\n\n")
+		b.WriteString("| phase | peak MiB |\n|---|---:|\n")
+		for _, p := range s.PluginPeaks {
+			fmt.Fprintf(&b, "| %s | %.0f |\n", p.Phase, float64(p.PeakKB)/1024)
+		}
+	}
 	for _, op := range s.Operations {
 		for _, msg := range op.Failures {
 			fmt.Fprintf(&b, "\n%s failed: %s", op.Name, msg)
@@ -156,9 +207,15 @@ func measureScale(ctx context.Context, o options, f *fixtures, main *report) (*s
 		}
 	}
 
+	peaks := &peakMeter{server: f.server}
+	peaks.begin()
+
 	// The measured sweeps are the only ones: no periodic sweep removes the
 	// expired tenth while the rounds run.
 	if err := f.setEngineConfig(ctx, map[string]interface{}{"tidy_interval": 0}); err != nil {
+		return nil, err
+	}
+	if err := f.mountNearEmpty(ctx); err != nil {
 		return nil, err
 	}
 	names := make([]string, o.scaleUsers)
@@ -172,6 +229,11 @@ func measureScale(ctx context.Context, o options, f *fixtures, main *report) (*s
 		return nil, err
 	}
 	s.UsersSeconds = time.Since(start).Seconds()
+	peaks.end("fill: users and organizations (Vault's identity store; the plugin idle)")
+	nearEmpty, err := f.fillNearEmpty(ctx, users[:min(hotPATs, len(users))])
+	if err != nil {
+		return nil, err
+	}
 	s.OrgMembers = min(o.scaleOrgMembers, len(users))
 	for i, name := range []string{"scale-org-a", "scale-org-b"} {
 		members := users[(i*s.OrgMembers)%len(users):]
@@ -220,6 +282,7 @@ func measureScale(ctx context.Context, o options, f *fixtures, main *report) (*s
 		return nil, err
 	}
 	s.ProviderTokens = withProvider
+	peaks.end("fill: PATs and provider tokens, 16 writers")
 	var active []string
 	for _, pat := range pats {
 		if pat != "" {
@@ -227,16 +290,19 @@ func measureScale(ctx context.Context, o options, f *fixtures, main *report) (*s
 		}
 	}
 
-	ops := scaleOperations(f, users, active, o.scalePerUser, s)
+	ops := scaleOperations(f, users, active, nearEmpty, o.scalePerUser, s)
 	r := newRunner(o, f, ops)
 	if err := r.probe(ctx); err != nil {
 		return nil, err
 	}
+	peaks.end("probes: a full recount, waited for; the inventory cursor walked halfway")
+	r.observe = func(op *operation) { peaks.end("rounds: " + op.name) }
 	if err := r.run(ctx, "scale"); err != nil {
 		return nil, err
 	}
 	s.Operations = operationReports(r)
 	s.Ratios = scaleRatios(main.Operations, s.Operations)
+	s.SideBySide = comparisonReports(r, sideBySide())
 
 	progress("scale: sweeps")
 	if err := f.sweep(ctx, s, fmt.Sprintf("the expired tenth (%d tokens of %d owners)", s.Expired, s.Users)); err != nil {
@@ -244,9 +310,11 @@ func measureScale(ctx context.Context, o options, f *fixtures, main *report) (*s
 	}
 	first := s.Sweeps[0]
 	s.TidySeconds, s.TidyRemoved, s.TidyScanned = first.Seconds, first.Removed, first.Scanned
+	peaks.end("sweep: " + first.Name)
 	if err := f.sweep(ctx, s, "nothing due"); err != nil {
 		return nil, err
 	}
+	peaks.end("sweep: nothing due")
 	due := min(dueCount, len(users))
 	err = parallel(16, due, func(i int) error {
 		u := users[i]
@@ -260,13 +328,117 @@ func measureScale(ctx context.Context, o options, f *fixtures, main *report) (*s
 	if err := f.sweep(ctx, s, fmt.Sprintf("%d due (one token each of %d owners)", due, due)); err != nil {
 		return nil, err
 	}
+	peaks.end(fmt.Sprintf("sweep: %d due, with their creation", due))
 	s.PluginMemory = pluginMemory(f.server)
-	s.PeakMemory = s.PluginMemory["VmHWM"]
 	s.VaultMemory = processMemory(f.server.PID())
 	if s.RestartToVerifySeconds, err = f.restartToVerify(ctx, active[0]); err != nil {
 		return nil, err
 	}
+	s.PluginPeaks = peaks.peaks
+	s.PeakMemory = fmt.Sprintf("%d kB", peaks.highest())
 	return s, nil
+}
+
+// peakMeter reads the plugin's peak resident memory phase by phase: Linux
+// resets a process's VmHWM when "5" is written to its clear_refs.
+type peakMeter struct {
+	server *vaultharness.Server
+	peaks  []phasePeak
+}
+
+func (m *peakMeter) pid() int {
+	pids, err := m.server.PluginPIDs()
+	if err != nil || len(pids) == 0 {
+		return 0
+	}
+	return pids[0] // one process: the plugin is multiplexed
+}
+
+// begin resets the peak.
+func (m *peakMeter) begin() {
+	if pid := m.pid(); pid != 0 {
+		_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
+	}
+}
+
+// end records the peak since begin under phase - the higher one when the
+// phase was seen before - and begins the next phase.
+func (m *peakMeter) end(phase string) {
+	kB := 0
+	if pid := m.pid(); pid != 0 {
+		fmt.Sscanf(processMemory(pid)["VmHWM"], "%d", &kB)
+	}
+	m.begin()
+	for i := range m.peaks {
+		if m.peaks[i].Phase == phase {
+			m.peaks[i].PeakKB = max(m.peaks[i].PeakKB, kB)
+			return
+		}
+	}
+	m.peaks = append(m.peaks, phasePeak{Phase: phase, PeakKB: kB})
+}
+
+func (m *peakMeter) highest() int {
+	highest := 0
+	for _, p := range m.peaks {
+		highest = max(highest, p.PeakKB)
+	}
+	return highest
+}
+
+// mountNearEmpty mounts the engine a second time at nearEmptyMount,
+// configured as the main mount is.
+func (f *fixtures) mountNearEmpty(ctx context.Context) error {
+	progress("scale: the near-empty mount %s", nearEmptyMount)
+	if err := f.server.Mount(ctx, nearEmptyMount, f.pluginVersion); err != nil {
+		return err
+	}
+	config, err := f.root.Logical().ReadWithContext(ctx, mount+"/config")
+	if err != nil {
+		return err
+	}
+	same := map[string]interface{}{}
+	for _, field := range []string{"admin_groups", "org_group_name_template", "tidy_interval"} {
+		same[field] = config.Data[field]
+	}
+	if _, err := f.root.Logical().WriteWithContext(ctx, nearEmptyMount+"/config", same); err != nil {
+		return err
+	}
+	_, err = f.root.Logical().WriteWithContext(ctx, nearEmptyMount+"/roles/"+leaseRole, map[string]interface{}{"ttl": "30m", "max_ttl": "1h"})
+	return err
+}
+
+// fillNearEmpty creates one PAT on the near-empty mount for each of users
+// - the owners of the full mount's hot PATs, so that both verify the same
+// number of PATs of the same owners - and returns them.
+func (f *fixtures) fillNearEmpty(ctx context.Context, users []*benchUser) ([]string, error) {
+	pats := make([]string, len(users))
+	err := parallel(16, len(users), func(i int) error {
+		created, err := f.as(users[i].token).Logical().WriteWithContext(ctx, fmt.Sprintf("%s/users/%s/tokens/near", nearEmptyMount, users[i].name), nil)
+		if err == nil {
+			pats[i] = created.Data["token"].(string)
+		}
+		return err
+	})
+	return pats, err
+}
+
+// onMount is op with its requests sent to another mount of the engine.
+func onMount(op *operation, name, path string) *operation {
+	moved := *op
+	moved.name = name
+	moved.request = strings.Replace(op.request, mount+"/", path+"/", 1)
+	moved.targeter = func() vegeta.Targeter {
+		targeter := op.targeter()
+		return func(t *vegeta.Target) error {
+			if err := targeter(t); err != nil {
+				return err
+			}
+			t.URL = strings.Replace(t.URL, "/v1/"+mount+"/", "/v1/"+path+"/", 1)
+			return nil
+		}
+	}
+	return &moved
 }
 
 // scaleRatios pairs the operations measured at scale with the same
@@ -416,7 +588,7 @@ func (f *fixtures) tidy(ctx context.Context, s *scaleReport) error {
 }
 
 // scaleOperations are measured with the scale PATs stored.
-func scaleOperations(f *fixtures, users []*benchUser, active []string, perUser int, s *scaleReport) []*operation {
+func scaleOperations(f *fixtures, users []*benchUser, active, nearEmpty []string, perUser int, s *scaleReport) []*operation {
 	base := f.server.Addr + "/v1/"
 	verifierHeader := http.Header{"X-Vault-Token": {f.verifier}}
 	rootHeader := http.Header{"X-Vault-Token": {f.root.Token()}}
@@ -424,21 +596,24 @@ func scaleOperations(f *fixtures, users []*benchUser, active []string, perUser i
 	inventory := base + mount + "/inventory/tokens"
 	var deepCursor string
 
-	var byName = map[string]*operation{}
+	byName := map[string]*operation{}
 	for _, op := range operations(f) {
 		byName[op.name] = op
 	}
 
-	hot := verifyBodies[:min(1000, len(verifyBodies))]
+	// The active PATs begin with the second PAT of each scale user in
+	// turn: the first hotPATs are one of each of the first hotPATs users.
+	hot := verifyBodies[:min(len(nearEmpty), len(verifyBodies))]
+	nearEmptyBodies := mapStrings(nearEmpty, func(pat string) []byte { return []byte(`{"token":"` + pat + `"}`) })
 	clone := func(name, renamed string) *operation {
 		op := *byName[name]
 		op.name = renamed
 		return &op
 	}
-	verifyFrom := func(bodies [][]byte) func() vegeta.Targeter {
+	verifyFrom := func(path string, bodies [][]byte) func() vegeta.Targeter {
 		return func() vegeta.Targeter {
 			return func(t *vegeta.Target) error {
-				t.Method, t.URL, t.Header, t.Body = "POST", base+mount+"/verify", verifierHeader, bodies[rand.IntN(len(bodies))]
+				t.Method, t.URL, t.Header, t.Body = "POST", base+path+"/verify", verifierHeader, bodies[rand.IntN(len(bodies))]
 				return nil
 			}
 		}
@@ -446,11 +621,15 @@ func scaleOperations(f *fixtures, users []*benchUser, active []string, perUser i
 
 	return []*operation{
 		{name: opVerifyHot, caller: asVerifier, request: "POST planqk/verify {token}, 1,000 PATs", status: 200,
-			targeter: verifyFrom(hot), check: checkActive(true, "data")},
+			targeter: verifyFrom(mount, hot), check: checkActive(true, "data")},
+		{name: opVerifyNearEmpty, caller: asVerifier, request: fmt.Sprintf("POST %s/verify {token}, 1,000 PATs", nearEmptyMount), status: 200,
+			targeter: verifyFrom(nearEmptyMount, nearEmptyBodies), check: checkActive(true, "data")},
 		{name: opVerifyColdScale, caller: asVerifier, request: "POST planqk/verify {token}, any PAT", status: 200,
-			targeter: verifyFrom(verifyBodies), check: checkActive(true, "data")},
+			targeter: verifyFrom(mount, verifyBodies), check: checkActive(true, "data")},
 		clone(opCreate, opCreateAtScale),
+		onMount(withCleanup(byName[opCreate], f.deleteCreatedPATsOn(nearEmptyMount, 0)), opCreateNearEmpty, nearEmptyMount),
 		clone(opLease, opLeaseAtScale),
+		onMount(withCleanup(byName[opLease], f.revokeLeasesOn(nearEmptyMount)), opLeaseNearEmpty, nearEmptyMount),
 		clone(opResolve, opResolveAtScale),
 		clone(opExchange, opExchangeAtScale),
 		{name: opCounts, caller: asRoot, request: "GET planqk/inventory", status: 200,

@@ -34,6 +34,7 @@ const (
 	// for the engine and for its references.
 	benchPolicy = `
 path "planqk/*"                       { capabilities = ["create", "read", "update", "delete", "list"] }
+path "planqk-near-empty/*"            { capabilities = ["create", "read", "update", "delete", "list"] }
 path "kv/*"                           { capabilities = ["create", "read", "update", "delete", "list"] }
 path "noop/*"                         { capabilities = ["read", "update"] }
 path "auth/token/lookup"              { capabilities = ["update"] }
@@ -82,13 +83,16 @@ type fixtures struct {
 	// The engine's configuration as found, restored between operations.
 	engineDefaults map[string]interface{}
 
+	// pluginVersion is the engine's registered version, for more mounts.
+	pluginVersion string
+
 	// moto is moto_server, STS for the organization's derivable aws-braket
 	// token; nil without MOTO_SERVER_BIN.
 	moto *vaultharness.Moto
 }
 
 func setUp(ctx context.Context, o options, env map[string]string, dir string) (*fixtures, error) {
-	f := &fixtures{}
+	f := &fixtures{pluginVersion: env["PLANQK_PLUGIN_VERSION"]}
 	_, sha, err := vaultharness.InstallPlugin(env["PLANQK_PLUGIN_BIN"], dir)
 	if err != nil {
 		return nil, err
