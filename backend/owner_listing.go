@@ -14,8 +14,9 @@ import (
 // owners that is a few megabytes in the plugin, and sixteen dashboards
 // paging at once held sixteen of them (bench-scale's plugin peaked at
 // 613 MiB). Here at most one listing runs and the pages that arrive
-// meanwhile wait for the next one, which they then share, so the plugin
-// holds at most two however many pages are asked for.
+// meanwhile wait for the next one, which they then share: the listings in
+// memory are the one running and those the pages still reading their
+// owners (at most 100 each) took, not one per page.
 //
 // A page never uses a listing that started before it arrived: it sees
 // every owner whose first token was written before its request, as a
@@ -56,9 +57,10 @@ func (l *ownerListing) list(ctx context.Context, s logical.Storage) ([]string, e
 	}
 }
 
-// start runs the next listing; l.mu is held. The listing does not take a
-// page's context: the pages sharing it must not fail because the one that
-// started it went away.
+// start runs the next listing; l.mu is held. The listing takes no page's
+// context: the pages sharing it must not fail because one of them went
+// away. It uses the storage of the page that started the first listing,
+// which is every page's: Vault gives a backend one storage view.
 func (l *ownerListing) start(s logical.Storage) {
 	run := l.next
 	l.next, l.running = nil, true

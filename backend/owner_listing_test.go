@@ -3,7 +3,6 @@ package backend
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,9 +26,17 @@ func (s *heldOwnerListing) List(ctx context.Context, prefix string) ([]string, e
 		s.listings.Add(1)
 		s.started <- struct{}{}
 		<-s.release
+		if ctx.Err() != nil {
+			// As a gRPC storage call would fail.
+			return nil, ctx.Err()
+		}
 	}
 	return keys, err
 }
+
+// pagesWait gives pages started in the background time to reach the
+// listing and wait for it.
+const pagesWait = 100 * time.Millisecond
 
 func holdOwnerListings(env *testEnv) *heldOwnerListing {
 	held := &heldOwnerListing{Storage: env.storage.Storage, started: make(chan struct{}, 100), release: make(chan struct{})}
@@ -74,7 +81,7 @@ func TestOwnerListing_concurrentPagesShareTheListing(t *testing.T) {
 		pages = append(pages, inventoryPage(env))
 	}
 	// The fifteen are waiting for the next listing, none has started one.
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(pagesWait)
 	require.EqualValues(t, 1, held.listings.Load())
 	close(held.release)
 
@@ -97,32 +104,35 @@ func TestOwnerListing_aPageSeesOwnersWrittenBeforeItAsked(t *testing.T) {
 	bob := env.addUser("bob")
 	env.createToken("bob", bob, "laptop", nil)
 	second := inventoryPage(env)
-	time.Sleep(20 * time.Millisecond)
+	time.Sleep(pagesWait)
 	close(held.release)
 
 	<-first
 	require.Len(t, <-second, 2, "bob's token was written before the page asked")
 }
 
-// A page whose request goes away does not fail the pages sharing its
-// listing.
+// A page whose request goes away returns at once, and the listing it was
+// waiting for, shared with others, goes on without its context.
 func TestOwnerListing_aCancelledPageLeavesTheOthersTheirListing(t *testing.T) {
 	env := newTestEnv(t)
 	env.createToken("alice", env.addUser("alice"), "laptop", nil)
 	held := holdOwnerListings(env)
 
+	first := inventoryPage(env)
+	<-held.started // the first listing, held
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
+	cancelled := make(chan error, 1)
 	go func() {
-		defer wg.Done()
 		_, err := env.b.ownerListing.list(ctx, env.storage)
-		require.ErrorIs(t, err, context.Canceled)
+		cancelled <- err
 	}()
-	<-held.started
 	other := inventoryPage(env)
+	time.Sleep(pagesWait) // both wait for the next listing
 	cancel()
-	wg.Wait()
+	require.ErrorIs(t, <-cancelled, context.Canceled, "the cancelled page returns while the listings are held")
 	close(held.release)
-	require.Len(t, <-other, 1)
+
+	require.Len(t, <-first, 1)
+	require.Len(t, <-other, 1, "the next listing ran without the cancelled page's context")
+	require.EqualValues(t, 2, held.listings.Load())
 }
