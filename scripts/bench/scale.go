@@ -118,8 +118,8 @@ const (
 	nearEmptyMount = "planqk-near-empty"
 )
 
-// sideBySide are the scale targets (issue 19) and, for information, what
-// the cold verify costs against the hot one.
+// sideBySide are the scale targets (issue 19) and, for information, the
+// cold verify of any PAT against the near-empty mount's verify.
 func sideBySide() []comparison {
 	return []comparison{
 		{opVerifyHot, opVerifyNearEmpty, 0.9, "issue 19"},
