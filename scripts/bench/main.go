@@ -46,6 +46,8 @@ type options struct {
 	scalePerUser       int
 	scaleProviderEvery int
 	scaleOrgMembers    int
+	scaleRounds        int            // 0: rounds
+	scaleDuration      time.Duration  // 0: duration
 	only               *regexp.Regexp // nil: every operation
 }
 
@@ -69,6 +71,8 @@ func main() {
 	flag.IntVar(&o.scalePerUser, "scale-per-user", 100, "PATs per user in the scale measurement (a tenth of them expire)")
 	flag.IntVar(&o.scaleProviderEvery, "scale-provider-every", 10, "every n-th scale user also stores a provider token with expires_at")
 	flag.IntVar(&o.scaleOrgMembers, "scale-org-members", 1000, "members of each of the two scale organizations")
+	flag.IntVar(&o.scaleRounds, "scale-rounds", 0, "rounds of the scale measurement (0: -rounds)")
+	flag.DurationVar(&o.scaleDuration, "scale-duration", 0, "measured time of each scale operation in each round (0: -duration)")
 	only := flag.String("ops", "", "regular expression: measure only the operations whose name matches it, e.g. 'exchange|resolve|KV v2 read' (the others, and the ratios they take part in, read n/a)")
 	flag.Parse()
 	if *only != "" {
@@ -86,6 +90,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -scale-users, -scale-per-user, -scale-provider-every and -scale-org-members must be positive")
 		os.Exit(2)
 	}
+	if o.scaleRounds < 0 || o.scaleDuration < 0 {
+		fmt.Fprintln(os.Stderr, "bench: -scale-rounds and -scale-duration must not be negative")
+		os.Exit(2)
+	}
 	if o.rounds < 1 || o.users < 1 || o.patsPerUser < 1 || o.concurrency < 1 || o.duration <= 0 {
 		fmt.Fprintln(os.Stderr, "bench: -rounds, -users, -pats-per-user, -concurrency and -duration must be positive")
 		os.Exit(2)
@@ -95,6 +103,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "\nbench:", err)
 		os.Exit(1)
 	}
+}
+
+// forScale returns the options of the scale rounds: -scale-rounds and
+// -scale-duration where given.
+func (o options) forScale() options {
+	if o.scaleRounds > 0 {
+		o.rounds = o.scaleRounds
+	}
+	if o.scaleDuration > 0 {
+		o.duration = o.scaleDuration
+	}
+	return o
 }
 
 func run(o options) error {

@@ -48,6 +48,15 @@ type operation struct {
 	cleanup func(ctx context.Context, results []*vegeta.Result) error
 
 	unavailable string // why it is not measured ("" when it is)
+
+	// pair makes this operation a schedule entry that measures two
+	// operations at the same time, the clients shared out between them.
+	// A pause of the whole server then falls on both alike, so the ratio
+	// of their figures, round by round, leaves it out. Each member keeps
+	// its figures under its own name.
+	pair []*operation
+	// paired marks a member of a pair: measured only inside it.
+	paired bool
 }
 
 // comparison is an engine operation's throughput relative to a reference,

@@ -106,6 +106,9 @@ func commitDescription() string {
 func operationReports(r *runner) []operationReport {
 	var out []operationReport
 	for _, op := range r.ops {
+		if len(op.pair) > 0 {
+			continue // its members have the figures
+		}
 		entry := operationReport{Name: op.name, Caller: op.caller, Request: op.request, Reference: op.reference, Unavailable: op.unavailable}
 		if op.unavailable == "" {
 			perRound := r.opsPerRound(op.name)

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
@@ -79,6 +80,33 @@ func attack(op *operation, d time.Duration, c int, client *http.Client) ([]*vege
 	return results, time.Since(start)
 }
 
+// members returns what measuring op runs: op itself, or its pair.
+func (op *operation) members() []*operation {
+	if len(op.pair) > 0 {
+		return op.pair
+	}
+	return []*operation{op}
+}
+
+// attackMembers attacks op's members at the same time for d, the c
+// clients shared out among them, and returns each member's results and
+// elapsed time.
+func attackMembers(op *operation, d time.Duration, c int, client *http.Client) ([][]*vegeta.Result, []time.Duration) {
+	members := op.members()
+	results := make([][]*vegeta.Result, len(members))
+	elapsed := make([]time.Duration, len(members))
+	var wg sync.WaitGroup
+	for i, member := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i], elapsed[i] = attack(member, d, max(1, c/len(members)), client)
+		}()
+	}
+	wg.Wait()
+	return results, elapsed
+}
+
 // loadClient is the HTTP client of c concurrent clients with keep-alive.
 func loadClient(c int) *http.Client {
 	dialer := &net.Dialer{KeepAlive: 30 * time.Second}
@@ -117,11 +145,12 @@ func newRunner(o options, f *fixtures, ops []*operation) *runner {
 		client: loadClient(o.concurrency), figures: map[string][]roundFigures{}}
 }
 
-// available returns the operations that are measured.
+// available returns the operations that are scheduled: measured, and not
+// only as a member of a pair.
 func (r *runner) available() []*operation {
 	var ops []*operation
 	for _, op := range r.ops {
-		if op.unavailable == "" {
+		if op.unavailable == "" && !op.paired {
 			ops = append(ops, op)
 		}
 	}
@@ -209,23 +238,27 @@ func (r *runner) unrecorded(ctx context.Context, op *operation, d time.Duration)
 	if d <= 0 {
 		return nil
 	}
-	results, _ := attack(op, d, r.o.concurrency, r.client)
+	results, _ := attackMembers(op, d, r.o.concurrency, r.client)
 	return r.cleanup(ctx, op, results)
 }
 
-func (r *runner) cleanup(ctx context.Context, op *operation, results []*vegeta.Result) error {
-	if op.cleanup == nil {
-		return nil
-	}
-	if err := op.cleanup(ctx, results); err != nil {
-		return fmt.Errorf("cleaning up after %s: %w", op.name, err)
+// cleanup runs the cleanup of each of op's members on its results.
+func (r *runner) cleanup(ctx context.Context, op *operation, results [][]*vegeta.Result) error {
+	for i, member := range op.members() {
+		if member.cleanup == nil {
+			continue
+		}
+		if err := member.cleanup(ctx, results[i]); err != nil {
+			return fmt.Errorf("cleaning up after %s: %w", member.name, err)
+		}
 	}
 	return nil
 }
 
 // measure runs op once in a round: its configuration, unrecorded settling
 // load (connections open, caches in their steady state), the measured
-// attack, then its cleanup.
+// attack, then its cleanup. A pair's members settle and are measured at
+// the same time.
 func (r *runner) measure(ctx context.Context, op *operation) error {
 	if err := r.useConfig(ctx, op); err != nil {
 		return err
@@ -233,8 +266,10 @@ func (r *runner) measure(ctx context.Context, op *operation) error {
 	if err := r.unrecorded(ctx, op, r.o.settle); err != nil {
 		return err
 	}
-	results, elapsed := attack(op, r.o.duration, r.o.concurrency, r.client)
-	r.figures[op.name] = append(r.figures[op.name], evaluate(op, results, elapsed))
+	results, elapsed := attackMembers(op, r.o.duration, r.o.concurrency, r.client)
+	for i, member := range op.members() {
+		r.figures[member.name] = append(r.figures[member.name], evaluate(member, results[i], elapsed[i]))
+	}
 	err := r.cleanup(ctx, op, results)
 	r.observed(op)
 	return err

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"sync"
 	"testing"
 	"time"
 
@@ -91,4 +92,83 @@ func TestSelectOperations_onlyMatchingAreMeasured(t *testing.T) {
 	require.Equal(t, []string{opExchange, refKVReadService}, names(selected))
 	require.Equal(t, "n/a: not selected (-ops ^exchange|KV v2 read|resolve)", selected[2].unavailable)
 	require.Equal(t, "n/a: not served", selected[3].unavailable, "a reason of its own stays")
+}
+
+// A pair's members run at the same time, half the clients each, so a pause
+// of the whole server falls on both: their ratio still tells their costs
+// apart. Each member keeps its own figures and cleans up its own results.
+func TestMeasure_pairRunsItsMembersAtOnce(t *testing.T) {
+	var (
+		mu       sync.Mutex
+		paused   = make(chan struct{})
+		inFlight = map[string]int{}
+		highest  = map[string]int{}
+	)
+	close(paused) // not paused until the pause below
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		mu.Lock()
+		wait := paused
+		inFlight[req.URL.Path]++
+		highest[req.URL.Path] = max(highest[req.URL.Path], inFlight[req.URL.Path])
+		mu.Unlock()
+		<-wait
+		if req.URL.Path == "/slow" {
+			time.Sleep(20 * time.Millisecond)
+		} else {
+			time.Sleep(10 * time.Millisecond)
+		}
+		mu.Lock()
+		inFlight[req.URL.Path]--
+		mu.Unlock()
+	}))
+	defer server.Close()
+
+	cleaned := map[string][]string{}
+	member := func(path string) *operation {
+		return &operation{name: path, status: 200,
+			targeter: func() vegeta.Targeter {
+				return func(t *vegeta.Target) error { t.Method, t.URL = "GET", server.URL+path; return nil }
+			},
+			cleanup: func(_ context.Context, results []*vegeta.Result) error {
+				for _, res := range results {
+					cleaned[path] = append(cleaned[path], res.URL)
+				}
+				return nil
+			}}
+	}
+	pair := pairOf("both", member("/slow"), "slow, paired", member("/fast"), "fast, paired")
+	ops := []*operation{pair.pair[0], pair.pair[1], pair}
+	r := newRunner(options{rounds: 1, concurrency: 4, duration: 800 * time.Millisecond, seed: 1}, &fixtures{}, ops)
+
+	require.Equal(t, []*operation{pair}, r.available(), "the members are measured only inside the pair")
+
+	go func() { // the whole server pauses for 200 ms in the middle of the window
+		time.Sleep(200 * time.Millisecond)
+		mu.Lock()
+		paused = make(chan struct{})
+		pause := paused
+		mu.Unlock()
+		time.Sleep(200 * time.Millisecond)
+		close(pause)
+	}()
+	require.NoError(t, r.measure(context.Background(), pair))
+
+	require.Equal(t, map[string]int{"/slow": 2, "/fast": 2}, highest, "half the clients each, at the same time")
+	slow, fast := r.figures["slow, paired"], r.figures["fast, paired"]
+	require.Len(t, slow, 1)
+	require.Len(t, fast, 1)
+	ratio := slow[0].opsPerSecond() / fast[0].opsPerSecond()
+	require.InDelta(t, 0.5, ratio, 0.12, "twice the cost per request reads as half the throughput, the pause notwithstanding")
+
+	require.Len(t, cleaned["/slow"], int(slow[0].requests))
+	require.Len(t, cleaned["/fast"], int(fast[0].requests))
+	for _, url := range cleaned["/slow"] {
+		require.Equal(t, server.URL+"/slow", url, "each member cleans up after its own requests only")
+	}
+
+	var names []string
+	for _, op := range operationReports(r) {
+		names = append(names, op.Name)
+	}
+	require.Equal(t, []string{"slow, paired", "fast, paired"}, names, "the pair's entry has no figures of its own")
 }

@@ -25,6 +25,9 @@ var inventoryCursorFields = []string{"next", "next_cursor", "next_after", "curso
 // scaleReport holds the engine's figures with many PATs stored.
 type scaleReport struct {
 	Users         int               `json:"users"`
+	Rounds        int               `json:"rounds"`
+	Concurrency   int               `json:"concurrency"`
+	Duration      string            `json:"duration"`
 	PATs          int               `json:"pats"`
 	Expired       int               `json:"expired"`
 	CreateSeconds float64           `json:"create_seconds"`
@@ -103,6 +106,14 @@ const (
 	opVerifyNearEmpty = "verify (POST), near-empty mount: 1,000 PATs"
 	opCreateNearEmpty = opCreate + ", near-empty mount"
 	opLeaseNearEmpty  = opLease + ", near-empty mount"
+	// The same three, each measured at the same time as its counterpart on
+	// the other mount, half the clients each (see operation.pair).
+	opVerifyHotPaired       = opVerifyHot + ", paired"
+	opVerifyNearEmptyPaired = opVerifyNearEmpty + ", paired"
+	opCreateAtScalePaired   = opCreateAtScale + ", paired"
+	opCreateNearEmptyPaired = opCreateNearEmpty + ", paired"
+	opLeaseAtScalePaired    = opLeaseAtScale + ", paired"
+	opLeaseNearEmptyPaired  = opLeaseNearEmpty + ", paired"
 	// dueCount is how many tokens come due for the last sweep.
 	dueCount = 10_000
 
@@ -113,26 +124,34 @@ const (
 	// and, the plugin being multiplexed, in the same plugin process -
 	// holding one PAT of each of the hot PATs' owners and nothing else.
 	// The scale rounds measure verify, create and lease on it beside the
-	// same requests on the full mount: the targets' ratios are round by
-	// round, side by side, not a run before the fill against one after it.
+	// same requests on the full mount, both at the same time (pairOf):
+	// the targets' ratios are round by round, side by side, not a run
+	// before the fill against one after it.
 	nearEmptyMount = "planqk-near-empty"
 )
 
-// sideBySide are the scale targets (issue 19) and, for information, the
-// cold verify of any PAT against the near-empty mount's verify.
+// sideBySide are the scale targets (issue 19), taken on the pairs: the
+// full and the near-empty mount measured at the same time. For
+// information, the same requests measured one after the other in the
+// same round - there a pause of the whole server falls on whichever
+// operation is measuring - and the cold verify of any PAT against the
+// near-empty mount's verify.
 func sideBySide() []comparison {
 	return []comparison{
-		{opVerifyHot, opVerifyNearEmpty, 0.9, "issue 19"},
-		{opCreateAtScale, opCreateNearEmpty, 0.9, "issue 19"},
-		{opLeaseAtScale, opLeaseNearEmpty, 0.9, "issue 19"},
+		{opVerifyHotPaired, opVerifyNearEmptyPaired, 0.9, "issue 19"},
+		{opCreateAtScalePaired, opCreateNearEmptyPaired, 0.9, "issue 19"},
+		{opLeaseAtScalePaired, opLeaseNearEmptyPaired, 0.9, "issue 19"},
+		{opVerifyHot, opVerifyNearEmpty, 0, ""},
+		{opCreateAtScale, opCreateNearEmpty, 0, ""},
+		{opLeaseAtScale, opLeaseNearEmpty, 0, ""},
 		{opVerifyColdScale, opVerifyNearEmpty, 0, ""},
 	}
 }
 
 func (s *scaleReport) markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nAt scale: %d PATs across %d users (%d of them expired), created in %.0f s; the same rounds as above.\n\n",
-		s.PATs, s.Users, s.Expired, s.CreateSeconds)
+	fmt.Fprintf(&b, "\nAt scale: %d PATs across %d users (%d of them expired), created in %.0f s; %d rounds as above, each operation measured for %s.\n\n",
+		s.PATs, s.Users, s.Expired, s.CreateSeconds, s.Rounds, s.Duration)
 	b.WriteString("| operation | caller | request | ops/s | p50 ms | p99 ms | failed | wrong |\n|---|---|---|---:|---:|---:|---:|---:|\n")
 	for _, op := range s.Operations {
 		if op.Unavailable != "" {
@@ -143,7 +162,9 @@ func (s *scaleReport) markdown() string {
 			formatSpread(op.OpsPerSec, "%.0f"), op.P50Millis, op.P99Millis, op.Failed, op.Wrong)
 	}
 	if len(s.SideBySide) > 0 {
-		fmt.Fprintf(&b, "\nAt scale against the near-empty mount (`%s`: one PAT of each owner of the hot PATs, nothing else) on the same server, in the same rounds (ratios round by round):\n\n", nearEmptyMount)
+		fmt.Fprintf(&b, "\nAt scale against the near-empty mount (`%s`: one PAT of each owner of the hot PATs, nothing else) on the same server, ratios round by round. "+
+			"The targets are taken on the pairs: the request on each mount measured at the same time, %d clients each, so that a pause of the whole server falls on both. "+
+			"The rows without a target measured each mount with all the clients, one after the other in the same round, for information:\n\n", nearEmptyMount, max(1, s.Concurrency/2))
 		b.WriteString("| operation | against | ratio | target | verdict |\n|---|---|---:|---:|---|\n")
 		for _, c := range s.SideBySide {
 			if c.Target == 0 {
@@ -200,7 +221,8 @@ func (s *scaleReport) markdown() string {
 // tenth, nothing due, dueCount due), memory, and a plugin reload to the
 // first verify.
 func measureScale(ctx context.Context, o options, f *fixtures, main *report) (*scaleReport, error) {
-	s := &scaleReport{Users: o.scaleUsers, PATs: o.scaleUsers * o.scalePerUser}
+	so := o.forScale()
+	s := &scaleReport{Users: o.scaleUsers, PATs: o.scaleUsers * o.scalePerUser, Rounds: so.rounds, Duration: so.duration.String(), Concurrency: so.concurrency}
 	for _, op := range main.Operations {
 		if op.Name == opVerify {
 			s.VerifyBefore = op.OpsPerSec
@@ -291,7 +313,7 @@ func measureScale(ctx context.Context, o options, f *fixtures, main *report) (*s
 	}
 
 	ops := scaleOperations(f, users, active, nearEmpty, o.scalePerUser, s)
-	r := newRunner(o, f, ops)
+	r := newRunner(so, f, ops)
 	if err := r.probe(ctx); err != nil {
 		return nil, err
 	}
@@ -619,17 +641,30 @@ func scaleOperations(f *fixtures, users []*benchUser, active, nearEmpty []string
 		}
 	}
 
+	verifyHot := &operation{name: opVerifyHot, caller: asVerifier, request: "POST planqk/verify {token}, 1,000 PATs", status: 200,
+		targeter: verifyFrom(mount, hot), check: checkActive(true, "data")}
+	verifyNearEmpty := &operation{name: opVerifyNearEmpty, caller: asVerifier, request: fmt.Sprintf("POST %s/verify {token}, 1,000 PATs", nearEmptyMount), status: 200,
+		targeter: verifyFrom(nearEmptyMount, nearEmptyBodies), check: checkActive(true, "data")}
+	createAtScale := clone(opCreate, opCreateAtScale)
+	createNearEmpty := onMount(withCleanup(byName[opCreate], f.deleteCreatedPATsOn(nearEmptyMount, 0)), opCreateNearEmpty, nearEmptyMount)
+	leaseAtScale := clone(opLease, opLeaseAtScale)
+	leaseNearEmpty := onMount(withCleanup(byName[opLease], f.revokeLeasesOn(nearEmptyMount)), opLeaseNearEmpty, nearEmptyMount)
+	verifyPair := pairOf("verify (POST), both mounts at once", verifyHot, opVerifyHotPaired, verifyNearEmpty, opVerifyNearEmptyPaired)
+	createPair := pairOf("PAT create (named), both mounts at once", createAtScale, opCreateAtScalePaired, createNearEmpty, opCreateNearEmptyPaired)
+	leasePair := pairOf("PAT lease (creds), both mounts at once", leaseAtScale, opLeaseAtScalePaired, leaseNearEmpty, opLeaseNearEmptyPaired)
+
 	return []*operation{
-		{name: opVerifyHot, caller: asVerifier, request: "POST planqk/verify {token}, 1,000 PATs", status: 200,
-			targeter: verifyFrom(mount, hot), check: checkActive(true, "data")},
-		{name: opVerifyNearEmpty, caller: asVerifier, request: fmt.Sprintf("POST %s/verify {token}, 1,000 PATs", nearEmptyMount), status: 200,
-			targeter: verifyFrom(nearEmptyMount, nearEmptyBodies), check: checkActive(true, "data")},
+		verifyPair.pair[0], verifyPair.pair[1], verifyPair,
+		createPair.pair[0], createPair.pair[1], createPair,
+		leasePair.pair[0], leasePair.pair[1], leasePair,
+		verifyHot,
+		verifyNearEmpty,
 		{name: opVerifyColdScale, caller: asVerifier, request: "POST planqk/verify {token}, any PAT", status: 200,
 			targeter: verifyFrom(mount, verifyBodies), check: checkActive(true, "data")},
-		clone(opCreate, opCreateAtScale),
-		onMount(withCleanup(byName[opCreate], f.deleteCreatedPATsOn(nearEmptyMount, 0)), opCreateNearEmpty, nearEmptyMount),
-		clone(opLease, opLeaseAtScale),
-		onMount(withCleanup(byName[opLease], f.revokeLeasesOn(nearEmptyMount)), opLeaseNearEmpty, nearEmptyMount),
+		createAtScale,
+		createNearEmpty,
+		leaseAtScale,
+		leaseNearEmpty,
 		clone(opResolve, opResolveAtScale),
 		clone(opExchange, opExchangeAtScale),
 		{name: opCounts, caller: asRoot, request: "GET planqk/inventory", status: 200,
@@ -675,6 +710,18 @@ func scaleOperations(f *fixtures, users []*benchUser, active, nearEmpty []string
 			},
 			check: checkInventoryPage},
 	}
+}
+
+// pairOf is the schedule entry name that measures copies of a and b, named
+// aName and bName, at the same time, half the clients each.
+func pairOf(name string, a *operation, aName string, b *operation, bName string) *operation {
+	member := func(op *operation, name string) *operation {
+		copied := *op
+		copied.name, copied.paired = name, true
+		copied.request += ", half the clients, at once with the other mount"
+		return &copied
+	}
+	return &operation{name: name, pair: []*operation{member(a, aName), member(b, bName)}}
 }
 
 // probeInventory asks for the first inventory page: a 404 or 405, or a
