@@ -97,7 +97,7 @@ portal-screenshots: build vault
 # The engine against the cheapest no-op plugin operations, Vault's token store and KV v2, in one
 # freshly started server: 5 interleaved rounds, per-round ratios, verdicts (about 10 minutes);
 # moto_server stands in for AWS STS in the derived-credentials rows.
-# BENCH_FLAGS: -raft (integrated storage), -rounds, -duration, -users, -pats-per-user, -seed; e.g. a
+# BENCH_FLAGS: -raft (integrated storage), -rounds, -duration, -users, -pats-per-user, -seed, and for bench-scale -scale-users, -scale-per-user, -scale-rounds, -scale-duration; e.g. a
 # smoke run: BENCH_FLAGS="-rounds 2 -duration 300ms -settle 100ms -warmup 100ms -users 10 -out /tmp/bench"
 BENCH_FLAGS ?=
 bench: build vault

@@ -90,6 +90,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -scale-users, -scale-per-user, -scale-provider-every and -scale-org-members must be positive")
 		os.Exit(2)
 	}
+	if o.scale && o.concurrency < 2 {
+		fmt.Fprintln(os.Stderr, "bench: -scale measures pairs of operations at the same time: -concurrency must be at least 2")
+		os.Exit(2)
+	}
 	if o.scaleRounds < 0 || o.scaleDuration < 0 {
 		fmt.Fprintln(os.Stderr, "bench: -scale-rounds and -scale-duration must not be negative")
 		os.Exit(2)

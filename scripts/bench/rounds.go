@@ -97,14 +97,28 @@ func attackMembers(op *operation, d time.Duration, c int, client *http.Client) (
 	elapsed := make([]time.Duration, len(members))
 	var wg sync.WaitGroup
 	for i, member := range members {
+		clients := c / len(members) // the first c%len(members) get one more
+		if i < c%len(members) {
+			clients++
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i], elapsed[i] = attack(member, d, max(1, c/len(members)), client)
+			results[i], elapsed[i] = attack(member, d, max(1, clients), client)
 		}()
 	}
 	wg.Wait()
 	return results, elapsed
+}
+
+// membersAvailable says whether each of op's members is measured.
+func (op *operation) membersAvailable() bool {
+	for _, member := range op.pair {
+		if member.unavailable != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // loadClient is the HTTP client of c concurrent clients with keep-alive.
@@ -150,7 +164,7 @@ func newRunner(o options, f *fixtures, ops []*operation) *runner {
 func (r *runner) available() []*operation {
 	var ops []*operation
 	for _, op := range r.ops {
-		if op.unavailable == "" && !op.paired {
+		if op.unavailable == "" && !op.paired && op.membersAvailable() {
 			ops = append(ops, op)
 		}
 	}

@@ -103,6 +103,7 @@ func TestMeasure_pairRunsItsMembersAtOnce(t *testing.T) {
 		paused   = make(chan struct{})
 		inFlight = map[string]int{}
 		highest  = map[string]int{}
+		together int // the most requests in flight on both paths at once
 	)
 	close(paused) // not paused until the pause below
 	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
@@ -110,12 +111,13 @@ func TestMeasure_pairRunsItsMembersAtOnce(t *testing.T) {
 		wait := paused
 		inFlight[req.URL.Path]++
 		highest[req.URL.Path] = max(highest[req.URL.Path], inFlight[req.URL.Path])
+		together = max(together, inFlight["/slow"]+inFlight["/fast"])
 		mu.Unlock()
 		<-wait
 		if req.URL.Path == "/slow" {
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(40 * time.Millisecond)
 		} else {
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
 		}
 		mu.Lock()
 		inFlight[req.URL.Path]--
@@ -153,7 +155,8 @@ func TestMeasure_pairRunsItsMembersAtOnce(t *testing.T) {
 	}()
 	require.NoError(t, r.measure(context.Background(), pair))
 
-	require.Equal(t, map[string]int{"/slow": 2, "/fast": 2}, highest, "half the clients each, at the same time")
+	require.Equal(t, map[string]int{"/slow": 2, "/fast": 2}, highest, "half the clients each")
+	require.Equal(t, 4, together, "both members at the same time")
 	slow, fast := r.figures["slow, paired"], r.figures["fast, paired"]
 	require.Len(t, slow, 1)
 	require.Len(t, fast, 1)

@@ -27,6 +27,7 @@ type scaleReport struct {
 	Users         int               `json:"users"`
 	Rounds        int               `json:"rounds"`
 	Concurrency   int               `json:"concurrency"`
+	Settle        string            `json:"settle"`
 	Duration      string            `json:"duration"`
 	PATs          int               `json:"pats"`
 	Expired       int               `json:"expired"`
@@ -57,8 +58,9 @@ type scaleReport struct {
 	// Medians before (the main table, before the fill) and at scale:
 	// measured apart, not interleaved.
 	Ratios []scaleRatio `json:"ratios"`
-	// SideBySide are the targets' ratios: each operation at scale over
-	// the same request on the near-empty mount, round by round.
+	// SideBySide are each operation at scale over the same request on the
+	// near-empty mount, round by round: the targets' ratios, from the
+	// pairs, and for information the same requests measured apart.
 	SideBySide []comparisonReport `json:"side_by_side"`
 	// PluginPeaks is the plugin's peak resident memory in each phase.
 	PluginPeaks []phasePeak `json:"plugin_peaks"`
@@ -150,8 +152,8 @@ func sideBySide() []comparison {
 
 func (s *scaleReport) markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nAt scale: %d PATs across %d users (%d of them expired), created in %.0f s; %d rounds as above, each operation measured for %s.\n\n",
-		s.PATs, s.Users, s.Expired, s.CreateSeconds, s.Rounds, s.Duration)
+	fmt.Fprintf(&b, "\nAt scale: %d PATs across %d users (%d of them expired), created in %.0f s; %d rounds interleaved as above, each operation measured for %s after %s of settling load.\n\n",
+		s.PATs, s.Users, s.Expired, s.CreateSeconds, s.Rounds, s.Duration, s.Settle)
 	b.WriteString("| operation | caller | request | ops/s | p50 ms | p99 ms | failed | wrong |\n|---|---|---|---:|---:|---:|---:|---:|\n")
 	for _, op := range s.Operations {
 		if op.Unavailable != "" {
@@ -163,8 +165,8 @@ func (s *scaleReport) markdown() string {
 	}
 	if len(s.SideBySide) > 0 {
 		fmt.Fprintf(&b, "\nAt scale against the near-empty mount (`%s`: one PAT of each owner of the hot PATs, nothing else) on the same server, ratios round by round. "+
-			"The targets are taken on the pairs: the request on each mount measured at the same time, %d clients each, so that a pause of the whole server falls on both. "+
-			"The rows without a target measured each mount with all the clients, one after the other in the same round, for information:\n\n", nearEmptyMount, max(1, s.Concurrency/2))
+			"The targets are taken on the pairs (\"paired\"): the request on each mount measured at the same time, the %d clients shared out between them, so that a pause of the whole server falls on both. "+
+			"The rows without a target measured each mount with all %d clients, at different times in the same round, for information:\n\n", nearEmptyMount, s.Concurrency, s.Concurrency)
 		b.WriteString("| operation | against | ratio | target | verdict |\n|---|---|---:|---:|---|\n")
 		for _, c := range s.SideBySide {
 			if c.Target == 0 {
@@ -222,7 +224,7 @@ func (s *scaleReport) markdown() string {
 // first verify.
 func measureScale(ctx context.Context, o options, f *fixtures, main *report) (*scaleReport, error) {
 	so := o.forScale()
-	s := &scaleReport{Users: o.scaleUsers, PATs: o.scaleUsers * o.scalePerUser, Rounds: so.rounds, Duration: so.duration.String(), Concurrency: so.concurrency}
+	s := &scaleReport{Users: o.scaleUsers, PATs: o.scaleUsers * o.scalePerUser, Rounds: so.rounds, Duration: so.duration.String(), Concurrency: so.concurrency, Settle: so.settle.String()}
 	for _, op := range main.Operations {
 		if op.Name == opVerify {
 			s.VerifyBefore = op.OpsPerSec
@@ -714,8 +716,13 @@ func scaleOperations(f *fixtures, users []*benchUser, active, nearEmpty []string
 
 // pairOf is the schedule entry name that measures copies of a and b, named
 // aName and bName, at the same time, half the clients each.
+// The pair entry runs with no engine configuration and no probe of its
+// own: members that need either are a mistake in the bench.
 func pairOf(name string, a *operation, aName string, b *operation, bName string) *operation {
 	member := func(op *operation, name string) *operation {
+		if op.config != nil || op.probe != nil {
+			panic("bench: " + op.name + " needs configuration or a probe and cannot be paired")
+		}
 		copied := *op
 		copied.name, copied.paired = name, true
 		copied.request += ", half the clients, at once with the other mount"
